@@ -1,0 +1,158 @@
+import pg from "pg";
+import { MigrationError } from "./errors.js";
+import { type MigrationFile, readMigrationFiles } from "./migration-files.js";
+
+export interface MigrateOptions {
+  /** Report what would be applied without changing anything. */
+  dryRun?: boolean;
+  /** Where the NNNNNN_slug.sql files are; defaults to the ones shipped with this package. */
+  migrationsDir?: string;
+  /** How long to wait for another migrator holding the lock (ms). Default 60 000. */
+  lockTimeoutMs?: number;
+  /** Told about each migration as it is applied. */
+  onApplied?: (migration: { version: number; name: string; ms: number }) => void;
+}
+
+export interface MigrateResult {
+  /** Versions applied by this call (with dryRun: the versions that would be applied). */
+  applied: { version: number; name: string }[];
+  /** The schema version after the call (with dryRun: before). 0 = not installed. */
+  version: number;
+  /** The newest version the code knows. */
+  latest: number;
+}
+
+interface AppliedRow {
+  version: number;
+  name: string;
+  checksum: string;
+}
+
+// A fixed key: every migrator of one database serialises on it (advisory locks are per database).
+const LOCK_KEY = "hashtextextended('pg-dbmail migrations', 0)";
+
+/**
+ * Applies every pending migration to the database, each file in its own transaction together with its
+ * row in dbmail.migrations, all under one advisory lock so concurrent migrators apply each file once.
+ * Refuses a database that is ahead of this code or whose applied files changed.
+ */
+export async function migrate(target: pg.Client | string, options: MigrateOptions = {}): Promise<MigrateResult> {
+  const files = readMigrationFiles(options.migrationsDir);
+  const client =
+    typeof target === "string"
+      ? new pg.Client({ connectionString: target, application_name: "dbmail migrate" })
+      : target;
+  if (typeof target === "string") await client.connect();
+  try {
+    await takeLock(client, options.lockTimeoutMs ?? 60_000);
+    try {
+      return await applyPending(client, files, options);
+    } finally {
+      await client.query(`SELECT pg_advisory_unlock(${LOCK_KEY})`);
+    }
+  } finally {
+    if (typeof target === "string") await client.end();
+  }
+}
+
+async function takeLock(client: pg.Client, timeoutMs: number): Promise<void> {
+  await client.query(`SET lock_timeout = ${Math.max(1, Math.floor(timeoutMs))}`);
+  try {
+    await client.query(`SELECT pg_advisory_lock(${LOCK_KEY})`);
+  } catch (error) {
+    if ((error as { code?: string }).code === "55P03") {
+      throw new MigrationError(
+        "LOCK_TIMEOUT",
+        `another migration of this database held the lock for more than ${timeoutMs} ms; try again when it has finished`,
+        { cause: error },
+      );
+    }
+    throw error;
+  } finally {
+    await client.query("RESET lock_timeout");
+  }
+}
+
+async function applyPending(
+  client: pg.Client,
+  files: MigrationFile[],
+  options: MigrateOptions,
+): Promise<MigrateResult> {
+  const applied = await readApplied(client);
+  checkHistory(applied, files);
+  const current = applied.length;
+  const pending = files.filter((f) => f.version > current);
+  const latest = files.length;
+  if (options.dryRun) {
+    return { applied: pending.map(({ version, name }) => ({ version, name })), version: current, latest };
+  }
+  for (const file of pending) {
+    const started = performance.now();
+    await applyOne(client, file);
+    options.onApplied?.({ version: file.version, name: file.name, ms: performance.now() - started });
+  }
+  return { applied: pending.map(({ version, name }) => ({ version, name })), version: latest, latest };
+}
+
+async function readApplied(client: pg.Client): Promise<AppliedRow[]> {
+  const { rows } = await client.query<{ history: string | null; objects: number }>(
+    `SELECT to_regclass('dbmail.migrations')::text AS history,
+            (SELECT count(*)::int FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = 'dbmail') AS objects`,
+  );
+  const state = rows[0];
+  if (!state?.history) {
+    if (state && state.objects > 0) {
+      throw new MigrationError(
+        "UNTRACKED_SCHEMA",
+        "schema dbmail exists but has no dbmail.migrations table: it was installed by other means; " +
+          "drop it or keep using the tool that installed it",
+      );
+    }
+    return [];
+  }
+  const history = await client.query<AppliedRow>(
+    "SELECT version, name, checksum FROM dbmail.migrations ORDER BY version",
+  );
+  return history.rows;
+}
+
+function checkHistory(applied: AppliedRow[], files: MigrationFile[]): void {
+  const latest = files.length;
+  for (const row of applied) {
+    if (row.version > latest) {
+      throw new MigrationError(
+        "DATABASE_AHEAD",
+        `the database has migration ${row.version} (${row.name}) but this code only knows up to ${latest}: ` +
+          "upgrade pg-dbmail before migrating or running against this database",
+      );
+    }
+    const file = files[row.version - 1] as MigrationFile;
+    if (file.checksum !== row.checksum) {
+      throw new MigrationError(
+        "CHECKSUM_MISMATCH",
+        `migration ${row.version} (${file.name}) was applied with checksum ${row.checksum.slice(0, 12)}… ` +
+          `but the file now has ${file.checksum.slice(0, 12)}…: applied migrations must never change; ` +
+          "put the change in a new migration",
+      );
+    }
+  }
+}
+
+async function applyOne(client: pg.Client, file: MigrationFile): Promise<void> {
+  await client.query("BEGIN");
+  try {
+    await client.query(file.sql);
+    await client.query(
+      "INSERT INTO dbmail.migrations (version, name, checksum) VALUES ($1, $2, $3)",
+      [file.version, file.name, file.checksum],
+    );
+    await client.query("COMMIT");
+  } catch (error) {
+    await client.query("ROLLBACK");
+    const detail = error instanceof Error ? error.message : String(error);
+    throw new MigrationError("MIGRATION_FAILED", `migration ${file.version} (${file.name}) failed: ${detail}`, {
+      cause: error,
+    });
+  }
+}

@@ -1,0 +1,257 @@
+-- pg-dbmail 000005: the sender protocol, granted to dbmail_sender only. A sender heartbeats, claims due
+-- items under a lease, sends them, and reports each outcome; retry timing and the final status are
+-- decided here, in one place, so every sender behaves alike and a restart loses nothing.
+
+-- Registers or refreshes a sender; returns whether delivery is started and the current settings.
+CREATE FUNCTION dbmail.sender_heartbeat(
+  sender_id text, hostname text DEFAULT NULL, process_id integer DEFAULT NULL, version text DEFAULT NULL
+) RETURNS TABLE (started boolean, settings jsonb)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF sender_id IS NULL OR btrim(sender_id) = '' THEN
+    PERFORM dbmail.raise_error('22004', 'sender_id', sender_id, 'a sender needs an id');
+  END IF;
+  INSERT INTO dbmail.senders AS s (sender_id, hostname, process_id, version)
+  VALUES (sender_heartbeat.sender_id, sender_heartbeat.hostname, sender_heartbeat.process_id,
+          sender_heartbeat.version)
+  ON CONFLICT ON CONSTRAINT senders_pkey DO UPDATE SET
+    last_heartbeat = now(), stopped_at = NULL,
+    hostname = excluded.hostname, process_id = excluded.process_id, version = excluded.version;
+  RETURN QUERY
+  SELECT st.started, (SELECT jsonb_object_agg(c.paramname, c.paramvalue) FROM dbmail.settings c)
+  FROM dbmail.system_state st;
+END;
+$$;
+
+-- A sender that exits cleanly says so, so it stops counting as live at once.
+CREATE FUNCTION dbmail.sender_stopped(sender_id text) RETURNS void
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+  UPDATE dbmail.senders s SET stopped_at = now() WHERE s.sender_id = sender_stopped.sender_id;
+END;
+
+-- Claims up to batch_size due items for this sender, leasing them for lease_seconds. Due: unsent or
+-- retrying items whose next_attempt_at has come, and sending items whose lease expired (their sender
+-- died; the outcome of its attempt is unknown, so they are sent again with the same Message-ID and an
+-- event says so). Returns nothing while Database Mail is stopped.
+CREATE FUNCTION dbmail.claim_mailitems(sender_id text, batch_size integer DEFAULT 20, lease_seconds integer DEFAULT 300)
+RETURNS TABLE (
+  mailitem_id bigint, profile_id integer, envelope jsonb, subject text, body text, body_format text,
+  importance text, sensitivity text, from_address text, reply_to text, headers jsonb, message_id text,
+  send_attempts integer, attachment_count integer, lease_expires_at timestamptz
+)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  claimer text := claim_mailitems.sender_id;
+  lease_end timestamptz := now() + make_interval(secs => lease_seconds);
+  expired record;
+BEGIN
+  IF claimer IS NULL OR btrim(claimer) = '' THEN
+    PERFORM dbmail.raise_error('22004', 'sender_id', claimer, 'a sender needs an id');
+  END IF;
+  IF batch_size IS NULL OR batch_size NOT BETWEEN 1 AND 10000 THEN
+    PERFORM dbmail.raise_error('22023', 'batch_size', batch_size::text, 'must be from 1 to 10000');
+  END IF;
+  IF lease_seconds IS NULL OR lease_seconds NOT BETWEEN 1 AND 86400 THEN
+    PERFORM dbmail.raise_error('22023', 'lease_seconds', lease_seconds::text, 'must be from 1 to 86400');
+  END IF;
+  IF NOT (SELECT st.started FROM dbmail.system_state st) THEN
+    RETURN;
+  END IF;
+
+  FOR expired IN
+    UPDATE dbmail.mailitems m SET lease_owner = claimer, lease_expires_at = lease_end,
+      last_mod_date = now(), last_mod_user = current_user
+    WHERE m.mailitem_id IN (
+      SELECT x.mailitem_id FROM dbmail.mailitems x
+      WHERE x.sent_status = 'sending' AND x.lease_expires_at < now()
+      ORDER BY x.lease_expires_at LIMIT batch_size FOR UPDATE SKIP LOCKED)
+    RETURNING m.mailitem_id, m.profile_id
+  LOOP
+    PERFORM dbmail.log_event('warning',
+      format('Mail Id %s: the sender sending it stopped reporting before an outcome was recorded; whether '
+             'it was delivered is unknown, so it is sent again with the same Message-ID', expired.mailitem_id),
+      expired.mailitem_id, NULL, NULL, claimer);
+  END LOOP;
+
+  UPDATE dbmail.mailitems m SET sent_status = 'sending', lease_owner = claimer, lease_expires_at = lease_end,
+    last_mod_date = now(), last_mod_user = current_user
+  WHERE m.mailitem_id IN (
+    SELECT x.mailitem_id FROM dbmail.mailitems x
+    WHERE x.sent_status IN ('unsent', 'retrying') AND x.next_attempt_at <= now()
+    ORDER BY x.next_attempt_at, x.mailitem_id
+    LIMIT batch_size FOR UPDATE SKIP LOCKED);
+
+  RETURN QUERY
+  SELECT m.mailitem_id, m.profile_id, m.envelope, m.subject, m.body, m.body_format, m.importance,
+         m.sensitivity, m.from_address, m.reply_to, m.headers, m.message_id, m.send_attempts,
+         (SELECT count(*)::integer FROM dbmail.attachments a WHERE a.mailitem_id = m.mailitem_id),
+         m.lease_expires_at
+  FROM dbmail.mailitems m
+  WHERE m.sent_status = 'sending' AND m.lease_owner = claimer AND m.lease_expires_at = lease_end
+  ORDER BY m.mailitem_id;
+
+  IF NOT FOUND THEN
+    UPDATE dbmail.senders s SET last_empty_claim_at = now() WHERE s.sender_id = claimer;
+  END IF;
+END;
+$$;
+
+-- The status procedure: records the outcome of one attempt round over the profile's accounts.
+--   sent      delivered through account_id (smtp_response: the server's reply)
+--   retrying  every account failed with a transient error: wait AccountRetryDelay, then try them all
+--             again; after AccountRetryAttempts further rounds the item is failed
+--   failed    a permanent failure (every recipient rejected with 5xx, no usable account, ...)
+-- account_errors lists the failures of this round, [{"account_id": 1, "error": "..."}]: on success they
+-- are logged as warnings with their account, on final failure as one error (as SQL Server does).
+-- Returns the item's status afterwards, or 'lease_lost' when this sender no longer holds the item
+-- (it was reclaimed after the lease expired, or deleted): then nothing is changed.
+CREATE FUNCTION dbmail.record_outcome(
+  mailitem_id bigint, sender_id text, outcome text, account_id integer DEFAULT NULL,
+  smtp_response text DEFAULT NULL, error text DEFAULT NULL, account_errors jsonb DEFAULT NULL,
+  process_id integer DEFAULT NULL
+) RETURNS text
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  item dbmail.mailitems;
+  attempts integer;
+  retry_rounds integer := COALESCE(dbmail.setting('AccountRetryAttempts')::integer, 1);
+  retry_delay integer := COALESCE(dbmail.setting('AccountRetryDelay')::integer, 60);
+  failure record;
+  summary text;
+  new_status text;
+BEGIN
+  IF outcome IS NULL OR outcome NOT IN ('sent', 'retrying', 'failed') THEN
+    PERFORM dbmail.raise_error('22023', 'outcome', outcome, 'must be sent, retrying or failed');
+  END IF;
+  IF outcome = 'sent' AND account_id IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'account_id', NULL, 'a sent outcome names the account that sent it');
+  END IF;
+  IF account_errors IS NOT NULL AND jsonb_typeof(account_errors) <> 'array' THEN
+    PERFORM dbmail.raise_error('22023', 'account_errors', account_errors::text, 'must be a JSON array');
+  END IF;
+  SELECT * INTO item FROM dbmail.mailitems m
+  WHERE m.mailitem_id = record_outcome.mailitem_id AND m.sent_status = 'sending'
+    AND m.lease_owner = record_outcome.sender_id
+  FOR UPDATE;
+  IF NOT FOUND THEN
+    RETURN 'lease_lost';
+  END IF;
+  attempts := item.send_attempts + 1;
+  SELECT string_agg(format('account %s: %s', f.value ->> 'account_id', f.value ->> 'error'), '; ')
+    INTO summary FROM jsonb_array_elements(COALESCE(account_errors, '[]')) f;
+
+  IF outcome = 'sent' THEN
+    new_status := 'sent';
+    UPDATE dbmail.mailitems m SET sent_status = 'sent', sent_date = now(), sent_account_id = record_outcome.account_id,
+      smtp_response = record_outcome.smtp_response, sent_by = record_outcome.sender_id, send_attempts = attempts,
+      lease_owner = NULL, lease_expires_at = NULL, last_mod_date = now(), last_mod_user = current_user
+    WHERE m.mailitem_id = item.mailitem_id;
+    UPDATE dbmail.profiles p SET last_success_account_id = record_outcome.account_id
+    WHERE p.profile_id = item.profile_id AND p.last_success_account_id IS DISTINCT FROM record_outcome.account_id
+      AND EXISTS (SELECT FROM dbmail.accounts a WHERE a.account_id = record_outcome.account_id);
+    FOR failure IN SELECT f.value FROM jsonb_array_elements(COALESCE(account_errors, '[]')) f LOOP
+      PERFORM dbmail.log_event('warning', format('Mail Id %s: account %s failed: %s', item.mailitem_id,
+          failure.value ->> 'account_id', failure.value ->> 'error'),
+        item.mailitem_id, (failure.value ->> 'account_id')::integer, process_id, record_outcome.sender_id);
+    END LOOP;
+    PERFORM dbmail.log_event('success', format('Mail Id %s sent through account %s: %s', item.mailitem_id,
+        record_outcome.account_id, COALESCE(record_outcome.smtp_response, 'accepted')),
+      item.mailitem_id, record_outcome.account_id, process_id, record_outcome.sender_id);
+    RETURN new_status;
+  END IF;
+
+  new_status := CASE WHEN outcome = 'retrying' AND attempts <= retry_rounds THEN 'retrying' ELSE 'failed' END;
+  summary := COALESCE(record_outcome.error, summary, 'no reason given');
+  UPDATE dbmail.mailitems m SET
+    sent_status = new_status, send_attempts = attempts, last_error = summary,
+    next_attempt_at = CASE WHEN new_status = 'retrying' THEN now() + make_interval(secs => retry_delay)
+                           ELSE m.next_attempt_at END,
+    sent_date = CASE WHEN new_status = 'failed' THEN now() END,
+    lease_owner = NULL, lease_expires_at = NULL, last_mod_date = now(), last_mod_user = current_user
+  WHERE m.mailitem_id = item.mailitem_id;
+  IF new_status = 'retrying' THEN
+    PERFORM dbmail.log_event('warning', format('Mail Id %s could not be sent (round %s of %s), retrying in %s s: %s',
+        item.mailitem_id, attempts, retry_rounds + 1, retry_delay, summary),
+      item.mailitem_id, NULL, process_id, record_outcome.sender_id);
+  ELSE
+    PERFORM dbmail.log_event('error', format('Mail Id %s failed%s: %s', item.mailitem_id,
+        CASE WHEN outcome = 'retrying' THEN format(' after %s rounds over its accounts', attempts) ELSE '' END,
+        summary),
+      item.mailitem_id, NULL, process_id, record_outcome.sender_id);
+  END IF;
+  RETURN new_status;
+END;
+$$;
+
+-- Gives back claimed items this sender will not send (it is shutting down): they are claimable at once.
+CREATE FUNCTION dbmail.release_mailitems(sender_id text, mailitem_ids bigint[]) RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  released integer;
+BEGIN
+  UPDATE dbmail.mailitems m SET
+    sent_status = CASE WHEN m.send_attempts = 0 THEN 'unsent' ELSE 'retrying' END,
+    next_attempt_at = now(), lease_owner = NULL, lease_expires_at = NULL,
+    last_mod_date = now(), last_mod_user = current_user
+  WHERE m.mailitem_id = ANY (mailitem_ids) AND m.sent_status = 'sending'
+    AND m.lease_owner = release_mailitems.sender_id;
+  GET DIAGNOSTICS released = ROW_COUNT;
+  IF released > 0 THEN
+    PERFORM pg_notify('dbmail_queue', '');
+  END IF;
+  RETURN released;
+END;
+$$;
+
+-- Every profile's accounts in failover order, with what the sender needs to connect (including the
+-- password or its env:/file: reference). is_last_success marks the sticky account.
+CREATE FUNCTION dbmail.sender_accounts()
+RETURNS TABLE (
+  profile_id integer, profile_name text, account_id integer, sequence_number integer,
+  is_last_success boolean, account_name text, email_address text, display_name text, replyto_address text,
+  mailserver_name text, port integer, username text, password text, use_default_credentials boolean,
+  security text, timeout integer, tls_reject_unauthorized boolean
+)
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT p.profile_id, p.name, a.account_id, pa.sequence_number,
+         p.last_success_account_id IS NOT DISTINCT FROM a.account_id, a.name, a.email_address,
+         a.display_name, a.replyto_address, a.mailserver_name, a.port, a.username, s.password,
+         a.use_default_credentials, a.security, a.timeout, a.tls_reject_unauthorized
+  FROM dbmail.profiles p
+  JOIN dbmail.profile_accounts pa ON pa.profile_id = p.profile_id
+  JOIN dbmail.accounts a ON a.account_id = pa.account_id
+  LEFT JOIN dbmail.account_secrets s ON s.account_id = a.account_id
+  ORDER BY p.profile_id, pa.sequence_number, a.account_id;
+$$;
+
+-- The attachments of an item this sender holds.
+CREATE FUNCTION dbmail.sender_attachments(sender_id text, mailitem_id bigint)
+RETURNS TABLE (attachment_id bigint, filename text, content_type text, filesize bigint, attachment bytea)
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT a.attachment_id, a.filename, a.content_type, a.filesize, a.attachment
+  FROM dbmail.attachments a
+  JOIN dbmail.mailitems m ON m.mailitem_id = a.mailitem_id
+  WHERE a.mailitem_id = $2 AND m.lease_owner = $1
+  ORDER BY a.attachment_id;
+$$;
