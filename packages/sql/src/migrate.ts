@@ -98,23 +98,20 @@ async function readApplied(client: pg.Client): Promise<AppliedRow[]> {
   const { rows } = await client.query<{ history: string | null; objects: number }>(
     `SELECT to_regclass('dbmail.migrations')::text AS history,
             (SELECT count(*)::int FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE n.nspname = 'dbmail') AS objects`,
+              WHERE n.nspname = 'dbmail' AND c.relname NOT IN ('migrations', 'migrations_pkey')) AS objects`,
   );
-  const state = rows[0];
-  if (!state?.history) {
-    if (state && state.objects > 0) {
-      throw new MigrationError(
-        "UNTRACKED_SCHEMA",
-        "schema dbmail exists but has no dbmail.migrations table: it was installed by other means; " +
-          "drop it or keep using the tool that installed it",
-      );
-    }
-    return [];
+  const state = rows[0] as { history: string | null; objects: number };
+  const history = state.history
+    ? (await client.query<AppliedRow>("SELECT version, name, checksum FROM dbmail.migrations ORDER BY version")).rows
+    : [];
+  if (history.length === 0 && state.objects > 0) {
+    throw new MigrationError(
+      "UNTRACKED_SCHEMA",
+      "schema dbmail exists but no migration is recorded in dbmail.migrations: it was installed by other " +
+        "means (psql, another tool); keep using that tool, or drop schema dbmail and migrate again",
+    );
   }
-  const history = await client.query<AppliedRow>(
-    "SELECT version, name, checksum FROM dbmail.migrations ORDER BY version",
-  );
-  return history.rows;
+  return history;
 }
 
 function checkHistory(applied: AppliedRow[], files: MigrationFile[]): void {

@@ -1,0 +1,42 @@
+import type { MigrationErrorCode } from "@pg-dbmail/sql";
+
+/** The dbmail CLI's exit codes (documented in docs/cli.md). */
+export const ExitCode = {
+  ok: 0,
+  /** Something unexpected; the message says what. */
+  failure: 1,
+  /** Bad command line: unknown command or option, missing value. */
+  usage: 2,
+  /** The database could not be reached or refused the login. */
+  connection: 3,
+  /** The database's schema is newer than this pg-dbmail. */
+  databaseAhead: 4,
+  /** An applied migration's file changed since it was applied. */
+  checksumMismatch: 5,
+  /** Schema dbmail exists but was not installed by dbmail migrate. */
+  untrackedSchema: 6,
+  /** Another migration held the lock too long. */
+  lockTimeout: 7,
+  /** A migration failed and was rolled back. */
+  migrationFailed: 8,
+} as const;
+
+export const migrationExitCodes: Record<MigrationErrorCode, number> = {
+  DATABASE_AHEAD: ExitCode.databaseAhead,
+  CHECKSUM_MISMATCH: ExitCode.checksumMismatch,
+  UNTRACKED_SCHEMA: ExitCode.untrackedSchema,
+  LOCK_TIMEOUT: ExitCode.lockTimeout,
+  MIGRATION_FAILED: ExitCode.migrationFailed,
+};
+
+/** An error the CLI reports as one line and exits with `exitCode`. */
+export class CliError extends Error {
+  override name = "CliError";
+  constructor(
+    message: string,
+    readonly exitCode: number,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
