@@ -7,8 +7,6 @@
 CREATE SCHEMA dbmail;
 COMMENT ON SCHEMA dbmail IS 'pg-dbmail: Database Mail for PostgreSQL';
 REVOKE ALL ON SCHEMA dbmail FROM PUBLIC;
--- Functions created later by this role are not executable by PUBLIC (PostgreSQL's default otherwise).
-ALTER DEFAULT PRIVILEGES IN SCHEMA dbmail REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
 
 -- Roles are cluster-wide: a second database's install finds them present, and two installs running at
 -- once may race to create one (then the loser sees a unique violation on pg_authid).

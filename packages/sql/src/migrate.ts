@@ -36,7 +36,10 @@ const LOCK_KEY = "hashtextextended('pg-dbmail migrations', 0)";
  * row in dbmail.migrations, all under one advisory lock so concurrent migrators apply each file once.
  * Refuses a database that is ahead of this code or whose applied files changed.
  */
-export async function migrate(target: pg.Client | string, options: MigrateOptions = {}): Promise<MigrateResult> {
+export async function migrate(
+  target: pg.Client | string,
+  options: MigrateOptions = {},
+): Promise<MigrateResult> {
   const files = readMigrationFiles(options.migrationsDir);
   const client =
     typeof target === "string"
@@ -102,7 +105,11 @@ async function readApplied(client: pg.Client): Promise<AppliedRow[]> {
   );
   const state = rows[0] as { history: string | null; objects: number };
   const history = state.history
-    ? (await client.query<AppliedRow>("SELECT version, name, checksum FROM dbmail.migrations ORDER BY version")).rows
+    ? (
+        await client.query<AppliedRow>(
+          "SELECT version, name, checksum FROM dbmail.migrations ORDER BY version",
+        )
+      ).rows
     : [];
   if (history.length === 0 && state.objects > 0) {
     throw new MigrationError(
@@ -140,16 +147,21 @@ async function applyOne(client: pg.Client, file: MigrationFile): Promise<void> {
   await client.query("BEGIN");
   try {
     await client.query(file.sql);
-    await client.query(
-      "INSERT INTO dbmail.migrations (version, name, checksum) VALUES ($1, $2, $3)",
-      [file.version, file.name, file.checksum],
-    );
+    await client.query("INSERT INTO dbmail.migrations (version, name, checksum) VALUES ($1, $2, $3)", [
+      file.version,
+      file.name,
+      file.checksum,
+    ]);
     await client.query("COMMIT");
   } catch (error) {
     await client.query("ROLLBACK");
     const detail = error instanceof Error ? error.message : String(error);
-    throw new MigrationError("MIGRATION_FAILED", `migration ${file.version} (${file.name}) failed: ${detail}`, {
-      cause: error,
-    });
+    throw new MigrationError(
+      "MIGRATION_FAILED",
+      `migration ${file.version} (${file.name}) failed: ${detail}`,
+      {
+        cause: error,
+      },
+    );
   }
 }

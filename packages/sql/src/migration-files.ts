@@ -32,7 +32,9 @@ export function readMigrationFiles(dir: string = bundledMigrationsDir): Migratio
     }
     const version = Number(match[1]);
     if (version !== index + 1) {
-      throw new Error(`migration file ${file} in ${dir}: expected version ${index + 1} (versions have no gaps)`);
+      throw new Error(
+        `migration file ${file} in ${dir}: expected version ${index + 1} (versions have no gaps)`,
+      );
     }
     const sql = readFileSync(`${dir}/${file}`, "utf8");
     return { version, name: match[2] as string, checksum: checksumOf(sql), sql };

@@ -3,10 +3,9 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { inject } from "vitest";
-import { withDatabase } from "../../../test/support/global-setup.js";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { errorOf, withClient } from "../../../test/support/database.js";
+import { withDatabase } from "../../../test/support/global-setup.js";
 import { MigrationError, migrate, readMigrationFiles } from "../src/index.js";
 
 const migrationsDir = new URL("../../../sql/migrations", import.meta.url).pathname;
@@ -23,7 +22,9 @@ async function emptyDatabase(): Promise<string> {
 
 async function appliedVersions(url: string): Promise<number[]> {
   return withClient(url, async (c) => {
-    const { rows } = await c.query<{ version: number }>("SELECT version FROM dbmail.migrations ORDER BY version");
+    const { rows } = await c.query<{ version: number }>(
+      "SELECT version FROM dbmail.migrations ORDER BY version",
+    );
     return rows.map((r) => r.version);
   });
 }
@@ -50,8 +51,10 @@ describe("migrate", () => {
   it("records each file's sha256 checksum and who applied it", async () => {
     const url = await emptyDatabase();
     await migrate(url, { migrationsDir });
-    const rows = await withClient(url, async (c) =>
-      (await c.query("SELECT version, checksum, applied_by FROM dbmail.migrations ORDER BY version")).rows,
+    const rows = await withClient(
+      url,
+      async (c) =>
+        (await c.query("SELECT version, checksum, applied_by FROM dbmail.migrations ORDER BY version")).rows,
     );
     const files = readMigrationFiles(migrationsDir);
     expect(rows.map((r) => r.checksum)).toEqual(files.map((f) => f.checksum));
@@ -72,7 +75,10 @@ describe("migrate", () => {
     const result = await migrate(url, { migrationsDir, dryRun: true });
     expect(result.applied.map((m) => m.version)).toEqual(allVersions);
     expect(result.version).toBe(0);
-    const schema = await withClient(url, async (c) => (await c.query("SELECT to_regnamespace('dbmail') AS s")).rows[0].s);
+    const schema = await withClient(
+      url,
+      async (c) => (await c.query("SELECT to_regnamespace('dbmail') AS s")).rows[0].s,
+    );
     expect(schema).toBeNull();
   });
 
@@ -142,7 +148,10 @@ describe("migrate", () => {
       expect((error as MigrationError).code).toBe("MIGRATION_FAILED");
       expect(error.message).toContain("division by zero");
       expect(await appliedVersions(url)).toEqual(allVersions);
-      const table = await withClient(url, async (c) => (await c.query("SELECT to_regclass('dbmail.half_done') AS t")).rows[0].t);
+      const table = await withClient(
+        url,
+        async (c) => (await c.query("SELECT to_regclass('dbmail.half_done') AS t")).rows[0].t,
+      );
       expect(table).toBeNull();
     } finally {
       rmSync(brokenDir, { recursive: true, force: true });
@@ -155,9 +164,11 @@ describe("migrate", () => {
     expect(await appliedVersions(a)).toEqual(allVersions);
     expect(await appliedVersions(b)).toEqual(allVersions);
     const roles = await withClient(a, async (c) =>
-      (await c.query<{ rolname: string }>(
-        "SELECT rolname FROM pg_roles WHERE rolname LIKE 'dbmail\\_%' ORDER BY rolname",
-      )).rows.map((r) => r.rolname),
+      (
+        await c.query<{ rolname: string }>(
+          "SELECT rolname FROM pg_roles WHERE rolname LIKE 'dbmail\\_%' ORDER BY rolname",
+        )
+      ).rows.map((r) => r.rolname),
     );
     expect(roles).toEqual(expect.arrayContaining(["dbmail_admin", "dbmail_sender", "dbmail_user"]));
   });

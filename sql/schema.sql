@@ -1,0 +1,2238 @@
+CREATE SCHEMA dbmail;
+
+COMMENT ON SCHEMA dbmail IS 'pg-dbmail: Database Mail for PostgreSQL';
+
+CREATE TYPE dbmail.attachment AS (
+	filename text,
+	content bytea,
+	content_type text
+);
+
+CREATE FUNCTION dbmail.address_problem(address text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+DECLARE
+  at_pos integer;
+  local_part text;
+  domain_part text;
+BEGIN
+  IF address IS NULL OR address = '' THEN
+    RETURN 'an address is missing';
+  END IF;
+  -- The last @ separates local part and domain (a quoted local part may contain @).
+  at_pos := length(address) - strpos(reverse(address), '@') + 1;
+  IF strpos(address, '@') = 0 THEN
+    RETURN 'not an e-mail address (no @)';
+  END IF;
+  local_part := left(address, at_pos - 1);
+  domain_part := substr(address, at_pos + 1);
+  IF local_part = '' THEN
+    RETURN 'not an e-mail address (nothing before the @)';
+  ELSIF domain_part = '' THEN
+    RETURN 'not an e-mail address (nothing after the @)';
+  ELSIF length(local_part) > 64 THEN
+    RETURN 'the part before the @ is longer than 64 characters';
+  ELSIF length(address) > 254 THEN
+    RETURN 'the address is longer than 254 characters';
+  ELSIF NOT (local_part ~ '^[A-Za-z0-9!#$%&''*+/=?^_`{|}~\u0080-\U0010FFFF-]+(\.[A-Za-z0-9!#$%&''*+/=?^_`{|}~\u0080-\U0010FFFF-]+)*$'
+             OR local_part ~ '^"([\x20\x21\x23-\x5b\x5d-\x7e\u0080-\U0010FFFF]|\\[\x20-\x7e])*"$') THEN
+    RETURN 'not a valid e-mail address (the part before the @)';
+  ELSIF NOT (domain_part ~ '^[A-Za-z0-9\u0080-\U0010FFFF]([A-Za-z0-9\u0080-\U0010FFFF-]*[A-Za-z0-9\u0080-\U0010FFFF])?(\.[A-Za-z0-9\u0080-\U0010FFFF]([A-Za-z0-9\u0080-\U0010FFFF-]*[A-Za-z0-9\u0080-\U0010FFFF])?)*$'
+             OR domain_part ~ '^\[[\x21-\x5a\x5e-\x7e]*\]$') THEN
+    RETURN 'not a valid e-mail address (the domain)';
+  END IF;
+  RETURN NULL;
+END;
+$_$;
+
+CREATE FUNCTION dbmail.attachment(filename text, content bytea, content_type text DEFAULT NULL::text) RETURNS dbmail.attachment
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    BEGIN ATOMIC
+ SELECT ROW(filename, content, content_type)::dbmail.attachment AS "row";
+END;
+
+CREATE FUNCTION dbmail.caller_role() RETURNS name
+    LANGUAGE sql STABLE PARALLEL SAFE
+    BEGIN ATOMIC
+ SELECT (COALESCE(NULLIF(current_setting('role'::text), 'none'::text), (SESSION_USER)::text))::name AS "coalesce";
+END;
+
+CREATE FUNCTION dbmail.is_admin(role_name name) RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE
+    BEGIN ATOMIC
+ SELECT (COALESCE(( SELECT r.rolsuper
+            FROM pg_roles r
+           WHERE (r.rolname = is_admin.role_name)), false) OR pg_has_role(role_name, 'dbmail_admin'::name, 'USAGE'::text));
+END;
+
+CREATE FUNCTION dbmail.caller_is_admin() RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE
+    BEGIN ATOMIC
+ SELECT dbmail.is_admin(dbmail.caller_role()) AS is_admin;
+END;
+
+CREATE FUNCTION dbmail.check_account(account_name text, email_address text, display_name text, replyto_address text, mailserver_name text, port integer, username text, password text, use_default_credentials boolean, security text, timeout integer, tls_reject_unauthorized boolean) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+BEGIN
+  IF account_name IS NULL OR btrim(account_name) = '' THEN
+    PERFORM dbmail.raise_error('22004', 'account_name', account_name, 'an account needs a name');
+  END IF;
+  PERFORM dbmail.check_header_text('account_name', account_name);
+  IF length(account_name) > 128 THEN
+    PERFORM dbmail.raise_error('22023', 'account_name', account_name, 'is longer than 128 characters');
+  END IF;
+  IF email_address IS NULL OR btrim(email_address) = '' THEN
+    PERFORM dbmail.raise_error('22004', 'email_address', email_address, 'an account needs an e-mail address');
+  END IF;
+  PERFORM dbmail.parse_single_address('email_address', email_address);
+  PERFORM dbmail.check_header_text('display_name', display_name);
+  PERFORM dbmail.parse_single_address('replyto_address', replyto_address);
+  IF mailserver_name IS NULL OR btrim(mailserver_name) = '' THEN
+    PERFORM dbmail.raise_error('22004', 'mailserver_name', mailserver_name,
+      'name the SMTP server (host name or IP address)');
+  END IF;
+  IF mailserver_name !~ '^[A-Za-z0-9._:\[\]-]+$' THEN
+    PERFORM dbmail.raise_error('22023', 'mailserver_name', mailserver_name,
+      'not a host name or IP address');
+  END IF;
+  IF port IS NULL OR port NOT BETWEEN 1 AND 65535 THEN
+    PERFORM dbmail.raise_error('22023', 'port', port::text, 'must be from 1 to 65535');
+  END IF;
+  IF use_default_credentials IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'use_default_credentials', NULL, 'must be true or false');
+  END IF;
+  IF use_default_credentials AND username IS NOT NULL THEN
+    PERFORM dbmail.raise_error('22023', 'username', username,
+      'cannot be given when use_default_credentials is true');
+  END IF;
+  PERFORM dbmail.check_header_text('username', username);
+  IF password IS NOT NULL AND username IS NULL THEN
+    PERFORM dbmail.raise_error('22023', 'password', '********', 'a password needs a username');
+  END IF;
+  IF password ~ '^env:' AND password !~ '^env:[A-Za-z_][A-Za-z0-9_]*$' THEN
+    PERFORM dbmail.raise_error('22023', 'password', password, 'env: must be followed by an environment variable name');
+  END IF;
+  IF password ~ '^file:' AND password !~ '^file:/' THEN
+    PERFORM dbmail.raise_error('22023', 'password', password, 'file: must be followed by an absolute path');
+  END IF;
+  IF security IS NULL OR security NOT IN ('none', 'starttls', 'tls') THEN
+    PERFORM dbmail.raise_error('22023', 'security', security, 'must be none, starttls or tls');
+  END IF;
+  IF timeout IS NOT NULL AND timeout NOT BETWEEN 1 AND 3600 THEN
+    PERFORM dbmail.raise_error('22023', 'timeout', timeout::text, 'must be from 1 to 3600 seconds');
+  END IF;
+  IF tls_reject_unauthorized IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'tls_reject_unauthorized', NULL, 'must be true or false');
+  END IF;
+END;
+$_$;
+
+CREATE FUNCTION dbmail.check_header_text(parameter text, value text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+  IF value ~ '[\x01-\x08\x0a-\x1f\x7f]' THEN
+    PERFORM dbmail.raise_error('22023', parameter, value,
+      'line breaks and control characters are not allowed here');
+  END IF;
+END;
+$$;
+
+CREATE FUNCTION dbmail.check_headers(headers jsonb) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+DECLARE
+  field record;
+BEGIN
+  IF headers IS NULL THEN
+    RETURN;
+  END IF;
+  IF jsonb_typeof(headers) <> 'object' THEN
+    PERFORM dbmail.raise_error('22023', 'headers', headers::text, 'must be a JSON object {"X-Name": "value"}');
+  END IF;
+  FOR field IN SELECT * FROM jsonb_each(headers) LOOP
+    IF field.key !~ '^[\x21-\x39\x3b-\x7e]{1,76}$' THEN
+      PERFORM dbmail.raise_error('22023', 'headers', field.key,
+        'not a valid header name (printable ASCII without spaces or colons, at most 76 characters)');
+    END IF;
+    IF lower(field.key) IN ('from', 'to', 'cc', 'bcc', 'subject', 'date', 'message-id', 'reply-to', 'sender',
+                            'return-path', 'mime-version', 'importance', 'priority', 'x-priority',
+                            'x-msmail-priority', 'sensitivity', 'in-reply-to', 'references')
+       OR lower(field.key) LIKE 'content-%' OR lower(field.key) LIKE 'x-dbmail-%' THEN
+      PERFORM dbmail.raise_error('22023', 'headers', field.key,
+        'this header is set by Database Mail and cannot be overridden');
+    END IF;
+    IF jsonb_typeof(field.value) <> 'string' THEN
+      PERFORM dbmail.raise_error('22023', 'headers', field.key || ': ' || field.value::text,
+        'header values must be JSON strings');
+    END IF;
+    PERFORM dbmail.check_header_text('headers', field.key || ': ' || (field.value #>> '{}'));
+    IF length(field.value #>> '{}') > 998 THEN
+      PERFORM dbmail.raise_error('22023', 'headers', field.key, 'the value is longer than 998 characters');
+    END IF;
+  END LOOP;
+END;
+$_$;
+
+CREATE FUNCTION dbmail.check_profile_name(profile_name text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+  IF profile_name IS NULL OR btrim(profile_name) = '' THEN
+    PERFORM dbmail.raise_error('22004', 'profile_name', profile_name, 'a profile needs a name');
+  END IF;
+  PERFORM dbmail.check_header_text('profile_name', profile_name);
+  IF length(profile_name) > 128 THEN
+    PERFORM dbmail.raise_error('22023', 'profile_name', profile_name, 'is longer than 128 characters');
+  END IF;
+END;
+$$;
+
+CREATE FUNCTION dbmail.check_send_arguments(subject text, body text, body_format text, importance text, sensitivity text, query text, execute_query_database text, attach_query_result_as_file boolean, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, file_attachments text, attachments dbmail.attachment[], headers jsonb, idempotency_key text, query_result_format text) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+  IF upper(btrim(body_format)) NOT IN ('TEXT', 'HTML') THEN
+    PERFORM dbmail.raise_error('22023', 'body_format', body_format, 'must be TEXT or HTML');
+  END IF;
+  IF importance IS NULL OR upper(btrim(importance)) NOT IN ('LOW', 'NORMAL', 'HIGH') THEN
+    PERFORM dbmail.raise_error('22023', 'importance', importance, 'must be LOW, NORMAL or HIGH');
+  END IF;
+  IF sensitivity IS NULL OR upper(btrim(sensitivity)) NOT IN ('NORMAL', 'PERSONAL', 'PRIVATE', 'CONFIDENTIAL') THEN
+    PERFORM dbmail.raise_error('22023', 'sensitivity', sensitivity,
+      'must be NORMAL, PERSONAL, PRIVATE or CONFIDENTIAL');
+  END IF;
+  IF attach_query_result_as_file IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'attach_query_result_as_file', NULL, 'must be true or false');
+  ELSIF query_result_header IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'query_result_header', NULL, 'must be true or false');
+  ELSIF exclude_query_output IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'exclude_query_output', NULL, 'must be true or false');
+  ELSIF append_query_error IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'append_query_error', NULL, 'must be true or false');
+  ELSIF query_no_truncate IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'query_no_truncate', NULL, 'must be true or false');
+  ELSIF query_result_no_padding IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'query_result_no_padding', NULL, 'must be true or false');
+  END IF;
+  IF query_result_width IS NULL OR query_result_width NOT BETWEEN 10 AND 32767 THEN
+    PERFORM dbmail.raise_error('22023', 'query_result_width', query_result_width::text,
+      'must be from 10 to 32767');
+  END IF;
+  IF query_result_separator IS NULL OR length(query_result_separator) <> 1 THEN
+    PERFORM dbmail.raise_error('22023', 'query_result_separator', query_result_separator,
+      'must be exactly one character');
+  END IF;
+  IF query_result_no_padding AND query_no_truncate THEN
+    PERFORM dbmail.raise_error('22023', 'query_result_no_padding', 'true',
+      'query_result_no_padding and query_no_truncate cannot both be true');
+  END IF;
+  IF query_result_format IS NULL OR upper(btrim(query_result_format)) NOT IN ('TEXT', 'CSV', 'HTML', 'JSON') THEN
+    PERFORM dbmail.raise_error('22023', 'query_result_format', query_result_format,
+      'must be TEXT, CSV, HTML or JSON');
+  END IF;
+  IF attach_query_result_as_file AND query IS NULL THEN
+    PERFORM dbmail.raise_error('22023', 'attach_query_result_as_file', 'true', 'needs a query');
+  END IF;
+  IF execute_query_database IS NOT NULL AND execute_query_database <> current_database() THEN
+    PERFORM dbmail.raise_error('22023', 'execute_query_database', execute_query_database,
+      format('queries run in the current database (%s); connect to the other database to query it',
+             current_database()));
+  END IF;
+  PERFORM dbmail.check_header_text('subject', subject);
+  IF length(subject) > 998 THEN
+    PERFORM dbmail.raise_error('22023', 'subject', subject, 'is longer than 998 characters');
+  END IF;
+  IF NULLIF(body, '') IS NULL AND NULLIF(query, '') IS NULL AND NULLIF(file_attachments, '') IS NULL
+     AND COALESCE(cardinality(attachments), 0) = 0 AND NULLIF(subject, '') IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'body, query, file_attachments, attachments, subject', NULL,
+      'a message needs at least one of these');
+  END IF;
+  PERFORM dbmail.check_headers(headers);
+  IF idempotency_key IS NOT NULL AND (btrim(idempotency_key) = '' OR length(idempotency_key) > 255) THEN
+    PERFORM dbmail.raise_error('22023', 'idempotency_key', idempotency_key,
+      'must be 1 to 255 characters, not blank');
+  END IF;
+END;
+$$;
+
+CREATE FUNCTION dbmail.claim_mailitems(sender_id text, batch_size integer DEFAULT 20, lease_seconds integer DEFAULT 300) RETURNS TABLE(mailitem_id bigint, profile_id integer, envelope jsonb, subject text, body text, body_format text, importance text, sensitivity text, from_address text, reply_to text, headers jsonb, message_id text, send_attempts integer, attachment_count integer, lease_expires_at timestamp with time zone)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  claimer text := claim_mailitems.sender_id;
+  lease_end timestamptz := now() + make_interval(secs => lease_seconds);
+  expired record;
+BEGIN
+  IF claimer IS NULL OR btrim(claimer) = '' THEN
+    PERFORM dbmail.raise_error('22004', 'sender_id', claimer, 'a sender needs an id');
+  END IF;
+  IF batch_size IS NULL OR batch_size NOT BETWEEN 1 AND 10000 THEN
+    PERFORM dbmail.raise_error('22023', 'batch_size', batch_size::text, 'must be from 1 to 10000');
+  END IF;
+  IF lease_seconds IS NULL OR lease_seconds NOT BETWEEN 1 AND 86400 THEN
+    PERFORM dbmail.raise_error('22023', 'lease_seconds', lease_seconds::text, 'must be from 1 to 86400');
+  END IF;
+  IF NOT (SELECT st.started FROM dbmail.system_state st) THEN
+    RETURN;
+  END IF;
+
+  FOR expired IN
+    UPDATE dbmail.mailitems m SET lease_owner = claimer, lease_expires_at = lease_end,
+      last_mod_date = now(), last_mod_user = current_user
+    WHERE m.mailitem_id IN (
+      SELECT x.mailitem_id FROM dbmail.mailitems x
+      WHERE x.sent_status = 'sending' AND x.lease_expires_at < now()
+      ORDER BY x.lease_expires_at LIMIT batch_size FOR UPDATE SKIP LOCKED)
+    RETURNING m.mailitem_id, m.profile_id
+  LOOP
+    PERFORM dbmail.log_event('warning',
+      format('Mail Id %s: the sender sending it stopped reporting before an outcome was recorded; whether '
+             'it was delivered is unknown, so it is sent again with the same Message-ID', expired.mailitem_id),
+      expired.mailitem_id, NULL, NULL, claimer);
+  END LOOP;
+
+  UPDATE dbmail.mailitems m SET sent_status = 'sending', lease_owner = claimer, lease_expires_at = lease_end,
+    last_mod_date = now(), last_mod_user = current_user
+  WHERE m.mailitem_id IN (
+    SELECT x.mailitem_id FROM dbmail.mailitems x
+    WHERE x.sent_status IN ('unsent', 'retrying') AND x.next_attempt_at <= now()
+    ORDER BY x.next_attempt_at, x.mailitem_id
+    LIMIT batch_size FOR UPDATE SKIP LOCKED);
+
+  RETURN QUERY
+  SELECT m.mailitem_id, m.profile_id, m.envelope, m.subject, m.body, m.body_format, m.importance,
+         m.sensitivity, m.from_address, m.reply_to, m.headers, m.message_id, m.send_attempts,
+         (SELECT count(*)::integer FROM dbmail.attachments a WHERE a.mailitem_id = m.mailitem_id),
+         m.lease_expires_at
+  FROM dbmail.mailitems m
+  WHERE m.sent_status = 'sending' AND m.lease_owner = claimer AND m.lease_expires_at = lease_end
+  ORDER BY m.mailitem_id;
+
+  IF NOT FOUND THEN
+    UPDATE dbmail.senders s SET last_empty_claim_at = now() WHERE s.sender_id = claimer;
+  END IF;
+END;
+$$;
+
+CREATE FUNCTION dbmail.config_changed() RETURNS void
+    LANGUAGE sql
+    BEGIN ATOMIC
+ SELECT pg_notify('dbmail_config'::text, ''::text) AS pg_notify;
+END;
+
+CREATE FUNCTION dbmail.find_account(account_id integer, account_name text, required boolean DEFAULT true) RETURNS integer
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  by_name integer;
+BEGIN
+  IF account_id IS NULL AND account_name IS NULL THEN
+    IF required THEN
+      PERFORM dbmail.raise_error('22004', 'account_id, account_name', NULL, 'give the account''s id or name');
+    END IF;
+    RETURN NULL;
+  END IF;
+  IF account_name IS NOT NULL THEN
+    SELECT a.account_id INTO by_name FROM dbmail.accounts a WHERE lower(a.name) = lower(account_name);
+    IF by_name IS NULL THEN
+      PERFORM dbmail.raise_error('42704', 'account_name', account_name, 'no such account');
+    END IF;
+    IF account_id IS NOT NULL AND account_id <> by_name THEN
+      PERFORM dbmail.raise_error('22023', 'account_name', account_name,
+        format('is account %s, not account_id %s', by_name, account_id));
+    END IF;
+    RETURN by_name;
+  END IF;
+  IF NOT EXISTS (SELECT FROM dbmail.accounts a WHERE a.account_id = find_account.account_id) THEN
+    PERFORM dbmail.raise_error('42704', 'account_id', account_id::text, 'no such account');
+  END IF;
+  RETURN account_id;
+END;
+$$;
+
+CREATE FUNCTION dbmail.find_principal(principal_id oid, principal_name text, required boolean DEFAULT true) RETURNS oid
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  by_name oid;
+BEGIN
+  IF principal_id IS NULL AND principal_name IS NULL THEN
+    IF required THEN
+      PERFORM dbmail.raise_error('22004', 'principal_id, principal_name', NULL,
+        'give a role''s name or OID, or ''public''');
+    END IF;
+    RETURN NULL;
+  END IF;
+  IF principal_name IS NOT NULL THEN
+    IF lower(principal_name) = 'public' THEN
+      by_name := 0;
+    ELSE
+      SELECT r.oid INTO by_name FROM pg_roles r WHERE r.rolname = principal_name;
+      IF by_name IS NULL THEN
+        PERFORM dbmail.raise_error('42704', 'principal_name', principal_name, 'no such role');
+      END IF;
+    END IF;
+    IF principal_id IS NOT NULL AND principal_id <> by_name THEN
+      PERFORM dbmail.raise_error('22023', 'principal_name', principal_name,
+        format('is principal %s, not principal_id %s', by_name, principal_id));
+    END IF;
+    RETURN by_name;
+  END IF;
+  IF principal_id <> 0 AND NOT EXISTS (SELECT FROM pg_roles r WHERE r.oid = principal_id) THEN
+    PERFORM dbmail.raise_error('42704', 'principal_id', principal_id::text, 'no such role');
+  END IF;
+  RETURN principal_id;
+END;
+$$;
+
+CREATE FUNCTION dbmail.find_profile(profile_id integer, profile_name text, required boolean DEFAULT true) RETURNS integer
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  by_name integer;
+BEGIN
+  IF profile_id IS NULL AND profile_name IS NULL THEN
+    IF required THEN
+      PERFORM dbmail.raise_error('22004', 'profile_id, profile_name', NULL, 'give the profile''s id or name');
+    END IF;
+    RETURN NULL;
+  END IF;
+  IF profile_name IS NOT NULL THEN
+    SELECT p.profile_id INTO by_name FROM dbmail.profiles p WHERE lower(p.name) = lower(profile_name);
+    IF by_name IS NULL THEN
+      PERFORM dbmail.raise_error('42704', 'profile_name', profile_name, 'no such profile');
+    END IF;
+    IF profile_id IS NOT NULL AND profile_id <> by_name THEN
+      PERFORM dbmail.raise_error('22023', 'profile_name', profile_name,
+        format('is profile %s, not profile_id %s', by_name, profile_id));
+    END IF;
+    RETURN by_name;
+  END IF;
+  IF NOT EXISTS (SELECT FROM dbmail.profiles p WHERE p.profile_id = find_profile.profile_id) THEN
+    PERFORM dbmail.raise_error('42704', 'profile_id', profile_id::text, 'no such profile');
+  END IF;
+  RETURN profile_id;
+END;
+$$;
+
+CREATE FUNCTION dbmail.find_setting(parameter_name text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  found text;
+BEGIN
+  SELECT s.paramname INTO found FROM dbmail.settings s WHERE lower(s.paramname) = lower(btrim(parameter_name));
+  IF found IS NULL THEN
+    PERFORM dbmail.raise_error('42704', 'parameter_name', parameter_name,
+      'no such setting (see sysmail_help_configure_sp)');
+  END IF;
+  RETURN found;
+END;
+$$;
+
+CREATE TABLE dbmail.senders (
+    sender_id text NOT NULL,
+    hostname text,
+    process_id integer,
+    version text,
+    started_at timestamp with time zone DEFAULT now() NOT NULL,
+    last_heartbeat timestamp with time zone DEFAULT now() NOT NULL,
+    last_empty_claim_at timestamp with time zone,
+    stopped_at timestamp with time zone
+);
+
+CREATE FUNCTION dbmail.live_senders() RETURNS SETOF dbmail.senders
+    LANGUAGE sql STABLE
+    BEGIN ATOMIC
+ SELECT s.sender_id,
+     s.hostname,
+     s.process_id,
+     s.version,
+     s.started_at,
+     s.last_heartbeat,
+     s.last_empty_claim_at,
+     s.stopped_at
+    FROM dbmail.senders s
+   WHERE ((s.stopped_at IS NULL) AND (s.last_heartbeat > (now() - '00:00:30'::interval)))
+   ORDER BY s.started_at;
+END;
+
+CREATE FUNCTION dbmail.log_event(event_type text, description text, mailitem_id bigint DEFAULT NULL::bigint, account_id integer DEFAULT NULL::integer, process_id integer DEFAULT NULL::integer, sender_id text DEFAULT NULL::text) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  level integer := COALESCE(dbmail.setting('LoggingLevel')::integer, 2);
+  new_id bigint;
+BEGIN
+  IF event_type IS NULL OR event_type NOT IN ('success', 'information', 'warning', 'error') THEN
+    PERFORM dbmail.raise_error('22023', 'event_type', event_type,
+      'must be one of success, information, warning, error');
+  END IF;
+  IF description IS NULL OR description = '' THEN
+    PERFORM dbmail.raise_error('22004', 'description', description, 'an event needs a description');
+  END IF;
+  IF (event_type = 'success' AND level < 3) OR (event_type IN ('information', 'warning') AND level < 2) THEN
+    RETURN NULL;
+  END IF;
+  INSERT INTO dbmail.event_log (event_type, description, mailitem_id, account_id, process_id, sender_id,
+                                last_mod_user)
+  VALUES (log_event.event_type, log_event.description, log_event.mailitem_id, log_event.account_id,
+          log_event.process_id, log_event.sender_id, dbmail.caller_role())
+  RETURNING log_id INTO new_id;
+  RETURN new_id;
+END;
+$$;
+
+CREATE TABLE dbmail.accounts (
+    account_id integer NOT NULL,
+    name text NOT NULL,
+    description text,
+    email_address text NOT NULL,
+    display_name text,
+    replyto_address text,
+    mailserver_type text DEFAULT 'SMTP'::text NOT NULL,
+    mailserver_name text NOT NULL,
+    port integer DEFAULT 25 NOT NULL,
+    username text,
+    use_default_credentials boolean DEFAULT false NOT NULL,
+    security text DEFAULT 'none'::text NOT NULL,
+    timeout integer,
+    tls_reject_unauthorized boolean DEFAULT true NOT NULL,
+    last_mod_datetime timestamp with time zone DEFAULT now() NOT NULL,
+    last_mod_user name DEFAULT CURRENT_USER NOT NULL,
+    CONSTRAINT accounts_mailserver_type_check CHECK ((mailserver_type = 'SMTP'::text)),
+    CONSTRAINT accounts_port_check CHECK (((port >= 1) AND (port <= 65535))),
+    CONSTRAINT accounts_security_check CHECK ((security = ANY (ARRAY['none'::text, 'starttls'::text, 'tls'::text]))),
+    CONSTRAINT accounts_timeout_check CHECK ((timeout > 0))
+);
+
+CREATE TABLE dbmail.profile_accounts (
+    profile_id integer NOT NULL,
+    account_id integer NOT NULL,
+    sequence_number integer NOT NULL,
+    last_mod_datetime timestamp with time zone DEFAULT now() NOT NULL,
+    last_mod_user name DEFAULT CURRENT_USER NOT NULL
+);
+
+CREATE TABLE dbmail.system_state (
+    singleton boolean DEFAULT true NOT NULL,
+    started boolean DEFAULT true NOT NULL,
+    installation_id uuid DEFAULT gen_random_uuid() NOT NULL,
+    last_mod_date timestamp with time zone DEFAULT now() NOT NULL,
+    last_mod_user name DEFAULT CURRENT_USER NOT NULL,
+    CONSTRAINT system_state_singleton_check CHECK (singleton)
+);
+
+CREATE FUNCTION dbmail.message_id_for(mailitem_id bigint, profile_id integer, from_address jsonb) RETURNS text
+    LANGUAGE sql STABLE
+    BEGIN ATOMIC
+ SELECT (((((('<dbmail.'::text || message_id_for.mailitem_id) || '.'::text) || replace((s.installation_id)::text, '-'::text, ''::text)) || '@'::text) || COALESCE(split_part((message_id_for.from_address ->> 'address'::text), '@'::text, 2), ( SELECT split_part(a.email_address, '@'::text, 2) AS split_part
+            FROM (dbmail.profile_accounts pa
+              JOIN dbmail.accounts a ON ((a.account_id = pa.account_id)))
+           WHERE (pa.profile_id = message_id_for.profile_id)
+           ORDER BY pa.sequence_number, pa.account_id
+          LIMIT 1), 'localhost'::text)) || '>'::text)
+    FROM dbmail.system_state s;
+END;
+
+CREATE FUNCTION dbmail.normalise_setting(parameter_name text, parameter_value text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+DECLARE
+  trimmed text := btrim(parameter_value);
+  low bigint;
+  high bigint;
+  item text;
+  items text[] := '{}';
+BEGIN
+  IF parameter_value IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'parameter_value', NULL, format('%s needs a value', parameter_name));
+  END IF;
+  CASE parameter_name
+    WHEN 'AccountRetryAttempts' THEN low := 0; high := 100;
+    WHEN 'AccountRetryDelay' THEN low := 0; high := 604800;
+    WHEN 'DatabaseMailExeMinimumLifeTime' THEN low := 1; high := 604800;
+    WHEN 'MaxFileSize' THEN low := 1; high := 1073741823;
+    WHEN 'LoggingLevel' THEN low := 1; high := 3;
+    WHEN 'DefaultAttachmentEncoding' THEN
+      IF upper(trimmed) <> 'MIME' THEN
+        PERFORM dbmail.raise_error('22023', 'parameter_value', parameter_value,
+          'DefaultAttachmentEncoding supports only MIME');
+      END IF;
+      RETURN 'MIME';
+    WHEN 'ProhibitedExtensions' THEN
+      FOREACH item IN ARRAY string_to_array(trimmed, ',') LOOP
+        item := lower(ltrim(btrim(item), '.'));
+        CONTINUE WHEN item = '';
+        IF item !~ '^[a-z0-9_~$#@!+-]+$' THEN
+          PERFORM dbmail.raise_error('22023', 'parameter_value', parameter_value,
+            format('ProhibitedExtensions: %s is not a file extension', dbmail.show_value(item)));
+        END IF;
+        items := items || item;
+      END LOOP;
+      RETURN array_to_string(items, ',');
+    WHEN 'AttachmentDirectories' THEN
+      FOREACH item IN ARRAY string_to_array(trimmed, ';') LOOP
+        item := btrim(item);
+        CONTINUE WHEN item = '';
+        IF item !~ '^/' OR item ~ '(^|/)\.\.?(/|$)' OR item ~ '[\x01-\x1f]' THEN
+          PERFORM dbmail.raise_error('22023', 'parameter_value', parameter_value,
+            format('AttachmentDirectories: %s is not an absolute directory path without . or ..',
+                   dbmail.show_value(item)));
+        END IF;
+        items := items || rtrim(item, '/');
+      END LOOP;
+      RETURN array_to_string(items, ';');
+    ELSE
+      PERFORM dbmail.raise_error('42704', 'parameter_name', parameter_name, 'no such setting');
+  END CASE;
+  IF trimmed !~ '^[0-9]{1,12}$' OR trimmed::bigint NOT BETWEEN low AND high THEN
+    PERFORM dbmail.raise_error('22023', 'parameter_value', parameter_value,
+      format('%s must be a whole number from %s to %s', parameter_name, low, high));
+  END IF;
+  RETURN trimmed::bigint::text;
+END;
+$_$;
+
+CREATE FUNCTION dbmail.parse_address_list(parameter text, list text) RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+DECLARE
+  entries text[];
+  entry text;
+  ch text;
+  current_entry text := '';
+  in_quotes boolean := false;
+  escaped boolean := false;
+  result jsonb := '[]';
+  display_name text;
+  address text;
+  problem text;
+BEGIN
+  IF list IS NULL OR btrim(list) = '' THEN
+    RETURN result;
+  END IF;
+  PERFORM dbmail.check_header_text(parameter, list);
+  IF strpos(list, '"') = 0 THEN
+    -- The common case, without quoted display names: no character loop needed.
+    IF strpos(list, ',') > 0 THEN
+      PERFORM dbmail.raise_error('22023', parameter, list, 'use '';'' to separate addresses');
+    END IF;
+    entries := string_to_array(list, ';');
+  ELSE
+    entries := '{}';
+    FOREACH ch IN ARRAY regexp_split_to_array(list, '') LOOP
+      IF escaped THEN
+        escaped := false;
+      ELSIF in_quotes AND ch = '\' THEN
+        escaped := true;
+      ELSIF ch = '"' THEN
+        in_quotes := NOT in_quotes;
+      ELSIF NOT in_quotes AND ch = ',' THEN
+        PERFORM dbmail.raise_error('22023', parameter, list, 'use '';'' to separate addresses');
+      ELSIF NOT in_quotes AND ch = ';' THEN
+        entries := entries || current_entry;
+        current_entry := '';
+        CONTINUE;
+      END IF;
+      current_entry := current_entry || ch;
+    END LOOP;
+    IF in_quotes THEN
+      PERFORM dbmail.raise_error('22023', parameter, list, 'a double quote is not closed');
+    END IF;
+    entries := entries || current_entry;
+  END IF;
+
+  FOREACH entry IN ARRAY entries LOOP
+    entry := btrim(entry);
+    CONTINUE WHEN entry = '';
+    display_name := NULL;
+    address := entry;
+    IF right(entry, 1) = '>' THEN
+      IF strpos(entry, '<') = 0 THEN
+        PERFORM dbmail.raise_error('22023', parameter, entry, 'not a valid e-mail address (a > without <)');
+      END IF;
+      -- `Name <address>`: the address is inside the last pair of angle brackets.
+      address := btrim(substring(entry FROM '<([^<>]*)>$'));
+      display_name := btrim(substring(entry FROM '^(.*)<[^<>]*>$'));
+      IF address IS NULL THEN
+        PERFORM dbmail.raise_error('22023', parameter, entry, 'not a valid e-mail address');
+      END IF;
+      IF display_name ~ '^".*"$' THEN
+        display_name := regexp_replace(substr(display_name, 2, length(display_name) - 2), '\\(.)', '\1', 'g');
+      ELSIF display_name ~ '[<>"]' THEN
+        PERFORM dbmail.raise_error('22023', parameter, entry,
+          'a display name with special characters must be in double quotes');
+      END IF;
+      display_name := NULLIF(display_name, '');
+    END IF;
+    problem := dbmail.address_problem(address);
+    IF problem IS NOT NULL THEN
+      PERFORM dbmail.raise_error('22023', parameter, entry, problem);
+    END IF;
+    result := result || jsonb_build_array(jsonb_build_object('name', display_name, 'address', address));
+  END LOOP;
+  RETURN result;
+END;
+$_$;
+
+CREATE FUNCTION dbmail.parse_single_address(parameter text, value text) RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  parsed jsonb := dbmail.parse_address_list(parameter, value);
+BEGIN
+  IF jsonb_array_length(parsed) > 1 THEN
+    PERFORM dbmail.raise_error('22023', parameter, value, 'only one address is allowed here');
+  END IF;
+  RETURN parsed -> 0;
+END;
+$$;
+
+CREATE FUNCTION dbmail.principal_name(principal_id oid) RETURNS text
+    LANGUAGE sql STABLE
+    BEGIN ATOMIC
+ SELECT
+         CASE
+             WHEN (principal_id = (0)::oid) THEN 'public'::text
+             ELSE ( SELECT (r.rolname)::text AS rolname
+                FROM pg_roles r
+               WHERE (r.oid = principal_name.principal_id))
+         END AS rolname;
+END;
+
+CREATE FUNCTION dbmail.queue_mail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+DECLARE
+  sender name := dbmail.caller_role();
+  envelope jsonb;
+  parsed_from jsonb;
+  the_profile integer;
+  new_id bigint;
+  next_id bigint;
+BEGIN
+  PERFORM dbmail.check_send_arguments(subject, body, COALESCE(body_format, 'TEXT'), importance, sensitivity,
+    query, execute_query_database, attach_query_result_as_file, query_result_header, query_result_width,
+    query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
+    query_result_no_padding, file_attachments, attachments, headers, idempotency_key, query_result_format);
+  envelope := jsonb_build_object(
+    'to', dbmail.parse_address_list('recipients', recipients),
+    'cc', dbmail.parse_address_list('copy_recipients', copy_recipients),
+    'bcc', dbmail.parse_address_list('blind_copy_recipients', blind_copy_recipients));
+  IF envelope -> 'to' = '[]' AND envelope -> 'cc' = '[]' AND envelope -> 'bcc' = '[]' THEN
+    PERFORM dbmail.raise_error('22004', 'recipients, copy_recipients, blind_copy_recipients', NULL,
+      'a message needs at least one recipient');
+  END IF;
+  parsed_from := dbmail.parse_single_address('from_address', from_address);
+  PERFORM dbmail.parse_single_address('reply_to', reply_to);
+  the_profile := dbmail.resolve_profile(sender, profile_name);
+
+  next_id := nextval(pg_get_serial_sequence('dbmail.mailitems', 'mailitem_id'));
+  INSERT INTO dbmail.mailitems AS m (
+    mailitem_id, profile_id, recipients, copy_recipients, blind_copy_recipients, envelope, subject, body,
+    body_format, importance, sensitivity, file_attachments, query, execute_query_database,
+    attach_query_result_as_file, query_result_header, query_result_width, query_result_separator,
+    exclude_query_output, append_query_error, query_no_truncate, query_result_no_padding,
+    query_attachment_filename, query_result_format, from_address, reply_to, headers, send_at,
+    idempotency_key, message_id, next_attempt_at, send_request_user, last_mod_user)
+  OVERRIDING SYSTEM VALUE
+  VALUES (
+    next_id, the_profile, NULLIF(btrim(recipients), ''), NULLIF(btrim(copy_recipients), ''),
+    NULLIF(btrim(blind_copy_recipients), ''), envelope,
+    COALESCE(NULLIF(subject, ''), 'PostgreSQL Message'), body,
+    upper(btrim(COALESCE(body_format, 'TEXT'))), upper(btrim(importance)), upper(btrim(sensitivity)),
+    file_attachments, query, execute_query_database, attach_query_result_as_file, query_result_header,
+    query_result_width, query_result_separator, exclude_query_output, append_query_error,
+    query_no_truncate, query_result_no_padding, query_attachment_filename,
+    upper(btrim(query_result_format)), NULLIF(btrim(from_address), ''), NULLIF(btrim(reply_to), ''),
+    headers, send_at, idempotency_key, dbmail.message_id_for(next_id, the_profile, parsed_from),
+    GREATEST(COALESCE(send_at, now()), now()), sender, sender)
+  ON CONFLICT (send_request_user, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+  RETURNING m.mailitem_id INTO new_id;
+
+  IF new_id IS NULL THEN
+    -- The same key from the same role: the message is already queued (or sent); nothing new is queued.
+    SELECT m.mailitem_id INTO new_id FROM dbmail.mailitems m
+    WHERE m.send_request_user = sender AND m.idempotency_key = queue_mail.idempotency_key;
+    RETURN new_id;
+  END IF;
+  IF send_at IS NULL OR send_at <= now() THEN
+    PERFORM pg_notify('dbmail_queue', '');
+  END IF;
+  RETURN new_id;
+END;
+$$;
+
+CREATE FUNCTION dbmail.raise_error(sqlstate text, parameter text, value text, problem text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+  RAISE EXCEPTION USING
+    ERRCODE = sqlstate,
+    MESSAGE = format('%s: %s: %s', parameter, dbmail.show_value(value), problem);
+END;
+$$;
+
+CREATE FUNCTION dbmail.record_outcome(mailitem_id bigint, sender_id text, outcome text, account_id integer DEFAULT NULL::integer, smtp_response text DEFAULT NULL::text, error text DEFAULT NULL::text, account_errors jsonb DEFAULT NULL::jsonb, process_id integer DEFAULT NULL::integer) RETURNS text
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  item dbmail.mailitems;
+  attempts integer;
+  retry_rounds integer := COALESCE(dbmail.setting('AccountRetryAttempts')::integer, 1);
+  retry_delay integer := COALESCE(dbmail.setting('AccountRetryDelay')::integer, 60);
+  failure record;
+  summary text;
+  new_status text;
+BEGIN
+  IF outcome IS NULL OR outcome NOT IN ('sent', 'retrying', 'failed') THEN
+    PERFORM dbmail.raise_error('22023', 'outcome', outcome, 'must be sent, retrying or failed');
+  END IF;
+  IF outcome = 'sent' AND account_id IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'account_id', NULL, 'a sent outcome names the account that sent it');
+  END IF;
+  IF account_errors IS NOT NULL AND jsonb_typeof(account_errors) <> 'array' THEN
+    PERFORM dbmail.raise_error('22023', 'account_errors', account_errors::text, 'must be a JSON array');
+  END IF;
+  SELECT * INTO item FROM dbmail.mailitems m
+  WHERE m.mailitem_id = record_outcome.mailitem_id AND m.sent_status = 'sending'
+    AND m.lease_owner = record_outcome.sender_id
+  FOR UPDATE;
+  IF NOT FOUND THEN
+    RETURN 'lease_lost';
+  END IF;
+  attempts := item.send_attempts + 1;
+  SELECT string_agg(format('account %s: %s', f.value ->> 'account_id', f.value ->> 'error'), '; ')
+    INTO summary FROM jsonb_array_elements(COALESCE(account_errors, '[]')) f;
+
+  IF outcome = 'sent' THEN
+    new_status := 'sent';
+    UPDATE dbmail.mailitems m SET sent_status = 'sent', sent_date = now(), sent_account_id = record_outcome.account_id,
+      smtp_response = record_outcome.smtp_response, sent_by = record_outcome.sender_id, send_attempts = attempts,
+      lease_owner = NULL, lease_expires_at = NULL, last_mod_date = now(), last_mod_user = current_user
+    WHERE m.mailitem_id = item.mailitem_id;
+    UPDATE dbmail.profiles p SET last_success_account_id = record_outcome.account_id
+    WHERE p.profile_id = item.profile_id AND p.last_success_account_id IS DISTINCT FROM record_outcome.account_id
+      AND EXISTS (SELECT FROM dbmail.accounts a WHERE a.account_id = record_outcome.account_id);
+    FOR failure IN SELECT f.value FROM jsonb_array_elements(COALESCE(account_errors, '[]')) f LOOP
+      PERFORM dbmail.log_event('warning', format('Mail Id %s: account %s failed: %s', item.mailitem_id,
+          failure.value ->> 'account_id', failure.value ->> 'error'),
+        item.mailitem_id, (failure.value ->> 'account_id')::integer, process_id, record_outcome.sender_id);
+    END LOOP;
+    PERFORM dbmail.log_event('success', format('Mail Id %s sent through account %s: %s', item.mailitem_id,
+        record_outcome.account_id, COALESCE(record_outcome.smtp_response, 'accepted')),
+      item.mailitem_id, record_outcome.account_id, process_id, record_outcome.sender_id);
+    RETURN new_status;
+  END IF;
+
+  new_status := CASE WHEN outcome = 'retrying' AND attempts <= retry_rounds THEN 'retrying' ELSE 'failed' END;
+  summary := COALESCE(record_outcome.error, summary, 'no reason given');
+  UPDATE dbmail.mailitems m SET
+    sent_status = new_status, send_attempts = attempts, last_error = summary,
+    next_attempt_at = CASE WHEN new_status = 'retrying' THEN now() + make_interval(secs => retry_delay)
+                           ELSE m.next_attempt_at END,
+    sent_date = CASE WHEN new_status = 'failed' THEN now() END,
+    lease_owner = NULL, lease_expires_at = NULL, last_mod_date = now(), last_mod_user = current_user
+  WHERE m.mailitem_id = item.mailitem_id;
+  IF new_status = 'retrying' THEN
+    PERFORM dbmail.log_event('warning', format('Mail Id %s could not be sent (round %s of %s), retrying in %s s: %s',
+        item.mailitem_id, attempts, retry_rounds + 1, retry_delay, summary),
+      item.mailitem_id, NULL, process_id, record_outcome.sender_id);
+  ELSE
+    PERFORM dbmail.log_event('error', format('Mail Id %s failed%s: %s', item.mailitem_id,
+        CASE WHEN outcome = 'retrying' THEN format(' after %s rounds over its accounts', attempts) ELSE '' END,
+        summary),
+      item.mailitem_id, NULL, process_id, record_outcome.sender_id);
+  END IF;
+  RETURN new_status;
+END;
+$$;
+
+CREATE FUNCTION dbmail.release_mailitems(sender_id text, mailitem_ids bigint[]) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  released integer;
+BEGIN
+  UPDATE dbmail.mailitems m SET
+    sent_status = CASE WHEN m.send_attempts = 0 THEN 'unsent' ELSE 'retrying' END,
+    next_attempt_at = now(), lease_owner = NULL, lease_expires_at = NULL,
+    last_mod_date = now(), last_mod_user = current_user
+  WHERE m.mailitem_id = ANY (mailitem_ids) AND m.sent_status = 'sending'
+    AND m.lease_owner = release_mailitems.sender_id;
+  GET DIAGNOSTICS released = ROW_COUNT;
+  IF released > 0 THEN
+    PERFORM pg_notify('dbmail_queue', '');
+  END IF;
+  RETURN released;
+END;
+$$;
+
+CREATE FUNCTION dbmail.resolve_profile(sender name, profile_name text) RETURNS integer
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  chosen integer;
+  sender_oid oid := (SELECT r.oid FROM pg_roles r WHERE r.rolname = sender);
+BEGIN
+  IF profile_name IS NOT NULL THEN
+    SELECT p.profile_id INTO chosen FROM dbmail.profiles p WHERE lower(p.name) = lower(btrim(profile_name));
+    IF chosen IS NULL THEN
+      PERFORM dbmail.raise_error('42704', 'profile_name', profile_name, 'no such profile');
+    END IF;
+    IF NOT dbmail.is_admin(sender) AND NOT EXISTS (
+      SELECT FROM dbmail.principal_profiles pp
+      LEFT JOIN pg_roles r ON r.oid = pp.principal_id
+      WHERE pp.profile_id = chosen
+        AND (pp.principal_id = 0 OR (r.oid IS NOT NULL AND pg_has_role(sender_oid, r.oid, 'USAGE')))
+    ) THEN
+      PERFORM dbmail.raise_error('42501', 'profile_name', profile_name,
+        format('role %s may not use this profile (an admin can grant it with sysmail_add_principalprofile_sp)',
+               sender));
+    END IF;
+    RETURN chosen;
+  END IF;
+  SELECT pp.profile_id INTO chosen
+  FROM dbmail.principal_profiles pp
+  LEFT JOIN pg_roles r ON r.oid = pp.principal_id
+  WHERE pp.is_default
+    AND (pp.principal_id = 0 OR (r.oid IS NOT NULL AND pg_has_role(sender_oid, r.oid, 'USAGE')))
+  ORDER BY pp.principal_id = sender_oid DESC, pp.principal_id = 0, pp.profile_id
+  LIMIT 1;
+  IF chosen IS NULL THEN
+    PERFORM dbmail.raise_error('55000', 'profile_name', NULL,
+      format('no default profile is configured for role %s; name a profile, or have an admin set a default '
+             '(sysmail_add_principalprofile_sp with is_default => true)', sender));
+  END IF;
+  RETURN chosen;
+END;
+$$;
+
+CREATE FUNCTION dbmail.resolve_security(enable_ssl boolean, security text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  resolved text := lower(btrim(security));
+BEGIN
+  IF resolved IS NULL THEN
+    RETURN CASE WHEN enable_ssl THEN 'starttls' ELSE 'none' END;
+  END IF;
+  IF enable_ssl AND resolved = 'none' THEN
+    PERFORM dbmail.raise_error('22023', 'security', security, 'conflicts with enable_ssl => true');
+  END IF;
+  RETURN resolved;
+END;
+$$;
+
+CREATE FUNCTION dbmail.sender_accounts() RETURNS TABLE(profile_id integer, profile_name text, account_id integer, sequence_number integer, is_last_success boolean, account_name text, email_address text, display_name text, replyto_address text, mailserver_name text, port integer, username text, password text, use_default_credentials boolean, security text, timeout integer, tls_reject_unauthorized boolean)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+  SELECT p.profile_id, p.name, a.account_id, pa.sequence_number,
+         p.last_success_account_id IS NOT DISTINCT FROM a.account_id, a.name, a.email_address,
+         a.display_name, a.replyto_address, a.mailserver_name, a.port, a.username, s.password,
+         a.use_default_credentials, a.security, a.timeout, a.tls_reject_unauthorized
+  FROM dbmail.profiles p
+  JOIN dbmail.profile_accounts pa ON pa.profile_id = p.profile_id
+  JOIN dbmail.accounts a ON a.account_id = pa.account_id
+  LEFT JOIN dbmail.account_secrets s ON s.account_id = a.account_id
+  ORDER BY p.profile_id, pa.sequence_number, a.account_id;
+$$;
+
+CREATE FUNCTION dbmail.sender_attachments(sender_id text, mailitem_id bigint) RETURNS TABLE(attachment_id bigint, filename text, content_type text, filesize bigint, attachment bytea)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+  SELECT a.attachment_id, a.filename, a.content_type, a.filesize, a.attachment
+  FROM dbmail.attachments a
+  JOIN dbmail.mailitems m ON m.mailitem_id = a.mailitem_id
+  WHERE a.mailitem_id = $2 AND m.lease_owner = $1
+  ORDER BY a.attachment_id;
+$_$;
+
+CREATE FUNCTION dbmail.sender_heartbeat(sender_id text, hostname text DEFAULT NULL::text, process_id integer DEFAULT NULL::integer, version text DEFAULT NULL::text) RETURNS TABLE(started boolean, settings jsonb)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+  IF sender_id IS NULL OR btrim(sender_id) = '' THEN
+    PERFORM dbmail.raise_error('22004', 'sender_id', sender_id, 'a sender needs an id');
+  END IF;
+  INSERT INTO dbmail.senders AS s (sender_id, hostname, process_id, version)
+  VALUES (sender_heartbeat.sender_id, sender_heartbeat.hostname, sender_heartbeat.process_id,
+          sender_heartbeat.version)
+  ON CONFLICT ON CONSTRAINT senders_pkey DO UPDATE SET
+    last_heartbeat = now(), stopped_at = NULL,
+    hostname = excluded.hostname, process_id = excluded.process_id, version = excluded.version;
+  RETURN QUERY
+  SELECT st.started, (SELECT jsonb_object_agg(c.paramname, c.paramvalue) FROM dbmail.settings c)
+  FROM dbmail.system_state st;
+END;
+$$;
+
+CREATE FUNCTION dbmail.sender_stopped(sender_id text) RETURNS void
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    BEGIN ATOMIC
+ UPDATE dbmail.senders s SET stopped_at = now()
+   WHERE (s.sender_id = sender_stopped.sender_id);
+END;
+
+CREATE FUNCTION dbmail.set_started(started boolean) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+  UPDATE dbmail.system_state s SET started = set_started.started, last_mod_date = now(),
+    last_mod_user = dbmail.caller_role();
+  PERFORM dbmail.log_event('information', format('The mail queue was %s by %s',
+    CASE WHEN started THEN 'started' ELSE 'stopped' END, dbmail.caller_role()));
+  -- Senders pause or resume at once on this; the claim function also refuses while stopped.
+  PERFORM pg_notify('dbmail_control', CASE WHEN started THEN 'started' ELSE 'stopped' END);
+END;
+$$;
+
+CREATE TABLE dbmail.settings (
+    paramname text NOT NULL,
+    paramvalue text NOT NULL,
+    description text,
+    last_mod_date timestamp with time zone DEFAULT now() NOT NULL,
+    last_mod_user name DEFAULT CURRENT_USER NOT NULL
+);
+
+CREATE FUNCTION dbmail.setting(parameter_name text) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    BEGIN ATOMIC
+ SELECT s.paramvalue
+    FROM dbmail.settings s
+   WHERE (s.paramname = setting.parameter_name);
+END;
+
+CREATE FUNCTION dbmail.show_value(value text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    BEGIN ATOMIC
+ SELECT
+         CASE
+             WHEN (value IS NULL) THEN 'NULL'::text
+             ELSE (('"'::text || replace(replace(replace(
+             CASE
+                 WHEN (length(value) > 200) THEN ("left"(value, 200) || '…'::text)
+                 ELSE value
+             END, ''::text, '\r'::text), '
+'::text, '\n'::text), '	'::text, '\t'::text)) || '"'::text)
+         END AS "case";
+END;
+
+CREATE FUNCTION dbmail.sp_send_dbmail(profile_name text DEFAULT NULL::text, recipients text DEFAULT NULL::text, copy_recipients text DEFAULT NULL::text, blind_copy_recipients text DEFAULT NULL::text, subject text DEFAULT NULL::text, body text DEFAULT NULL::text, body_format text DEFAULT 'TEXT'::text, importance text DEFAULT 'NORMAL'::text, sensitivity text DEFAULT 'NORMAL'::text, file_attachments text DEFAULT NULL::text, query text DEFAULT NULL::text, execute_query_database text DEFAULT NULL::text, attach_query_result_as_file boolean DEFAULT false, query_attachment_filename text DEFAULT NULL::text, query_result_header boolean DEFAULT true, query_result_width integer DEFAULT 256, query_result_separator text DEFAULT ' '::text, exclude_query_output boolean DEFAULT false, append_query_error boolean DEFAULT false, query_no_truncate boolean DEFAULT false, query_result_no_padding boolean DEFAULT false, from_address text DEFAULT NULL::text, reply_to text DEFAULT NULL::text, attachments dbmail.attachment[] DEFAULT NULL::dbmail.attachment[], headers jsonb DEFAULT NULL::jsonb, send_at timestamp with time zone DEFAULT NULL::timestamp with time zone, idempotency_key text DEFAULT NULL::text, query_result_format text DEFAULT 'TEXT'::text) RETURNS bigint
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  IF query IS NOT NULL THEN
+    PERFORM dbmail.raise_error('0A000', 'query', query, 'not supported yet (query results come in a later release)');
+  END IF;
+  IF file_attachments IS NOT NULL THEN
+    PERFORM dbmail.raise_error('0A000', 'file_attachments', file_attachments,
+      'not supported yet (file attachments come in a later release)');
+  END IF;
+  IF attachments IS NOT NULL THEN
+    PERFORM dbmail.raise_error('0A000', 'attachments', cardinality(attachments)::text || ' attachment(s)',
+      'not supported yet (in-memory attachments come in a later release)');
+  END IF;
+  RETURN dbmail.queue_mail(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
+    body_format, importance, sensitivity, file_attachments, query, execute_query_database,
+    attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
+    query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
+    query_result_no_padding, from_address, reply_to, attachments, headers, send_at, idempotency_key,
+    query_result_format);
+END;
+$$;
+
+CREATE FUNCTION dbmail.sysmail_add_account_sp(account_name text DEFAULT NULL::text, email_address text DEFAULT NULL::text, display_name text DEFAULT NULL::text, replyto_address text DEFAULT NULL::text, description text DEFAULT NULL::text, mailserver_name text DEFAULT NULL::text, mailserver_type text DEFAULT 'SMTP'::text, port integer DEFAULT 25, username text DEFAULT NULL::text, password text DEFAULT NULL::text, use_default_credentials boolean DEFAULT false, enable_ssl boolean DEFAULT false, security text DEFAULT NULL::text, timeout integer DEFAULT NULL::integer, tls_reject_unauthorized boolean DEFAULT true) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  new_id integer;
+  resolved_security text := dbmail.resolve_security(enable_ssl, security);
+  clean_username text := NULLIF(btrim(username), '');
+  clean_password text := NULLIF(password, '');
+BEGIN
+  IF mailserver_type IS NULL OR upper(btrim(mailserver_type)) <> 'SMTP' THEN
+    PERFORM dbmail.raise_error('22023', 'mailserver_type', mailserver_type, 'only SMTP is supported');
+  END IF;
+  PERFORM dbmail.check_account(account_name, email_address, display_name, replyto_address, mailserver_name,
+    port, clean_username, clean_password, use_default_credentials, resolved_security, timeout,
+    tls_reject_unauthorized);
+  IF EXISTS (SELECT FROM dbmail.accounts a WHERE lower(a.name) = lower(account_name)) THEN
+    PERFORM dbmail.raise_error('42710', 'account_name', account_name, 'an account with this name exists');
+  END IF;
+  INSERT INTO dbmail.accounts AS a (name, description, email_address, display_name, replyto_address,
+    mailserver_name, port, username, use_default_credentials, security, timeout, tls_reject_unauthorized,
+    last_mod_user)
+  VALUES (account_name, description, btrim(email_address), display_name, NULLIF(btrim(replyto_address), ''),
+    btrim(mailserver_name), port, clean_username, use_default_credentials, resolved_security, timeout,
+    tls_reject_unauthorized, dbmail.caller_role())
+  RETURNING a.account_id INTO new_id;
+  IF clean_password IS NOT NULL THEN
+    INSERT INTO dbmail.account_secrets (account_id, password) VALUES (new_id, clean_password);
+  END IF;
+  PERFORM dbmail.config_changed();
+  RETURN new_id;
+END;
+$$;
+
+CREATE FUNCTION dbmail.sysmail_add_principalprofile_sp(principal_id oid DEFAULT NULL::oid, principal_name text DEFAULT NULL::text, profile_id integer DEFAULT NULL::integer, profile_name text DEFAULT NULL::text, is_default boolean DEFAULT NULL::boolean) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  the_principal oid := dbmail.find_principal(principal_id, principal_name);
+  the_profile integer := dbmail.find_profile(profile_id, profile_name);
+BEGIN
+  IF is_default IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'is_default', NULL, 'must be true or false');
+  END IF;
+  IF EXISTS (SELECT FROM dbmail.principal_profiles pp
+             WHERE pp.profile_id = the_profile AND pp.principal_id = the_principal) THEN
+    PERFORM dbmail.raise_error('42710', 'principal_name', dbmail.principal_name(the_principal),
+      format('already has profile %s; use sysmail_update_principalprofile_sp', the_profile));
+  END IF;
+  IF is_default THEN
+    UPDATE dbmail.principal_profiles pp SET is_default = false
+    WHERE pp.principal_id = the_principal AND pp.is_default;
+  END IF;
+  INSERT INTO dbmail.principal_profiles (profile_id, principal_id, is_default, last_mod_user)
+  VALUES (the_profile, the_principal, is_default, dbmail.caller_role());
+  PERFORM dbmail.config_changed();
+END;
+$$;
+
+CREATE FUNCTION dbmail.sysmail_add_profile_sp(profile_name text DEFAULT NULL::text, description text DEFAULT NULL::text) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  new_id integer;
+BEGIN
+  PERFORM dbmail.check_profile_name(profile_name);
+  IF EXISTS (SELECT FROM dbmail.profiles p WHERE lower(p.name) = lower(profile_name)) THEN
+    PERFORM dbmail.raise_error('42710', 'profile_name', profile_name, 'a profile with this name exists');
+  END IF;
+  INSERT INTO dbmail.profiles AS p (name, description, last_mod_user)
+  VALUES (profile_name, description, dbmail.caller_role())
+  RETURNING p.profile_id INTO new_id;
+  PERFORM dbmail.config_changed();
+  RETURN new_id;
+END;
+$$;
+
+CREATE FUNCTION dbmail.sysmail_add_profileaccount_sp(profile_id integer DEFAULT NULL::integer, profile_name text DEFAULT NULL::text, account_id integer DEFAULT NULL::integer, account_name text DEFAULT NULL::text, sequence_number integer DEFAULT NULL::integer) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  the_profile integer := dbmail.find_profile(profile_id, profile_name);
+  the_account integer := dbmail.find_account(account_id, account_name);
+BEGIN
+  IF sequence_number IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'sequence_number', NULL,
+      'give the account''s place in the profile (lowest is tried first)');
+  END IF;
+  IF EXISTS (SELECT FROM dbmail.profile_accounts pa
+             WHERE pa.profile_id = the_profile AND pa.account_id = the_account) THEN
+    PERFORM dbmail.raise_error('42710', 'account_id', the_account::text,
+      format('the account is already in profile %s', the_profile));
+  END IF;
+  INSERT INTO dbmail.profile_accounts (profile_id, account_id, sequence_number, last_mod_user)
+  VALUES (the_profile, the_account, sequence_number, dbmail.caller_role());
+  PERFORM dbmail.config_changed();
+END;
+$$;
+
+CREATE FUNCTION dbmail.sysmail_configure_sp(parameter_name text DEFAULT NULL::text, parameter_value text DEFAULT NULL::text, description text DEFAULT NULL::text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  setting_name text := dbmail.find_setting(parameter_name);
+  setting_value text := dbmail.normalise_setting(setting_name, parameter_value);
+BEGIN
+  UPDATE dbmail.settings s SET
+    paramvalue = setting_value,
+    description = COALESCE(sysmail_configure_sp.description, s.description),
+    last_mod_date = now(), last_mod_user = dbmail.caller_role()
+  WHERE s.paramname = setting_name;
+  PERFORM dbmail.config_changed();
+END;
+$$;
+
+CREATE FUNCTION dbmail.sysmail_delete_account_sp(account_id integer DEFAULT NULL::integer, account_name text DEFAULT NULL::text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  target integer := dbmail.find_account(account_id, account_name);
+BEGIN
+  DELETE FROM dbmail.accounts a WHERE a.account_id = target;
+  PERFORM dbmail.config_changed();
+END;
+$$;
+
+CREATE FUNCTION dbmail.sysmail_delete_log_sp(logged_before timestamp with time zone DEFAULT NULL::timestamp with time zone, event_type text DEFAULT NULL::text) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  kind text := lower(btrim(event_type));
+  deleted bigint;
+BEGIN
+  IF logged_before IS NULL AND event_type IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'logged_before, event_type', NULL,
+      'give at least one (a call without both would delete the whole log)');
+  END IF;
+  IF kind NOT IN ('success', 'information', 'warning', 'error') THEN
+    PERFORM dbmail.raise_error('22023', 'event_type', event_type,
+      'must be success, information, warning or error');
+  END IF;
+  DELETE FROM dbmail.event_log e
+  WHERE (logged_before IS NULL OR e.log_date < logged_before) AND (kind IS NULL OR e.event_type = kind);
+  GET DIAGNOSTICS deleted = ROW_COUNT;
+  RETURN deleted;
+END;
+$$;
+
+CREATE FUNCTION dbmail.sysmail_delete_mailitems_sp(sent_before timestamp with time zone DEFAULT NULL::timestamp with time zone, sent_status text DEFAULT NULL::text) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  deleter name := dbmail.caller_role();
+  status text := lower(btrim(sent_status));
+  deleted bigint;
+BEGIN
+  IF sent_before IS NULL AND sent_status IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'sent_before, sent_status', NULL,
+      'give at least one (a call without both would delete every item)');
+  END IF;
+  IF status NOT IN ('unsent', 'sending', 'retrying', 'sent', 'failed') THEN
+    PERFORM dbmail.raise_error('22023', 'sent_status', sent_status,
+      'must be unsent, sending, retrying, sent or failed');
+  END IF;
+  DELETE FROM dbmail.mailitems m
+  WHERE (sent_before IS NULL OR m.send_request_date < sent_before)
+    AND (status IS NULL OR m.sent_status = status)
+    AND (m.send_request_user = deleter OR dbmail.is_admin(deleter));
+  GET DIAGNOSTICS deleted = ROW_COUNT;
+  PERFORM dbmail.log_event('information',
+    format('Mail items deletion was initiated by %s; %s items deleted', deleter, deleted));
+  RETURN deleted;
+END;
+$$;
+
+CREATE FUNCTION dbmail.sysmail_delete_principalprofile_sp(principal_id oid DEFAULT NULL::oid, principal_name text DEFAULT NULL::text, profile_id integer DEFAULT NULL::integer, profile_name text DEFAULT NULL::text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  -- A dropped role's grant can still be removed by its OID, so the OID is not checked against pg_roles.
+  the_principal oid := CASE WHEN principal_name IS NULL THEN principal_id
+                            ELSE dbmail.find_principal(principal_id, principal_name, false) END;
+  the_profile integer := dbmail.find_profile(profile_id, profile_name, false);
+BEGIN
+  IF the_principal IS NULL AND the_profile IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'principal_id, principal_name, profile_id, profile_name', NULL,
+      'give a principal, a profile, or both');
+  END IF;
+  DELETE FROM dbmail.principal_profiles pp
+  WHERE (the_principal IS NULL OR pp.principal_id = the_principal)
+    AND (the_profile IS NULL OR pp.profile_id = the_profile);
+  IF NOT FOUND AND the_principal IS NOT NULL AND the_profile IS NOT NULL THEN
+    PERFORM dbmail.raise_error('42704', 'principal_name', dbmail.principal_name(the_principal),
+      format('has no grant of profile %s', the_profile));
+  END IF;
+  PERFORM dbmail.config_changed();
+END;
+$$;
+
+CREATE FUNCTION dbmail.sysmail_delete_profile_sp(profile_id integer DEFAULT NULL::integer, profile_name text DEFAULT NULL::text, force_delete boolean DEFAULT true) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  target integer := dbmail.find_profile(profile_id, profile_name);
+  target_name text;
+  waiting integer;
+BEGIN
+  IF force_delete IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'force_delete', NULL, 'must be true or false');
+  END IF;
+  SELECT p.name INTO target_name FROM dbmail.profiles p WHERE p.profile_id = target FOR UPDATE;
+  SELECT count(*) INTO waiting FROM dbmail.mailitems m
+  WHERE m.profile_id = target AND m.sent_status IN ('unsent', 'retrying');
+  IF waiting > 0 AND NOT force_delete THEN
+    PERFORM dbmail.raise_error('55000', 'profile_name', target_name,
+      format('%s mail items of this profile are waiting to be sent; use force_delete => true to fail them',
+             waiting));
+  END IF;
+  UPDATE dbmail.mailitems m SET
+    sent_status = 'failed', sent_date = now(), last_error = format('profile %s was deleted', target_name),
+    last_mod_date = now(), last_mod_user = dbmail.caller_role()
+  WHERE m.profile_id = target AND m.sent_status IN ('unsent', 'retrying');
+  DELETE FROM dbmail.profiles p WHERE p.profile_id = target;
+  IF waiting > 0 THEN
+    PERFORM dbmail.log_event('warning',
+      format('Profile %s was deleted by %s; its %s waiting mail items were marked failed',
+             target_name, dbmail.caller_role(), waiting));
+  END IF;
+  PERFORM dbmail.config_changed();
+END;
+$$;
+
+CREATE FUNCTION dbmail.sysmail_delete_profileaccount_sp(profile_id integer DEFAULT NULL::integer, profile_name text DEFAULT NULL::text, account_id integer DEFAULT NULL::integer, account_name text DEFAULT NULL::text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  the_profile integer := dbmail.find_profile(profile_id, profile_name, false);
+  the_account integer := dbmail.find_account(account_id, account_name, false);
+BEGIN
+  IF the_profile IS NULL AND the_account IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'profile_id, profile_name, account_id, account_name', NULL,
+      'give a profile, an account, or both');
+  END IF;
+  DELETE FROM dbmail.profile_accounts pa
+  WHERE (the_profile IS NULL OR pa.profile_id = the_profile)
+    AND (the_account IS NULL OR pa.account_id = the_account);
+  IF NOT FOUND AND the_profile IS NOT NULL AND the_account IS NOT NULL THEN
+    PERFORM dbmail.raise_error('42704', 'account_id', the_account::text,
+      format('the account is not in profile %s', the_profile));
+  END IF;
+  PERFORM dbmail.config_changed();
+END;
+$$;
+
+CREATE FUNCTION dbmail.sysmail_help_account_sp(account_id integer DEFAULT NULL::integer, account_name text DEFAULT NULL::text) RETURNS TABLE(account_id integer, name text, description text, email_address text, display_name text, replyto_address text, servertype text, servername text, port integer, username text, use_default_credentials boolean, enable_ssl boolean, security text, timeout integer, tls_reject_unauthorized boolean, password_source text)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+  SELECT dbmail.find_account($1, $2, false);  -- an unknown account is an error, not an empty list
+  SELECT a.account_id, a.name, a.description, a.email_address, a.display_name, a.replyto_address,
+         a.mailserver_type, a.mailserver_name, a.port, a.username, a.use_default_credentials,
+         a.security <> 'none', a.security, a.timeout, a.tls_reject_unauthorized,
+         CASE WHEN s.password IS NULL THEN 'none'
+              WHEN s.password LIKE 'env:%' THEN 'env'
+              WHEN s.password LIKE 'file:%' THEN 'file'
+              ELSE 'literal' END
+  FROM dbmail.accounts a
+  LEFT JOIN dbmail.account_secrets s ON s.account_id = a.account_id
+  WHERE ($1 IS NULL AND $2 IS NULL) OR a.account_id = dbmail.find_account($1, $2, false)
+  ORDER BY a.account_id;
+$_$;
+
+CREATE FUNCTION dbmail.sysmail_help_configure_sp(parameter_name text DEFAULT NULL::text) RETURNS TABLE(paramname text, paramvalue text, description text)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+  SELECT CASE WHEN $1 IS NOT NULL THEN dbmail.find_setting($1) END;  -- an unknown name is an error
+  SELECT s.paramname, s.paramvalue, s.description FROM dbmail.settings s
+  WHERE $1 IS NULL OR s.paramname = dbmail.find_setting($1)
+  ORDER BY s.paramname;
+$_$;
+
+CREATE FUNCTION dbmail.sysmail_help_principalprofile_sp(principal_id oid DEFAULT NULL::oid, principal_name text DEFAULT NULL::text, profile_id integer DEFAULT NULL::integer, profile_name text DEFAULT NULL::text) RETURNS TABLE(principal_id oid, principal_name text, profile_id integer, profile_name text, is_default boolean)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+  SELECT dbmail.find_principal($1, $2, false), dbmail.find_profile($3, $4, false);
+  SELECT pp.principal_id, dbmail.principal_name(pp.principal_id), p.profile_id, p.name, pp.is_default
+  FROM dbmail.principal_profiles pp
+  JOIN dbmail.profiles p ON p.profile_id = pp.profile_id
+  WHERE (($1 IS NULL AND $2 IS NULL) OR pp.principal_id = dbmail.find_principal($1, $2, false))
+    AND (($3 IS NULL AND $4 IS NULL) OR pp.profile_id = dbmail.find_profile($3, $4, false))
+  ORDER BY p.profile_id, pp.principal_id;
+$_$;
+
+CREATE FUNCTION dbmail.sysmail_help_profile_sp(profile_id integer DEFAULT NULL::integer, profile_name text DEFAULT NULL::text) RETURNS TABLE(profile_id integer, name text, description text)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+  SELECT dbmail.find_profile($1, $2, false);  -- an unknown profile is an error, not an empty list
+  SELECT p.profile_id, p.name, p.description FROM dbmail.profiles p
+  WHERE ($1 IS NULL AND $2 IS NULL) OR p.profile_id = dbmail.find_profile($1, $2, false)
+  ORDER BY p.profile_id;
+$_$;
+
+CREATE FUNCTION dbmail.sysmail_help_profileaccount_sp(profile_id integer DEFAULT NULL::integer, profile_name text DEFAULT NULL::text, account_id integer DEFAULT NULL::integer, account_name text DEFAULT NULL::text) RETURNS TABLE(profile_id integer, profile_name text, account_id integer, account_name text, sequence_number integer)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+  SELECT dbmail.find_profile($1, $2, false), dbmail.find_account($3, $4, false);
+  SELECT p.profile_id, p.name, a.account_id, a.name, pa.sequence_number
+  FROM dbmail.profile_accounts pa
+  JOIN dbmail.profiles p ON p.profile_id = pa.profile_id
+  JOIN dbmail.accounts a ON a.account_id = pa.account_id
+  WHERE (($1 IS NULL AND $2 IS NULL) OR pa.profile_id = dbmail.find_profile($1, $2, false))
+    AND (($3 IS NULL AND $4 IS NULL) OR pa.account_id = dbmail.find_account($3, $4, false))
+  ORDER BY p.profile_id, pa.sequence_number, a.account_id;
+$_$;
+
+CREATE FUNCTION dbmail.sysmail_help_queue_sp(queue_type text DEFAULT NULL::text) RETURNS TABLE(queue_type text, length bigint, state text, last_empty_rowset_time timestamp with time zone, last_activated_time timestamp with time zone, live_senders integer, senders jsonb, oldest_unsent_date timestamp with time zone, stalled boolean)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+  SELECT dbmail.raise_error('22023', 'queue_type', $1, 'must be mail (pg-dbmail has no separate status queue)')
+  WHERE $1 IS NOT NULL AND lower($1) <> 'mail';
+  WITH queue AS (
+    SELECT count(*) AS waiting,
+           count(*) FILTER (WHERE m.sent_status <> 'sending' AND m.next_attempt_at <= now()) AS due,
+           min(m.send_request_date) AS oldest
+    FROM dbmail.mailitems m WHERE m.sent_status IN ('unsent', 'sending', 'retrying')
+  ), live AS (
+    SELECT count(*)::integer AS live_count,
+           COALESCE(jsonb_agg(jsonb_build_object(
+             'sender_id', l.sender_id, 'hostname', l.hostname, 'process_id', l.process_id,
+             'version', l.version, 'started_at', l.started_at, 'last_heartbeat', l.last_heartbeat)), '[]') AS list,
+           max(l.last_empty_claim_at) AS last_empty,
+           max(l.started_at) AS last_started
+    FROM dbmail.live_senders() l
+  )
+  SELECT 'mail'::text, queue.waiting,
+         CASE WHEN NOT s.started THEN 'STOPPED' WHEN live.live_count = 0 THEN 'INACTIVE'
+              ELSE 'RECEIVES_OCCURRING' END,
+         live.last_empty, live.last_started, live.live_count, live.list, queue.oldest,
+         s.started AND queue.due > 0 AND live.live_count = 0
+  FROM queue, live, dbmail.system_state s;
+$_$;
+
+CREATE FUNCTION dbmail.sysmail_help_status_sp() RETURNS text
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    BEGIN ATOMIC
+ SELECT
+         CASE
+             WHEN s.started THEN 'STARTED'::text
+             ELSE 'STOPPED'::text
+         END AS "case"
+    FROM dbmail.system_state s;
+END;
+
+CREATE FUNCTION dbmail.sysmail_start_sp() RETURNS void
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    BEGIN ATOMIC
+ SELECT dbmail.set_started(true) AS set_started;
+END;
+
+CREATE FUNCTION dbmail.sysmail_stop_sp() RETURNS void
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    BEGIN ATOMIC
+ SELECT dbmail.set_started(false) AS set_started;
+END;
+
+CREATE FUNCTION dbmail.sysmail_update_account_sp(account_id integer DEFAULT NULL::integer, account_name text DEFAULT NULL::text, email_address text DEFAULT NULL::text, display_name text DEFAULT NULL::text, replyto_address text DEFAULT NULL::text, description text DEFAULT NULL::text, mailserver_name text DEFAULT NULL::text, mailserver_type text DEFAULT NULL::text, port integer DEFAULT NULL::integer, username text DEFAULT NULL::text, password text DEFAULT NULL::text, use_default_credentials boolean DEFAULT NULL::boolean, enable_ssl boolean DEFAULT NULL::boolean, timeout integer DEFAULT NULL::integer, security text DEFAULT NULL::text, tls_reject_unauthorized boolean DEFAULT NULL::boolean) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  target integer;
+  stored dbmail.accounts;
+  merged dbmail.accounts;
+  old_password text;
+  new_password text;
+BEGIN
+  IF sysmail_update_account_sp.account_id IS NOT NULL THEN
+    target := dbmail.find_account(sysmail_update_account_sp.account_id, NULL);
+  ELSE
+    target := dbmail.find_account(NULL, account_name);
+  END IF;
+  SELECT * INTO stored FROM dbmail.accounts a WHERE a.account_id = target FOR UPDATE;
+  SELECT s.password INTO old_password FROM dbmail.account_secrets s WHERE s.account_id = target;
+  IF mailserver_type IS NOT NULL AND upper(btrim(mailserver_type)) <> 'SMTP' THEN
+    PERFORM dbmail.raise_error('22023', 'mailserver_type', mailserver_type, 'only SMTP is supported');
+  END IF;
+  merged := stored;
+  IF sysmail_update_account_sp.account_id IS NOT NULL AND account_name IS NOT NULL THEN
+    merged.name := account_name;
+  END IF;
+  merged.email_address := COALESCE(btrim(email_address), stored.email_address);
+  merged.display_name := CASE WHEN display_name IS NULL THEN stored.display_name ELSE NULLIF(display_name, '') END;
+  merged.replyto_address := CASE WHEN replyto_address IS NULL THEN stored.replyto_address
+                              ELSE NULLIF(btrim(replyto_address), '') END;
+  merged.description := CASE WHEN description IS NULL THEN stored.description ELSE NULLIF(description, '') END;
+  merged.mailserver_name := COALESCE(btrim(mailserver_name), stored.mailserver_name);
+  merged.port := COALESCE(port, stored.port);
+  merged.use_default_credentials := COALESCE(use_default_credentials, stored.use_default_credentials);
+  merged.timeout := COALESCE(timeout, stored.timeout);
+  merged.tls_reject_unauthorized := COALESCE(tls_reject_unauthorized, stored.tls_reject_unauthorized);
+  IF security IS NOT NULL OR enable_ssl IS NOT NULL THEN
+    merged.security := dbmail.resolve_security(COALESCE(enable_ssl, false),
+      COALESCE(security, CASE WHEN enable_ssl THEN NULL ELSE 'none' END));
+  END IF;
+  new_password := old_password;
+  IF username IS NOT NULL THEN
+    merged.username := NULLIF(btrim(username), '');
+    IF merged.username IS NULL THEN
+      new_password := NULL;
+    END IF;
+  END IF;
+  IF password IS NOT NULL THEN
+    new_password := NULLIF(password, '');
+  END IF;
+  -- Switching to the sender's own credentials drops the stored ones.
+  IF use_default_credentials AND username IS NULL THEN
+    merged.username := NULL;
+    new_password := NULL;
+  END IF;
+  PERFORM dbmail.check_account(merged.name, merged.email_address, merged.display_name, merged.replyto_address,
+    merged.mailserver_name, merged.port, merged.username, new_password, merged.use_default_credentials, merged.security,
+    merged.timeout, merged.tls_reject_unauthorized);
+  IF EXISTS (SELECT FROM dbmail.accounts a WHERE lower(a.name) = lower(merged.name) AND a.account_id <> target) THEN
+    PERFORM dbmail.raise_error('42710', 'account_name', merged.name, 'an account with this name exists');
+  END IF;
+  UPDATE dbmail.accounts a SET
+    name = merged.name, email_address = merged.email_address, display_name = merged.display_name,
+    replyto_address = merged.replyto_address, description = merged.description,
+    mailserver_name = merged.mailserver_name, port = merged.port, username = merged.username,
+    use_default_credentials = merged.use_default_credentials, security = merged.security, timeout = merged.timeout,
+    tls_reject_unauthorized = merged.tls_reject_unauthorized, last_mod_datetime = now(),
+    last_mod_user = dbmail.caller_role()
+  WHERE a.account_id = target;
+  IF new_password IS NULL THEN
+    DELETE FROM dbmail.account_secrets s WHERE s.account_id = target;
+  ELSE
+    INSERT INTO dbmail.account_secrets AS s (account_id, password) VALUES (target, new_password)
+    ON CONFLICT ON CONSTRAINT account_secrets_pkey DO UPDATE SET password = excluded.password;
+  END IF;
+  PERFORM dbmail.config_changed();
+END;
+$$;
+
+CREATE FUNCTION dbmail.sysmail_update_principalprofile_sp(principal_id oid DEFAULT NULL::oid, principal_name text DEFAULT NULL::text, profile_id integer DEFAULT NULL::integer, profile_name text DEFAULT NULL::text, is_default boolean DEFAULT NULL::boolean) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  the_principal oid := dbmail.find_principal(principal_id, principal_name);
+  the_profile integer := dbmail.find_profile(profile_id, profile_name);
+BEGIN
+  IF is_default IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'is_default', NULL, 'must be true or false');
+  END IF;
+  IF NOT EXISTS (SELECT FROM dbmail.principal_profiles pp
+                 WHERE pp.profile_id = the_profile AND pp.principal_id = the_principal) THEN
+    PERFORM dbmail.raise_error('42704', 'principal_name', dbmail.principal_name(the_principal),
+      format('has no grant of profile %s; use sysmail_add_principalprofile_sp', the_profile));
+  END IF;
+  IF is_default THEN
+    UPDATE dbmail.principal_profiles pp SET is_default = false
+    WHERE pp.principal_id = the_principal AND pp.is_default AND pp.profile_id <> the_profile;
+  END IF;
+  UPDATE dbmail.principal_profiles pp SET
+    is_default = sysmail_update_principalprofile_sp.is_default,
+    last_mod_datetime = now(), last_mod_user = dbmail.caller_role()
+  WHERE pp.profile_id = the_profile AND pp.principal_id = the_principal;
+  PERFORM dbmail.config_changed();
+END;
+$$;
+
+CREATE FUNCTION dbmail.sysmail_update_profile_sp(profile_id integer DEFAULT NULL::integer, profile_name text DEFAULT NULL::text, description text DEFAULT NULL::text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  target integer;
+  new_name text;
+BEGIN
+  IF sysmail_update_profile_sp.profile_id IS NOT NULL THEN
+    target := dbmail.find_profile(sysmail_update_profile_sp.profile_id, NULL);
+    new_name := profile_name;
+  ELSE
+    target := dbmail.find_profile(NULL, profile_name);
+  END IF;
+  IF new_name IS NULL AND description IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'profile_name, description', NULL,
+      'give a new name (with profile_id) or a description');
+  END IF;
+  IF new_name IS NOT NULL THEN
+    PERFORM dbmail.check_profile_name(new_name);
+    IF EXISTS (SELECT FROM dbmail.profiles p WHERE lower(p.name) = lower(new_name) AND p.profile_id <> target) THEN
+      PERFORM dbmail.raise_error('42710', 'profile_name', new_name, 'a profile with this name exists');
+    END IF;
+  END IF;
+  UPDATE dbmail.profiles p SET
+    name = COALESCE(new_name, p.name),
+    description = CASE WHEN description IS NULL THEN p.description ELSE NULLIF(description, '') END,
+    last_mod_datetime = now(),
+    last_mod_user = dbmail.caller_role()
+  WHERE p.profile_id = target;
+  PERFORM dbmail.config_changed();
+END;
+$$;
+
+CREATE FUNCTION dbmail.sysmail_update_profileaccount_sp(profile_id integer DEFAULT NULL::integer, profile_name text DEFAULT NULL::text, account_id integer DEFAULT NULL::integer, account_name text DEFAULT NULL::text, sequence_number integer DEFAULT NULL::integer) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  the_profile integer := dbmail.find_profile(profile_id, profile_name);
+  the_account integer := dbmail.find_account(account_id, account_name);
+BEGIN
+  IF sequence_number IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'sequence_number', NULL, 'account sequence number must be supplied for update');
+  END IF;
+  UPDATE dbmail.profile_accounts pa SET
+    sequence_number = sysmail_update_profileaccount_sp.sequence_number,
+    last_mod_datetime = now(), last_mod_user = dbmail.caller_role()
+  WHERE pa.profile_id = the_profile AND pa.account_id = the_account;
+  IF NOT FOUND THEN
+    PERFORM dbmail.raise_error('42704', 'account_id', the_account::text,
+      format('the account is not in profile %s', the_profile));
+  END IF;
+  PERFORM dbmail.config_changed();
+END;
+$$;
+
+CREATE TABLE dbmail.account_secrets (
+    account_id integer NOT NULL,
+    password text NOT NULL
+);
+
+ALTER TABLE dbmail.accounts ALTER COLUMN account_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME dbmail.accounts_account_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE dbmail.attachments (
+    attachment_id bigint NOT NULL,
+    mailitem_id bigint NOT NULL,
+    filename text NOT NULL,
+    content_type text,
+    filesize bigint NOT NULL,
+    attachment bytea NOT NULL,
+    last_mod_date timestamp with time zone DEFAULT now() NOT NULL,
+    last_mod_user name NOT NULL
+);
+
+ALTER TABLE dbmail.attachments ALTER COLUMN attachment_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME dbmail.attachments_attachment_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE dbmail.event_log (
+    log_id bigint NOT NULL,
+    event_type text NOT NULL,
+    log_date timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    description text NOT NULL,
+    process_id integer,
+    mailitem_id bigint,
+    account_id integer,
+    sender_id text,
+    last_mod_date timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    last_mod_user name NOT NULL,
+    CONSTRAINT event_log_event_type_check CHECK ((event_type = ANY (ARRAY['success'::text, 'information'::text, 'warning'::text, 'error'::text])))
+);
+
+ALTER TABLE dbmail.event_log ALTER COLUMN log_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME dbmail.event_log_log_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE dbmail.mailitems (
+    mailitem_id bigint NOT NULL,
+    profile_id integer NOT NULL,
+    recipients text,
+    copy_recipients text,
+    blind_copy_recipients text,
+    envelope jsonb NOT NULL,
+    subject text NOT NULL,
+    body text,
+    body_format text DEFAULT 'TEXT'::text NOT NULL,
+    importance text DEFAULT 'NORMAL'::text NOT NULL,
+    sensitivity text DEFAULT 'NORMAL'::text NOT NULL,
+    file_attachments text,
+    attachment_encoding text DEFAULT 'MIME'::text NOT NULL,
+    query text,
+    execute_query_database text,
+    attach_query_result_as_file boolean DEFAULT false NOT NULL,
+    query_result_header boolean DEFAULT true NOT NULL,
+    query_result_width integer DEFAULT 256 NOT NULL,
+    query_result_separator text DEFAULT ' '::text NOT NULL,
+    exclude_query_output boolean DEFAULT false NOT NULL,
+    append_query_error boolean DEFAULT false NOT NULL,
+    query_no_truncate boolean DEFAULT false NOT NULL,
+    query_result_no_padding boolean DEFAULT false NOT NULL,
+    query_attachment_filename text,
+    query_result_format text DEFAULT 'TEXT'::text NOT NULL,
+    from_address text,
+    reply_to text,
+    headers jsonb,
+    send_at timestamp with time zone,
+    idempotency_key text,
+    message_id text NOT NULL,
+    send_request_date timestamp with time zone DEFAULT now() NOT NULL,
+    send_request_user name NOT NULL,
+    sent_account_id integer,
+    sent_status text DEFAULT 'unsent'::text NOT NULL,
+    sent_date timestamp with time zone,
+    send_attempts integer DEFAULT 0 NOT NULL,
+    next_attempt_at timestamp with time zone DEFAULT now() NOT NULL,
+    lease_owner text,
+    lease_expires_at timestamp with time zone,
+    last_error text,
+    smtp_response text,
+    sent_by text,
+    last_mod_date timestamp with time zone DEFAULT now() NOT NULL,
+    last_mod_user name NOT NULL,
+    CONSTRAINT mailitems_body_format_check CHECK ((body_format = ANY (ARRAY['TEXT'::text, 'HTML'::text]))),
+    CONSTRAINT mailitems_importance_check CHECK ((importance = ANY (ARRAY['LOW'::text, 'NORMAL'::text, 'HIGH'::text]))),
+    CONSTRAINT mailitems_sensitivity_check CHECK ((sensitivity = ANY (ARRAY['NORMAL'::text, 'PERSONAL'::text, 'PRIVATE'::text, 'CONFIDENTIAL'::text]))),
+    CONSTRAINT mailitems_sent_status_check CHECK ((sent_status = ANY (ARRAY['unsent'::text, 'sending'::text, 'retrying'::text, 'sent'::text, 'failed'::text])))
+);
+
+ALTER TABLE dbmail.mailitems ALTER COLUMN mailitem_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME dbmail.mailitems_mailitem_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE dbmail.migrations (
+    version integer NOT NULL,
+    name text NOT NULL,
+    checksum text NOT NULL,
+    applied_at timestamp with time zone DEFAULT now() NOT NULL,
+    applied_by name DEFAULT CURRENT_USER NOT NULL
+);
+
+CREATE TABLE dbmail.principal_profiles (
+    profile_id integer NOT NULL,
+    principal_id oid NOT NULL,
+    is_default boolean DEFAULT false NOT NULL,
+    last_mod_datetime timestamp with time zone DEFAULT now() NOT NULL,
+    last_mod_user name DEFAULT CURRENT_USER NOT NULL
+);
+
+CREATE TABLE dbmail.profiles (
+    profile_id integer NOT NULL,
+    name text NOT NULL,
+    description text,
+    last_success_account_id integer,
+    last_mod_datetime timestamp with time zone DEFAULT now() NOT NULL,
+    last_mod_user name DEFAULT CURRENT_USER NOT NULL
+);
+
+ALTER TABLE dbmail.profiles ALTER COLUMN profile_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME dbmail.profiles_profile_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE VIEW dbmail.sysmail_allitems WITH (security_barrier='true') AS
+ SELECT m.mailitem_id,
+    m.profile_id,
+    m.recipients,
+    m.copy_recipients,
+    m.blind_copy_recipients,
+    m.subject,
+    m.body,
+    m.body_format,
+    m.importance,
+    m.sensitivity,
+    m.file_attachments,
+    m.attachment_encoding,
+    m.query,
+    m.execute_query_database,
+    m.attach_query_result_as_file,
+    m.query_result_header,
+    m.query_result_width,
+    m.query_result_separator,
+    m.exclude_query_output,
+    m.append_query_error,
+    m.send_request_date,
+    m.send_request_user,
+    m.sent_account_id,
+    m.sent_status,
+    m.sent_date,
+    m.last_mod_date,
+    m.last_mod_user,
+    m.from_address,
+    m.reply_to,
+    m.headers,
+    m.send_at,
+    m.idempotency_key,
+    m.query_result_format,
+    m.message_id,
+    m.send_attempts,
+    m.last_error,
+        CASE
+            WHEN (m.sent_status = ANY (ARRAY['unsent'::text, 'retrying'::text])) THEN m.next_attempt_at
+            ELSE NULL::timestamp with time zone
+        END AS next_attempt_at,
+    m.sent_by,
+    m.smtp_response
+   FROM dbmail.mailitems m
+  WHERE ((m.send_request_user = dbmail.caller_role()) OR ( SELECT dbmail.caller_is_admin() AS caller_is_admin));
+
+CREATE VIEW dbmail.sysmail_event_log WITH (security_barrier='true') AS
+ SELECT e.log_id,
+    e.event_type,
+    e.log_date,
+    e.description,
+    e.process_id,
+    e.mailitem_id,
+    e.account_id,
+    e.last_mod_date,
+    e.last_mod_user,
+    e.sender_id
+   FROM dbmail.event_log e
+  WHERE (( SELECT dbmail.caller_is_admin() AS caller_is_admin) OR (e.mailitem_id IN ( SELECT m.mailitem_id
+           FROM dbmail.mailitems m
+          WHERE (m.send_request_user = dbmail.caller_role()))));
+
+CREATE VIEW dbmail.sysmail_faileditems WITH (security_barrier='true') AS
+ SELECT sysmail_allitems.mailitem_id,
+    sysmail_allitems.profile_id,
+    sysmail_allitems.recipients,
+    sysmail_allitems.copy_recipients,
+    sysmail_allitems.blind_copy_recipients,
+    sysmail_allitems.subject,
+    sysmail_allitems.body,
+    sysmail_allitems.body_format,
+    sysmail_allitems.importance,
+    sysmail_allitems.sensitivity,
+    sysmail_allitems.file_attachments,
+    sysmail_allitems.attachment_encoding,
+    sysmail_allitems.query,
+    sysmail_allitems.execute_query_database,
+    sysmail_allitems.attach_query_result_as_file,
+    sysmail_allitems.query_result_header,
+    sysmail_allitems.query_result_width,
+    sysmail_allitems.query_result_separator,
+    sysmail_allitems.exclude_query_output,
+    sysmail_allitems.append_query_error,
+    sysmail_allitems.send_request_date,
+    sysmail_allitems.send_request_user,
+    sysmail_allitems.sent_account_id,
+    sysmail_allitems.sent_status,
+    sysmail_allitems.sent_date,
+    sysmail_allitems.last_mod_date,
+    sysmail_allitems.last_mod_user,
+    sysmail_allitems.from_address,
+    sysmail_allitems.reply_to,
+    sysmail_allitems.headers,
+    sysmail_allitems.send_at,
+    sysmail_allitems.idempotency_key,
+    sysmail_allitems.query_result_format,
+    sysmail_allitems.message_id,
+    sysmail_allitems.send_attempts,
+    sysmail_allitems.last_error,
+    sysmail_allitems.next_attempt_at,
+    sysmail_allitems.sent_by,
+    sysmail_allitems.smtp_response
+   FROM dbmail.sysmail_allitems
+  WHERE (sysmail_allitems.sent_status = 'failed'::text);
+
+CREATE VIEW dbmail.sysmail_mailattachments WITH (security_barrier='true') AS
+ SELECT a.attachment_id,
+    a.mailitem_id,
+    a.filename,
+    a.filesize,
+    a.attachment,
+    a.last_mod_date,
+    a.last_mod_user,
+    a.content_type
+   FROM dbmail.attachments a
+  WHERE (( SELECT dbmail.caller_is_admin() AS caller_is_admin) OR (a.mailitem_id IN ( SELECT m.mailitem_id
+           FROM dbmail.mailitems m
+          WHERE (m.send_request_user = dbmail.caller_role()))));
+
+CREATE VIEW dbmail.sysmail_sentitems WITH (security_barrier='true') AS
+ SELECT sysmail_allitems.mailitem_id,
+    sysmail_allitems.profile_id,
+    sysmail_allitems.recipients,
+    sysmail_allitems.copy_recipients,
+    sysmail_allitems.blind_copy_recipients,
+    sysmail_allitems.subject,
+    sysmail_allitems.body,
+    sysmail_allitems.body_format,
+    sysmail_allitems.importance,
+    sysmail_allitems.sensitivity,
+    sysmail_allitems.file_attachments,
+    sysmail_allitems.attachment_encoding,
+    sysmail_allitems.query,
+    sysmail_allitems.execute_query_database,
+    sysmail_allitems.attach_query_result_as_file,
+    sysmail_allitems.query_result_header,
+    sysmail_allitems.query_result_width,
+    sysmail_allitems.query_result_separator,
+    sysmail_allitems.exclude_query_output,
+    sysmail_allitems.append_query_error,
+    sysmail_allitems.send_request_date,
+    sysmail_allitems.send_request_user,
+    sysmail_allitems.sent_account_id,
+    sysmail_allitems.sent_status,
+    sysmail_allitems.sent_date,
+    sysmail_allitems.last_mod_date,
+    sysmail_allitems.last_mod_user,
+    sysmail_allitems.from_address,
+    sysmail_allitems.reply_to,
+    sysmail_allitems.headers,
+    sysmail_allitems.send_at,
+    sysmail_allitems.idempotency_key,
+    sysmail_allitems.query_result_format,
+    sysmail_allitems.message_id,
+    sysmail_allitems.send_attempts,
+    sysmail_allitems.last_error,
+    sysmail_allitems.next_attempt_at,
+    sysmail_allitems.sent_by,
+    sysmail_allitems.smtp_response
+   FROM dbmail.sysmail_allitems
+  WHERE (sysmail_allitems.sent_status = 'sent'::text);
+
+CREATE VIEW dbmail.sysmail_unsentitems WITH (security_barrier='true') AS
+ SELECT sysmail_allitems.mailitem_id,
+    sysmail_allitems.profile_id,
+    sysmail_allitems.recipients,
+    sysmail_allitems.copy_recipients,
+    sysmail_allitems.blind_copy_recipients,
+    sysmail_allitems.subject,
+    sysmail_allitems.body,
+    sysmail_allitems.body_format,
+    sysmail_allitems.importance,
+    sysmail_allitems.sensitivity,
+    sysmail_allitems.file_attachments,
+    sysmail_allitems.attachment_encoding,
+    sysmail_allitems.query,
+    sysmail_allitems.execute_query_database,
+    sysmail_allitems.attach_query_result_as_file,
+    sysmail_allitems.query_result_header,
+    sysmail_allitems.query_result_width,
+    sysmail_allitems.query_result_separator,
+    sysmail_allitems.exclude_query_output,
+    sysmail_allitems.append_query_error,
+    sysmail_allitems.send_request_date,
+    sysmail_allitems.send_request_user,
+    sysmail_allitems.sent_account_id,
+    sysmail_allitems.sent_status,
+    sysmail_allitems.sent_date,
+    sysmail_allitems.last_mod_date,
+    sysmail_allitems.last_mod_user,
+    sysmail_allitems.from_address,
+    sysmail_allitems.reply_to,
+    sysmail_allitems.headers,
+    sysmail_allitems.send_at,
+    sysmail_allitems.idempotency_key,
+    sysmail_allitems.query_result_format,
+    sysmail_allitems.message_id,
+    sysmail_allitems.send_attempts,
+    sysmail_allitems.last_error,
+    sysmail_allitems.next_attempt_at,
+    sysmail_allitems.sent_by,
+    sysmail_allitems.smtp_response
+   FROM dbmail.sysmail_allitems
+  WHERE (sysmail_allitems.sent_status = ANY (ARRAY['unsent'::text, 'sending'::text, 'retrying'::text]));
+
+ALTER TABLE ONLY dbmail.account_secrets
+    ADD CONSTRAINT account_secrets_pkey PRIMARY KEY (account_id);
+
+ALTER TABLE ONLY dbmail.accounts
+    ADD CONSTRAINT accounts_pkey PRIMARY KEY (account_id);
+
+ALTER TABLE ONLY dbmail.attachments
+    ADD CONSTRAINT attachments_pkey PRIMARY KEY (attachment_id);
+
+ALTER TABLE ONLY dbmail.event_log
+    ADD CONSTRAINT event_log_pkey PRIMARY KEY (log_id);
+
+ALTER TABLE ONLY dbmail.mailitems
+    ADD CONSTRAINT mailitems_pkey PRIMARY KEY (mailitem_id);
+
+ALTER TABLE ONLY dbmail.migrations
+    ADD CONSTRAINT migrations_pkey PRIMARY KEY (version);
+
+ALTER TABLE ONLY dbmail.principal_profiles
+    ADD CONSTRAINT principal_profiles_pkey PRIMARY KEY (profile_id, principal_id);
+
+ALTER TABLE ONLY dbmail.profile_accounts
+    ADD CONSTRAINT profile_accounts_pkey PRIMARY KEY (profile_id, account_id);
+
+ALTER TABLE ONLY dbmail.profiles
+    ADD CONSTRAINT profiles_pkey PRIMARY KEY (profile_id);
+
+ALTER TABLE ONLY dbmail.senders
+    ADD CONSTRAINT senders_pkey PRIMARY KEY (sender_id);
+
+ALTER TABLE ONLY dbmail.settings
+    ADD CONSTRAINT settings_pkey PRIMARY KEY (paramname);
+
+ALTER TABLE ONLY dbmail.system_state
+    ADD CONSTRAINT system_state_pkey PRIMARY KEY (singleton);
+
+CREATE UNIQUE INDEX accounts_name_key ON dbmail.accounts USING btree (lower(name));
+
+CREATE INDEX attachments_mailitem_idx ON dbmail.attachments USING btree (mailitem_id);
+
+CREATE INDEX event_log_date_idx ON dbmail.event_log USING btree (log_date);
+
+CREATE INDEX event_log_mailitem_idx ON dbmail.event_log USING btree (mailitem_id) WHERE (mailitem_id IS NOT NULL);
+
+CREATE INDEX mailitems_due_idx ON dbmail.mailitems USING btree (next_attempt_at, mailitem_id) WHERE (sent_status = ANY (ARRAY['unsent'::text, 'retrying'::text]));
+
+CREATE UNIQUE INDEX mailitems_idempotency_key ON dbmail.mailitems USING btree (send_request_user, idempotency_key) WHERE (idempotency_key IS NOT NULL);
+
+CREATE INDEX mailitems_leased_idx ON dbmail.mailitems USING btree (lease_expires_at) WHERE (sent_status = 'sending'::text);
+
+CREATE INDEX mailitems_profile_pending_idx ON dbmail.mailitems USING btree (profile_id) WHERE (sent_status = ANY (ARRAY['unsent'::text, 'sending'::text, 'retrying'::text]));
+
+CREATE INDEX mailitems_request_date_idx ON dbmail.mailitems USING btree (send_request_date);
+
+CREATE INDEX mailitems_user_idx ON dbmail.mailitems USING btree (send_request_user, mailitem_id);
+
+CREATE UNIQUE INDEX principal_profiles_one_default ON dbmail.principal_profiles USING btree (principal_id) WHERE is_default;
+
+CREATE INDEX profile_accounts_account_idx ON dbmail.profile_accounts USING btree (account_id);
+
+CREATE UNIQUE INDEX profiles_name_key ON dbmail.profiles USING btree (lower(name));
+
+ALTER TABLE ONLY dbmail.account_secrets
+    ADD CONSTRAINT account_secrets_account_id_fkey FOREIGN KEY (account_id) REFERENCES dbmail.accounts(account_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY dbmail.attachments
+    ADD CONSTRAINT attachments_mailitem_id_fkey FOREIGN KEY (mailitem_id) REFERENCES dbmail.mailitems(mailitem_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY dbmail.principal_profiles
+    ADD CONSTRAINT principal_profiles_profile_id_fkey FOREIGN KEY (profile_id) REFERENCES dbmail.profiles(profile_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY dbmail.profile_accounts
+    ADD CONSTRAINT profile_accounts_account_id_fkey FOREIGN KEY (account_id) REFERENCES dbmail.accounts(account_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY dbmail.profile_accounts
+    ADD CONSTRAINT profile_accounts_profile_id_fkey FOREIGN KEY (profile_id) REFERENCES dbmail.profiles(profile_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY dbmail.profiles
+    ADD CONSTRAINT profiles_last_success_account_id_fkey FOREIGN KEY (last_success_account_id) REFERENCES dbmail.accounts(account_id) ON DELETE SET NULL;
+
+GRANT USAGE ON SCHEMA dbmail TO dbmail_user;
+GRANT USAGE ON SCHEMA dbmail TO dbmail_admin;
+GRANT USAGE ON SCHEMA dbmail TO dbmail_sender;
+
+REVOKE ALL ON TYPE dbmail.attachment FROM PUBLIC;
+GRANT ALL ON TYPE dbmail.attachment TO dbmail_user;
+
+REVOKE ALL ON FUNCTION dbmail.address_problem(address text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.attachment(filename text, content bytea, content_type text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.attachment(filename text, content bytea, content_type text) TO dbmail_user;
+
+REVOKE ALL ON FUNCTION dbmail.caller_role() FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.caller_role() TO dbmail_user;
+
+REVOKE ALL ON FUNCTION dbmail.is_admin(role_name name) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.is_admin(role_name name) TO dbmail_user;
+
+REVOKE ALL ON FUNCTION dbmail.caller_is_admin() FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.caller_is_admin() TO dbmail_user;
+
+REVOKE ALL ON FUNCTION dbmail.check_account(account_name text, email_address text, display_name text, replyto_address text, mailserver_name text, port integer, username text, password text, use_default_credentials boolean, security text, timeout integer, tls_reject_unauthorized boolean) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.check_header_text(parameter text, value text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.check_headers(headers jsonb) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.check_profile_name(profile_name text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.check_send_arguments(subject text, body text, body_format text, importance text, sensitivity text, query text, execute_query_database text, attach_query_result_as_file boolean, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, file_attachments text, attachments dbmail.attachment[], headers jsonb, idempotency_key text, query_result_format text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.claim_mailitems(sender_id text, batch_size integer, lease_seconds integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.claim_mailitems(sender_id text, batch_size integer, lease_seconds integer) TO dbmail_sender;
+
+REVOKE ALL ON FUNCTION dbmail.config_changed() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.find_account(account_id integer, account_name text, required boolean) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.find_principal(principal_id oid, principal_name text, required boolean) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.find_profile(profile_id integer, profile_name text, required boolean) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.find_setting(parameter_name text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.live_senders() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.log_event(event_type text, description text, mailitem_id bigint, account_id integer, process_id integer, sender_id text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.log_event(event_type text, description text, mailitem_id bigint, account_id integer, process_id integer, sender_id text) TO dbmail_sender;
+
+REVOKE ALL ON FUNCTION dbmail.message_id_for(mailitem_id bigint, profile_id integer, from_address jsonb) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.normalise_setting(parameter_name text, parameter_value text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.parse_address_list(parameter text, list text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.parse_single_address(parameter text, value text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.principal_name(principal_id oid) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.queue_mail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.queue_mail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text) TO dbmail_user;
+
+REVOKE ALL ON FUNCTION dbmail.raise_error(sqlstate text, parameter text, value text, problem text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.raise_error(sqlstate text, parameter text, value text, problem text) TO dbmail_user;
+
+REVOKE ALL ON FUNCTION dbmail.record_outcome(mailitem_id bigint, sender_id text, outcome text, account_id integer, smtp_response text, error text, account_errors jsonb, process_id integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.record_outcome(mailitem_id bigint, sender_id text, outcome text, account_id integer, smtp_response text, error text, account_errors jsonb, process_id integer) TO dbmail_sender;
+
+REVOKE ALL ON FUNCTION dbmail.release_mailitems(sender_id text, mailitem_ids bigint[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.release_mailitems(sender_id text, mailitem_ids bigint[]) TO dbmail_sender;
+
+REVOKE ALL ON FUNCTION dbmail.resolve_profile(sender name, profile_name text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.resolve_security(enable_ssl boolean, security text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.sender_accounts() FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sender_accounts() TO dbmail_sender;
+
+REVOKE ALL ON FUNCTION dbmail.sender_attachments(sender_id text, mailitem_id bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sender_attachments(sender_id text, mailitem_id bigint) TO dbmail_sender;
+
+REVOKE ALL ON FUNCTION dbmail.sender_heartbeat(sender_id text, hostname text, process_id integer, version text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sender_heartbeat(sender_id text, hostname text, process_id integer, version text) TO dbmail_sender;
+
+REVOKE ALL ON FUNCTION dbmail.sender_stopped(sender_id text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sender_stopped(sender_id text) TO dbmail_sender;
+
+REVOKE ALL ON FUNCTION dbmail.set_started(started boolean) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.setting(parameter_name text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.show_value(value text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.show_value(value text) TO dbmail_user;
+
+REVOKE ALL ON FUNCTION dbmail.sp_send_dbmail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sp_send_dbmail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text) TO dbmail_user;
+
+REVOKE ALL ON FUNCTION dbmail.sysmail_add_account_sp(account_name text, email_address text, display_name text, replyto_address text, description text, mailserver_name text, mailserver_type text, port integer, username text, password text, use_default_credentials boolean, enable_ssl boolean, security text, timeout integer, tls_reject_unauthorized boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sysmail_add_account_sp(account_name text, email_address text, display_name text, replyto_address text, description text, mailserver_name text, mailserver_type text, port integer, username text, password text, use_default_credentials boolean, enable_ssl boolean, security text, timeout integer, tls_reject_unauthorized boolean) TO dbmail_admin;
+
+REVOKE ALL ON FUNCTION dbmail.sysmail_add_principalprofile_sp(principal_id oid, principal_name text, profile_id integer, profile_name text, is_default boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sysmail_add_principalprofile_sp(principal_id oid, principal_name text, profile_id integer, profile_name text, is_default boolean) TO dbmail_admin;
+
+REVOKE ALL ON FUNCTION dbmail.sysmail_add_profile_sp(profile_name text, description text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sysmail_add_profile_sp(profile_name text, description text) TO dbmail_admin;
+
+REVOKE ALL ON FUNCTION dbmail.sysmail_add_profileaccount_sp(profile_id integer, profile_name text, account_id integer, account_name text, sequence_number integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sysmail_add_profileaccount_sp(profile_id integer, profile_name text, account_id integer, account_name text, sequence_number integer) TO dbmail_admin;
+
+REVOKE ALL ON FUNCTION dbmail.sysmail_configure_sp(parameter_name text, parameter_value text, description text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sysmail_configure_sp(parameter_name text, parameter_value text, description text) TO dbmail_admin;
+
+REVOKE ALL ON FUNCTION dbmail.sysmail_delete_account_sp(account_id integer, account_name text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sysmail_delete_account_sp(account_id integer, account_name text) TO dbmail_admin;
+
+REVOKE ALL ON FUNCTION dbmail.sysmail_delete_log_sp(logged_before timestamp with time zone, event_type text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sysmail_delete_log_sp(logged_before timestamp with time zone, event_type text) TO dbmail_admin;
+
+REVOKE ALL ON FUNCTION dbmail.sysmail_delete_mailitems_sp(sent_before timestamp with time zone, sent_status text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sysmail_delete_mailitems_sp(sent_before timestamp with time zone, sent_status text) TO dbmail_user;
+
+REVOKE ALL ON FUNCTION dbmail.sysmail_delete_principalprofile_sp(principal_id oid, principal_name text, profile_id integer, profile_name text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sysmail_delete_principalprofile_sp(principal_id oid, principal_name text, profile_id integer, profile_name text) TO dbmail_admin;
+
+REVOKE ALL ON FUNCTION dbmail.sysmail_delete_profile_sp(profile_id integer, profile_name text, force_delete boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sysmail_delete_profile_sp(profile_id integer, profile_name text, force_delete boolean) TO dbmail_admin;
+
+REVOKE ALL ON FUNCTION dbmail.sysmail_delete_profileaccount_sp(profile_id integer, profile_name text, account_id integer, account_name text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sysmail_delete_profileaccount_sp(profile_id integer, profile_name text, account_id integer, account_name text) TO dbmail_admin;
+
+REVOKE ALL ON FUNCTION dbmail.sysmail_help_account_sp(account_id integer, account_name text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sysmail_help_account_sp(account_id integer, account_name text) TO dbmail_admin;
+
+REVOKE ALL ON FUNCTION dbmail.sysmail_help_configure_sp(parameter_name text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sysmail_help_configure_sp(parameter_name text) TO dbmail_admin;
+
+REVOKE ALL ON FUNCTION dbmail.sysmail_help_principalprofile_sp(principal_id oid, principal_name text, profile_id integer, profile_name text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sysmail_help_principalprofile_sp(principal_id oid, principal_name text, profile_id integer, profile_name text) TO dbmail_admin;
+
+REVOKE ALL ON FUNCTION dbmail.sysmail_help_profile_sp(profile_id integer, profile_name text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sysmail_help_profile_sp(profile_id integer, profile_name text) TO dbmail_admin;
+
+REVOKE ALL ON FUNCTION dbmail.sysmail_help_profileaccount_sp(profile_id integer, profile_name text, account_id integer, account_name text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sysmail_help_profileaccount_sp(profile_id integer, profile_name text, account_id integer, account_name text) TO dbmail_admin;
+
+REVOKE ALL ON FUNCTION dbmail.sysmail_help_queue_sp(queue_type text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sysmail_help_queue_sp(queue_type text) TO dbmail_admin;
+
+REVOKE ALL ON FUNCTION dbmail.sysmail_help_status_sp() FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sysmail_help_status_sp() TO dbmail_admin;
+GRANT ALL ON FUNCTION dbmail.sysmail_help_status_sp() TO dbmail_sender;
+
+REVOKE ALL ON FUNCTION dbmail.sysmail_start_sp() FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sysmail_start_sp() TO dbmail_admin;
+
+REVOKE ALL ON FUNCTION dbmail.sysmail_stop_sp() FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sysmail_stop_sp() TO dbmail_admin;
+
+REVOKE ALL ON FUNCTION dbmail.sysmail_update_account_sp(account_id integer, account_name text, email_address text, display_name text, replyto_address text, description text, mailserver_name text, mailserver_type text, port integer, username text, password text, use_default_credentials boolean, enable_ssl boolean, timeout integer, security text, tls_reject_unauthorized boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sysmail_update_account_sp(account_id integer, account_name text, email_address text, display_name text, replyto_address text, description text, mailserver_name text, mailserver_type text, port integer, username text, password text, use_default_credentials boolean, enable_ssl boolean, timeout integer, security text, tls_reject_unauthorized boolean) TO dbmail_admin;
+
+REVOKE ALL ON FUNCTION dbmail.sysmail_update_principalprofile_sp(principal_id oid, principal_name text, profile_id integer, profile_name text, is_default boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sysmail_update_principalprofile_sp(principal_id oid, principal_name text, profile_id integer, profile_name text, is_default boolean) TO dbmail_admin;
+
+REVOKE ALL ON FUNCTION dbmail.sysmail_update_profile_sp(profile_id integer, profile_name text, description text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sysmail_update_profile_sp(profile_id integer, profile_name text, description text) TO dbmail_admin;
+
+REVOKE ALL ON FUNCTION dbmail.sysmail_update_profileaccount_sp(profile_id integer, profile_name text, account_id integer, account_name text, sequence_number integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sysmail_update_profileaccount_sp(profile_id integer, profile_name text, account_id integer, account_name text, sequence_number integer) TO dbmail_admin;
+
+GRANT SELECT ON TABLE dbmail.sysmail_allitems TO dbmail_user;
+
+GRANT SELECT ON TABLE dbmail.sysmail_event_log TO dbmail_user;
+
+GRANT SELECT ON TABLE dbmail.sysmail_faileditems TO dbmail_user;
+
+GRANT SELECT ON TABLE dbmail.sysmail_mailattachments TO dbmail_user;
+
+GRANT SELECT ON TABLE dbmail.sysmail_sentitems TO dbmail_user;
+
+GRANT SELECT ON TABLE dbmail.sysmail_unsentitems TO dbmail_user;
