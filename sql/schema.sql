@@ -271,6 +271,10 @@ DECLARE
   claimer text := claim_mailitems.sender_id;
   lease_end timestamptz := now() + make_interval(secs => lease_seconds);
   expired record;
+  -- Exactly the items this call claimed: now() is fixed for a transaction, so lease_end cannot tell two
+  -- claims of one transaction apart.
+  claimed bigint[] := '{}';
+  fresh bigint[];
 BEGIN
   IF claimer IS NULL OR btrim(claimer) = '' THEN
     PERFORM dbmail.raise_error('22004', 'sender_id', claimer, 'a sender needs an id');
@@ -292,21 +296,33 @@ BEGIN
       SELECT x.mailitem_id FROM dbmail.mailitems x
       WHERE x.sent_status = 'sending' AND x.lease_expires_at < now()
       ORDER BY x.lease_expires_at LIMIT batch_size FOR UPDATE SKIP LOCKED)
-    RETURNING m.mailitem_id, m.profile_id
+    RETURNING m.mailitem_id
   LOOP
+    claimed := claimed || expired.mailitem_id;
     PERFORM dbmail.log_event('warning',
       format('Mail Id %s: the sender sending it stopped reporting before an outcome was recorded; whether '
              'it was delivered is unknown, so it is sent again with the same Message-ID', expired.mailitem_id),
       expired.mailitem_id, NULL, NULL, claimer);
   END LOOP;
 
-  UPDATE dbmail.mailitems m SET sent_status = 'sending', lease_owner = claimer, lease_expires_at = lease_end,
-    last_mod_date = now(), last_mod_user = current_user
-  WHERE m.mailitem_id IN (
-    SELECT x.mailitem_id FROM dbmail.mailitems x
-    WHERE x.sent_status IN ('unsent', 'retrying') AND x.next_attempt_at <= now()
-    ORDER BY x.next_attempt_at, x.mailitem_id
-    LIMIT batch_size FOR UPDATE SKIP LOCKED);
+  IF cardinality(claimed) < batch_size THEN
+    WITH taken AS (
+      UPDATE dbmail.mailitems m SET sent_status = 'sending', lease_owner = claimer, lease_expires_at = lease_end,
+        last_mod_date = now(), last_mod_user = current_user
+      WHERE m.mailitem_id IN (
+        SELECT x.mailitem_id FROM dbmail.mailitems x
+        WHERE x.sent_status IN ('unsent', 'retrying') AND x.next_attempt_at <= now()
+        ORDER BY x.next_attempt_at, x.mailitem_id
+        LIMIT batch_size - cardinality(claimed) FOR UPDATE SKIP LOCKED)
+      RETURNING m.mailitem_id)
+    SELECT array_agg(t.mailitem_id) INTO fresh FROM taken t;
+    claimed := claimed || COALESCE(fresh, '{}');
+  END IF;
+
+  IF cardinality(claimed) = 0 THEN
+    UPDATE dbmail.senders s SET last_empty_claim_at = now() WHERE s.sender_id = claimer;
+    RETURN;
+  END IF;
 
   RETURN QUERY
   SELECT m.mailitem_id, m.profile_id, m.envelope, m.subject, m.body, m.body_format, m.importance,
@@ -314,12 +330,8 @@ BEGIN
          (SELECT count(*)::integer FROM dbmail.attachments a WHERE a.mailitem_id = m.mailitem_id),
          m.lease_expires_at
   FROM dbmail.mailitems m
-  WHERE m.sent_status = 'sending' AND m.lease_owner = claimer AND m.lease_expires_at = lease_end
+  WHERE m.mailitem_id = ANY (claimed)
   ORDER BY m.mailitem_id;
-
-  IF NOT FOUND THEN
-    UPDATE dbmail.senders s SET last_empty_claim_at = now() WHERE s.sender_id = claimer;
-  END IF;
 END;
 $$;
 
@@ -1409,7 +1421,9 @@ CREATE FUNCTION dbmail.sysmail_help_queue_sp(queue_type text DEFAULT NULL::text)
   WHERE $1 IS NOT NULL AND lower($1) <> 'mail';
   WITH queue AS (
     SELECT count(*) AS waiting,
-           count(*) FILTER (WHERE m.sent_status <> 'sending' AND m.next_attempt_at <= now()) AS due,
+           -- Due: waiting items whose time has come, and items whose sender died holding them.
+           count(*) FILTER (WHERE (m.sent_status <> 'sending' AND m.next_attempt_at <= now())
+                               OR (m.sent_status = 'sending' AND m.lease_expires_at < now())) AS due,
            min(m.send_request_date) AS oldest
     FROM dbmail.mailitems m WHERE m.sent_status IN ('unsent', 'sending', 'retrying')
   ), live AS (

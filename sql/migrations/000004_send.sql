@@ -387,7 +387,9 @@ AS $$
   WHERE $1 IS NOT NULL AND lower($1) <> 'mail';
   WITH queue AS (
     SELECT count(*) AS waiting,
-           count(*) FILTER (WHERE m.sent_status <> 'sending' AND m.next_attempt_at <= now()) AS due,
+           -- Due: waiting items whose time has come, and items whose sender died holding them.
+           count(*) FILTER (WHERE (m.sent_status <> 'sending' AND m.next_attempt_at <= now())
+                               OR (m.sent_status = 'sending' AND m.lease_expires_at < now())) AS due,
            min(m.send_request_date) AS oldest
     FROM dbmail.mailitems m WHERE m.sent_status IN ('unsent', 'sending', 'retrying')
   ), live AS (
