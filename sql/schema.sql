@@ -8,6 +8,12 @@ CREATE TYPE dbmail.attachment AS (
 	content_type text
 );
 
+CREATE FUNCTION dbmail.address_domain(address text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    BEGIN ATOMIC
+ SELECT "substring"(address, '@([^@]*)$'::text) AS "substring";
+END;
+
 CREATE FUNCTION dbmail.address_problem(address text) RETURNS text
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -41,6 +47,8 @@ BEGIN
   ELSIF NOT (domain_part ~ '^[A-Za-z0-9\u0080-\U0010FFFF]([A-Za-z0-9\u0080-\U0010FFFF-]*[A-Za-z0-9\u0080-\U0010FFFF])?(\.[A-Za-z0-9\u0080-\U0010FFFF]([A-Za-z0-9\u0080-\U0010FFFF-]*[A-Za-z0-9\u0080-\U0010FFFF])?)*$'
              OR domain_part ~ '^\[[\x21-\x5a\x5e-\x7e]*\]$') THEN
     RETURN 'not a valid e-mail address (the domain)';
+  ELSIF domain_part ~ '(^|\.)[^.\[]{64,}(\.|$)' THEN
+    RETURN 'a part of the domain is longer than 63 characters';
   END IF;
   RETURN NULL;
 END;
@@ -87,9 +95,9 @@ BEGIN
   IF email_address IS NULL OR btrim(email_address) = '' THEN
     PERFORM dbmail.raise_error('22004', 'email_address', email_address, 'an account needs an e-mail address');
   END IF;
-  PERFORM dbmail.parse_single_address('email_address', email_address);
+  PERFORM dbmail.parse_bare_address('email_address', email_address);
   PERFORM dbmail.check_header_text('display_name', display_name);
-  PERFORM dbmail.parse_single_address('replyto_address', replyto_address);
+  PERFORM dbmail.parse_bare_address('replyto_address', replyto_address);
   IF mailserver_name IS NULL OR btrim(mailserver_name) = '' THEN
     PERFORM dbmail.raise_error('22004', 'mailserver_name', mailserver_name,
       'name the SMTP server (host name or IP address)');
@@ -199,13 +207,24 @@ CREATE FUNCTION dbmail.check_send_arguments(subject text, body text, body_format
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 BEGIN
+  IF importance IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'importance', NULL, 'must be LOW, NORMAL or HIGH');
+  ELSIF sensitivity IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'sensitivity', NULL, 'must be NORMAL, PERSONAL, PRIVATE or CONFIDENTIAL');
+  ELSIF query_result_format IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'query_result_format', NULL, 'must be TEXT, CSV, HTML or JSON');
+  ELSIF query_result_width IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'query_result_width', NULL, 'must be from 10 to 32767');
+  ELSIF query_result_separator IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'query_result_separator', NULL, 'must be exactly one character');
+  END IF;
   IF upper(btrim(body_format)) NOT IN ('TEXT', 'HTML') THEN
     PERFORM dbmail.raise_error('22023', 'body_format', body_format, 'must be TEXT or HTML');
   END IF;
-  IF importance IS NULL OR upper(btrim(importance)) NOT IN ('LOW', 'NORMAL', 'HIGH') THEN
+  IF upper(btrim(importance)) NOT IN ('LOW', 'NORMAL', 'HIGH') THEN
     PERFORM dbmail.raise_error('22023', 'importance', importance, 'must be LOW, NORMAL or HIGH');
   END IF;
-  IF sensitivity IS NULL OR upper(btrim(sensitivity)) NOT IN ('NORMAL', 'PERSONAL', 'PRIVATE', 'CONFIDENTIAL') THEN
+  IF upper(btrim(sensitivity)) NOT IN ('NORMAL', 'PERSONAL', 'PRIVATE', 'CONFIDENTIAL') THEN
     PERFORM dbmail.raise_error('22023', 'sensitivity', sensitivity,
       'must be NORMAL, PERSONAL, PRIVATE or CONFIDENTIAL');
   END IF;
@@ -222,11 +241,11 @@ BEGIN
   ELSIF query_result_no_padding IS NULL THEN
     PERFORM dbmail.raise_error('22004', 'query_result_no_padding', NULL, 'must be true or false');
   END IF;
-  IF query_result_width IS NULL OR query_result_width NOT BETWEEN 10 AND 32767 THEN
+  IF query_result_width NOT BETWEEN 10 AND 32767 THEN
     PERFORM dbmail.raise_error('22023', 'query_result_width', query_result_width::text,
       'must be from 10 to 32767');
   END IF;
-  IF query_result_separator IS NULL OR length(query_result_separator) <> 1 THEN
+  IF length(query_result_separator) <> 1 THEN
     PERFORM dbmail.raise_error('22023', 'query_result_separator', query_result_separator,
       'must be exactly one character');
   END IF;
@@ -234,7 +253,7 @@ BEGIN
     PERFORM dbmail.raise_error('22023', 'query_result_no_padding', 'true',
       'query_result_no_padding and query_no_truncate cannot both be true');
   END IF;
-  IF query_result_format IS NULL OR upper(btrim(query_result_format)) NOT IN ('TEXT', 'CSV', 'HTML', 'JSON') THEN
+  IF upper(btrim(query_result_format)) NOT IN ('TEXT', 'CSV', 'HTML', 'JSON') THEN
     PERFORM dbmail.raise_error('22023', 'query_result_format', query_result_format,
       'must be TEXT, CSV, HTML or JSON');
   END IF;
@@ -254,6 +273,16 @@ BEGIN
      AND COALESCE(cardinality(attachments), 0) = 0 AND NULLIF(subject, '') IS NULL THEN
     PERFORM dbmail.raise_error('22004', 'body, query, file_attachments, attachments, subject', NULL,
       'a message needs at least one of these');
+  END IF;
+  -- Checked here, not only in sp_send_dbmail, because queue_mail is callable directly.
+  IF query IS NOT NULL THEN
+    PERFORM dbmail.raise_error('0A000', 'query', query, 'not supported yet (query results come in a later release)');
+  ELSIF file_attachments IS NOT NULL THEN
+    PERFORM dbmail.raise_error('0A000', 'file_attachments', file_attachments,
+      'not supported yet (file attachments come in a later release)');
+  ELSIF attachments IS NOT NULL THEN
+    PERFORM dbmail.raise_error('0A000', 'attachments', cardinality(attachments)::text || ' attachment(s)',
+      'not supported yet (in-memory attachments come in a later release)');
   END IF;
   PERFORM dbmail.check_headers(headers);
   IF idempotency_key IS NOT NULL AND (btrim(idempotency_key) = '' OR length(idempotency_key) > 255) THEN
@@ -552,7 +581,7 @@ CREATE TABLE dbmail.system_state (
 CREATE FUNCTION dbmail.message_id_for(mailitem_id bigint, profile_id integer, from_address jsonb) RETURNS text
     LANGUAGE sql STABLE
     BEGIN ATOMIC
- SELECT (((((('<dbmail.'::text || message_id_for.mailitem_id) || '.'::text) || replace((s.installation_id)::text, '-'::text, ''::text)) || '@'::text) || COALESCE(split_part((message_id_for.from_address ->> 'address'::text), '@'::text, 2), ( SELECT split_part(a.email_address, '@'::text, 2) AS split_part
+ SELECT (((((('<dbmail.'::text || message_id_for.mailitem_id) || '.'::text) || replace((s.installation_id)::text, '-'::text, ''::text)) || '@'::text) || COALESCE(dbmail.address_domain((message_id_for.from_address ->> 'address'::text)), ( SELECT dbmail.address_domain(a.email_address) AS address_domain
             FROM (dbmail.profile_accounts pa
               JOIN dbmail.accounts a ON ((a.account_id = pa.account_id)))
            WHERE (pa.profile_id = message_id_for.profile_id)
@@ -672,7 +701,7 @@ BEGIN
   END IF;
 
   FOREACH entry IN ARRAY entries LOOP
-    entry := btrim(entry);
+    entry := btrim(entry, E' \t');
     CONTINUE WHEN entry = '';
     display_name := NULL;
     address := entry;
@@ -704,6 +733,21 @@ BEGIN
 END;
 $_$;
 
+CREATE FUNCTION dbmail.parse_bare_address(parameter text, value text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+DECLARE
+  parsed jsonb := dbmail.parse_single_address(parameter, value);
+BEGIN
+  IF parsed ->> 'name' IS NOT NULL OR btrim(value) ~ '>$' THEN
+    PERFORM dbmail.raise_error('22023', parameter, value,
+      'give the address alone (the display name is a parameter of its own)');
+  END IF;
+  RETURN parsed ->> 'address';
+END;
+$_$;
+
 CREATE FUNCTION dbmail.parse_single_address(parameter text, value text) RETURNS jsonb
     LANGUAGE plpgsql IMMUTABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -713,6 +757,9 @@ DECLARE
 BEGIN
   IF jsonb_array_length(parsed) > 1 THEN
     PERFORM dbmail.raise_error('22023', parameter, value, 'only one address is allowed here');
+  END IF;
+  IF jsonb_array_length(parsed) = 0 AND btrim(value, E' \t') <> '' THEN
+    PERFORM dbmail.raise_error('22023', parameter, value, 'no e-mail address given');
   END IF;
   RETURN parsed -> 0;
 END;
@@ -1064,17 +1111,6 @@ CREATE FUNCTION dbmail.sp_send_dbmail(profile_name text DEFAULT NULL::text, reci
     LANGUAGE plpgsql
     AS $$
 BEGIN
-  IF query IS NOT NULL THEN
-    PERFORM dbmail.raise_error('0A000', 'query', query, 'not supported yet (query results come in a later release)');
-  END IF;
-  IF file_attachments IS NOT NULL THEN
-    PERFORM dbmail.raise_error('0A000', 'file_attachments', file_attachments,
-      'not supported yet (file attachments come in a later release)');
-  END IF;
-  IF attachments IS NOT NULL THEN
-    PERFORM dbmail.raise_error('0A000', 'attachments', cardinality(attachments)::text || ' attachment(s)',
-      'not supported yet (in-memory attachments come in a later release)');
-  END IF;
   RETURN dbmail.queue_mail(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
     body_format, importance, sensitivity, file_attachments, query, execute_query_database,
     attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
@@ -2076,6 +2112,8 @@ GRANT USAGE ON SCHEMA dbmail TO dbmail_sender;
 REVOKE ALL ON TYPE dbmail.attachment FROM PUBLIC;
 GRANT ALL ON TYPE dbmail.attachment TO dbmail_user;
 
+REVOKE ALL ON FUNCTION dbmail.address_domain(address text) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION dbmail.address_problem(address text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.attachment(filename text, content bytea, content_type text) FROM PUBLIC;
@@ -2123,6 +2161,8 @@ REVOKE ALL ON FUNCTION dbmail.message_id_for(mailitem_id bigint, profile_id inte
 REVOKE ALL ON FUNCTION dbmail.normalise_setting(parameter_name text, parameter_value text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.parse_address_list(parameter text, list text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.parse_bare_address(parameter text, value text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.parse_single_address(parameter text, value text) FROM PUBLIC;
 

@@ -98,6 +98,8 @@ BEGIN
   ELSIF NOT (domain_part ~ '^[A-Za-z0-9\u0080-\U0010FFFF]([A-Za-z0-9\u0080-\U0010FFFF-]*[A-Za-z0-9\u0080-\U0010FFFF])?(\.[A-Za-z0-9\u0080-\U0010FFFF]([A-Za-z0-9\u0080-\U0010FFFF-]*[A-Za-z0-9\u0080-\U0010FFFF])?)*$'
              OR domain_part ~ '^\[[\x21-\x5a\x5e-\x7e]*\]$') THEN
     RETURN 'not a valid e-mail address (the domain)';
+  ELSIF domain_part ~ '(^|\.)[^.\[]{64,}(\.|$)' THEN
+    RETURN 'a part of the domain is longer than 63 characters';
   END IF;
   RETURN NULL;
 END;
@@ -157,7 +159,7 @@ BEGIN
   END IF;
 
   FOREACH entry IN ARRAY entries LOOP
-    entry := btrim(entry);
+    entry := btrim(entry, E' \t');
     CONTINUE WHEN entry = '';
     display_name := NULL;
     address := entry;
@@ -200,9 +202,35 @@ BEGIN
   IF jsonb_array_length(parsed) > 1 THEN
     PERFORM dbmail.raise_error('22023', parameter, value, 'only one address is allowed here');
   END IF;
+  IF jsonb_array_length(parsed) = 0 AND btrim(value, E' \t') <> '' THEN
+    PERFORM dbmail.raise_error('22023', parameter, value, 'no e-mail address given');
+  END IF;
   RETURN parsed -> 0;
 END;
 $$;
+
+-- One address without a display name (an account's own addresses: its display name is separate).
+CREATE FUNCTION dbmail.parse_bare_address(parameter text, value text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  parsed jsonb := dbmail.parse_single_address(parameter, value);
+BEGIN
+  IF parsed ->> 'name' IS NOT NULL OR btrim(value) ~ '>$' THEN
+    PERFORM dbmail.raise_error('22023', parameter, value,
+      'give the address alone (the display name is a parameter of its own)');
+  END IF;
+  RETURN parsed ->> 'address';
+END;
+$$;
+
+-- The domain of an address: what follows the last @ (a quoted local part may itself contain @).
+CREATE FUNCTION dbmail.address_domain(address text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+BEGIN ATOMIC
+  SELECT pg_catalog.substring(address, '@([^@]*)$');
+END;
 
 -- Finds a profile by id or name (both given: they must agree). Raises when neither is given and one is
 -- required, or when it does not exist.

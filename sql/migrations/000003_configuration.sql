@@ -24,9 +24,9 @@ BEGIN
   IF email_address IS NULL OR btrim(email_address) = '' THEN
     PERFORM dbmail.raise_error('22004', 'email_address', email_address, 'an account needs an e-mail address');
   END IF;
-  PERFORM dbmail.parse_single_address('email_address', email_address);
+  PERFORM dbmail.parse_bare_address('email_address', email_address);
   PERFORM dbmail.check_header_text('display_name', display_name);
-  PERFORM dbmail.parse_single_address('replyto_address', replyto_address);
+  PERFORM dbmail.parse_bare_address('replyto_address', replyto_address);
   IF mailserver_name IS NULL OR btrim(mailserver_name) = '' THEN
     PERFORM dbmail.raise_error('22004', 'mailserver_name', mailserver_name,
       'name the SMTP server (host name or IP address)');

@@ -110,13 +110,24 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+  IF importance IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'importance', NULL, 'must be LOW, NORMAL or HIGH');
+  ELSIF sensitivity IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'sensitivity', NULL, 'must be NORMAL, PERSONAL, PRIVATE or CONFIDENTIAL');
+  ELSIF query_result_format IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'query_result_format', NULL, 'must be TEXT, CSV, HTML or JSON');
+  ELSIF query_result_width IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'query_result_width', NULL, 'must be from 10 to 32767');
+  ELSIF query_result_separator IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'query_result_separator', NULL, 'must be exactly one character');
+  END IF;
   IF upper(btrim(body_format)) NOT IN ('TEXT', 'HTML') THEN
     PERFORM dbmail.raise_error('22023', 'body_format', body_format, 'must be TEXT or HTML');
   END IF;
-  IF importance IS NULL OR upper(btrim(importance)) NOT IN ('LOW', 'NORMAL', 'HIGH') THEN
+  IF upper(btrim(importance)) NOT IN ('LOW', 'NORMAL', 'HIGH') THEN
     PERFORM dbmail.raise_error('22023', 'importance', importance, 'must be LOW, NORMAL or HIGH');
   END IF;
-  IF sensitivity IS NULL OR upper(btrim(sensitivity)) NOT IN ('NORMAL', 'PERSONAL', 'PRIVATE', 'CONFIDENTIAL') THEN
+  IF upper(btrim(sensitivity)) NOT IN ('NORMAL', 'PERSONAL', 'PRIVATE', 'CONFIDENTIAL') THEN
     PERFORM dbmail.raise_error('22023', 'sensitivity', sensitivity,
       'must be NORMAL, PERSONAL, PRIVATE or CONFIDENTIAL');
   END IF;
@@ -133,11 +144,11 @@ BEGIN
   ELSIF query_result_no_padding IS NULL THEN
     PERFORM dbmail.raise_error('22004', 'query_result_no_padding', NULL, 'must be true or false');
   END IF;
-  IF query_result_width IS NULL OR query_result_width NOT BETWEEN 10 AND 32767 THEN
+  IF query_result_width NOT BETWEEN 10 AND 32767 THEN
     PERFORM dbmail.raise_error('22023', 'query_result_width', query_result_width::text,
       'must be from 10 to 32767');
   END IF;
-  IF query_result_separator IS NULL OR length(query_result_separator) <> 1 THEN
+  IF length(query_result_separator) <> 1 THEN
     PERFORM dbmail.raise_error('22023', 'query_result_separator', query_result_separator,
       'must be exactly one character');
   END IF;
@@ -145,7 +156,7 @@ BEGIN
     PERFORM dbmail.raise_error('22023', 'query_result_no_padding', 'true',
       'query_result_no_padding and query_no_truncate cannot both be true');
   END IF;
-  IF query_result_format IS NULL OR upper(btrim(query_result_format)) NOT IN ('TEXT', 'CSV', 'HTML', 'JSON') THEN
+  IF upper(btrim(query_result_format)) NOT IN ('TEXT', 'CSV', 'HTML', 'JSON') THEN
     PERFORM dbmail.raise_error('22023', 'query_result_format', query_result_format,
       'must be TEXT, CSV, HTML or JSON');
   END IF;
@@ -166,6 +177,16 @@ BEGIN
     PERFORM dbmail.raise_error('22004', 'body, query, file_attachments, attachments, subject', NULL,
       'a message needs at least one of these');
   END IF;
+  -- Checked here, not only in sp_send_dbmail, because queue_mail is callable directly.
+  IF query IS NOT NULL THEN
+    PERFORM dbmail.raise_error('0A000', 'query', query, 'not supported yet (query results come in a later release)');
+  ELSIF file_attachments IS NOT NULL THEN
+    PERFORM dbmail.raise_error('0A000', 'file_attachments', file_attachments,
+      'not supported yet (file attachments come in a later release)');
+  ELSIF attachments IS NOT NULL THEN
+    PERFORM dbmail.raise_error('0A000', 'attachments', cardinality(attachments)::text || ' attachment(s)',
+      'not supported yet (in-memory attachments come in a later release)');
+  END IF;
   PERFORM dbmail.check_headers(headers);
   IF idempotency_key IS NOT NULL AND (btrim(idempotency_key) = '' OR length(idempotency_key) > 255) THEN
     PERFORM dbmail.raise_error('22023', 'idempotency_key', idempotency_key,
@@ -180,8 +201,8 @@ LANGUAGE sql STABLE
 BEGIN ATOMIC
   SELECT '<dbmail.' || mailitem_id || '.' || pg_catalog.replace(s.installation_id::text, '-', '') || '@'
          || COALESCE(
-              pg_catalog.split_part(from_address ->> 'address', '@', 2),
-              (SELECT pg_catalog.split_part(a.email_address, '@', 2)
+              dbmail.address_domain(from_address ->> 'address'),
+              (SELECT dbmail.address_domain(a.email_address)
                  FROM dbmail.profile_accounts pa JOIN dbmail.accounts a ON a.account_id = pa.account_id
                 WHERE pa.profile_id = message_id_for.profile_id
                 ORDER BY pa.sequence_number, pa.account_id LIMIT 1),
@@ -302,17 +323,6 @@ CREATE FUNCTION dbmail.sp_send_dbmail(
 LANGUAGE plpgsql
 AS $$
 BEGIN
-  IF query IS NOT NULL THEN
-    PERFORM dbmail.raise_error('0A000', 'query', query, 'not supported yet (query results come in a later release)');
-  END IF;
-  IF file_attachments IS NOT NULL THEN
-    PERFORM dbmail.raise_error('0A000', 'file_attachments', file_attachments,
-      'not supported yet (file attachments come in a later release)');
-  END IF;
-  IF attachments IS NOT NULL THEN
-    PERFORM dbmail.raise_error('0A000', 'attachments', cardinality(attachments)::text || ' attachment(s)',
-      'not supported yet (in-memory attachments come in a later release)');
-  END IF;
   RETURN dbmail.queue_mail(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
     body_format, importance, sensitivity, file_attachments, query, execute_query_database,
     attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
