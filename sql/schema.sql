@@ -66,20 +66,6 @@ CREATE FUNCTION dbmail.caller_role() RETURNS name
  SELECT (COALESCE(NULLIF(current_setting('role'::text), 'none'::text), (SESSION_USER)::text))::name AS "coalesce";
 END;
 
-CREATE FUNCTION dbmail.is_admin(role_name name) RETURNS boolean
-    LANGUAGE sql STABLE PARALLEL SAFE
-    BEGIN ATOMIC
- SELECT (COALESCE(( SELECT r.rolsuper
-            FROM pg_roles r
-           WHERE (r.rolname = is_admin.role_name)), false) OR pg_has_role(role_name, 'dbmail_admin'::name, 'USAGE'::text));
-END;
-
-CREATE FUNCTION dbmail.caller_is_admin() RETURNS boolean
-    LANGUAGE sql STABLE PARALLEL SAFE
-    BEGIN ATOMIC
- SELECT dbmail.is_admin(dbmail.caller_role()) AS is_admin;
-END;
-
 CREATE FUNCTION dbmail.check_account(account_name text, email_address text, display_name text, replyto_address text, mailserver_name text, port integer, username text, password text, use_default_credentials boolean, security text, timeout integer, tls_reject_unauthorized boolean) RETURNS void
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -106,7 +92,9 @@ BEGIN
     PERFORM dbmail.raise_error('22023', 'mailserver_name', mailserver_name,
       'not a host name or IP address');
   END IF;
-  IF port IS NULL OR port NOT BETWEEN 1 AND 65535 THEN
+  IF port IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'port', NULL, 'must be from 1 to 65535');
+  ELSIF port NOT BETWEEN 1 AND 65535 THEN
     PERFORM dbmail.raise_error('22023', 'port', port::text, 'must be from 1 to 65535');
   END IF;
   IF use_default_credentials IS NULL THEN
@@ -370,6 +358,34 @@ CREATE FUNCTION dbmail.config_changed() RETURNS void
  SELECT pg_notify('dbmail_config'::text, ''::text) AS pg_notify;
 END;
 
+CREATE FUNCTION dbmail.delete_mailitems(sent_before timestamp with time zone, sent_status text) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  deleter name := dbmail.take_caller_stamp('sysmail_delete_mailitems_sp');
+  status text := lower(btrim(sent_status));
+  deleted bigint;
+BEGIN
+  IF sent_before IS NULL AND sent_status IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'sent_before, sent_status', NULL,
+      'give at least one (a call without both would delete every item)');
+  END IF;
+  IF status NOT IN ('unsent', 'sending', 'retrying', 'sent', 'failed') THEN
+    PERFORM dbmail.raise_error('22023', 'sent_status', sent_status,
+      'must be unsent, sending, retrying, sent or failed');
+  END IF;
+  DELETE FROM dbmail.mailitems m
+  WHERE (sent_before IS NULL OR m.send_request_date < sent_before)
+    AND (status IS NULL OR m.sent_status = status)
+    AND (m.send_request_user = deleter OR dbmail.is_admin(deleter));
+  GET DIAGNOSTICS deleted = ROW_COUNT;
+  PERFORM dbmail.log_event('information',
+    format('Mail items deletion was initiated by %s; %s items deleted', deleter, deleted));
+  RETURN deleted;
+END;
+$$;
+
 CREATE FUNCTION dbmail.find_account(account_id integer, account_name text, required boolean DEFAULT true) RETURNS integer
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -473,16 +489,37 @@ CREATE FUNCTION dbmail.find_setting(parameter_name text) RETURNS text
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
-  found text;
+  stored_name text;
 BEGIN
-  SELECT s.paramname INTO found FROM dbmail.settings s WHERE lower(s.paramname) = lower(btrim(parameter_name));
-  IF found IS NULL THEN
+  IF parameter_name IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'parameter_name', NULL, 'name a setting (see sysmail_help_configure_sp)');
+  END IF;
+  SELECT s.paramname INTO stored_name FROM dbmail.settings s WHERE lower(s.paramname) = lower(btrim(parameter_name));
+  IF stored_name IS NULL THEN
     PERFORM dbmail.raise_error('42704', 'parameter_name', parameter_name,
       'no such setting (see sysmail_help_configure_sp)');
   END IF;
-  RETURN found;
+  RETURN stored_name;
 END;
 $$;
+
+CREATE FUNCTION dbmail.given_name(thing text, name text) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    BEGIN ATOMIC
+ SELECT (thing ||
+         CASE
+             WHEN (name IS NOT NULL) THEN '_name'::text
+             ELSE '_id'::text
+         END);
+END;
+
+CREATE FUNCTION dbmail.is_admin(role_name name) RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE
+    BEGIN ATOMIC
+ SELECT (COALESCE(( SELECT r.rolsuper
+            FROM pg_roles r
+           WHERE (r.rolname = is_admin.role_name)), false) OR pg_has_role(role_name, 'dbmail_admin'::name, 'USAGE'::text));
+END;
 
 CREATE TABLE dbmail.senders (
     sender_id text NOT NULL,
@@ -636,7 +673,7 @@ BEGIN
             format('AttachmentDirectories: %s is not an absolute directory path without . or ..',
                    dbmail.show_value(item)));
         END IF;
-        items := items || rtrim(item, '/');
+        items := items || COALESCE(NULLIF(rtrim(item, '/'), ''), '/');
       END LOOP;
       RETURN array_to_string(items, ';');
     ELSE
@@ -783,7 +820,7 @@ CREATE FUNCTION dbmail.queue_mail(profile_name text, recipients text, copy_recip
     AS $$
 #variable_conflict use_column
 DECLARE
-  sender name := dbmail.caller_role();
+  sender name := dbmail.take_caller_stamp('sp_send_dbmail');
   envelope jsonb;
   parsed_from jsonb;
   the_profile integer;
@@ -1001,6 +1038,9 @@ BEGIN
   IF resolved IS NULL THEN
     RETURN CASE WHEN enable_ssl THEN 'starttls' ELSE 'none' END;
   END IF;
+  IF resolved NOT IN ('none', 'starttls', 'tls') THEN
+    PERFORM dbmail.raise_error('22023', 'security', security, 'must be none, starttls or tls');
+  END IF;
   IF enable_ssl AND resolved = 'none' THEN
     PERFORM dbmail.raise_error('22023', 'security', security, 'conflicts with enable_ssl => true');
   END IF;
@@ -1111,6 +1151,7 @@ CREATE FUNCTION dbmail.sp_send_dbmail(profile_name text DEFAULT NULL::text, reci
     LANGUAGE plpgsql
     AS $$
 BEGIN
+  PERFORM dbmail.stamp_caller();
   RETURN dbmail.queue_mail(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
     body_format, importance, sensitivity, file_attachments, query, execute_query_database,
     attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
@@ -1119,6 +1160,19 @@ BEGIN
     query_result_format);
 END;
 $$;
+
+CREATE TABLE dbmail.caller_stamps (
+    stamp_id bigint NOT NULL,
+    role_name name DEFAULT CURRENT_USER NOT NULL,
+    backend_pid integer DEFAULT pg_backend_pid() NOT NULL,
+    transaction_id xid8 DEFAULT pg_current_xact_id() NOT NULL
+);
+
+CREATE FUNCTION dbmail.stamp_caller() RETURNS void
+    LANGUAGE sql
+    BEGIN ATOMIC
+ INSERT INTO dbmail.caller_stamps DEFAULT VALUES;
+END;
 
 CREATE FUNCTION dbmail.sysmail_add_account_sp(account_name text DEFAULT NULL::text, email_address text DEFAULT NULL::text, display_name text DEFAULT NULL::text, replyto_address text DEFAULT NULL::text, description text DEFAULT NULL::text, mailserver_name text DEFAULT NULL::text, mailserver_type text DEFAULT 'SMTP'::text, port integer DEFAULT 25, username text DEFAULT NULL::text, password text DEFAULT NULL::text, use_default_credentials boolean DEFAULT false, enable_ssl boolean DEFAULT false, security text DEFAULT NULL::text, timeout integer DEFAULT NULL::integer, tls_reject_unauthorized boolean DEFAULT true) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
@@ -1130,7 +1184,9 @@ DECLARE
   clean_username text := NULLIF(btrim(username), '');
   clean_password text := NULLIF(password, '');
 BEGIN
-  IF mailserver_type IS NULL OR upper(btrim(mailserver_type)) <> 'SMTP' THEN
+  IF mailserver_type IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'mailserver_type', NULL, 'only SMTP is supported');
+  ELSIF upper(btrim(mailserver_type)) <> 'SMTP' THEN
     PERFORM dbmail.raise_error('22023', 'mailserver_type', mailserver_type, 'only SMTP is supported');
   END IF;
   PERFORM dbmail.check_account(account_name, email_address, display_name, replyto_address, mailserver_name,
@@ -1142,7 +1198,8 @@ BEGIN
   INSERT INTO dbmail.accounts AS a (name, description, email_address, display_name, replyto_address,
     mailserver_name, port, username, use_default_credentials, security, timeout, tls_reject_unauthorized,
     last_mod_user)
-  VALUES (account_name, description, btrim(email_address), display_name, NULLIF(btrim(replyto_address), ''),
+  VALUES (account_name, NULLIF(description, ''), btrim(email_address), NULLIF(display_name, ''),
+    NULLIF(btrim(replyto_address), ''),
     btrim(mailserver_name), port, clean_username, use_default_credentials, resolved_security, timeout,
     tls_reject_unauthorized, dbmail.caller_role())
   RETURNING a.account_id INTO new_id;
@@ -1192,7 +1249,7 @@ BEGIN
     PERFORM dbmail.raise_error('42710', 'profile_name', profile_name, 'a profile with this name exists');
   END IF;
   INSERT INTO dbmail.profiles AS p (name, description, last_mod_user)
-  VALUES (profile_name, description, dbmail.caller_role())
+  VALUES (profile_name, NULLIF(description, ''), dbmail.caller_role())
   RETURNING p.profile_id INTO new_id;
   PERFORM dbmail.config_changed();
   RETURN new_id;
@@ -1213,8 +1270,8 @@ BEGIN
   END IF;
   IF EXISTS (SELECT FROM dbmail.profile_accounts pa
              WHERE pa.profile_id = the_profile AND pa.account_id = the_account) THEN
-    PERFORM dbmail.raise_error('42710', 'account_id', the_account::text,
-      format('the account is already in profile %s', the_profile));
+    PERFORM dbmail.raise_error('42710', dbmail.given_name('account', account_name),
+      COALESCE(account_name, account_id::text), format('the account is already in profile %s', the_profile));
   END IF;
   INSERT INTO dbmail.profile_accounts (profile_id, account_id, sequence_number, last_mod_user)
   VALUES (the_profile, the_account, sequence_number, dbmail.caller_role());
@@ -1275,30 +1332,12 @@ END;
 $$;
 
 CREATE FUNCTION dbmail.sysmail_delete_mailitems_sp(sent_before timestamp with time zone DEFAULT NULL::timestamp with time zone, sent_status text DEFAULT NULL::text) RETURNS bigint
-    LANGUAGE plpgsql SECURITY DEFINER
+    LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
-DECLARE
-  deleter name := dbmail.caller_role();
-  status text := lower(btrim(sent_status));
-  deleted bigint;
 BEGIN
-  IF sent_before IS NULL AND sent_status IS NULL THEN
-    PERFORM dbmail.raise_error('22004', 'sent_before, sent_status', NULL,
-      'give at least one (a call without both would delete every item)');
-  END IF;
-  IF status NOT IN ('unsent', 'sending', 'retrying', 'sent', 'failed') THEN
-    PERFORM dbmail.raise_error('22023', 'sent_status', sent_status,
-      'must be unsent, sending, retrying, sent or failed');
-  END IF;
-  DELETE FROM dbmail.mailitems m
-  WHERE (sent_before IS NULL OR m.send_request_date < sent_before)
-    AND (status IS NULL OR m.sent_status = status)
-    AND (m.send_request_user = deleter OR dbmail.is_admin(deleter));
-  GET DIAGNOSTICS deleted = ROW_COUNT;
-  PERFORM dbmail.log_event('information',
-    format('Mail items deletion was initiated by %s; %s items deleted', deleter, deleted));
-  RETURN deleted;
+  PERFORM dbmail.stamp_caller();
+  RETURN dbmail.delete_mailitems(sent_before, sent_status);
 END;
 $$;
 
@@ -1320,8 +1359,8 @@ BEGIN
   WHERE (the_principal IS NULL OR pp.principal_id = the_principal)
     AND (the_profile IS NULL OR pp.profile_id = the_profile);
   IF NOT FOUND AND the_principal IS NOT NULL AND the_profile IS NOT NULL THEN
-    PERFORM dbmail.raise_error('42704', 'principal_name', dbmail.principal_name(the_principal),
-      format('has no grant of profile %s', the_profile));
+    PERFORM dbmail.raise_error('42704', dbmail.given_name('principal', principal_name),
+      COALESCE(principal_name, principal_id::text), format('has no grant of profile %s', the_profile));
   END IF;
   PERFORM dbmail.config_changed();
 END;
@@ -1377,8 +1416,8 @@ BEGIN
   WHERE (the_profile IS NULL OR pa.profile_id = the_profile)
     AND (the_account IS NULL OR pa.account_id = the_account);
   IF NOT FOUND AND the_profile IS NOT NULL AND the_account IS NOT NULL THEN
-    PERFORM dbmail.raise_error('42704', 'account_id', the_account::text,
-      format('the account is not in profile %s', the_profile));
+    PERFORM dbmail.raise_error('42704', dbmail.given_name('account', account_name),
+      COALESCE(account_name, account_id::text), format('the account is not in profile %s', the_profile));
   END IF;
   PERFORM dbmail.config_changed();
 END;
@@ -1540,7 +1579,8 @@ BEGIN
   merged.use_default_credentials := COALESCE(use_default_credentials, stored.use_default_credentials);
   merged.timeout := COALESCE(timeout, stored.timeout);
   merged.tls_reject_unauthorized := COALESCE(tls_reject_unauthorized, stored.tls_reject_unauthorized);
-  IF security IS NOT NULL OR enable_ssl IS NOT NULL THEN
+  -- enable_ssl => true on an account that already encrypts (tls or starttls) keeps what it has.
+  IF security IS NOT NULL OR (enable_ssl IS NOT NULL AND enable_ssl <> (stored.security <> 'none')) THEN
     merged.security := dbmail.resolve_security(COALESCE(enable_ssl, false),
       COALESCE(security, CASE WHEN enable_ssl THEN NULL ELSE 'none' END));
   END IF;
@@ -1637,7 +1677,8 @@ BEGIN
   END IF;
   UPDATE dbmail.profiles p SET
     name = COALESCE(new_name, p.name),
-    description = CASE WHEN description IS NULL THEN p.description ELSE NULLIF(description, '') END,
+    description = CASE WHEN sysmail_update_profile_sp.description IS NULL THEN p.description
+                       ELSE NULLIF(sysmail_update_profile_sp.description, '') END,
     last_mod_datetime = now(),
     last_mod_user = dbmail.caller_role()
   WHERE p.profile_id = target;
@@ -1661,10 +1702,29 @@ BEGIN
     last_mod_datetime = now(), last_mod_user = dbmail.caller_role()
   WHERE pa.profile_id = the_profile AND pa.account_id = the_account;
   IF NOT FOUND THEN
-    PERFORM dbmail.raise_error('42704', 'account_id', the_account::text,
-      format('the account is not in profile %s', the_profile));
+    PERFORM dbmail.raise_error('42704', dbmail.given_name('account', account_name),
+      COALESCE(account_name, account_id::text), format('the account is not in profile %s', the_profile));
   END IF;
   PERFORM dbmail.config_changed();
+END;
+$$;
+
+CREATE FUNCTION dbmail.take_caller_stamp(entry_point text) RETURNS name
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  stamped name;
+BEGIN
+  DELETE FROM dbmail.caller_stamps c
+  WHERE c.stamp_id = (SELECT max(x.stamp_id) FROM dbmail.caller_stamps x
+                      WHERE x.backend_pid = pg_backend_pid() AND x.transaction_id = pg_current_xact_id())
+  RETURNING c.role_name INTO stamped;
+  IF stamped IS NULL THEN
+    PERFORM dbmail.raise_error('42501', 'caller', current_user::text,
+      format('call dbmail.%s, not this internal function', entry_point));
+  END IF;
+  RETURN stamped;
 END;
 $$;
 
@@ -1695,6 +1755,15 @@ CREATE TABLE dbmail.attachments (
 
 ALTER TABLE dbmail.attachments ALTER COLUMN attachment_id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME dbmail.attachments_attachment_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+ALTER TABLE dbmail.caller_stamps ALTER COLUMN stamp_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME dbmail.caller_stamps_stamp_id_seq
     START WITH 1
     INCREMENT BY 1
     NO MINVALUE
@@ -1864,7 +1933,7 @@ CREATE VIEW dbmail.sysmail_allitems WITH (security_barrier='true') AS
     m.sent_by,
     m.smtp_response
    FROM dbmail.mailitems m
-  WHERE ((m.send_request_user = dbmail.caller_role()) OR ( SELECT dbmail.caller_is_admin() AS caller_is_admin));
+  WHERE ((m.send_request_user = CURRENT_USER) OR ( SELECT dbmail.is_admin(CURRENT_USER) AS is_admin));
 
 CREATE VIEW dbmail.sysmail_event_log WITH (security_barrier='true') AS
  SELECT e.log_id,
@@ -1878,9 +1947,9 @@ CREATE VIEW dbmail.sysmail_event_log WITH (security_barrier='true') AS
     e.last_mod_user,
     e.sender_id
    FROM dbmail.event_log e
-  WHERE (( SELECT dbmail.caller_is_admin() AS caller_is_admin) OR (e.mailitem_id IN ( SELECT m.mailitem_id
+  WHERE (( SELECT dbmail.is_admin(CURRENT_USER) AS is_admin) OR (e.mailitem_id IN ( SELECT m.mailitem_id
            FROM dbmail.mailitems m
-          WHERE (m.send_request_user = dbmail.caller_role()))));
+          WHERE (m.send_request_user = CURRENT_USER))));
 
 CREATE VIEW dbmail.sysmail_faileditems WITH (security_barrier='true') AS
  SELECT sysmail_allitems.mailitem_id,
@@ -1935,9 +2004,9 @@ CREATE VIEW dbmail.sysmail_mailattachments WITH (security_barrier='true') AS
     a.last_mod_user,
     a.content_type
    FROM dbmail.attachments a
-  WHERE (( SELECT dbmail.caller_is_admin() AS caller_is_admin) OR (a.mailitem_id IN ( SELECT m.mailitem_id
+  WHERE (( SELECT dbmail.is_admin(CURRENT_USER) AS is_admin) OR (a.mailitem_id IN ( SELECT m.mailitem_id
            FROM dbmail.mailitems m
-          WHERE (m.send_request_user = dbmail.caller_role()))));
+          WHERE (m.send_request_user = CURRENT_USER))));
 
 CREATE VIEW dbmail.sysmail_sentitems WITH (security_barrier='true') AS
  SELECT sysmail_allitems.mailitem_id,
@@ -2034,6 +2103,9 @@ ALTER TABLE ONLY dbmail.accounts
 ALTER TABLE ONLY dbmail.attachments
     ADD CONSTRAINT attachments_pkey PRIMARY KEY (attachment_id);
 
+ALTER TABLE ONLY dbmail.caller_stamps
+    ADD CONSTRAINT caller_stamps_pkey PRIMARY KEY (stamp_id);
+
 ALTER TABLE ONLY dbmail.event_log
     ADD CONSTRAINT event_log_pkey PRIMARY KEY (log_id);
 
@@ -2064,6 +2136,8 @@ ALTER TABLE ONLY dbmail.system_state
 CREATE UNIQUE INDEX accounts_name_key ON dbmail.accounts USING btree (lower(name));
 
 CREATE INDEX attachments_mailitem_idx ON dbmail.attachments USING btree (mailitem_id);
+
+CREATE INDEX caller_stamps_backend_idx ON dbmail.caller_stamps USING btree (backend_pid, transaction_id, stamp_id);
 
 CREATE INDEX event_log_date_idx ON dbmail.event_log USING btree (log_date);
 
@@ -2120,13 +2194,6 @@ REVOKE ALL ON FUNCTION dbmail.attachment(filename text, content bytea, content_t
 GRANT ALL ON FUNCTION dbmail.attachment(filename text, content bytea, content_type text) TO dbmail_user;
 
 REVOKE ALL ON FUNCTION dbmail.caller_role() FROM PUBLIC;
-GRANT ALL ON FUNCTION dbmail.caller_role() TO dbmail_user;
-
-REVOKE ALL ON FUNCTION dbmail.is_admin(role_name name) FROM PUBLIC;
-GRANT ALL ON FUNCTION dbmail.is_admin(role_name name) TO dbmail_user;
-
-REVOKE ALL ON FUNCTION dbmail.caller_is_admin() FROM PUBLIC;
-GRANT ALL ON FUNCTION dbmail.caller_is_admin() TO dbmail_user;
 
 REVOKE ALL ON FUNCTION dbmail.check_account(account_name text, email_address text, display_name text, replyto_address text, mailserver_name text, port integer, username text, password text, use_default_credentials boolean, security text, timeout integer, tls_reject_unauthorized boolean) FROM PUBLIC;
 
@@ -2143,6 +2210,9 @@ GRANT ALL ON FUNCTION dbmail.claim_mailitems(sender_id text, batch_size integer,
 
 REVOKE ALL ON FUNCTION dbmail.config_changed() FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION dbmail.delete_mailitems(sent_before timestamp with time zone, sent_status text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.delete_mailitems(sent_before timestamp with time zone, sent_status text) TO dbmail_user;
+
 REVOKE ALL ON FUNCTION dbmail.find_account(account_id integer, account_name text, required boolean) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.find_principal(principal_id oid, principal_name text, required boolean) FROM PUBLIC;
@@ -2150,6 +2220,11 @@ REVOKE ALL ON FUNCTION dbmail.find_principal(principal_id oid, principal_name te
 REVOKE ALL ON FUNCTION dbmail.find_profile(profile_id integer, profile_name text, required boolean) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.find_setting(parameter_name text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.given_name(thing text, name text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.is_admin(role_name name) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.is_admin(role_name name) TO dbmail_user;
 
 REVOKE ALL ON FUNCTION dbmail.live_senders() FROM PUBLIC;
 
@@ -2205,6 +2280,11 @@ GRANT ALL ON FUNCTION dbmail.show_value(value text) TO dbmail_user;
 
 REVOKE ALL ON FUNCTION dbmail.sp_send_dbmail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.sp_send_dbmail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text) TO dbmail_user;
+
+GRANT INSERT(transaction_id) ON TABLE dbmail.caller_stamps TO dbmail_user;
+
+REVOKE ALL ON FUNCTION dbmail.stamp_caller() FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.stamp_caller() TO dbmail_user;
 
 REVOKE ALL ON FUNCTION dbmail.sysmail_add_account_sp(account_name text, email_address text, display_name text, replyto_address text, description text, mailserver_name text, mailserver_type text, port integer, username text, password text, use_default_credentials boolean, enable_ssl boolean, security text, timeout integer, tls_reject_unauthorized boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.sysmail_add_account_sp(account_name text, email_address text, display_name text, replyto_address text, description text, mailserver_name text, mailserver_type text, port integer, username text, password text, use_default_credentials boolean, enable_ssl boolean, security text, timeout integer, tls_reject_unauthorized boolean) TO dbmail_admin;
@@ -2278,6 +2358,8 @@ GRANT ALL ON FUNCTION dbmail.sysmail_update_profile_sp(profile_id integer, profi
 
 REVOKE ALL ON FUNCTION dbmail.sysmail_update_profileaccount_sp(profile_id integer, profile_name text, account_id integer, account_name text, sequence_number integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.sysmail_update_profileaccount_sp(profile_id integer, profile_name text, account_id integer, account_name text, sequence_number integer) TO dbmail_admin;
+
+REVOKE ALL ON FUNCTION dbmail.take_caller_stamp(entry_point text) FROM PUBLIC;
 
 GRANT SELECT ON TABLE dbmail.sysmail_allitems TO dbmail_user;
 

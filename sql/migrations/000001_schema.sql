@@ -220,6 +220,18 @@ CREATE TABLE dbmail.event_log (
 CREATE INDEX event_log_mailitem_idx ON dbmail.event_log (mailitem_id) WHERE mailitem_id IS NOT NULL;
 CREATE INDEX event_log_date_idx ON dbmail.event_log (log_date);
 
+-- Who is calling, for the SECURITY DEFINER functions that act for a user (which see their owner as
+-- current_user). The public entry point runs as the caller and inserts a row here; PostgreSQL fills
+-- role_name with that current_user (users may insert only default values), and the definer function
+-- takes the newest row of its own backend and transaction. A row cannot be made for another role.
+CREATE TABLE dbmail.caller_stamps (
+  stamp_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  role_name name NOT NULL DEFAULT current_user,
+  backend_pid integer NOT NULL DEFAULT pg_backend_pid(),
+  transaction_id xid8 NOT NULL DEFAULT pg_current_xact_id()
+);
+CREATE INDEX caller_stamps_backend_idx ON dbmail.caller_stamps (backend_pid, transaction_id, stamp_id);
+
 -- Live sender processes: a heartbeat every few seconds; stopped_at set on a clean exit.
 CREATE TABLE dbmail.senders (
   sender_id text PRIMARY KEY,

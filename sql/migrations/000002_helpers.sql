@@ -2,9 +2,9 @@
 -- profiles/accounts/settings, and the event-log writer. None of these is granted to users except the
 -- identity functions the views need (see 000005).
 
--- The role on whose behalf a call is made: the session's current role (SET ROLE), else the session
--- user. Inside a SECURITY DEFINER function current_user is the function's owner, so that cannot be
--- used; the 'role' setting and session_user cannot be changed to a role the session may not become.
+-- The session's current role (SET ROLE), else the session user: who is at the keyboard, recorded as
+-- last_mod_user by the configuration procedures. Inside a SECURITY DEFINER function current_user is
+-- the function's owner; the 'role' setting cannot be set to a role the session may not become.
 CREATE FUNCTION dbmail.caller_role() RETURNS name
 LANGUAGE sql STABLE PARALLEL SAFE
 BEGIN ATOMIC
@@ -19,11 +19,35 @@ BEGIN ATOMIC
       OR pg_catalog.pg_has_role(role_name, 'dbmail_admin', 'USAGE');
 END;
 
-CREATE FUNCTION dbmail.caller_is_admin() RETURNS boolean
-LANGUAGE sql STABLE PARALLEL SAFE
+-- Called by a public entry point running as the caller, before it calls a SECURITY DEFINER function
+-- that acts for the caller (see dbmail.caller_stamps).
+CREATE FUNCTION dbmail.stamp_caller() RETURNS void
+LANGUAGE sql
 BEGIN ATOMIC
-  SELECT dbmail.is_admin(dbmail.caller_role());
+  INSERT INTO dbmail.caller_stamps DEFAULT VALUES;
 END;
+
+-- Inside a SECURITY DEFINER function: the current_user of the entry point that called it (the newest
+-- stamp of this backend and transaction, consumed). Raises when there is none: the function was called
+-- directly instead of through its entry point.
+CREATE FUNCTION dbmail.take_caller_stamp(entry_point text) RETURNS name
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  stamped name;
+BEGIN
+  DELETE FROM dbmail.caller_stamps c
+  WHERE c.stamp_id = (SELECT max(x.stamp_id) FROM dbmail.caller_stamps x
+                      WHERE x.backend_pid = pg_backend_pid() AND x.transaction_id = pg_current_xact_id())
+  RETURNING c.role_name INTO stamped;
+  IF stamped IS NULL THEN
+    PERFORM dbmail.raise_error('42501', 'caller', current_user::text,
+      format('call dbmail.%s, not this internal function', entry_point));
+  END IF;
+  RETURN stamped;
+END;
+$$;
 
 -- How a value is shown in an error message: quoted, line breaks made visible, long values shortened.
 CREATE FUNCTION dbmail.show_value(value text) RETURNS text

@@ -3,6 +3,13 @@
 -- without the @; every function is SECURITY DEFINER with a pinned search_path because admins have no
 -- rights on the tables themselves.
 
+-- Which of a pair of parameters (thing_id, thing_name) the caller gave, for naming it in an error.
+CREATE FUNCTION dbmail.given_name(thing text, name text) RETURNS text
+LANGUAGE sql IMMUTABLE
+BEGIN ATOMIC
+  SELECT thing || CASE WHEN name IS NOT NULL THEN '_name' ELSE '_id' END;
+END;
+
 -- Validates an account as it will be stored (after an update's merge), so add and update share one set
 -- of rules.
 CREATE FUNCTION dbmail.check_account(
@@ -35,7 +42,9 @@ BEGIN
     PERFORM dbmail.raise_error('22023', 'mailserver_name', mailserver_name,
       'not a host name or IP address');
   END IF;
-  IF port IS NULL OR port NOT BETWEEN 1 AND 65535 THEN
+  IF port IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'port', NULL, 'must be from 1 to 65535');
+  ELSIF port NOT BETWEEN 1 AND 65535 THEN
     PERFORM dbmail.raise_error('22023', 'port', port::text, 'must be from 1 to 65535');
   END IF;
   IF use_default_credentials IS NULL THEN
@@ -78,6 +87,9 @@ BEGIN
   IF resolved IS NULL THEN
     RETURN CASE WHEN enable_ssl THEN 'starttls' ELSE 'none' END;
   END IF;
+  IF resolved NOT IN ('none', 'starttls', 'tls') THEN
+    PERFORM dbmail.raise_error('22023', 'security', security, 'must be none, starttls or tls');
+  END IF;
   IF enable_ssl AND resolved = 'none' THEN
     PERFORM dbmail.raise_error('22023', 'security', security, 'conflicts with enable_ssl => true');
   END IF;
@@ -112,7 +124,9 @@ DECLARE
   clean_username text := NULLIF(btrim(username), '');
   clean_password text := NULLIF(password, '');
 BEGIN
-  IF mailserver_type IS NULL OR upper(btrim(mailserver_type)) <> 'SMTP' THEN
+  IF mailserver_type IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'mailserver_type', NULL, 'only SMTP is supported');
+  ELSIF upper(btrim(mailserver_type)) <> 'SMTP' THEN
     PERFORM dbmail.raise_error('22023', 'mailserver_type', mailserver_type, 'only SMTP is supported');
   END IF;
   PERFORM dbmail.check_account(account_name, email_address, display_name, replyto_address, mailserver_name,
@@ -124,7 +138,8 @@ BEGIN
   INSERT INTO dbmail.accounts AS a (name, description, email_address, display_name, replyto_address,
     mailserver_name, port, username, use_default_credentials, security, timeout, tls_reject_unauthorized,
     last_mod_user)
-  VALUES (account_name, description, btrim(email_address), display_name, NULLIF(btrim(replyto_address), ''),
+  VALUES (account_name, NULLIF(description, ''), btrim(email_address), NULLIF(display_name, ''),
+    NULLIF(btrim(replyto_address), ''),
     btrim(mailserver_name), port, clean_username, use_default_credentials, resolved_security, timeout,
     tls_reject_unauthorized, dbmail.caller_role())
   RETURNING a.account_id INTO new_id;
@@ -192,7 +207,8 @@ BEGIN
   merged.use_default_credentials := COALESCE(use_default_credentials, stored.use_default_credentials);
   merged.timeout := COALESCE(timeout, stored.timeout);
   merged.tls_reject_unauthorized := COALESCE(tls_reject_unauthorized, stored.tls_reject_unauthorized);
-  IF security IS NOT NULL OR enable_ssl IS NOT NULL THEN
+  -- enable_ssl => true on an account that already encrypts (tls or starttls) keeps what it has.
+  IF security IS NOT NULL OR (enable_ssl IS NOT NULL AND enable_ssl <> (stored.security <> 'none')) THEN
     merged.security := dbmail.resolve_security(COALESCE(enable_ssl, false),
       COALESCE(security, CASE WHEN enable_ssl THEN NULL ELSE 'none' END));
   END IF;
@@ -305,7 +321,7 @@ BEGIN
     PERFORM dbmail.raise_error('42710', 'profile_name', profile_name, 'a profile with this name exists');
   END IF;
   INSERT INTO dbmail.profiles AS p (name, description, last_mod_user)
-  VALUES (profile_name, description, dbmail.caller_role())
+  VALUES (profile_name, NULLIF(description, ''), dbmail.caller_role())
   RETURNING p.profile_id INTO new_id;
   PERFORM dbmail.config_changed();
   RETURN new_id;
@@ -342,7 +358,8 @@ BEGIN
   END IF;
   UPDATE dbmail.profiles p SET
     name = COALESCE(new_name, p.name),
-    description = CASE WHEN description IS NULL THEN p.description ELSE NULLIF(description, '') END,
+    description = CASE WHEN sysmail_update_profile_sp.description IS NULL THEN p.description
+                       ELSE NULLIF(sysmail_update_profile_sp.description, '') END,
     last_mod_datetime = now(),
     last_mod_user = dbmail.caller_role()
   WHERE p.profile_id = target;
@@ -420,8 +437,8 @@ BEGIN
   END IF;
   IF EXISTS (SELECT FROM dbmail.profile_accounts pa
              WHERE pa.profile_id = the_profile AND pa.account_id = the_account) THEN
-    PERFORM dbmail.raise_error('42710', 'account_id', the_account::text,
-      format('the account is already in profile %s', the_profile));
+    PERFORM dbmail.raise_error('42710', dbmail.given_name('account', account_name),
+      COALESCE(account_name, account_id::text), format('the account is already in profile %s', the_profile));
   END IF;
   INSERT INTO dbmail.profile_accounts (profile_id, account_id, sequence_number, last_mod_user)
   VALUES (the_profile, the_account, sequence_number, dbmail.caller_role());
@@ -450,8 +467,8 @@ BEGIN
     last_mod_datetime = now(), last_mod_user = dbmail.caller_role()
   WHERE pa.profile_id = the_profile AND pa.account_id = the_account;
   IF NOT FOUND THEN
-    PERFORM dbmail.raise_error('42704', 'account_id', the_account::text,
-      format('the account is not in profile %s', the_profile));
+    PERFORM dbmail.raise_error('42704', dbmail.given_name('account', account_name),
+      COALESCE(account_name, account_id::text), format('the account is not in profile %s', the_profile));
   END IF;
   PERFORM dbmail.config_changed();
 END;
@@ -478,8 +495,8 @@ BEGIN
   WHERE (the_profile IS NULL OR pa.profile_id = the_profile)
     AND (the_account IS NULL OR pa.account_id = the_account);
   IF NOT FOUND AND the_profile IS NOT NULL AND the_account IS NOT NULL THEN
-    PERFORM dbmail.raise_error('42704', 'account_id', the_account::text,
-      format('the account is not in profile %s', the_profile));
+    PERFORM dbmail.raise_error('42704', dbmail.given_name('account', account_name),
+      COALESCE(account_name, account_id::text), format('the account is not in profile %s', the_profile));
   END IF;
   PERFORM dbmail.config_changed();
 END;
@@ -592,8 +609,8 @@ BEGIN
   WHERE (the_principal IS NULL OR pp.principal_id = the_principal)
     AND (the_profile IS NULL OR pp.profile_id = the_profile);
   IF NOT FOUND AND the_principal IS NOT NULL AND the_profile IS NOT NULL THEN
-    PERFORM dbmail.raise_error('42704', 'principal_name', dbmail.principal_name(the_principal),
-      format('has no grant of profile %s', the_profile));
+    PERFORM dbmail.raise_error('42704', dbmail.given_name('principal', principal_name),
+      COALESCE(principal_name, principal_id::text), format('has no grant of profile %s', the_profile));
   END IF;
   PERFORM dbmail.config_changed();
 END;
@@ -664,7 +681,7 @@ BEGIN
             format('AttachmentDirectories: %s is not an absolute directory path without . or ..',
                    dbmail.show_value(item)));
         END IF;
-        items := items || rtrim(item, '/');
+        items := items || COALESCE(NULLIF(rtrim(item, '/'), ''), '/');
       END LOOP;
       RETURN array_to_string(items, ';');
     ELSE
@@ -684,14 +701,17 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  found text;
+  stored_name text;
 BEGIN
-  SELECT s.paramname INTO found FROM dbmail.settings s WHERE lower(s.paramname) = lower(btrim(parameter_name));
-  IF found IS NULL THEN
+  IF parameter_name IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'parameter_name', NULL, 'name a setting (see sysmail_help_configure_sp)');
+  END IF;
+  SELECT s.paramname INTO stored_name FROM dbmail.settings s WHERE lower(s.paramname) = lower(btrim(parameter_name));
+  IF stored_name IS NULL THEN
     PERFORM dbmail.raise_error('42704', 'parameter_name', parameter_name,
       'no such setting (see sysmail_help_configure_sp)');
   END IF;
-  RETURN found;
+  RETURN stored_name;
 END;
 $$;
 

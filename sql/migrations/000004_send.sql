@@ -211,8 +211,9 @@ BEGIN ATOMIC
   FROM dbmail.system_state s;
 END;
 
--- Validates and queues one message on behalf of the calling role. SECURITY DEFINER (the tables are
--- private); sp_send_dbmail, which runs as the caller, is the public entry point.
+-- Validates and queues one message on behalf of the role that called sp_send_dbmail (its stamp).
+-- SECURITY DEFINER because the tables are private; sp_send_dbmail, which runs as the caller, is the
+-- public entry point.
 CREATE FUNCTION dbmail.queue_mail(
   profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text,
   body text, body_format text, importance text, sensitivity text, file_attachments text, query text,
@@ -228,7 +229,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-  sender name := dbmail.caller_role();
+  sender name := dbmail.take_caller_stamp('sp_send_dbmail');
   envelope jsonb;
   parsed_from jsonb;
   the_profile integer;
@@ -287,9 +288,9 @@ BEGIN
 END;
 $$;
 
--- The public entry point. It runs with the caller's rights (SECURITY INVOKER) so that `query` will never
--- read more than the caller may; everything else is done by queue_mail. No search_path is pinned here
--- so a query sees the caller's; every name below is schema-qualified.
+-- The public entry point. It runs with the caller's rights (SECURITY INVOKER): it stamps the caller's
+-- current_user for queue_mail, which does the rest, and `query` will never read more than the caller
+-- may. No search_path is pinned here so a query sees the caller's; every name below is qualified.
 CREATE FUNCTION dbmail.sp_send_dbmail(
   profile_name text DEFAULT NULL,
   recipients text DEFAULT NULL,
@@ -323,6 +324,7 @@ CREATE FUNCTION dbmail.sp_send_dbmail(
 LANGUAGE plpgsql
 AS $$
 BEGIN
+  PERFORM dbmail.stamp_caller();
   RETURN dbmail.queue_mail(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
     body_format, importance, sensitivity, file_attachments, query, execute_query_database,
     attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
@@ -420,15 +422,27 @@ AS $$
 $$;
 
 -- Deletes mail items (with their attachments) requested before sent_before and/or in sent_status.
--- dbmail_user members delete only their own items; admins any. Returns the number deleted.
+-- dbmail_user members delete only their own items; admins any. Returns the number deleted. Runs as the
+-- caller to stamp who is deleting; delete_mailitems does the work.
 CREATE FUNCTION dbmail.sysmail_delete_mailitems_sp(sent_before timestamptz DEFAULT NULL, sent_status text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM dbmail.stamp_caller();
+  RETURN dbmail.delete_mailitems(sent_before, sent_status);
+END;
+$$;
+
+CREATE FUNCTION dbmail.delete_mailitems(sent_before timestamptz, sent_status text)
 RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  deleter name := dbmail.caller_role();
+  deleter name := dbmail.take_caller_stamp('sysmail_delete_mailitems_sp');
   status text := lower(btrim(sent_status));
   deleted bigint;
 BEGIN

@@ -1,7 +1,7 @@
 -- pg-dbmail 000006: the sysmail_* views, and every privilege in one place.
 --
--- The views run with their owner's rights over the private tables and filter rows by the calling role:
--- dbmail_user members see their own items, attachments and events; admins see everything. They are
+-- The views run with their owner's rights over the private tables and filter rows by current_user (the
+-- querying role): dbmail_user members see their own items, attachments and events; admins see all. They are
 -- security barriers, so a user's own functions in a WHERE clause cannot see rows the filter removes.
 
 CREATE VIEW dbmail.sysmail_allitems WITH (security_barrier) AS
@@ -17,7 +17,7 @@ SELECT m.mailitem_id, m.profile_id, m.recipients, m.copy_recipients, m.blind_cop
        CASE WHEN m.sent_status IN ('unsent', 'retrying') THEN m.next_attempt_at END AS next_attempt_at,
        m.sent_by, m.smtp_response
 FROM dbmail.mailitems m
-WHERE m.send_request_user = dbmail.caller_role() OR (SELECT dbmail.caller_is_admin());
+WHERE m.send_request_user = current_user OR (SELECT dbmail.is_admin(current_user));
 
 CREATE VIEW dbmail.sysmail_sentitems WITH (security_barrier) AS
 SELECT * FROM dbmail.sysmail_allitems WHERE sent_status = 'sent';
@@ -34,17 +34,15 @@ CREATE VIEW dbmail.sysmail_event_log WITH (security_barrier) AS
 SELECT e.log_id, e.event_type, e.log_date, e.description, e.process_id, e.mailitem_id, e.account_id,
        e.last_mod_date, e.last_mod_user, e.sender_id
 FROM dbmail.event_log e
-WHERE (SELECT dbmail.caller_is_admin())
-   OR e.mailitem_id IN (SELECT m.mailitem_id FROM dbmail.mailitems m
-                        WHERE m.send_request_user = dbmail.caller_role());
+WHERE (SELECT dbmail.is_admin(current_user))
+   OR e.mailitem_id IN (SELECT m.mailitem_id FROM dbmail.mailitems m WHERE m.send_request_user = current_user);
 
 CREATE VIEW dbmail.sysmail_mailattachments WITH (security_barrier) AS
 SELECT a.attachment_id, a.mailitem_id, a.filename, a.filesize, a.attachment, a.last_mod_date,
        a.last_mod_user, a.content_type
 FROM dbmail.attachments a
-WHERE (SELECT dbmail.caller_is_admin())
-   OR a.mailitem_id IN (SELECT m.mailitem_id FROM dbmail.mailitems m
-                        WHERE m.send_request_user = dbmail.caller_role());
+WHERE (SELECT dbmail.is_admin(current_user))
+   OR a.mailitem_id IN (SELECT m.mailitem_id FROM dbmail.mailitems m WHERE m.send_request_user = current_user);
 
 -- Privileges. Nobody but the owner touches a table; PUBLIC gets nothing.
 REVOKE ALL ON ALL TABLES IN SCHEMA dbmail FROM PUBLIC;
@@ -66,10 +64,12 @@ GRANT EXECUTE ON FUNCTION
     timestamptz, text, text),
   dbmail.attachment(text, bytea, text),
   dbmail.sysmail_delete_mailitems_sp(timestamptz, text),
-  -- Called by the views and by sp_send_dbmail (which runs as the caller), so their callers need them.
-  dbmail.caller_role(), dbmail.caller_is_admin(), dbmail.is_admin(name),
-  dbmail.raise_error(text, text, text, text), dbmail.show_value(text)
+  dbmail.delete_mailitems(timestamptz, text),
+  -- Called by the entry points above (which run as the caller) and by the views.
+  dbmail.stamp_caller(), dbmail.is_admin(name), dbmail.raise_error(text, text, text, text), dbmail.show_value(text)
 TO dbmail_user;
+-- Only default values: the stamp records the inserting role itself (see 000001).
+GRANT INSERT (transaction_id) ON dbmail.caller_stamps TO dbmail_user;
 
 -- dbmail_admin: every configuration procedure.
 GRANT EXECUTE ON FUNCTION

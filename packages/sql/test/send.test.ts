@@ -433,7 +433,11 @@ describe("recipients", () => {
     ["an unclosed domain literal", "a@[192.168.0.1", "not a valid e-mail address (the domain)"],
     ["a local part over 64 characters", tooLongLocal, "the part before the @ is longer than 64 characters"],
     ["an address over 254 characters", tooLongAddress, "the address is longer than 254 characters"],
-    ["a domain label over 63 characters", `a@${"d".repeat(64)}.org`, "a part of the domain is longer than 63 characters"],
+    [
+      "a domain label over 63 characters",
+      `a@${"d".repeat(64)}.org`,
+      "a part of the domain is longer than 63 characters",
+    ],
     ["a > without <", "jane@x.org>", "not a valid e-mail address (a > without <)"],
     ["a < without >", "Jane <jane@x.org", "not a valid e-mail address (the part before the @)"],
     ["empty angle brackets", "Jane <>", "an address is missing"],
@@ -736,7 +740,13 @@ describe("enumerations and query options", () => {
     [null, null],
   ])("refuses query_result_width %j", async (width, text) => {
     const error = await refused(message({ query_result_width: width }));
-    expectError(error, width === null ? "22004" : "22023", "query_result_width", text, "must be from 10 to 32767");
+    expectError(
+      error,
+      width === null ? "22004" : "22023",
+      "query_result_width",
+      text,
+      "must be from 10 to 32767",
+    );
   });
 
   it.each([10, 32767])("accepts query_result_width %i", async (width) => {
@@ -879,10 +889,20 @@ describe("not supported yet", () => {
     };
     const { text, values } = sendCall(args, "dbmail.queue_mail");
     const before = await queued();
-    const error = await errorOf(alice.query(text, values));
+    // Without a caller stamp queue_mail refuses outright; with the user's own stamp (what sp_send_dbmail
+    // does) it must still refuse what sp_send_dbmail refuses.
+    const unstamped = await errorOf(alice.query(text, values));
+    expect(unstamped.code).toBe("42501");
+    await alice.query("BEGIN");
+    try {
+      await alice.query("SELECT dbmail.stamp_caller()");
+      const error = await errorOf(alice.query(text, values));
+      expect(error.code).toBe("0A000");
+      expect(error.message.startsWith(`${parameter}: ${shown(value)}: not supported yet`)).toBe(true);
+    } finally {
+      await alice.query("ROLLBACK");
+    }
     expect(await queued()).toBe(before);
-    expect(error.code).toBe("0A000");
-    expect(error.message.startsWith(`${parameter}: ${shown(value)}: not supported yet`)).toBe(true);
   });
 });
 

@@ -20,7 +20,11 @@ Options:
 const devDatabase = "dbmail_dev";
 const catcherPort = 2525;
 
-export async function runDev(options: { databaseUrl?: string; dataDir?: string; port?: string }): Promise<void> {
+export async function runDev(options: {
+  databaseUrl?: string;
+  dataDir?: string;
+  port?: string;
+}): Promise<void> {
   let local: LocalPostgres | undefined;
   let url = databaseUrlFrom(options.databaseUrl);
   if (!url) {

@@ -7,7 +7,9 @@ export const demoProfile = "demo";
  * so that `SELECT dbmail.sp_send_dbmail(recipients => ..., ...)` works without naming a profile.
  */
 export async function ensureDemoProfile(client: pg.Client, catcherPort: number): Promise<void> {
-  const { rows } = await client.query("SELECT 1 FROM dbmail.sysmail_help_profile_sp() WHERE name = $1", [demoProfile]);
+  const { rows } = await client.query("SELECT 1 FROM dbmail.sysmail_help_profile_sp() WHERE name = $1", [
+    demoProfile,
+  ]);
   if (rows.length > 0) {
     await client.query("SELECT dbmail.sysmail_update_account_sp(account_name => $1, port => $2)", [
       demoProfile,
@@ -23,9 +25,10 @@ export async function ensureDemoProfile(client: pg.Client, catcherPort: number):
          description => 'dbmail dev: the local mail catcher')`,
       [demoProfile, catcherPort],
     );
-    await client.query("SELECT dbmail.sysmail_add_profile_sp(profile_name => $1, description => 'dbmail dev')", [
-      demoProfile,
-    ]);
+    await client.query(
+      "SELECT dbmail.sysmail_add_profile_sp(profile_name => $1, description => 'dbmail dev')",
+      [demoProfile],
+    );
     await client.query(
       "SELECT dbmail.sysmail_add_profileaccount_sp(profile_name => $1, account_name => $1, sequence_number => 1)",
       [demoProfile],
