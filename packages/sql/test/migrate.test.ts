@@ -3,7 +3,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, describe, expect, inject, it } from "vitest";
 import { errorOf, withClient } from "../../../test/support/database.js";
 import { withDatabase } from "../../../test/support/global-setup.js";
 import { MigrationError, migrate, readMigrationFiles } from "../src/index.js";
