@@ -10,9 +10,10 @@ CREATE TYPE dbmail.attachment AS (
 
 CREATE FUNCTION dbmail.address_domain(address text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    BEGIN ATOMIC
- SELECT "substring"(address, '@([^@]*)$'::text) AS "substring";
-END;
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+  SELECT pg_catalog.substring(address, '@([^@]*)$');
+$_$;
 
 CREATE FUNCTION dbmail.address_problem(address text) RETURNS text
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
@@ -56,15 +57,17 @@ $_$;
 
 CREATE FUNCTION dbmail.attachment(filename text, content bytea, content_type text DEFAULT NULL::text) RETURNS dbmail.attachment
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    BEGIN ATOMIC
- SELECT ROW(filename, content, content_type)::dbmail.attachment AS "row";
-END;
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+  SELECT ROW(filename, content, content_type)::dbmail.attachment;
+$$;
 
 CREATE FUNCTION dbmail.caller_role() RETURNS name
     LANGUAGE sql STABLE PARALLEL SAFE
-    BEGIN ATOMIC
- SELECT (COALESCE(NULLIF(current_setting('role'::text), 'none'::text), (SESSION_USER)::text))::name AS "coalesce";
-END;
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+  SELECT COALESCE(NULLIF(pg_catalog.current_setting('role'), 'none'), session_user)::name;
+$$;
 
 CREATE FUNCTION dbmail.check_account(account_name text, email_address text, display_name text, replyto_address text, mailserver_name text, port integer, username text, password text, use_default_credentials boolean, security text, timeout integer, tls_reject_unauthorized boolean) RETURNS void
     LANGUAGE plpgsql STABLE
@@ -354,9 +357,10 @@ $$;
 
 CREATE FUNCTION dbmail.config_changed() RETURNS void
     LANGUAGE sql
-    BEGIN ATOMIC
- SELECT pg_notify('dbmail_config'::text, ''::text) AS pg_notify;
-END;
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+  SELECT pg_catalog.pg_notify('dbmail_config', '');
+$$;
 
 CREATE FUNCTION dbmail.delete_mailitems(sent_before timestamp with time zone, sent_status text) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
@@ -505,21 +509,18 @@ $$;
 
 CREATE FUNCTION dbmail.given_name(thing text, name text) RETURNS text
     LANGUAGE sql IMMUTABLE
-    BEGIN ATOMIC
- SELECT (thing ||
-         CASE
-             WHEN (name IS NOT NULL) THEN '_name'::text
-             ELSE '_id'::text
-         END);
-END;
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+  SELECT thing || CASE WHEN name IS NOT NULL THEN '_name' ELSE '_id' END;
+$$;
 
 CREATE FUNCTION dbmail.is_admin(role_name name) RETURNS boolean
     LANGUAGE sql STABLE PARALLEL SAFE
-    BEGIN ATOMIC
- SELECT (COALESCE(( SELECT r.rolsuper
-            FROM pg_roles r
-           WHERE (r.rolname = is_admin.role_name)), false) OR pg_has_role(role_name, 'dbmail_admin'::name, 'USAGE'::text));
-END;
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+  SELECT COALESCE((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = role_name), false)
+      OR pg_catalog.pg_has_role(role_name, 'dbmail_admin', 'USAGE');
+$$;
 
 CREATE TABLE dbmail.senders (
     sender_id text NOT NULL,
@@ -534,19 +535,12 @@ CREATE TABLE dbmail.senders (
 
 CREATE FUNCTION dbmail.live_senders() RETURNS SETOF dbmail.senders
     LANGUAGE sql STABLE
-    BEGIN ATOMIC
- SELECT s.sender_id,
-     s.hostname,
-     s.process_id,
-     s.version,
-     s.started_at,
-     s.last_heartbeat,
-     s.last_empty_claim_at,
-     s.stopped_at
-    FROM dbmail.senders s
-   WHERE ((s.stopped_at IS NULL) AND (s.last_heartbeat > (now() - '00:00:30'::interval)))
-   ORDER BY s.started_at;
-END;
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+  SELECT * FROM dbmail.senders s
+  WHERE s.stopped_at IS NULL AND s.last_heartbeat > pg_catalog.now() - interval '30 seconds'
+  ORDER BY s.started_at;
+$$;
 
 CREATE FUNCTION dbmail.log_event(event_type text, description text, mailitem_id bigint DEFAULT NULL::bigint, account_id integer DEFAULT NULL::integer, process_id integer DEFAULT NULL::integer, sender_id text DEFAULT NULL::text) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
@@ -575,57 +569,21 @@ BEGIN
 END;
 $$;
 
-CREATE TABLE dbmail.accounts (
-    account_id integer NOT NULL,
-    name text NOT NULL,
-    description text,
-    email_address text NOT NULL,
-    display_name text,
-    replyto_address text,
-    mailserver_type text DEFAULT 'SMTP'::text NOT NULL,
-    mailserver_name text NOT NULL,
-    port integer DEFAULT 25 NOT NULL,
-    username text,
-    use_default_credentials boolean DEFAULT false NOT NULL,
-    security text DEFAULT 'none'::text NOT NULL,
-    timeout integer,
-    tls_reject_unauthorized boolean DEFAULT true NOT NULL,
-    last_mod_datetime timestamp with time zone DEFAULT now() NOT NULL,
-    last_mod_user name DEFAULT CURRENT_USER NOT NULL,
-    CONSTRAINT accounts_mailserver_type_check CHECK ((mailserver_type = 'SMTP'::text)),
-    CONSTRAINT accounts_port_check CHECK (((port >= 1) AND (port <= 65535))),
-    CONSTRAINT accounts_security_check CHECK ((security = ANY (ARRAY['none'::text, 'starttls'::text, 'tls'::text]))),
-    CONSTRAINT accounts_timeout_check CHECK ((timeout > 0))
-);
-
-CREATE TABLE dbmail.profile_accounts (
-    profile_id integer NOT NULL,
-    account_id integer NOT NULL,
-    sequence_number integer NOT NULL,
-    last_mod_datetime timestamp with time zone DEFAULT now() NOT NULL,
-    last_mod_user name DEFAULT CURRENT_USER NOT NULL
-);
-
-CREATE TABLE dbmail.system_state (
-    singleton boolean DEFAULT true NOT NULL,
-    started boolean DEFAULT true NOT NULL,
-    installation_id uuid DEFAULT gen_random_uuid() NOT NULL,
-    last_mod_date timestamp with time zone DEFAULT now() NOT NULL,
-    last_mod_user name DEFAULT CURRENT_USER NOT NULL,
-    CONSTRAINT system_state_singleton_check CHECK (singleton)
-);
-
 CREATE FUNCTION dbmail.message_id_for(mailitem_id bigint, profile_id integer, from_address jsonb) RETURNS text
     LANGUAGE sql STABLE
-    BEGIN ATOMIC
- SELECT (((((('<dbmail.'::text || message_id_for.mailitem_id) || '.'::text) || replace((s.installation_id)::text, '-'::text, ''::text)) || '@'::text) || COALESCE(dbmail.address_domain((message_id_for.from_address ->> 'address'::text)), ( SELECT dbmail.address_domain(a.email_address) AS address_domain
-            FROM (dbmail.profile_accounts pa
-              JOIN dbmail.accounts a ON ((a.account_id = pa.account_id)))
-           WHERE (pa.profile_id = message_id_for.profile_id)
-           ORDER BY pa.sequence_number, pa.account_id
-          LIMIT 1), 'localhost'::text)) || '>'::text)
-    FROM dbmail.system_state s;
-END;
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+  SELECT '<dbmail.' || mailitem_id || '.' || pg_catalog.replace(s.installation_id::text, '-', '') || '@'
+         || COALESCE(
+              dbmail.address_domain(from_address ->> 'address'),
+              (SELECT dbmail.address_domain(a.email_address)
+                 FROM dbmail.profile_accounts pa JOIN dbmail.accounts a ON a.account_id = pa.account_id
+                WHERE pa.profile_id = message_id_for.profile_id
+                ORDER BY pa.sequence_number, pa.account_id LIMIT 1),
+              'localhost')
+         || '>'
+  FROM dbmail.system_state s;
+$$;
 
 CREATE FUNCTION dbmail.normalise_setting(parameter_name text, parameter_value text) RETURNS text
     LANGUAGE plpgsql IMMUTABLE
@@ -804,15 +762,11 @@ $$;
 
 CREATE FUNCTION dbmail.principal_name(principal_id oid) RETURNS text
     LANGUAGE sql STABLE
-    BEGIN ATOMIC
- SELECT
-         CASE
-             WHEN (principal_id = (0)::oid) THEN 'public'::text
-             ELSE ( SELECT (r.rolname)::text AS rolname
-                FROM pg_roles r
-               WHERE (r.oid = principal_name.principal_id))
-         END AS rolname;
-END;
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+  SELECT CASE WHEN principal_id = 0 THEN 'public'
+    ELSE (SELECT r.rolname::text FROM pg_catalog.pg_roles r WHERE r.oid = principal_id) END;
+$$;
 
 CREATE FUNCTION dbmail.queue_mail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
@@ -1097,10 +1051,9 @@ $$;
 CREATE FUNCTION dbmail.sender_stopped(sender_id text) RETURNS void
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    BEGIN ATOMIC
- UPDATE dbmail.senders s SET stopped_at = now()
-   WHERE (s.sender_id = sender_stopped.sender_id);
-END;
+    AS $$
+  UPDATE dbmail.senders s SET stopped_at = now() WHERE s.sender_id = sender_stopped.sender_id;
+$$;
 
 CREATE FUNCTION dbmail.set_started(started boolean) RETURNS void
     LANGUAGE plpgsql
@@ -1116,36 +1069,24 @@ BEGIN
 END;
 $$;
 
-CREATE TABLE dbmail.settings (
-    paramname text NOT NULL,
-    paramvalue text NOT NULL,
-    description text,
-    last_mod_date timestamp with time zone DEFAULT now() NOT NULL,
-    last_mod_user name DEFAULT CURRENT_USER NOT NULL
-);
-
 CREATE FUNCTION dbmail.setting(parameter_name text) RETURNS text
     LANGUAGE sql STABLE PARALLEL SAFE
-    BEGIN ATOMIC
- SELECT s.paramvalue
-    FROM dbmail.settings s
-   WHERE (s.paramname = setting.parameter_name);
-END;
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+  SELECT s.paramvalue FROM dbmail.settings s WHERE s.paramname = parameter_name;
+$$;
 
 CREATE FUNCTION dbmail.show_value(value text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    BEGIN ATOMIC
- SELECT
-         CASE
-             WHEN (value IS NULL) THEN 'NULL'::text
-             ELSE (('"'::text || replace(replace(replace(
-             CASE
-                 WHEN (length(value) > 200) THEN ("left"(value, 200) || '…'::text)
-                 ELSE value
-             END, ''::text, '\r'::text), '
-'::text, '\n'::text), '	'::text, '\t'::text)) || '"'::text)
-         END AS "case";
-END;
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+  SELECT CASE
+    WHEN value IS NULL THEN 'NULL'
+    ELSE '"' || pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(
+           CASE WHEN pg_catalog.length(value) > 200 THEN pg_catalog.left(value, 200) || '…' ELSE value END,
+           E'\r', '\r'), E'\n', '\n'), E'\t', '\t') || '"'
+  END;
+$$;
 
 CREATE FUNCTION dbmail.sp_send_dbmail(profile_name text DEFAULT NULL::text, recipients text DEFAULT NULL::text, copy_recipients text DEFAULT NULL::text, blind_copy_recipients text DEFAULT NULL::text, subject text DEFAULT NULL::text, body text DEFAULT NULL::text, body_format text DEFAULT 'TEXT'::text, importance text DEFAULT 'NORMAL'::text, sensitivity text DEFAULT 'NORMAL'::text, file_attachments text DEFAULT NULL::text, query text DEFAULT NULL::text, execute_query_database text DEFAULT NULL::text, attach_query_result_as_file boolean DEFAULT false, query_attachment_filename text DEFAULT NULL::text, query_result_header boolean DEFAULT true, query_result_width integer DEFAULT 256, query_result_separator text DEFAULT ' '::text, exclude_query_output boolean DEFAULT false, append_query_error boolean DEFAULT false, query_no_truncate boolean DEFAULT false, query_result_no_padding boolean DEFAULT false, from_address text DEFAULT NULL::text, reply_to text DEFAULT NULL::text, attachments dbmail.attachment[] DEFAULT NULL::dbmail.attachment[], headers jsonb DEFAULT NULL::jsonb, send_at timestamp with time zone DEFAULT NULL::timestamp with time zone, idempotency_key text DEFAULT NULL::text, query_result_format text DEFAULT 'TEXT'::text) RETURNS bigint
     LANGUAGE plpgsql
@@ -1161,18 +1102,12 @@ BEGIN
 END;
 $$;
 
-CREATE TABLE dbmail.caller_stamps (
-    stamp_id bigint NOT NULL,
-    role_name name DEFAULT CURRENT_USER NOT NULL,
-    backend_pid integer DEFAULT pg_backend_pid() NOT NULL,
-    transaction_id xid8 DEFAULT pg_current_xact_id() NOT NULL
-);
-
 CREATE FUNCTION dbmail.stamp_caller() RETURNS void
     LANGUAGE sql
-    BEGIN ATOMIC
- INSERT INTO dbmail.caller_stamps DEFAULT VALUES;
-END;
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+  INSERT INTO dbmail.caller_stamps DEFAULT VALUES;
+$$;
 
 CREATE FUNCTION dbmail.sysmail_add_account_sp(account_name text DEFAULT NULL::text, email_address text DEFAULT NULL::text, display_name text DEFAULT NULL::text, replyto_address text DEFAULT NULL::text, description text DEFAULT NULL::text, mailserver_name text DEFAULT NULL::text, mailserver_type text DEFAULT 'SMTP'::text, port integer DEFAULT 25, username text DEFAULT NULL::text, password text DEFAULT NULL::text, use_default_credentials boolean DEFAULT false, enable_ssl boolean DEFAULT false, security text DEFAULT NULL::text, timeout integer DEFAULT NULL::integer, tls_reject_unauthorized boolean DEFAULT true) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
@@ -1521,28 +1456,23 @@ $_$;
 CREATE FUNCTION dbmail.sysmail_help_status_sp() RETURNS text
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    BEGIN ATOMIC
- SELECT
-         CASE
-             WHEN s.started THEN 'STARTED'::text
-             ELSE 'STOPPED'::text
-         END AS "case"
-    FROM dbmail.system_state s;
-END;
+    AS $$
+  SELECT CASE WHEN s.started THEN 'STARTED' ELSE 'STOPPED' END FROM dbmail.system_state s;
+$$;
 
 CREATE FUNCTION dbmail.sysmail_start_sp() RETURNS void
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    BEGIN ATOMIC
- SELECT dbmail.set_started(true) AS set_started;
-END;
+    AS $$
+  SELECT dbmail.set_started(true);
+$$;
 
 CREATE FUNCTION dbmail.sysmail_stop_sp() RETURNS void
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    BEGIN ATOMIC
- SELECT dbmail.set_started(false) AS set_started;
-END;
+    AS $$
+  SELECT dbmail.set_started(false);
+$$;
 
 CREATE FUNCTION dbmail.sysmail_update_account_sp(account_id integer DEFAULT NULL::integer, account_name text DEFAULT NULL::text, email_address text DEFAULT NULL::text, display_name text DEFAULT NULL::text, replyto_address text DEFAULT NULL::text, description text DEFAULT NULL::text, mailserver_name text DEFAULT NULL::text, mailserver_type text DEFAULT NULL::text, port integer DEFAULT NULL::integer, username text DEFAULT NULL::text, password text DEFAULT NULL::text, use_default_credentials boolean DEFAULT NULL::boolean, enable_ssl boolean DEFAULT NULL::boolean, timeout integer DEFAULT NULL::integer, security text DEFAULT NULL::text, tls_reject_unauthorized boolean DEFAULT NULL::boolean) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
@@ -1733,6 +1663,29 @@ CREATE TABLE dbmail.account_secrets (
     password text NOT NULL
 );
 
+CREATE TABLE dbmail.accounts (
+    account_id integer NOT NULL,
+    name text NOT NULL,
+    description text,
+    email_address text NOT NULL,
+    display_name text,
+    replyto_address text,
+    mailserver_type text DEFAULT 'SMTP'::text NOT NULL,
+    mailserver_name text NOT NULL,
+    port integer DEFAULT 25 NOT NULL,
+    username text,
+    use_default_credentials boolean DEFAULT false NOT NULL,
+    security text DEFAULT 'none'::text NOT NULL,
+    timeout integer,
+    tls_reject_unauthorized boolean DEFAULT true NOT NULL,
+    last_mod_datetime timestamp with time zone DEFAULT now() NOT NULL,
+    last_mod_user name DEFAULT CURRENT_USER NOT NULL,
+    CONSTRAINT accounts_mailserver_type_check CHECK ((mailserver_type = 'SMTP'::text)),
+    CONSTRAINT accounts_port_check CHECK (((port >= 1) AND (port <= 65535))),
+    CONSTRAINT accounts_security_check CHECK ((security = ANY (ARRAY['none'::text, 'starttls'::text, 'tls'::text]))),
+    CONSTRAINT accounts_timeout_check CHECK ((timeout > 0))
+);
+
 ALTER TABLE dbmail.accounts ALTER COLUMN account_id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME dbmail.accounts_account_id_seq
     START WITH 1
@@ -1760,6 +1713,13 @@ ALTER TABLE dbmail.attachments ALTER COLUMN attachment_id ADD GENERATED ALWAYS A
     NO MINVALUE
     NO MAXVALUE
     CACHE 1
+);
+
+CREATE TABLE dbmail.caller_stamps (
+    stamp_id bigint NOT NULL,
+    role_name name DEFAULT CURRENT_USER NOT NULL,
+    backend_pid integer DEFAULT pg_backend_pid() NOT NULL,
+    transaction_id xid8 DEFAULT pg_current_xact_id() NOT NULL
 );
 
 ALTER TABLE dbmail.caller_stamps ALTER COLUMN stamp_id ADD GENERATED ALWAYS AS IDENTITY (
@@ -1871,6 +1831,14 @@ CREATE TABLE dbmail.principal_profiles (
     last_mod_user name DEFAULT CURRENT_USER NOT NULL
 );
 
+CREATE TABLE dbmail.profile_accounts (
+    profile_id integer NOT NULL,
+    account_id integer NOT NULL,
+    sequence_number integer NOT NULL,
+    last_mod_datetime timestamp with time zone DEFAULT now() NOT NULL,
+    last_mod_user name DEFAULT CURRENT_USER NOT NULL
+);
+
 CREATE TABLE dbmail.profiles (
     profile_id integer NOT NULL,
     name text NOT NULL,
@@ -1887,6 +1855,14 @@ ALTER TABLE dbmail.profiles ALTER COLUMN profile_id ADD GENERATED ALWAYS AS IDEN
     NO MINVALUE
     NO MAXVALUE
     CACHE 1
+);
+
+CREATE TABLE dbmail.settings (
+    paramname text NOT NULL,
+    paramvalue text NOT NULL,
+    description text,
+    last_mod_date timestamp with time zone DEFAULT now() NOT NULL,
+    last_mod_user name DEFAULT CURRENT_USER NOT NULL
 );
 
 CREATE VIEW dbmail.sysmail_allitems WITH (security_barrier='true') AS
@@ -2094,6 +2070,15 @@ CREATE VIEW dbmail.sysmail_unsentitems WITH (security_barrier='true') AS
    FROM dbmail.sysmail_allitems
   WHERE (sysmail_allitems.sent_status = ANY (ARRAY['unsent'::text, 'sending'::text, 'retrying'::text]));
 
+CREATE TABLE dbmail.system_state (
+    singleton boolean DEFAULT true NOT NULL,
+    started boolean DEFAULT true NOT NULL,
+    installation_id uuid DEFAULT gen_random_uuid() NOT NULL,
+    last_mod_date timestamp with time zone DEFAULT now() NOT NULL,
+    last_mod_user name DEFAULT CURRENT_USER NOT NULL,
+    CONSTRAINT system_state_singleton_check CHECK (singleton)
+);
+
 ALTER TABLE ONLY dbmail.account_secrets
     ADD CONSTRAINT account_secrets_pkey PRIMARY KEY (account_id);
 
@@ -2281,8 +2266,6 @@ GRANT ALL ON FUNCTION dbmail.show_value(value text) TO dbmail_user;
 REVOKE ALL ON FUNCTION dbmail.sp_send_dbmail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.sp_send_dbmail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text) TO dbmail_user;
 
-GRANT INSERT(transaction_id) ON TABLE dbmail.caller_stamps TO dbmail_user;
-
 REVOKE ALL ON FUNCTION dbmail.stamp_caller() FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.stamp_caller() TO dbmail_user;
 
@@ -2360,6 +2343,8 @@ REVOKE ALL ON FUNCTION dbmail.sysmail_update_profileaccount_sp(profile_id intege
 GRANT ALL ON FUNCTION dbmail.sysmail_update_profileaccount_sp(profile_id integer, profile_name text, account_id integer, account_name text, sequence_number integer) TO dbmail_admin;
 
 REVOKE ALL ON FUNCTION dbmail.take_caller_stamp(entry_point text) FROM PUBLIC;
+
+GRANT INSERT(transaction_id) ON TABLE dbmail.caller_stamps TO dbmail_user;
 
 GRANT SELECT ON TABLE dbmail.sysmail_allitems TO dbmail_user;
 

@@ -1,31 +1,34 @@
 -- pg-dbmail 000002: shared helpers: who is calling, how errors are raised, address parsing, lookups of
--- profiles/accounts/settings, and the event-log writer. None of these is granted to users except the
--- identity functions the views need (see 000005).
+-- profiles/accounts/settings, and the event-log writer. Only the few the public entry points and views
+-- call in the caller's own context are granted to users (000006 lists every grant).
 
 -- The session's current role (SET ROLE), else the session user: who is at the keyboard, recorded as
 -- last_mod_user by the configuration procedures. Inside a SECURITY DEFINER function current_user is
 -- the function's owner; the 'role' setting cannot be set to a role the session may not become.
 CREATE FUNCTION dbmail.caller_role() RETURNS name
 LANGUAGE sql STABLE PARALLEL SAFE
-BEGIN ATOMIC
+SET search_path = pg_catalog, pg_temp
+AS $$
   SELECT COALESCE(NULLIF(pg_catalog.current_setting('role'), 'none'), session_user)::name;
-END;
+$$;
 
 -- Superusers and members of dbmail_admin see everything and may use every profile.
 CREATE FUNCTION dbmail.is_admin(role_name name) RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE
-BEGIN ATOMIC
+SET search_path = pg_catalog, pg_temp
+AS $$
   SELECT COALESCE((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = role_name), false)
       OR pg_catalog.pg_has_role(role_name, 'dbmail_admin', 'USAGE');
-END;
+$$;
 
 -- Called by a public entry point running as the caller, before it calls a SECURITY DEFINER function
 -- that acts for the caller (see dbmail.caller_stamps).
 CREATE FUNCTION dbmail.stamp_caller() RETURNS void
 LANGUAGE sql
-BEGIN ATOMIC
+SET search_path = pg_catalog, pg_temp
+AS $$
   INSERT INTO dbmail.caller_stamps DEFAULT VALUES;
-END;
+$$;
 
 -- Inside a SECURITY DEFINER function: the current_user of the entry point that called it (the newest
 -- stamp of this backend and transaction, consumed). Raises when there is none: the function was called
@@ -52,14 +55,15 @@ $$;
 -- How a value is shown in an error message: quoted, line breaks made visible, long values shortened.
 CREATE FUNCTION dbmail.show_value(value text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-BEGIN ATOMIC
+SET search_path = pg_catalog, pg_temp
+AS $$
   SELECT CASE
     WHEN value IS NULL THEN 'NULL'
     ELSE '"' || pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(
            CASE WHEN pg_catalog.length(value) > 200 THEN pg_catalog.left(value, 200) || '…' ELSE value END,
            E'\r', '\r'), E'\n', '\n'), E'\t', '\t') || '"'
   END;
-END;
+$$;
 
 -- Every error raised by a dbmail function goes through here, so every message reads
 -- `<parameter>: <value>: <problem>` and carries a documented SQLSTATE (docs/errors.md).
@@ -252,9 +256,10 @@ $$;
 -- The domain of an address: what follows the last @ (a quoted local part may itself contain @).
 CREATE FUNCTION dbmail.address_domain(address text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-BEGIN ATOMIC
+SET search_path = pg_catalog, pg_temp
+AS $$
   SELECT pg_catalog.substring(address, '@([^@]*)$');
-END;
+$$;
 
 -- Finds a profile by id or name (both given: they must agree). Raises when neither is given and one is
 -- required, or when it does not exist.
@@ -362,23 +367,26 @@ $$;
 
 CREATE FUNCTION dbmail.principal_name(principal_id oid) RETURNS text
 LANGUAGE sql STABLE
-BEGIN ATOMIC
+SET search_path = pg_catalog, pg_temp
+AS $$
   SELECT CASE WHEN principal_id = 0 THEN 'public'
     ELSE (SELECT r.rolname::text FROM pg_catalog.pg_roles r WHERE r.oid = principal_id) END;
-END;
+$$;
 
 CREATE FUNCTION dbmail.setting(parameter_name text) RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
-BEGIN ATOMIC
+SET search_path = pg_catalog, pg_temp
+AS $$
   SELECT s.paramvalue FROM dbmail.settings s WHERE s.paramname = parameter_name;
-END;
+$$;
 
 -- Tells running senders to reload accounts, profiles and settings (they also reload periodically).
 CREATE FUNCTION dbmail.config_changed() RETURNS void
 LANGUAGE sql
-BEGIN ATOMIC
+SET search_path = pg_catalog, pg_temp
+AS $$
   SELECT pg_catalog.pg_notify('dbmail_config', '');
-END;
+$$;
 
 -- Writes one event if LoggingLevel asks for its type: 1 errors; 2 + warnings and information;
 -- 3 + success. Returns the log_id, or NULL when the level filtered it out.

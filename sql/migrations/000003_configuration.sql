@@ -6,9 +6,10 @@
 -- Which of a pair of parameters (thing_id, thing_name) the caller gave, for naming it in an error.
 CREATE FUNCTION dbmail.given_name(thing text, name text) RETURNS text
 LANGUAGE sql IMMUTABLE
-BEGIN ATOMIC
+SET search_path = pg_catalog, pg_temp
+AS $$
   SELECT thing || CASE WHEN name IS NOT NULL THEN '_name' ELSE '_id' END;
-END;
+$$;
 
 -- Validates an account as it will be stored (after an update's merge), so add and update share one set
 -- of rules.

@@ -9,9 +9,10 @@ CREATE TYPE dbmail.attachment AS (filename text, content bytea, content_type tex
 CREATE FUNCTION dbmail.attachment(filename text, content bytea, content_type text DEFAULT NULL)
 RETURNS dbmail.attachment
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-BEGIN ATOMIC
+SET search_path = pg_catalog, pg_temp
+AS $$
   SELECT ROW(filename, content, content_type)::dbmail.attachment;
-END;
+$$;
 
 -- The profile a message is sent with. Named: it must exist and the role must be allowed to use it (an
 -- admin, or a grant to public or to a role it is a member of). Not named: the role's own default, else
@@ -198,7 +199,8 @@ $$;
 -- The Message-ID every attempt carries: unique per item and installation, with the sending domain.
 CREATE FUNCTION dbmail.message_id_for(mailitem_id bigint, profile_id integer, from_address jsonb) RETURNS text
 LANGUAGE sql STABLE
-BEGIN ATOMIC
+SET search_path = pg_catalog, pg_temp
+AS $$
   SELECT '<dbmail.' || mailitem_id || '.' || pg_catalog.replace(s.installation_id::text, '-', '') || '@'
          || COALESCE(
               dbmail.address_domain(from_address ->> 'address'),
@@ -209,7 +211,7 @@ BEGIN ATOMIC
               'localhost')
          || '>'
   FROM dbmail.system_state s;
-END;
+$$;
 
 -- Validates and queues one message on behalf of the role that called sp_send_dbmail (its stamp).
 -- SECURITY DEFINER because the tables are private; sp_send_dbmail, which runs as the caller, is the
@@ -353,34 +355,35 @@ CREATE FUNCTION dbmail.sysmail_start_sp() RETURNS void
 LANGUAGE sql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
+AS $$
   SELECT dbmail.set_started(true);
-END;
+$$;
 
 CREATE FUNCTION dbmail.sysmail_stop_sp() RETURNS void
 LANGUAGE sql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
+AS $$
   SELECT dbmail.set_started(false);
-END;
+$$;
 
 CREATE FUNCTION dbmail.sysmail_help_status_sp() RETURNS text
 LANGUAGE sql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
+AS $$
   SELECT CASE WHEN s.started THEN 'STARTED' ELSE 'STOPPED' END FROM dbmail.system_state s;
-END;
+$$;
 
 -- A sender is live while its heartbeat is under 30 seconds old (senders beat every few seconds).
 CREATE FUNCTION dbmail.live_senders() RETURNS SETOF dbmail.senders
 LANGUAGE sql STABLE
-BEGIN ATOMIC
+SET search_path = pg_catalog, pg_temp
+AS $$
   SELECT * FROM dbmail.senders s
   WHERE s.stopped_at IS NULL AND s.last_heartbeat > pg_catalog.now() - interval '30 seconds'
   ORDER BY s.started_at;
-END;
+$$;
 
 -- SQL Server's columns (queue_type, length, state, last_empty_rowset_time, last_activated_time) and,
 -- beyond them, the live senders, the oldest waiting item, and `stalled`: mail is due but no sender is

@@ -31,9 +31,9 @@ CREATE FUNCTION dbmail.sender_stopped(sender_id text) RETURNS void
 LANGUAGE sql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
+AS $$
   UPDATE dbmail.senders s SET stopped_at = now() WHERE s.sender_id = sender_stopped.sender_id;
-END;
+$$;
 
 -- Claims up to batch_size due items for this sender, leasing them for lease_seconds. Due: unsent or
 -- retrying items whose next_attempt_at has come, and sending items whose lease expired (their sender
