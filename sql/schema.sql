@@ -9,10 +9,12 @@ CREATE TYPE dbmail.attachment AS (
 );
 
 CREATE FUNCTION dbmail.address_domain(address text) RETURNS text
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
-  SELECT pg_catalog.substring(address, '@([^@]*)$');
+BEGIN
+  RETURN substring(address, '@([^@]*)$');
+END;
 $_$;
 
 CREATE FUNCTION dbmail.address_problem(address text) RETURNS text
@@ -63,10 +65,12 @@ CREATE FUNCTION dbmail.attachment(filename text, content bytea, content_type tex
 $$;
 
 CREATE FUNCTION dbmail.caller_role() RETURNS name
-    LANGUAGE sql STABLE PARALLEL SAFE
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
-  SELECT COALESCE(NULLIF(pg_catalog.current_setting('role'), 'none'), session_user)::name;
+BEGIN
+  RETURN COALESCE(NULLIF(current_setting('role'), 'none'), session_user)::name;
+END;
 $$;
 
 CREATE FUNCTION dbmail.check_account(account_name text, email_address text, display_name text, replyto_address text, mailserver_name text, port integer, username text, password text, use_default_credentials boolean, security text, timeout integer, tls_reject_unauthorized boolean) RETURNS void
@@ -161,7 +165,7 @@ BEGIN
     END IF;
     IF lower(field.key) IN ('from', 'to', 'cc', 'bcc', 'subject', 'date', 'message-id', 'reply-to', 'sender',
                             'return-path', 'mime-version', 'importance', 'priority', 'x-priority',
-                            'x-msmail-priority', 'sensitivity', 'in-reply-to', 'references')
+                            'x-msmail-priority', 'sensitivity')
        OR lower(field.key) LIKE 'content-%' OR lower(field.key) LIKE 'x-dbmail-%' THEN
       PERFORM dbmail.raise_error('22023', 'headers', field.key,
         'this header is set by Database Mail and cannot be overridden');
@@ -311,7 +315,7 @@ BEGIN
 
   FOR expired IN
     UPDATE dbmail.mailitems m SET lease_owner = claimer, lease_expires_at = lease_end,
-      last_mod_date = now(), last_mod_user = current_user
+      last_mod_date = now(), last_mod_user = dbmail.caller_role()
     WHERE m.mailitem_id IN (
       SELECT x.mailitem_id FROM dbmail.mailitems x
       WHERE x.sent_status = 'sending' AND x.lease_expires_at < now()
@@ -328,7 +332,7 @@ BEGIN
   IF cardinality(claimed) < batch_size THEN
     WITH taken AS (
       UPDATE dbmail.mailitems m SET sent_status = 'sending', lease_owner = claimer, lease_expires_at = lease_end,
-        last_mod_date = now(), last_mod_user = current_user
+        last_mod_date = now(), last_mod_user = dbmail.caller_role()
       WHERE m.mailitem_id IN (
         SELECT x.mailitem_id FROM dbmail.mailitems x
         WHERE x.sent_status IN ('unsent', 'retrying') AND x.next_attempt_at <= now()
@@ -515,11 +519,12 @@ CREATE FUNCTION dbmail.given_name(thing text, name text) RETURNS text
 $$;
 
 CREATE FUNCTION dbmail.is_admin(role_name name) RETURNS boolean
-    LANGUAGE sql STABLE PARALLEL SAFE
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
-  SELECT COALESCE((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = role_name), false)
-      OR pg_catalog.pg_has_role(role_name, 'dbmail_admin', 'USAGE');
+BEGIN
+  RETURN pg_has_role(role_name, 'dbmail_admin', 'USAGE');
+END;
 $$;
 
 CREATE TABLE dbmail.senders (
@@ -569,20 +574,35 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION dbmail.message_id_for(mailitem_id bigint, profile_id integer, from_address jsonb) RETURNS text
-    LANGUAGE sql STABLE
+CREATE FUNCTION dbmail.memberships(member oid) RETURNS oid[]
+    LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
-  SELECT '<dbmail.' || mailitem_id || '.' || pg_catalog.replace(s.installation_id::text, '-', '') || '@'
-         || COALESCE(
-              dbmail.address_domain(from_address ->> 'address'),
-              (SELECT dbmail.address_domain(a.email_address)
-                 FROM dbmail.profile_accounts pa JOIN dbmail.accounts a ON a.account_id = pa.account_id
-                WHERE pa.profile_id = message_id_for.profile_id
-                ORDER BY pa.sequence_number, pa.account_id LIMIT 1),
-              'localhost')
-         || '>'
-  FROM dbmail.system_state s;
+BEGIN
+  RETURN ARRAY(
+    WITH RECURSIVE belongs(roleid) AS (
+      SELECT m.roleid FROM pg_auth_members m WHERE m.member = memberships.member
+      UNION
+      SELECT m.roleid FROM pg_auth_members m JOIN belongs b ON m.member = b.roleid)
+    SELECT b.roleid FROM belongs b);
+END;
+$$;
+
+CREATE FUNCTION dbmail.message_id_for(mailitem_id bigint, profile_id integer, from_address jsonb) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+  RETURN '<dbmail.' || mailitem_id || '.'
+    || (SELECT replace(s.installation_id::text, '-', '') FROM dbmail.system_state s) || '@'
+    || COALESCE(dbmail.address_domain(from_address ->> 'address'),
+         (SELECT dbmail.address_domain(a.email_address)
+            FROM dbmail.profile_accounts pa JOIN dbmail.accounts a ON a.account_id = pa.account_id
+           WHERE pa.profile_id = message_id_for.profile_id
+           ORDER BY pa.sequence_number, pa.account_id LIMIT 1),
+         'localhost')
+    || '>';
+END;
 $$;
 
 CREATE FUNCTION dbmail.normalise_setting(parameter_name text, parameter_value text) RETURNS text
@@ -797,7 +817,7 @@ BEGIN
   PERFORM dbmail.parse_single_address('reply_to', reply_to);
   the_profile := dbmail.resolve_profile(sender, profile_name);
 
-  next_id := nextval(pg_get_serial_sequence('dbmail.mailitems', 'mailitem_id'));
+  next_id := nextval('dbmail.mailitems_mailitem_id_seq');
   INSERT INTO dbmail.mailitems AS m (
     mailitem_id, profile_id, recipients, copy_recipients, blind_copy_recipients, envelope, subject, body,
     body_format, importance, sensitivity, file_attachments, query, execute_query_database,
@@ -881,7 +901,7 @@ BEGIN
     new_status := 'sent';
     UPDATE dbmail.mailitems m SET sent_status = 'sent', sent_date = now(), sent_account_id = record_outcome.account_id,
       smtp_response = record_outcome.smtp_response, sent_by = record_outcome.sender_id, send_attempts = attempts,
-      lease_owner = NULL, lease_expires_at = NULL, last_mod_date = now(), last_mod_user = current_user
+      lease_owner = NULL, lease_expires_at = NULL, last_mod_date = now(), last_mod_user = dbmail.caller_role()
     WHERE m.mailitem_id = item.mailitem_id;
     UPDATE dbmail.profiles p SET last_success_account_id = record_outcome.account_id
     WHERE p.profile_id = item.profile_id AND p.last_success_account_id IS DISTINCT FROM record_outcome.account_id
@@ -904,7 +924,7 @@ BEGIN
     next_attempt_at = CASE WHEN new_status = 'retrying' THEN now() + make_interval(secs => retry_delay)
                            ELSE m.next_attempt_at END,
     sent_date = CASE WHEN new_status = 'failed' THEN now() END,
-    lease_owner = NULL, lease_expires_at = NULL, last_mod_date = now(), last_mod_user = current_user
+    lease_owner = NULL, lease_expires_at = NULL, last_mod_date = now(), last_mod_user = dbmail.caller_role()
   WHERE m.mailitem_id = item.mailitem_id;
   IF new_status = 'retrying' THEN
     PERFORM dbmail.log_event('warning', format('Mail Id %s could not be sent (round %s of %s), retrying in %s s: %s',
@@ -930,7 +950,7 @@ BEGIN
   UPDATE dbmail.mailitems m SET
     sent_status = CASE WHEN m.send_attempts = 0 THEN 'unsent' ELSE 'retrying' END,
     next_attempt_at = now(), lease_owner = NULL, lease_expires_at = NULL,
-    last_mod_date = now(), last_mod_user = current_user
+    last_mod_date = now(), last_mod_user = dbmail.caller_role()
   WHERE m.mailitem_id = ANY (mailitem_ids) AND m.sent_status = 'sending'
     AND m.lease_owner = release_mailitems.sender_id;
   GET DIAGNOSTICS released = ROW_COUNT;
@@ -947,7 +967,8 @@ CREATE FUNCTION dbmail.resolve_profile(sender name, profile_name text) RETURNS i
     AS $$
 DECLARE
   chosen integer;
-  sender_oid oid := (SELECT r.oid FROM pg_roles r WHERE r.rolname = sender);
+  sender_oid oid := to_regrole(quote_ident(sender));
+  grantees oid[];
 BEGIN
   IF profile_name IS NOT NULL THEN
     SELECT p.profile_id INTO chosen FROM dbmail.profiles p WHERE lower(p.name) = lower(btrim(profile_name));
@@ -956,9 +977,8 @@ BEGIN
     END IF;
     IF NOT dbmail.is_admin(sender) AND NOT EXISTS (
       SELECT FROM dbmail.principal_profiles pp
-      LEFT JOIN pg_roles r ON r.oid = pp.principal_id
       WHERE pp.profile_id = chosen
-        AND (pp.principal_id = 0 OR (r.oid IS NOT NULL AND pg_has_role(sender_oid, r.oid, 'USAGE')))
+        AND pp.principal_id = ANY (ARRAY[0::oid, sender_oid] || dbmail.memberships(sender_oid))
     ) THEN
       PERFORM dbmail.raise_error('42501', 'profile_name', profile_name,
         format('role %s may not use this profile (an admin can grant it with sysmail_add_principalprofile_sp)',
@@ -966,11 +986,10 @@ BEGIN
     END IF;
     RETURN chosen;
   END IF;
+  grantees := ARRAY[0::oid, sender_oid] || dbmail.memberships(sender_oid);
   SELECT pp.profile_id INTO chosen
   FROM dbmail.principal_profiles pp
-  LEFT JOIN pg_roles r ON r.oid = pp.principal_id
-  WHERE pp.is_default
-    AND (pp.principal_id = 0 OR (r.oid IS NOT NULL AND pg_has_role(sender_oid, r.oid, 'USAGE')))
+  WHERE pp.is_default AND pp.principal_id = ANY (grantees)
   ORDER BY pp.principal_id = sender_oid DESC, pp.principal_id = 0, pp.profile_id
   LIMIT 1;
   IF chosen IS NULL THEN
@@ -1041,7 +1060,12 @@ BEGIN
           sender_heartbeat.version)
   ON CONFLICT ON CONSTRAINT senders_pkey DO UPDATE SET
     last_heartbeat = now(), stopped_at = NULL,
+    -- An id reused after a clean stop is a new start.
+    started_at = CASE WHEN s.stopped_at IS NULL THEN s.started_at ELSE now() END,
     hostname = excluded.hostname, process_id = excluded.process_id, version = excluded.version;
+  -- Stamps are consumed in the transaction that made them; any left over were made by hand and
+  -- committed. Remove those of transactions that have ended.
+  DELETE FROM dbmail.caller_stamps c WHERE c.transaction_id < pg_snapshot_xmin(pg_current_snapshot());
   RETURN QUERY
   SELECT st.started, (SELECT jsonb_object_agg(c.paramname, c.paramvalue) FROM dbmail.settings c)
   FROM dbmail.system_state st;
@@ -1070,10 +1094,12 @@ END;
 $$;
 
 CREATE FUNCTION dbmail.setting(parameter_name text) RETURNS text
-    LANGUAGE sql STABLE PARALLEL SAFE
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
-  SELECT s.paramvalue FROM dbmail.settings s WHERE s.paramname = parameter_name;
+BEGIN
+  RETURN (SELECT s.paramvalue FROM dbmail.settings s WHERE s.paramname = parameter_name);
+END;
 $$;
 
 CREATE FUNCTION dbmail.show_value(value text) RETURNS text
@@ -1103,10 +1129,12 @@ END;
 $$;
 
 CREATE FUNCTION dbmail.stamp_caller() RETURNS void
-    LANGUAGE sql
+    LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
+BEGIN
   INSERT INTO dbmail.caller_stamps DEFAULT VALUES;
+END;
 $$;
 
 CREATE FUNCTION dbmail.sysmail_add_account_sp(account_name text DEFAULT NULL::text, email_address text DEFAULT NULL::text, display_name text DEFAULT NULL::text, replyto_address text DEFAULT NULL::text, description text DEFAULT NULL::text, mailserver_name text DEFAULT NULL::text, mailserver_type text DEFAULT 'SMTP'::text, port integer DEFAULT 25, username text DEFAULT NULL::text, password text DEFAULT NULL::text, use_default_credentials boolean DEFAULT false, enable_ssl boolean DEFAULT false, security text DEFAULT NULL::text, timeout integer DEFAULT NULL::integer, tls_reject_unauthorized boolean DEFAULT true) RETURNS integer
@@ -2215,6 +2243,8 @@ REVOKE ALL ON FUNCTION dbmail.live_senders() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.log_event(event_type text, description text, mailitem_id bigint, account_id integer, process_id integer, sender_id text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.log_event(event_type text, description text, mailitem_id bigint, account_id integer, process_id integer, sender_id text) TO dbmail_sender;
+
+REVOKE ALL ON FUNCTION dbmail.memberships(member oid) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.message_id_for(mailitem_id bigint, profile_id integer, from_address jsonb) FROM PUBLIC;
 

@@ -6,28 +6,34 @@
 -- last_mod_user by the configuration procedures. Inside a SECURITY DEFINER function current_user is
 -- the function's owner; the 'role' setting cannot be set to a role the session may not become.
 CREATE FUNCTION dbmail.caller_role() RETURNS name
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-  SELECT COALESCE(NULLIF(pg_catalog.current_setting('role'), 'none'), session_user)::name;
+BEGIN
+  RETURN COALESCE(NULLIF(current_setting('role'), 'none'), session_user)::name;
+END;
 $$;
 
--- Superusers and members of dbmail_admin see everything and may use every profile.
+-- Superusers and members of dbmail_admin see everything and may use every profile (pg_has_role is true
+-- for superusers).
 CREATE FUNCTION dbmail.is_admin(role_name name) RETURNS boolean
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-  SELECT COALESCE((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = role_name), false)
-      OR pg_catalog.pg_has_role(role_name, 'dbmail_admin', 'USAGE');
+BEGIN
+  RETURN pg_has_role(role_name, 'dbmail_admin', 'USAGE');
+END;
 $$;
 
 -- Called by a public entry point running as the caller, before it calls a SECURITY DEFINER function
 -- that acts for the caller (see dbmail.caller_stamps).
 CREATE FUNCTION dbmail.stamp_caller() RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
   INSERT INTO dbmail.caller_stamps DEFAULT VALUES;
+END;
 $$;
 
 -- Inside a SECURITY DEFINER function: the current_user of the entry point that called it (the newest
@@ -255,10 +261,12 @@ $$;
 
 -- The domain of an address: what follows the last @ (a quoted local part may itself contain @).
 CREATE FUNCTION dbmail.address_domain(address text) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-  SELECT pg_catalog.substring(address, '@([^@]*)$');
+BEGIN
+  RETURN substring(address, '@([^@]*)$');
+END;
 $$;
 
 -- Finds a profile by id or name (both given: they must agree). Raises when neither is given and one is
@@ -374,10 +382,12 @@ AS $$
 $$;
 
 CREATE FUNCTION dbmail.setting(parameter_name text) RETURNS text
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-  SELECT s.paramvalue FROM dbmail.settings s WHERE s.paramname = parameter_name;
+BEGIN
+  RETURN (SELECT s.paramvalue FROM dbmail.settings s WHERE s.paramname = parameter_name);
+END;
 $$;
 
 -- Tells running senders to reload accounts, profiles and settings (they also reload periodically).

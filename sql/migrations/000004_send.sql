@@ -14,16 +14,33 @@ AS $$
   SELECT ROW(filename, content, content_type)::dbmail.attachment;
 $$;
 
+-- The roles a role belongs to, directly or through other roles (not counting superuser powers, which
+-- pg_has_role would: a superuser is not a member of every role's default profile).
+CREATE FUNCTION dbmail.memberships(member oid) RETURNS oid[]
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  RETURN ARRAY(
+    WITH RECURSIVE belongs(roleid) AS (
+      SELECT m.roleid FROM pg_auth_members m WHERE m.member = memberships.member
+      UNION
+      SELECT m.roleid FROM pg_auth_members m JOIN belongs b ON m.member = b.roleid)
+    SELECT b.roleid FROM belongs b);
+END;
+$$;
+
 -- The profile a message is sent with. Named: it must exist and the role must be allowed to use it (an
--- admin, or a grant to public or to a role it is a member of). Not named: the role's own default, else
--- a default granted to one of its roles, else the public default.
+-- admin, or a grant to public, to the role, or to a role it is a member of). Not named: the role's own
+-- default, else a default granted to one of its roles, else the public default.
 CREATE FUNCTION dbmail.resolve_profile(sender name, profile_name text) RETURNS integer
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   chosen integer;
-  sender_oid oid := (SELECT r.oid FROM pg_roles r WHERE r.rolname = sender);
+  sender_oid oid := to_regrole(quote_ident(sender));
+  grantees oid[];
 BEGIN
   IF profile_name IS NOT NULL THEN
     SELECT p.profile_id INTO chosen FROM dbmail.profiles p WHERE lower(p.name) = lower(btrim(profile_name));
@@ -32,9 +49,8 @@ BEGIN
     END IF;
     IF NOT dbmail.is_admin(sender) AND NOT EXISTS (
       SELECT FROM dbmail.principal_profiles pp
-      LEFT JOIN pg_roles r ON r.oid = pp.principal_id
       WHERE pp.profile_id = chosen
-        AND (pp.principal_id = 0 OR (r.oid IS NOT NULL AND pg_has_role(sender_oid, r.oid, 'USAGE')))
+        AND pp.principal_id = ANY (ARRAY[0::oid, sender_oid] || dbmail.memberships(sender_oid))
     ) THEN
       PERFORM dbmail.raise_error('42501', 'profile_name', profile_name,
         format('role %s may not use this profile (an admin can grant it with sysmail_add_principalprofile_sp)',
@@ -42,11 +58,10 @@ BEGIN
     END IF;
     RETURN chosen;
   END IF;
+  grantees := ARRAY[0::oid, sender_oid] || dbmail.memberships(sender_oid);
   SELECT pp.profile_id INTO chosen
   FROM dbmail.principal_profiles pp
-  LEFT JOIN pg_roles r ON r.oid = pp.principal_id
-  WHERE pp.is_default
-    AND (pp.principal_id = 0 OR (r.oid IS NOT NULL AND pg_has_role(sender_oid, r.oid, 'USAGE')))
+  WHERE pp.is_default AND pp.principal_id = ANY (grantees)
   ORDER BY pp.principal_id = sender_oid DESC, pp.principal_id = 0, pp.profile_id
   LIMIT 1;
   IF chosen IS NULL THEN
@@ -81,7 +96,7 @@ BEGIN
     END IF;
     IF lower(field.key) IN ('from', 'to', 'cc', 'bcc', 'subject', 'date', 'message-id', 'reply-to', 'sender',
                             'return-path', 'mime-version', 'importance', 'priority', 'x-priority',
-                            'x-msmail-priority', 'sensitivity', 'in-reply-to', 'references')
+                            'x-msmail-priority', 'sensitivity')
        OR lower(field.key) LIKE 'content-%' OR lower(field.key) LIKE 'x-dbmail-%' THEN
       PERFORM dbmail.raise_error('22023', 'headers', field.key,
         'this header is set by Database Mail and cannot be overridden');
@@ -198,19 +213,20 @@ $$;
 
 -- The Message-ID every attempt carries: unique per item and installation, with the sending domain.
 CREATE FUNCTION dbmail.message_id_for(mailitem_id bigint, profile_id integer, from_address jsonb) RETURNS text
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-  SELECT '<dbmail.' || mailitem_id || '.' || pg_catalog.replace(s.installation_id::text, '-', '') || '@'
-         || COALESCE(
-              dbmail.address_domain(from_address ->> 'address'),
-              (SELECT dbmail.address_domain(a.email_address)
-                 FROM dbmail.profile_accounts pa JOIN dbmail.accounts a ON a.account_id = pa.account_id
-                WHERE pa.profile_id = message_id_for.profile_id
-                ORDER BY pa.sequence_number, pa.account_id LIMIT 1),
-              'localhost')
-         || '>'
-  FROM dbmail.system_state s;
+BEGIN
+  RETURN '<dbmail.' || mailitem_id || '.'
+    || (SELECT replace(s.installation_id::text, '-', '') FROM dbmail.system_state s) || '@'
+    || COALESCE(dbmail.address_domain(from_address ->> 'address'),
+         (SELECT dbmail.address_domain(a.email_address)
+            FROM dbmail.profile_accounts pa JOIN dbmail.accounts a ON a.account_id = pa.account_id
+           WHERE pa.profile_id = message_id_for.profile_id
+           ORDER BY pa.sequence_number, pa.account_id LIMIT 1),
+         'localhost')
+    || '>';
+END;
 $$;
 
 -- Validates and queues one message on behalf of the role that called sp_send_dbmail (its stamp).
@@ -254,7 +270,7 @@ BEGIN
   PERFORM dbmail.parse_single_address('reply_to', reply_to);
   the_profile := dbmail.resolve_profile(sender, profile_name);
 
-  next_id := nextval(pg_get_serial_sequence('dbmail.mailitems', 'mailitem_id'));
+  next_id := nextval('dbmail.mailitems_mailitem_id_seq');
   INSERT INTO dbmail.mailitems AS m (
     mailitem_id, profile_id, recipients, copy_recipients, blind_copy_recipients, envelope, subject, body,
     body_format, importance, sensitivity, file_attachments, query, execute_query_database,

@@ -19,7 +19,12 @@ BEGIN
           sender_heartbeat.version)
   ON CONFLICT ON CONSTRAINT senders_pkey DO UPDATE SET
     last_heartbeat = now(), stopped_at = NULL,
+    -- An id reused after a clean stop is a new start.
+    started_at = CASE WHEN s.stopped_at IS NULL THEN s.started_at ELSE now() END,
     hostname = excluded.hostname, process_id = excluded.process_id, version = excluded.version;
+  -- Stamps are consumed in the transaction that made them; any left over were made by hand and
+  -- committed. Remove those of transactions that have ended.
+  DELETE FROM dbmail.caller_stamps c WHERE c.transaction_id < pg_snapshot_xmin(pg_current_snapshot());
   RETURN QUERY
   SELECT st.started, (SELECT jsonb_object_agg(c.paramname, c.paramvalue) FROM dbmail.settings c)
   FROM dbmail.system_state st;
@@ -73,7 +78,7 @@ BEGIN
 
   FOR expired IN
     UPDATE dbmail.mailitems m SET lease_owner = claimer, lease_expires_at = lease_end,
-      last_mod_date = now(), last_mod_user = current_user
+      last_mod_date = now(), last_mod_user = dbmail.caller_role()
     WHERE m.mailitem_id IN (
       SELECT x.mailitem_id FROM dbmail.mailitems x
       WHERE x.sent_status = 'sending' AND x.lease_expires_at < now()
@@ -90,7 +95,7 @@ BEGIN
   IF cardinality(claimed) < batch_size THEN
     WITH taken AS (
       UPDATE dbmail.mailitems m SET sent_status = 'sending', lease_owner = claimer, lease_expires_at = lease_end,
-        last_mod_date = now(), last_mod_user = current_user
+        last_mod_date = now(), last_mod_user = dbmail.caller_role()
       WHERE m.mailitem_id IN (
         SELECT x.mailitem_id FROM dbmail.mailitems x
         WHERE x.sent_status IN ('unsent', 'retrying') AND x.next_attempt_at <= now()
@@ -168,7 +173,7 @@ BEGIN
     new_status := 'sent';
     UPDATE dbmail.mailitems m SET sent_status = 'sent', sent_date = now(), sent_account_id = record_outcome.account_id,
       smtp_response = record_outcome.smtp_response, sent_by = record_outcome.sender_id, send_attempts = attempts,
-      lease_owner = NULL, lease_expires_at = NULL, last_mod_date = now(), last_mod_user = current_user
+      lease_owner = NULL, lease_expires_at = NULL, last_mod_date = now(), last_mod_user = dbmail.caller_role()
     WHERE m.mailitem_id = item.mailitem_id;
     UPDATE dbmail.profiles p SET last_success_account_id = record_outcome.account_id
     WHERE p.profile_id = item.profile_id AND p.last_success_account_id IS DISTINCT FROM record_outcome.account_id
@@ -191,7 +196,7 @@ BEGIN
     next_attempt_at = CASE WHEN new_status = 'retrying' THEN now() + make_interval(secs => retry_delay)
                            ELSE m.next_attempt_at END,
     sent_date = CASE WHEN new_status = 'failed' THEN now() END,
-    lease_owner = NULL, lease_expires_at = NULL, last_mod_date = now(), last_mod_user = current_user
+    lease_owner = NULL, lease_expires_at = NULL, last_mod_date = now(), last_mod_user = dbmail.caller_role()
   WHERE m.mailitem_id = item.mailitem_id;
   IF new_status = 'retrying' THEN
     PERFORM dbmail.log_event('warning', format('Mail Id %s could not be sent (round %s of %s), retrying in %s s: %s',
@@ -219,7 +224,7 @@ BEGIN
   UPDATE dbmail.mailitems m SET
     sent_status = CASE WHEN m.send_attempts = 0 THEN 'unsent' ELSE 'retrying' END,
     next_attempt_at = now(), lease_owner = NULL, lease_expires_at = NULL,
-    last_mod_date = now(), last_mod_user = current_user
+    last_mod_date = now(), last_mod_user = dbmail.caller_role()
   WHERE m.mailitem_id = ANY (mailitem_ids) AND m.sent_status = 'sending'
     AND m.lease_owner = release_mailitems.sender_id;
   GET DIAGNOSTICS released = ROW_COUNT;

@@ -602,8 +602,13 @@ describe("header injection", () => {
   });
 
   describe("headers", () => {
-    it("stores valid extra headers", async () => {
-      const headers = { "X-Tag": "v", "List-Unsubscribe": "<mailto:unsubscribe@x.org>" };
+    it("stores valid extra headers, including threading headers", async () => {
+      const headers = {
+        "X-Tag": "v",
+        "List-Unsubscribe": "<mailto:unsubscribe@x.org>",
+        "In-Reply-To": "<dbmail.1.abc@x.org>",
+        References: "<dbmail.1.abc@x.org>",
+      };
       expect((await sendAndRead(message({ headers }))).headers).toEqual(headers);
     });
 
@@ -1115,6 +1120,13 @@ describe("default profile (profile_name NULL)", () => {
 
   it("still lets the caller name another profile it may use", async () => {
     expect((await sendAndRead(message({ profile_name: "Main" }), dave)).profile_id).toBe(mainProfileId);
+  });
+
+  it("gives a superuser the public default, not some role's default (superusers are members of no role)", async () => {
+    // The team and dave defaults exist now; a superuser belongs to neither.
+    expect((await sendAndRead(message({ profile_name: undefined }), await db.connect())).profile_id).toBe(
+      profileIds.PublicDefault,
+    );
   });
 });
 

@@ -29,7 +29,16 @@ export async function startLocalPostgres(options: LocalPostgresOptions): Promise
   if (!existsSync(join(options.dataDir, "PG_VERSION"))) initdb(bin, options.dataDir, runAs);
   const server = spawn(
     join(bin, "postgres"),
-    ["-D", options.dataDir, "-p", String(options.port), "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="],
+    [
+      "-D",
+      options.dataDir,
+      "-p",
+      String(options.port),
+      "-c",
+      "listen_addresses=127.0.0.1",
+      "-c",
+      "unix_socket_directories=",
+    ],
     { ...runAs, stdio: ["ignore", "pipe", "pipe"] },
   );
   // Never leave a server behind when this process ends, however it ends.
@@ -57,7 +66,9 @@ function binariesDir(runAs: RunAs | undefined): string {
   const packageDir = dirname(dirname(entry));
   const nativeDir = join(packageDir, "native");
   if (!runAs) return nativeDir;
-  const { version } = JSON.parse(readFileSync(join(packageDir, "package.json"), "utf8")) as { version: string };
+  const { version } = JSON.parse(readFileSync(join(packageDir, "package.json"), "utf8")) as {
+    version: string;
+  };
   return reachableNativeDir(runAs, nativeDir, version);
 }
 
@@ -67,8 +78,19 @@ function initdb(bin: string, dataDir: string, runAs: RunAs | undefined): void {
   try {
     execFileSync(
       join(bin, "initdb"),
-      ["-D", dataDir, "-U", "postgres", "--pwfile", passwordFile, "--auth=scram-sha-256", "-E", "UTF8",
-        `--locale=${bestLocale()}`, "--lc-messages=C"],
+      [
+        "-D",
+        dataDir,
+        "-U",
+        "postgres",
+        "--pwfile",
+        passwordFile,
+        "--auth=scram-sha-256",
+        "-E",
+        "UTF8",
+        `--locale=${bestLocale()}`,
+        "--lc-messages=C",
+      ],
       { ...runAs, stdio: "pipe", env: { ...process.env, LC_ALL: "C" } },
     );
   } finally {
@@ -104,7 +126,10 @@ function untilReady(server: ChildProcess): Promise<void> {
         resolve();
       }
     };
-    const timer = setTimeout(() => settle(new Error(`PostgreSQL did not start within 60 s:\n${output}`)), 60_000);
+    const timer = setTimeout(
+      () => settle(new Error(`PostgreSQL did not start within 60 s:\n${output}`)),
+      60_000,
+    );
     // The server logs to stderr for as long as it runs: keep draining it, keep only the start-up part.
     server.stderr?.on("data", (chunk: Buffer) => {
       if (settled) return;
@@ -112,7 +137,9 @@ function untilReady(server: ChildProcess): Promise<void> {
       if (READY.test(output)) settle();
     });
     server.stdout?.resume();
-    server.once("exit", (code) => settle(new Error(`PostgreSQL exited with code ${code} while starting:\n${output}`)));
+    server.once("exit", (code) =>
+      settle(new Error(`PostgreSQL exited with code ${code} while starting:\n${output}`)),
+    );
   });
 }
 

@@ -49,7 +49,11 @@ export function reachable(user: RunAs, path: string): boolean {
     if (existsSync(current)) {
       const { mode, uid, gid } = statSync(current);
       const searchable =
-        uid === user.uid ? (mode & 0o100) !== 0 : gid === user.gid ? (mode & 0o010) !== 0 : (mode & 0o001) !== 0;
+        uid === user.uid
+          ? (mode & 0o100) !== 0
+          : gid === user.gid
+            ? (mode & 0o010) !== 0
+            : (mode & 0o001) !== 0;
       if (!searchable) return false;
     }
     if (current === parse(current).root) return true;
