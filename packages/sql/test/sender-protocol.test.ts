@@ -195,7 +195,7 @@ async function heartbeat(
 async function item(id: string): Promise<ItemRow> {
   const { rows } = await db.query<ItemRow>(
     `SELECT v.mailitem_id, v.profile_id, v.sent_status, v.sent_date, v.sent_account_id, v.smtp_response, v.sent_by,
-            v.send_attempts, v.last_error, v.next_attempt_at, v.message_id, m.lease_owner, m.lease_expires_at,
+            v.send_attempts, v.last_error, v.next_attempt_at, v.message_id, m.lease_owner, m.lease_expires_at, m.last_mod_user,
             extract(epoch FROM m.next_attempt_at - m.last_mod_date)::float8 AS retry_delay,
             extract(epoch FROM m.lease_expires_at - m.last_mod_date)::float8 AS lease_seconds
      FROM dbmail.sysmail_allitems v JOIN dbmail.mailitems m USING (mailitem_id)
@@ -554,6 +554,8 @@ describe("record_outcome: sent", () => {
       lease_owner: null,
       lease_expires_at: null,
       next_attempt_at: null,
+      // The sender's own login, not the owner of the SECURITY DEFINER functions.
+      last_mod_user: senderRole,
     });
     expect(row.sent_date).toBeInstanceOf(Date);
     const { rows } = await db.query("SELECT mailitem_id FROM dbmail.sysmail_sentitems");
@@ -925,6 +927,37 @@ describe("release_mailitems", () => {
 });
 
 describe("sender_heartbeat and sender_stopped", () => {
+  it("removes caller stamps left committed by ended transactions", async () => {
+    await db.query("INSERT INTO dbmail.caller_stamps DEFAULT VALUES");
+    expect(Number((await db.query("SELECT count(*) AS n FROM dbmail.caller_stamps")).rows[0]?.n)).toBe(1);
+    await heartbeat(s1, A);
+    expect(Number((await db.query("SELECT count(*) AS n FROM dbmail.caller_stamps")).rows[0]?.n)).toBe(0);
+  });
+
+  it("restarts started_at when a stopped sender's id is used again", async () => {
+    await heartbeat(s1, A);
+    await db.query("UPDATE dbmail.senders SET started_at = now() - interval '1 day' WHERE sender_id = $1", [
+      A,
+    ]);
+    await heartbeat(s1, A);
+    const kept = (
+      await db.query(
+        "SELECT started_at > now() - interval '1 hour' AS fresh FROM dbmail.senders WHERE sender_id = $1",
+        [A],
+      )
+    ).rows[0];
+    expect(kept?.fresh).toBe(false);
+    await s1.query("SELECT dbmail.sender_stopped($1)", [A]);
+    await heartbeat(s1, A);
+    const restarted = (
+      await db.query(
+        "SELECT started_at > now() - interval '1 hour' AS fresh FROM dbmail.senders WHERE sender_id = $1",
+        [A],
+      )
+    ).rows[0];
+    expect(restarted?.fresh).toBe(true);
+  });
+
   it("registers the sender and returns started and the eight settings", async () => {
     const beat = await heartbeat(s1, A, "mail-host", 1234, "0.9.0");
     expect(beat.started).toBe(true);
