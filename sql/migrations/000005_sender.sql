@@ -2,6 +2,17 @@
 -- items under a lease, sends them, and reports each outcome; retry timing and the final status are
 -- decided here, in one place, so every sender behaves alike and a restart loses nothing.
 
+-- The installed schema version, so a sender can refuse a database older or newer than itself.
+CREATE FUNCTION dbmail.schema_version() RETURNS integer
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  RETURN (SELECT max(m.version) FROM dbmail.migrations m);
+END;
+$$;
+
 -- Registers or refreshes a sender; returns whether delivery is started and the current settings.
 CREATE FUNCTION dbmail.sender_heartbeat(
   sender_id text, hostname text DEFAULT NULL, process_id integer DEFAULT NULL, version text DEFAULT NULL
@@ -232,6 +243,31 @@ BEGIN
     PERFORM pg_notify('dbmail_queue', '');
   END IF;
   RETURN released;
+END;
+$$;
+
+-- Extends the leases of items this sender still holds (a slow SMTP server must not let another sender
+-- reclaim them). Returns the ids it still holds; an item missing from the result was reclaimed or
+-- deleted, and must not be sent.
+CREATE FUNCTION dbmail.extend_leases(sender_id text, mailitem_ids bigint[], lease_seconds integer DEFAULT 300)
+RETURNS bigint[]
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  held bigint[];
+BEGIN
+  IF lease_seconds IS NULL OR lease_seconds NOT BETWEEN 1 AND 86400 THEN
+    PERFORM dbmail.raise_error('22023', 'lease_seconds', lease_seconds::text, 'must be from 1 to 86400');
+  END IF;
+  WITH extended AS (
+    UPDATE dbmail.mailitems m SET lease_expires_at = now() + make_interval(secs => lease_seconds)
+    WHERE m.mailitem_id = ANY (mailitem_ids) AND m.sent_status = 'sending'
+      AND m.lease_owner = extend_leases.sender_id
+    RETURNING m.mailitem_id)
+  SELECT COALESCE(array_agg(e.mailitem_id ORDER BY e.mailitem_id), '{}') INTO held FROM extended e;
+  RETURN held;
 END;
 $$;
 

@@ -107,8 +107,11 @@ GRANT EXECUTE ON FUNCTION
   dbmail.claim_mailitems(text, integer, integer),
   dbmail.record_outcome(bigint, text, text, integer, text, text, jsonb, integer),
   dbmail.release_mailitems(text, bigint[]),
+  dbmail.extend_leases(text, bigint[], integer),
   dbmail.sender_accounts(),
   dbmail.sender_attachments(text, bigint),
   dbmail.log_event(text, text, bigint, integer, integer, text),
+  dbmail.schema_version(),
   dbmail.sysmail_help_status_sp()
 TO dbmail_sender;
+GRANT EXECUTE ON FUNCTION dbmail.schema_version() TO dbmail_admin;

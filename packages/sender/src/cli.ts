@@ -2,6 +2,10 @@
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { devHelp, runDev } from "./commands/dev.js";
 import { migrateHelp, runMigrate } from "./commands/migrate.js";
+import { runSendTest, sendTestHelp } from "./commands/send-test.js";
+import { runStart, startHelp } from "./commands/start.js";
+import { runStatus, statusHelp } from "./commands/status.js";
+import { optionSpecs } from "./config/options.js";
 import { CliError, ExitCode } from "./exit-codes.js";
 
 const help = `Usage: dbmail <command> [options]
@@ -10,7 +14,10 @@ pg-dbmail: SQL Server's Database Mail for PostgreSQL.
 
 Commands:
   migrate     install or upgrade schema dbmail in a database
-  dev         run everything locally (its own PostgreSQL, schema, demo profile)
+  start       run the sender: deliver queued mail over SMTP
+  status      show the queue, the live senders and recent failures
+  send-test   send a test mail through a profile and wait for its outcome
+  dev         run everything locally (its own PostgreSQL, a mail catcher, the sender)
 
 Run 'dbmail <command> --help' for a command's options.
 
@@ -18,56 +25,109 @@ Environment:
   DATABASE_URL   the database, when --database-url is not given
   PG*            libpq variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE), used when neither is given
 
-Exit codes: 0 ok, 1 unexpected failure, 2 bad command line, 3 cannot connect, 4 database newer than
-this pg-dbmail, 5 an applied migration changed, 6 schema installed by other means, 7 migration lock
-timeout, 8 a migration failed (rolled back).
+Exit codes: 0 ok, 1 unexpected failure, 2 bad command line, 3 cannot connect or log in, 4 database newer
+than this pg-dbmail, 5 an applied migration changed, 6 schema installed by other means, 7 migration
+lock timeout, 8 a migration failed (rolled back), 9 schema dbmail missing or older (run dbmail migrate),
+10 send-test: the mail failed, 11 send-test: no outcome in time.
 `;
 
+type Options = NonNullable<ParseArgsConfig["options"]>;
+
+const common = { "database-url": { type: "string" }, help: { type: "boolean", short: "h" } } as const;
+
+interface Command {
+  help: string;
+  options: Options;
+  run: (values: Record<string, string | boolean | undefined>) => Promise<void>;
+}
+
+const str = (value: string | boolean | undefined) => (typeof value === "string" ? value : undefined);
+
+const commands: Record<string, Command> = {
+  migrate: {
+    help: migrateHelp,
+    options: { ...common, "dry-run": { type: "boolean" } },
+    run: (v) => runMigrate({ databaseUrl: str(v["database-url"]), dryRun: v["dry-run"] === true }),
+  },
+  start: {
+    help: startHelp,
+    options: {
+      ...common,
+      config: { type: "string" },
+      ...Object.fromEntries(
+        optionSpecs.map((spec) => [spec.flag, { type: spec.kind === "boolean" ? "boolean" : "string" }]),
+      ),
+    } as Options,
+    run: (v) => runStart(v),
+  },
+  status: {
+    help: statusHelp,
+    options: { ...common, json: { type: "boolean" } },
+    run: (v) => runStatus({ databaseUrl: str(v["database-url"]), json: v.json === true }),
+  },
+  "send-test": {
+    help: sendTestHelp,
+    options: {
+      ...common,
+      to: { type: "string" },
+      profile: { type: "string" },
+      subject: { type: "string" },
+      body: { type: "string" },
+      timeout: { type: "string" },
+    },
+    run: (v) =>
+      runSendTest({
+        databaseUrl: str(v["database-url"]),
+        to: str(v.to),
+        profile: str(v.profile),
+        subject: str(v.subject),
+        body: str(v.body),
+        timeout: str(v.timeout),
+      }),
+  },
+  dev: {
+    help: devHelp,
+    options: {
+      ...common,
+      "data-dir": { type: "string" },
+      port: { type: "string" },
+      list: { type: "boolean" },
+    },
+    run: (v) => {
+      const port = str(v.port);
+      if (port !== undefined && !/^\d{1,5}$/.test(port)) {
+        throw new CliError(`--port: "${port}": not a port number`, ExitCode.usage);
+      }
+      return runDev({
+        databaseUrl: str(v["database-url"]),
+        dataDir: str(v["data-dir"]),
+        port,
+        list: v.list === true,
+      });
+    },
+  },
+};
+
 async function main(argv: string[]): Promise<void> {
-  const [command, ...rest] = argv;
-  if (command === undefined || command === "-h" || command === "--help" || command === "help") {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "-h" || name === "--help" || name === "help") {
     process.stdout.write(help);
     return;
   }
-  if (command === "migrate") {
-    const { values } = parse(rest, {
-      "database-url": { type: "string" },
-      "dry-run": { type: "boolean" },
-      help: { type: "boolean", short: "h" },
-    });
-    if (values.help) {
-      process.stdout.write(migrateHelp);
-      return;
-    }
-    await runMigrate({ databaseUrl: values["database-url"], dryRun: values["dry-run"] === true });
-    return;
-  }
-  if (command === "dev") {
-    const { values } = parse(rest, {
-      "database-url": { type: "string" },
-      "data-dir": { type: "string" },
-      port: { type: "string" },
-      help: { type: "boolean", short: "h" },
-    });
-    if (values.help) {
-      process.stdout.write(devHelp);
-      return;
-    }
-    if (values.port !== undefined && !/^\d{1,5}$/.test(values.port)) {
-      throw new CliError(`--port: "${values.port}": not a port number`, ExitCode.usage);
-    }
-    await runDev({ databaseUrl: values["database-url"], dataDir: values["data-dir"], port: values.port });
-    return;
-  }
-  throw new CliError(`unknown command '${command}'; run 'dbmail --help'`, ExitCode.usage);
-}
-
-function parse<const O extends NonNullable<ParseArgsConfig["options"]>>(args: string[], options: O) {
+  const command = commands[name];
+  if (!command) throw new CliError(`unknown command '${name}'; run 'dbmail --help'`, ExitCode.usage);
+  let values: Record<string, string | boolean | undefined>;
   try {
-    return parseArgs({ args, options, allowPositionals: false, strict: true });
+    values = parseArgs({ args: rest, options: command.options, allowPositionals: false, strict: true })
+      .values as Record<string, string | boolean | undefined>;
   } catch (error) {
-    throw new CliError(error instanceof Error ? error.message : String(error), ExitCode.usage);
+    throw new CliError(`${(error as Error).message}; run 'dbmail ${name} --help'`, ExitCode.usage);
   }
+  if (values.help) {
+    process.stdout.write(command.help);
+    return;
+  }
+  await command.run(values);
 }
 
 main(process.argv.slice(2)).then(
@@ -77,9 +137,8 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`dbmail: ${error.message}\n`);
       process.exit(error.exitCode);
     }
-    process.stderr.write(
-      `dbmail: unexpected error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-    );
+    const detail = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    process.stderr.write(`dbmail: unexpected error: ${detail}\n`);
     process.exit(ExitCode.failure);
   },
 );

@@ -19,6 +19,12 @@ export const ExitCode = {
   lockTimeout: 7,
   /** A migration failed and was rolled back. */
   migrationFailed: 8,
+  /** Schema dbmail is missing from the database, or older than this pg-dbmail: run dbmail migrate. */
+  notInstalled: 9,
+  /** send-test: the test mail failed. */
+  testMailFailed: 10,
+  /** send-test: no outcome within --timeout. */
+  testMailTimeout: 11,
 } as const;
 
 export const migrationExitCodes: Record<MigrationErrorCode, number> = {

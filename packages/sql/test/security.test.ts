@@ -40,8 +40,10 @@ const HELP_PROCEDURES = CONFIG_PROCEDURES.filter((name) => name.includes("_help_
 /** The sender protocol: dbmail_sender only. */
 const SENDER_FUNCTIONS = [
   "claim_mailitems",
+  "extend_leases",
   "record_outcome",
   "release_mailitems",
+  "schema_version",
   "sender_accounts",
   "sender_attachments",
   "sender_heartbeat",
@@ -899,7 +901,9 @@ describe("dbmail_admin", () => {
        WHERE pronamespace = 'dbmail'::regnamespace AND has_function_privilege('dbmail_admin', oid, 'EXECUTE')
        ORDER BY 1`,
     );
-    expect(rows.map((r) => r.name)).toEqual([...USER_FUNCTIONS, ...CONFIG_PROCEDURES].sort());
+    expect(rows.map((r) => r.name)).toEqual(
+      [...USER_FUNCTIONS, ...CONFIG_PROCEDURES, "schema_version"].sort(),
+    );
   });
 });
 

@@ -1,4 +1,5 @@
-import { MigrationError, migrate } from "@pg-dbmail/sql";
+import { type MigrateOptions, type MigrateResult, MigrationError, migrate } from "@pg-dbmail/sql";
+import type pg from "pg";
 import { connect, databaseUrlFrom, describe } from "../connection.js";
 import { CliError, migrationExitCodes } from "../exit-codes.js";
 
@@ -17,7 +18,7 @@ export async function runMigrate(options: { databaseUrl?: string; dryRun?: boole
   const url = databaseUrlFrom(options.databaseUrl);
   const client = await connect(url, "dbmail migrate");
   try {
-    const result = await migrate(client, {
+    const result = await migrateOrExplain(client, {
       dryRun: options.dryRun ?? false,
       onApplied: (m) => console.log(`applied ${pad(m.version)}_${m.name} (${Math.round(m.ms)} ms)`),
     });
@@ -30,13 +31,23 @@ export async function runMigrate(options: { databaseUrl?: string; dryRun?: boole
     } else {
       console.log(`${target} is at version ${result.version}`);
     }
+  } finally {
+    await client.end();
+  }
+}
+
+/** migrate(), with a refusal turned into the CLI error and exit code documented for it. */
+export async function migrateOrExplain(
+  client: pg.Client,
+  options: MigrateOptions = {},
+): Promise<MigrateResult> {
+  try {
+    return await migrate(client, options);
   } catch (error) {
     if (error instanceof MigrationError) {
       throw new CliError(error.message, migrationExitCodes[error.code], { cause: error });
     }
     throw error;
-  } finally {
-    await client.end();
   }
 }
 

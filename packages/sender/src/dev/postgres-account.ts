@@ -1,5 +1,16 @@
 import { execFileSync } from "node:child_process";
-import { chownSync, cpSync, existsSync, mkdirSync, renameSync, statSync } from "node:fs";
+import { createHash } from "node:crypto";
+import {
+  chownSync,
+  cpSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readlinkSync,
+  renameSync,
+  statSync,
+  symlinkSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, parse } from "node:path";
 
@@ -78,15 +89,39 @@ export function reachableNativeDir(user: RunAs, nativeDir: string, version: stri
   return cache;
 }
 
-/** Creates `dir` owned by `user`, who must be able to reach it. */
-export function prepareDataDir(user: RunAs | undefined, dir: string): void {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  if (!user) return;
-  chownSync(dir, user.uid, user.gid);
-  if (!reachable(user, dir)) {
-    throw new Error(
-      `PostgreSQL runs as user 'postgres' (not root) and cannot reach its data directory ${dir}: ` +
-        "give --data-dir a directory outside private (0700) directories, or run as a normal user",
-    );
+/**
+ * The data directory to use for `dir`, created and owned by `user`. When `user` cannot reach `dir` (a
+ * checkout under /root, say), the data lives in a reachable place under /var/tmp and `dir` becomes a
+ * symbolic link to it, so it is still found where it was asked for.
+ */
+export function prepareDataDir(user: RunAs | undefined, dir: string): string {
+  mkdirSync(dirname(dir), { recursive: true });
+  if (!user) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    return dir;
+  }
+  let target = dir;
+  if (!reachable(user, dirname(dir))) {
+    const base = existsSync("/var/tmp") ? "/var/tmp" : tmpdir();
+    target = join(base, `pg-dbmail-data-${createHash("sha256").update(dir).digest("hex").slice(0, 12)}`);
+    if (!isLinkTo(dir, target)) {
+      if (existsSync(dir)) {
+        throw new Error(
+          `PostgreSQL runs as user 'postgres' (not root) and cannot reach ${dir}; use --data-dir`,
+        );
+      }
+      symlinkSync(target, dir);
+    }
+  }
+  mkdirSync(target, { recursive: true, mode: 0o700 });
+  chownSync(target, user.uid, user.gid);
+  return target;
+}
+
+function isLinkTo(link: string, target: string): boolean {
+  try {
+    return lstatSync(link).isSymbolicLink() && readlinkSync(link) === target;
+  } catch {
+    return false;
   }
 }

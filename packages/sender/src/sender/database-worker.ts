@@ -1,0 +1,210 @@
+import { hostname } from "node:os";
+import pg from "pg";
+import pgListen, { type Subscriber } from "pg-listen";
+import type { DatabaseTarget, SenderOptions } from "../config/options.js";
+import type { Logger } from "../log.js";
+import { composeMessage } from "../smtp/compose.js";
+import { deliver } from "../smtp/deliver.js";
+import type { Transports } from "../smtp/transports.js";
+import { AccountsCache } from "./accounts-cache.js";
+import { checkSchema } from "./check-schema.js";
+import * as q from "./queries.js";
+import { retrying } from "./retrying.js";
+import { Wakeup } from "./wakeup.js";
+
+export const senderVersion = "0.1.0";
+
+/**
+ * Serves one database: wakes on NOTIFY dbmail_queue and also polls (a lost notification only delays
+ * mail), claims due items under a lease, delivers them with at most `concurrency` in flight, and records
+ * each outcome. Pauses while Database Mail is stopped. Survives the database going away: queries retry
+ * with backoff and the LISTEN connection reconnects and catches up.
+ */
+export class DatabaseWorker {
+  private readonly pool: pg.Pool;
+  private readonly subscriber: Subscriber;
+  private readonly accounts: AccountsCache;
+  private readonly wakeup = new Wakeup();
+  private readonly inFlight = new Map<string, Promise<void>>();
+  private readonly log: Logger;
+  private started = true;
+  private stopping = false;
+  private loop?: Promise<void>;
+  private timers: NodeJS.Timeout[] = [];
+  /** When mail was last claimed (or the worker started): for --exit-when-idle. */
+  lastActivity = Date.now();
+  /** DatabaseMailExeMinimumLifeTime, in seconds, as last read from the database. */
+  minimumLifetimeSeconds = 600;
+
+  constructor(
+    readonly target: DatabaseTarget,
+    private readonly options: SenderOptions,
+    private readonly transports: Transports,
+    log: Logger,
+  ) {
+    this.log = log.child({ database: target.name });
+    const connection = {
+      connectionString: target.url,
+      application_name: `dbmail sender ${options.senderId}`,
+    };
+    this.pool = new pg.Pool({ ...connection, max: 4 });
+    // An idle client's connection can drop (database restart); the pool replaces it on the next query.
+    this.pool.on("error", (error) => this.log.warn({ err: error.message }, "database connection lost"));
+    this.accounts = new AccountsCache(this.pool);
+    // pg-listen is CommonJS: its default export arrives as a property of the module.
+    this.subscriber = pgListen.default(connection, {
+      parse: (payload: string) => payload,
+      paranoidChecking: 10_000,
+      retryLimit: Number.POSITIVE_INFINITY,
+      retryTimeout: Number.POSITIVE_INFINITY,
+      // Capped exponential backoff with jitter, so many senders do not reconnect in lockstep.
+      retryInterval: (attempt: number) =>
+        Math.min(30_000, 250 * 2 ** Math.min(attempt, 7)) * (0.5 + Math.random()),
+    });
+  }
+
+  /** Connects, checks the schema, and starts serving. Throws on what retrying cannot fix. */
+  async start(): Promise<void> {
+    await checkSchema(this.pool);
+    this.subscriber.notifications.on("dbmail_queue", () => this.wakeup.wake());
+    this.subscriber.notifications.on("dbmail_control", (payload: string) => {
+      this.started = payload !== "stopped";
+      this.log.info({ started: this.started }, this.started ? "delivery started" : "delivery stopped");
+      this.wakeup.wake();
+    });
+    this.subscriber.notifications.on("dbmail_config", () => this.accounts.invalidate());
+    this.subscriber.events.on("error", (error) =>
+      this.log.warn({ err: error.message }, "LISTEN connection error"),
+    );
+    this.subscriber.events.on("reconnect", (attempt) => this.log.info({ attempt }, "LISTEN reconnecting"));
+    // After every (re)connect, look for what arrived while no notification could be heard.
+    this.subscriber.events.on("connected", () => this.wakeup.wake());
+    await this.subscriber.connect();
+    await Promise.all(
+      ["dbmail_queue", "dbmail_control", "dbmail_config"].map((c) => this.subscriber.listenTo(c)),
+    );
+    await this.beat();
+    this.timers.push(setInterval(() => void this.beat(), this.options.heartbeatIntervalMs));
+    this.timers.push(setInterval(() => void this.renewLeases(), (this.options.leaseSeconds * 1000) / 3));
+    this.loop = this.run();
+    this.log.info({ senderId: this.options.senderId }, "serving");
+  }
+
+  /** Stops claiming, lets messages in flight finish (up to the timeout), releases the rest. */
+  async stop(timeoutMs: number): Promise<void> {
+    this.stopping = true;
+    this.wakeup.wake();
+    for (const timer of this.timers) clearInterval(timer);
+    await this.loop;
+    const finished = Promise.all(this.inFlight.values()).then(() => true);
+    const timedOut = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), timeoutMs).unref());
+    if (!(await Promise.race([finished, timedOut]))) {
+      const ids = [...this.inFlight.keys()];
+      const released = await q.release(this.pool, this.options.senderId, ids).catch(() => 0);
+      this.log.warn({ released, ids }, "released messages still in flight at shutdown");
+    }
+    await q.senderStopped(this.pool, this.options.senderId).catch(() => {});
+    await this.subscriber.close().catch(() => {});
+    await this.pool.end().catch(() => {});
+  }
+
+  private async run(): Promise<void> {
+    let failures = 0;
+    while (!this.stopping) {
+      try {
+        const room = this.options.concurrency - this.inFlight.size;
+        // Claim when at least half a batch fits, so claims stay batched while the pipeline stays full.
+        if (
+          this.started &&
+          room >= Math.min(this.options.batchSize, Math.ceil(this.options.concurrency / 2))
+        ) {
+          const items = await q.claim(
+            this.pool,
+            this.options.senderId,
+            Math.min(room, this.options.batchSize),
+            this.options.leaseSeconds,
+          );
+          failures = 0;
+          if (items.length > 0) {
+            this.lastActivity = Date.now();
+            for (const item of items) this.dispatch(item);
+            continue;
+          }
+        }
+      } catch (error) {
+        failures++;
+        const delay = Math.min(30_000, 250 * 2 ** Math.min(failures, 7));
+        this.log.warn({ err: (error as Error).message, retryInMs: delay }, "claim failed");
+        await this.wakeup.sleep(delay);
+        continue;
+      }
+      await this.wakeup.sleep(this.options.pollIntervalMs);
+    }
+  }
+
+  private dispatch(item: q.ClaimedItem): void {
+    const done = this.deliverOne(item)
+      .catch((error: unknown) =>
+        this.log.error({ mailitemId: item.mailitem_id, err: (error as Error).message }, "delivery failed"),
+      )
+      .finally(() => {
+        this.inFlight.delete(item.mailitem_id);
+        this.wakeup.wake();
+      });
+    this.inFlight.set(item.mailitem_id, done);
+  }
+
+  private async deliverOne(item: q.ClaimedItem): Promise<void> {
+    const log = this.log.child({ mailitemId: item.mailitem_id });
+    const accounts = await this.accounts.forProfile(item.profile_id);
+    const attachments =
+      item.attachment_count > 0
+        ? await q.attachments(this.pool, this.options.senderId, item.mailitem_id)
+        : [];
+    const outcome = await deliver(item, accounts, (account) =>
+      this.transports.get(account).sendMail(composeMessage(item, account, attachments)),
+    );
+    // The SMTP server has spoken: keep trying to record it through a database outage, so the item is
+    // not sent a second time after its lease expires.
+    const status = await retrying(
+      () => q.recordOutcome(this.pool, this.options.senderId, item.mailitem_id, outcome),
+      {
+        until: Date.now() + this.options.leaseSeconds * 1000,
+        onRetry: (error) => log.warn({ err: error.message }, "recording the outcome failed; retrying"),
+      },
+    );
+    if (status === "lease_lost") {
+      log.warn(
+        { outcome: outcome.status },
+        "the item was reclaimed or deleted before its outcome was recorded",
+      );
+    } else {
+      log.info({ status, accountId: outcome.accountId, error: outcome.error }, `mail ${status}`);
+    }
+  }
+
+  private async beat(): Promise<void> {
+    try {
+      const state = await q.heartbeat(this.pool, this.options.senderId, hostname(), senderVersion);
+      if (state.started !== this.started) {
+        this.started = state.started;
+        this.wakeup.wake();
+      }
+      this.minimumLifetimeSeconds = Number(state.settings.DatabaseMailExeMinimumLifeTime ?? 600);
+    } catch (error) {
+      this.log.warn({ err: (error as Error).message }, "heartbeat failed");
+    }
+  }
+
+  private async renewLeases(): Promise<void> {
+    const ids = [...this.inFlight.keys()];
+    if (ids.length === 0) return;
+    try {
+      const held = await q.extendLeases(this.pool, this.options.senderId, ids, this.options.leaseSeconds);
+      const lost = ids.filter((id) => !held.has(id));
+      if (lost.length > 0) this.log.warn({ lost }, "leases lost (items reclaimed or deleted)");
+    } catch (error) {
+      this.log.warn({ err: (error as Error).message }, "lease renewal failed");
+    }
+  }
+}

@@ -1,0 +1,176 @@
+import type pg from "pg";
+
+/** An address as dbmail parsed it at enqueue. */
+export interface Address {
+  name: string | null;
+  address: string;
+}
+
+/** A claimed mail item, as dbmail.claim_mailitems returns it. */
+export interface ClaimedItem {
+  mailitem_id: string;
+  profile_id: number;
+  envelope: { to: Address[]; cc: Address[]; bcc: Address[] };
+  subject: string;
+  body: string | null;
+  body_format: "TEXT" | "HTML";
+  importance: "LOW" | "NORMAL" | "HIGH";
+  sensitivity: "NORMAL" | "PERSONAL" | "PRIVATE" | "CONFIDENTIAL";
+  from_address: string | null;
+  reply_to: string | null;
+  headers: Record<string, string> | null;
+  message_id: string;
+  send_attempts: number;
+  attachment_count: number;
+}
+
+/** One account of one profile, in failover order, as dbmail.sender_accounts returns it. */
+export interface ProfileAccount {
+  profile_id: number;
+  profile_name: string;
+  account_id: number;
+  sequence_number: number;
+  is_last_success: boolean;
+  account_name: string;
+  email_address: string;
+  display_name: string | null;
+  replyto_address: string | null;
+  mailserver_name: string;
+  port: number;
+  username: string | null;
+  password: string | null;
+  use_default_credentials: boolean;
+  security: "none" | "starttls" | "tls";
+  timeout: number | null;
+  tls_reject_unauthorized: boolean;
+}
+
+export interface StoredAttachment {
+  filename: string;
+  content_type: string | null;
+  attachment: Buffer;
+}
+
+export interface Outcome {
+  status: "sent" | "retrying" | "failed";
+  accountId?: number;
+  smtpResponse?: string;
+  error?: string;
+  accountErrors: { account_id: number; error: string }[];
+}
+
+// Named statements: node-postgres prepares each once per connection.
+export async function heartbeat(
+  db: pg.Pool,
+  senderId: string,
+  host: string,
+  version: string,
+): Promise<{ started: boolean; settings: Record<string, string> }> {
+  const { rows } = await db.query({
+    name: "dbmail_heartbeat",
+    text: "SELECT started, settings FROM dbmail.sender_heartbeat($1, $2, $3, $4)",
+    values: [senderId, host, process.pid, version],
+  });
+  return rows[0] as { started: boolean; settings: Record<string, string> };
+}
+
+export async function senderStopped(db: pg.Pool, senderId: string): Promise<void> {
+  await db.query("SELECT dbmail.sender_stopped($1)", [senderId]);
+}
+
+export async function claim(
+  db: pg.Pool,
+  senderId: string,
+  batchSize: number,
+  leaseSeconds: number,
+): Promise<ClaimedItem[]> {
+  const { rows } = await db.query<ClaimedItem>({
+    name: "dbmail_claim",
+    text: `SELECT mailitem_id, profile_id, envelope, subject, body, body_format, importance, sensitivity,
+                  from_address, reply_to, headers, message_id, send_attempts, attachment_count
+           FROM dbmail.claim_mailitems($1, $2, $3)`,
+    values: [senderId, batchSize, leaseSeconds],
+  });
+  return rows;
+}
+
+/** Records an outcome; returns the item's status afterwards, or 'lease_lost'. */
+export async function recordOutcome(
+  db: pg.Pool,
+  senderId: string,
+  mailitemId: string,
+  outcome: Outcome,
+): Promise<string> {
+  const { rows } = await db.query<{ status: string }>({
+    name: "dbmail_record_outcome",
+    text: "SELECT dbmail.record_outcome($1, $2, $3, $4, $5, $6, $7, $8) AS status",
+    values: [
+      mailitemId,
+      senderId,
+      outcome.status,
+      outcome.accountId ?? null,
+      outcome.smtpResponse ?? null,
+      outcome.error ?? null,
+      JSON.stringify(outcome.accountErrors),
+      process.pid,
+    ],
+  });
+  return (rows[0] as { status: string }).status;
+}
+
+export async function extendLeases(
+  db: pg.Pool,
+  senderId: string,
+  ids: string[],
+  leaseSeconds: number,
+): Promise<Set<string>> {
+  const { rows } = await db.query<{ held: string[] }>({
+    name: "dbmail_extend_leases",
+    text: "SELECT dbmail.extend_leases($1, $2, $3) AS held",
+    values: [senderId, ids, leaseSeconds],
+  });
+  return new Set(rows[0]?.held ?? []);
+}
+
+export async function release(db: pg.Pool, senderId: string, ids: string[]): Promise<number> {
+  const { rows } = await db.query<{ released: number }>(
+    "SELECT dbmail.release_mailitems($1, $2) AS released",
+    [senderId, ids],
+  );
+  return rows[0]?.released ?? 0;
+}
+
+export async function profileAccounts(db: pg.Pool): Promise<ProfileAccount[]> {
+  const { rows } = await db.query<ProfileAccount>({
+    name: "dbmail_accounts",
+    text: "SELECT * FROM dbmail.sender_accounts()",
+  });
+  return rows;
+}
+
+export async function attachments(
+  db: pg.Pool,
+  senderId: string,
+  mailitemId: string,
+): Promise<StoredAttachment[]> {
+  const { rows } = await db.query<StoredAttachment>({
+    name: "dbmail_attachments",
+    text: "SELECT filename, content_type, attachment FROM dbmail.sender_attachments($1, $2)",
+    values: [senderId, mailitemId],
+  });
+  return rows;
+}
+
+export async function logEvent(
+  db: pg.Pool,
+  senderId: string,
+  type: "success" | "information" | "warning" | "error",
+  description: string,
+): Promise<void> {
+  await db.query("SELECT dbmail.log_event($1, $2, NULL, NULL, $3, $4)", [
+    type,
+    description,
+    process.pid,
+    senderId,
+  ]);
+}

@@ -1,0 +1,71 @@
+import type Mail from "nodemailer/lib/mailer/index.js";
+import type { ClaimedItem, Outcome, ProfileAccount } from "../sender/queries.js";
+import { describeSmtpError, isPermanent, type SmtpError } from "./classify.js";
+
+export interface SentInfo {
+  response: string;
+  rejected?: (string | Mail.Address)[];
+  rejectedErrors?: SmtpError[];
+}
+
+/** Sends one composed message through one account. */
+export type SendThrough = (account: ProfileAccount) => Promise<SentInfo>;
+
+/**
+ * The accounts one round tries, in order. Per sequence number one account is used (a random one when
+ * several share it, which spreads load). The first round of a new message starts at the account that
+ * last sent successfully for the profile; later rounds start from the lowest sequence number.
+ */
+export function accountsForRound(accounts: ProfileAccount[], firstRound: boolean): ProfileAccount[] {
+  const groups = new Map<number, ProfileAccount[]>();
+  for (const account of [...accounts].sort((a, b) => a.sequence_number - b.sequence_number)) {
+    const group = groups.get(account.sequence_number) ?? [];
+    group.push(account);
+    groups.set(account.sequence_number, group);
+  }
+  const chosen = [...groups.values()].map(
+    (group) =>
+      (firstRound ? group.find((a) => a.is_last_success) : undefined) ??
+      (group[Math.floor(Math.random() * group.length)] as ProfileAccount),
+  );
+  const sticky = firstRound ? chosen.findIndex((a) => a.is_last_success) : -1;
+  return sticky > 0 ? chosen.slice(sticky) : chosen;
+}
+
+/**
+ * One round over the profile's accounts for one item: the first account that accepts the message wins.
+ * If every account refused the recipients or the message permanently, the item fails at once;
+ * otherwise it waits for the next round (AccountRetryDelay, decided in SQL).
+ */
+export async function deliver(
+  item: ClaimedItem,
+  accounts: ProfileAccount[],
+  sendThrough: SendThrough,
+): Promise<Outcome> {
+  const round = accountsForRound(accounts, item.send_attempts === 0);
+  if (round.length === 0) {
+    return { status: "retrying", error: `profile ${item.profile_id} has no accounts`, accountErrors: [] };
+  }
+  const accountErrors: Outcome["accountErrors"] = [];
+  let allPermanent = true;
+  for (const account of round) {
+    try {
+      const info = await sendThrough(account);
+      return { status: "sent", accountId: account.account_id, smtpResponse: responseOf(info), accountErrors };
+    } catch (error) {
+      const smtpError = error as SmtpError;
+      allPermanent &&= isPermanent(smtpError);
+      accountErrors.push({ account_id: account.account_id, error: describeSmtpError(smtpError) });
+    }
+  }
+  const error = accountErrors.map((e) => `account ${e.account_id}: ${e.error}`).join("; ");
+  return { status: allPermanent ? "failed" : "retrying", error, accountErrors };
+}
+
+/** The server's reply, plus the recipients it refused when it accepted the others. */
+function responseOf(info: SentInfo): string {
+  const rejected = (info.rejected ?? []).map((r) => (typeof r === "string" ? r : r.address));
+  if (rejected.length === 0) return info.response;
+  const reasons = (info.rejectedErrors ?? []).map(describeSmtpError).join("; ");
+  return `${info.response}; refused recipients: ${rejected.join(", ")}${reasons ? ` (${reasons})` : ""}`;
+}

@@ -1,0 +1,67 @@
+import nodemailer, { type Transporter } from "nodemailer";
+import type SMTPPool from "nodemailer/lib/smtp-pool/index.js";
+import { resolvePassword } from "../secrets.js";
+import type { ProfileAccount } from "../sender/queries.js";
+
+export interface TransportSettings {
+  poolSize: number;
+  timeoutSeconds: number;
+  defaultCredentials?: { user: string; pass: string };
+}
+
+type Transport = Transporter<SMTPPool.SentMessageInfo>;
+
+/**
+ * One pooled SMTP transport per account, reused across messages. A transport is rebuilt when its
+ * account's connection settings (or resolved password) change, so configuration changes apply without a
+ * restart.
+ */
+export class Transports {
+  private readonly cache = new Map<number, { key: string; transport: Transport }>();
+
+  constructor(private readonly settings: TransportSettings) {}
+
+  /** The transport for an account; throws when its password reference cannot be resolved. */
+  get(account: ProfileAccount): Transport {
+    const options = this.optionsFor(account);
+    const key = JSON.stringify(options);
+    const cached = this.cache.get(account.account_id);
+    if (cached?.key === key) return cached.transport;
+    cached?.transport.close();
+    const transport = nodemailer.createTransport(options);
+    this.cache.set(account.account_id, { key, transport });
+    return transport;
+  }
+
+  closeAll(): void {
+    for (const { transport } of this.cache.values()) transport.close();
+    this.cache.clear();
+  }
+
+  private optionsFor(account: ProfileAccount): SMTPPool.Options {
+    const timeoutMs = (account.timeout ?? this.settings.timeoutSeconds) * 1000;
+    const auth = account.use_default_credentials
+      ? this.settings.defaultCredentials
+      : account.username
+        ? { user: account.username, pass: resolvePassword(account.password) ?? "" }
+        : undefined;
+    if (account.use_default_credentials && !auth) {
+      throw new Error("the account uses default credentials, but the sender has no --smtp-username");
+    }
+    return {
+      pool: true,
+      maxConnections: this.settings.poolSize,
+      host: account.mailserver_name,
+      port: account.port,
+      // tls: TLS from the first byte (port 465); starttls: upgrade or refuse; none: plain text only.
+      secure: account.security === "tls",
+      requireTLS: account.security === "starttls",
+      ignoreTLS: account.security === "none",
+      auth,
+      connectionTimeout: timeoutMs,
+      greetingTimeout: timeoutMs,
+      socketTimeout: timeoutMs,
+      tls: { rejectUnauthorized: account.tls_reject_unauthorized, servername: account.mailserver_name },
+    };
+  }
+}
