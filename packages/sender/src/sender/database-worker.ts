@@ -156,11 +156,18 @@ export class DatabaseWorker {
 
   private async deliverOne(item: q.ClaimedItem): Promise<void> {
     const log = this.log.child({ mailitemId: item.mailitem_id });
-    const accounts = await this.accounts.forProfile(item.profile_id);
-    const attachments =
-      item.attachment_count > 0
-        ? await q.attachments(this.pool, this.options.senderId, item.mailitem_id)
-        : [];
+    let prepared: [q.ProfileAccount[], q.StoredAttachment[]];
+    try {
+      prepared = await Promise.all([
+        this.accounts.forProfile(item.profile_id),
+        item.attachment_count > 0 ? q.attachments(this.pool, this.options.senderId, item.mailitem_id) : [],
+      ]);
+    } catch (error) {
+      // Nothing was sent: give the item back at once rather than letting its lease run out.
+      await q.release(this.pool, this.options.senderId, [item.mailitem_id]).catch(() => {});
+      throw error;
+    }
+    const [accounts, attachments] = prepared;
     const outcome = await deliver(item, accounts, (account) =>
       this.transports.get(account).sendMail(composeMessage(item, account, attachments)),
     );
