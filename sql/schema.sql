@@ -394,6 +394,26 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION dbmail.extend_leases(sender_id text, mailitem_ids bigint[], lease_seconds integer DEFAULT 300) RETURNS bigint[]
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  held bigint[];
+BEGIN
+  IF lease_seconds IS NULL OR lease_seconds NOT BETWEEN 1 AND 86400 THEN
+    PERFORM dbmail.raise_error('22023', 'lease_seconds', lease_seconds::text, 'must be from 1 to 86400');
+  END IF;
+  WITH extended AS (
+    UPDATE dbmail.mailitems m SET lease_expires_at = now() + make_interval(secs => lease_seconds)
+    WHERE m.mailitem_id = ANY (mailitem_ids) AND m.sent_status = 'sending'
+      AND m.lease_owner = extend_leases.sender_id
+    RETURNING m.mailitem_id)
+  SELECT COALESCE(array_agg(e.mailitem_id ORDER BY e.mailitem_id), '{}') INTO held FROM extended e;
+  RETURN held;
+END;
+$$;
+
 CREATE FUNCTION dbmail.find_account(account_id integer, account_name text, required boolean DEFAULT true) RETURNS integer
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -906,6 +926,10 @@ BEGIN
     UPDATE dbmail.profiles p SET last_success_account_id = record_outcome.account_id
     WHERE p.profile_id = item.profile_id AND p.last_success_account_id IS DISTINCT FROM record_outcome.account_id
       AND EXISTS (SELECT FROM dbmail.accounts a WHERE a.account_id = record_outcome.account_id);
+    IF FOUND THEN
+      -- The profile's first choice changed: let the other senders know (rare: only on failover).
+      PERFORM dbmail.config_changed();
+    END IF;
     FOR failure IN SELECT f.value FROM jsonb_array_elements(COALESCE(account_errors, '[]')) f LOOP
       PERFORM dbmail.log_event('warning', format('Mail Id %s: account %s failed: %s', item.mailitem_id,
           failure.value ->> 'account_id', failure.value ->> 'error'),
@@ -1018,6 +1042,15 @@ BEGIN
     PERFORM dbmail.raise_error('22023', 'security', security, 'conflicts with enable_ssl => true');
   END IF;
   RETURN resolved;
+END;
+$$;
+
+CREATE FUNCTION dbmail.schema_version() RETURNS integer
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+  RETURN (SELECT max(m.version) FROM dbmail.migrations m);
 END;
 $$;
 
@@ -2226,6 +2259,9 @@ REVOKE ALL ON FUNCTION dbmail.config_changed() FROM PUBLIC;
 REVOKE ALL ON FUNCTION dbmail.delete_mailitems(sent_before timestamp with time zone, sent_status text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.delete_mailitems(sent_before timestamp with time zone, sent_status text) TO dbmail_user;
 
+REVOKE ALL ON FUNCTION dbmail.extend_leases(sender_id text, mailitem_ids bigint[], lease_seconds integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.extend_leases(sender_id text, mailitem_ids bigint[], lease_seconds integer) TO dbmail_sender;
+
 REVOKE ALL ON FUNCTION dbmail.find_account(account_id integer, account_name text, required boolean) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.find_principal(principal_id oid, principal_name text, required boolean) FROM PUBLIC;
@@ -2273,6 +2309,10 @@ GRANT ALL ON FUNCTION dbmail.release_mailitems(sender_id text, mailitem_ids bigi
 REVOKE ALL ON FUNCTION dbmail.resolve_profile(sender name, profile_name text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.resolve_security(enable_ssl boolean, security text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.schema_version() FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.schema_version() TO dbmail_sender;
+GRANT ALL ON FUNCTION dbmail.schema_version() TO dbmail_admin;
 
 REVOKE ALL ON FUNCTION dbmail.sender_accounts() FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.sender_accounts() TO dbmail_sender;

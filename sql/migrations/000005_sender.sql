@@ -189,6 +189,10 @@ BEGIN
     UPDATE dbmail.profiles p SET last_success_account_id = record_outcome.account_id
     WHERE p.profile_id = item.profile_id AND p.last_success_account_id IS DISTINCT FROM record_outcome.account_id
       AND EXISTS (SELECT FROM dbmail.accounts a WHERE a.account_id = record_outcome.account_id);
+    IF FOUND THEN
+      -- The profile's first choice changed: let the other senders know (rare: only on failover).
+      PERFORM dbmail.config_changed();
+    END IF;
     FOR failure IN SELECT f.value FROM jsonb_array_elements(COALESCE(account_errors, '[]')) f LOOP
       PERFORM dbmail.log_event('warning', format('Mail Id %s: account %s failed: %s', item.mailitem_id,
           failure.value ->> 'account_id', failure.value ->> 'error'),

@@ -16,6 +16,12 @@ export class AccountsCache {
     this.byProfile = undefined;
   }
 
+  /** The profile's next new mail starts at this account (what record_outcome stored, without a reload). */
+  markSuccess(profileId: number, accountId: number): void {
+    for (const account of this.byProfile?.get(profileId) ?? [])
+      account.is_last_success = account.account_id === accountId;
+  }
+
   async forProfile(profileId: number): Promise<ProfileAccount[]> {
     if (!this.byProfile || Date.now() - this.loadedAt > MAX_AGE_MS) this.byProfile = await this.load();
     return this.byProfile.get(profileId) ?? [];

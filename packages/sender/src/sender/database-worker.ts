@@ -180,6 +180,9 @@ export class DatabaseWorker {
         onRetry: (error) => log.warn({ err: error.message }, "recording the outcome failed; retrying"),
       },
     );
+    if (outcome.status === "sent" && outcome.accountId !== undefined) {
+      this.accounts.markSuccess(item.profile_id, outcome.accountId);
+    }
     if (status === "lease_lost") {
       log.warn(
         { outcome: outcome.status },

@@ -16,6 +16,8 @@ export interface SmtpError {
 export function isPermanent(error: SmtpError): boolean {
   const code = error.responseCode;
   if (code === undefined || code < 500 || code >= 600) return false;
+  // nodemailer reports a refused MAIL FROM like a refused recipient; the sender address is the account's.
+  if (error.command === "MAIL FROM") return false;
   return error.code === "EENVELOPE" || error.code === "EMESSAGE";
 }
 

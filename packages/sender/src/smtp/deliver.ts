@@ -13,8 +13,8 @@ export type SendThrough = (account: ProfileAccount) => Promise<SentInfo>;
 
 /**
  * The accounts one round tries, in order. Per sequence number one account is used (a random one when
- * several share it, which spreads load). The first round of a new message starts at the account that
- * last sent successfully for the profile; later rounds start from the lowest sequence number.
+ * several share it, which spreads load). The first round of a new message starts at the sequence number
+ * of the account that last sent successfully for the profile; later rounds start from the lowest.
  */
 export function accountsForRound(accounts: ProfileAccount[], firstRound: boolean): ProfileAccount[] {
   const groups = new Map<number, ProfileAccount[]>();
@@ -24,12 +24,11 @@ export function accountsForRound(accounts: ProfileAccount[], firstRound: boolean
     groups.set(account.sequence_number, group);
   }
   const chosen = [...groups.values()].map(
-    (group) =>
-      (firstRound ? group.find((a) => a.is_last_success) : undefined) ??
-      (group[Math.floor(Math.random() * group.length)] as ProfileAccount),
+    (group) => group[Math.floor(Math.random() * group.length)] as ProfileAccount,
   );
-  const sticky = firstRound ? chosen.findIndex((a) => a.is_last_success) : -1;
-  return sticky > 0 ? chosen.slice(sticky) : chosen;
+  const stickySequence = firstRound ? accounts.find((a) => a.is_last_success)?.sequence_number : undefined;
+  const start = chosen.findIndex((a) => a.sequence_number === stickySequence);
+  return start > 0 ? chosen.slice(start) : chosen;
 }
 
 /**
