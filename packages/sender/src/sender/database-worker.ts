@@ -80,9 +80,9 @@ export class DatabaseWorker {
     // After every (re)connect, look for what arrived while no notification could be heard.
     this.subscriber.events.on("connected", () => this.wakeup.wake());
     await this.subscriber.connect();
-    await Promise.all(
-      ["dbmail_queue", "dbmail_control", "dbmail_config"].map((c) => this.subscriber.listenTo(c)),
-    );
+    // One at a time: they share one connection.
+    for (const channel of ["dbmail_queue", "dbmail_control", "dbmail_config"])
+      await this.subscriber.listenTo(channel);
     await this.beat();
     this.timers.push(setInterval(() => void this.beat(), this.options.heartbeatIntervalMs));
     this.timers.push(setInterval(() => void this.renewLeases(), (this.options.leaseSeconds * 1000) / 3));

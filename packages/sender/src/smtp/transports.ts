@@ -61,7 +61,8 @@ export class Transports {
       connectionTimeout: timeoutMs,
       greetingTimeout: timeoutMs,
       socketTimeout: timeoutMs,
-      tls: { rejectUnauthorized: account.tls_reject_unauthorized, servername: account.mailserver_name },
+      // nodemailer sets the SNI name from the host itself (and leaves it out for an IP address).
+      tls: { rejectUnauthorized: account.tls_reject_unauthorized },
     };
   }
 }
