@@ -25,13 +25,14 @@ const READY = /database system is ready to accept connections/;
 export async function startLocalPostgres(options: LocalPostgresOptions): Promise<LocalPostgres> {
   const runAs = runAsForThisProcess();
   const bin = join(binariesDir(runAs), "bin");
-  prepareDataDir(runAs, options.dataDir);
-  if (!existsSync(join(options.dataDir, "PG_VERSION"))) initdb(bin, options.dataDir, runAs);
+  // Possibly elsewhere than asked, when the postgres user cannot reach it (see prepareDataDir).
+  const dataDir = prepareDataDir(runAs, options.dataDir);
+  if (!existsSync(join(dataDir, "PG_VERSION"))) initdb(bin, dataDir, runAs);
   const server = spawn(
     join(bin, "postgres"),
     [
       "-D",
-      options.dataDir,
+      dataDir,
       "-p",
       String(options.port),
       "-c",

@@ -2,6 +2,7 @@ import { hostname } from "node:os";
 import pg from "pg";
 import pgListen, { type Subscriber } from "pg-listen";
 import type { DatabaseTarget, SenderOptions } from "../config/options.js";
+import { CliError } from "../exit-codes.js";
 import type { Logger } from "../log.js";
 import { composeMessage } from "../smtp/compose.js";
 import { deliver } from "../smtp/deliver.js";
@@ -65,7 +66,7 @@ export class DatabaseWorker {
 
   /** Connects, checks the schema, and starts serving. Throws on what retrying cannot fix. */
   async start(): Promise<void> {
-    await checkSchema(this.pool);
+    if (!(await this.untilDatabaseReady())) return;
     this.subscriber.notifications.on("dbmail_queue", () => this.wakeup.wake());
     this.subscriber.notifications.on("dbmail_control", (payload: string) => {
       this.started = payload !== "stopped";
@@ -90,10 +91,34 @@ export class DatabaseWorker {
     this.log.info({ senderId: this.options.senderId }, "serving");
   }
 
+  /**
+   * Waits for the database to answer (it may be starting, or restarting) and checks its schema. Returns
+   * false when stopped meanwhile. Refusals the database gives (login, schema, role) are thrown at once.
+   */
+  private async untilDatabaseReady(): Promise<boolean> {
+    for (let attempt = 0; !this.stopping; attempt++) {
+      try {
+        await checkSchema(this.pool);
+        return true;
+      } catch (error) {
+        if ((error as { code?: string }).code?.length === 5 || error instanceof CliError) throw error;
+        const delay = Math.min(30_000, 250 * 2 ** Math.min(attempt, 7));
+        this.log.warn({ err: (error as Error).message, retryInMs: delay }, "database unreachable; retrying");
+        await this.wakeup.sleep(delay);
+      }
+    }
+    return false;
+  }
+
   /** Stops claiming, lets messages in flight finish (up to the timeout), releases the rest. */
-  async stop(timeoutMs: number): Promise<void> {
+  /** Stops waiting and claiming at once; stop() then finishes the shutdown. */
+  halt(): void {
     this.stopping = true;
     this.wakeup.wake();
+  }
+
+  async stop(timeoutMs: number): Promise<void> {
+    this.halt();
     for (const timer of this.timers) clearInterval(timer);
     await this.loop;
     const finished = Promise.all(this.inFlight.values()).then(() => true);

@@ -45,6 +45,8 @@ export class Sender extends EventEmitter<{ idle: [] }> {
   stop(timeoutMs = this.options.shutdownTimeoutMs): Promise<void> {
     this.stopping ??= (async () => {
       clearInterval(this.idleTimer);
+      // A worker may still be waiting for its database to come up: stop that first.
+      for (const worker of this.workers) worker.halt();
       await this.starting?.catch(() => {});
       await Promise.all(this.workers.map((w) => w.stop(timeoutMs)));
       this.transports.closeAll();
