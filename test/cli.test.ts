@@ -14,6 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe as withoutPassword } from "../packages/sender/src/connection.js";
 import { freePort, portIsFree } from "../packages/sender/src/dev/local-postgres.js";
 import type { Sender } from "../packages/sender/src/sender/sender.js";
 import { TestDatabase, type TestRole, withClient } from "./support/database.js";
@@ -653,7 +654,8 @@ describe("dbmail dev", () => {
       const proc = launch(["dev", "--database-url", url, "--data-dir", dataDir]);
       const stdout = await proc.waitForOutput(/Ctrl-C to stop/, 30_000);
       expect(stdout).toMatch(/^\s*psql '[^']+'/m);
-      expect(stdout).toContain(`psql '${url}'`);
+      // A URL the user gave is shown without its password (the tests' own URL may carry one).
+      expect(stdout).toContain(`psql '${withoutPassword(url)}'`);
       const select = sendLine(stdout);
 
       await withClient(url, (c) => c.query(select));
