@@ -550,53 +550,35 @@ describe("permanent rejections", () => {
 });
 
 describe("slow and rude servers", () => {
-  it("gives up on a server that never greets after the account's timeout, and is not stuck", async () => {
-    const hung = await smtp({ stallGreeting: true });
-    const second = await smtp();
-    const a1 = await account("a1", hung, { timeout: 2 });
-    const a2 = await account("a2", second);
-    const name = await profile([
-      [a1, 1],
-      [a2, 2],
-    ]);
-    await start();
-    const started = Date.now();
-    const id1 = await send(name);
+  it.each([
+    ["never greets", { stallGreeting: true }],
+    ["takes DATA and never answers", { stallData: true }],
+  ])(
+    "gives up on a server that %s after the account's timeout, and is not stuck",
+    async (_what, behaviour) => {
+      const hung = await smtp(behaviour);
+      const second = await smtp();
+      const a1 = await account("a1", hung, { timeout: 2 });
+      const a2 = await account("a2", second);
+      const name = await profile([
+        [a1, 1],
+        [a2, 2],
+      ]);
+      await start();
+      const started = Date.now();
+      const id1 = await send(name);
 
-    const row = await waitForStatus(id1, "sent", 10_000);
-    expect(Date.now() - started).toBeLessThan(8000);
-    expect(row.sent_account_id).toBe(a2);
-    const warnings = (await events(id1)).filter((e) => e.event_type === "warning");
-    expect(warnings.map((w) => w.account_id)).toEqual([a1]);
+      const row = await waitForStatus(id1, "sent", 10_000);
+      expect(Date.now() - started).toBeLessThan(8000);
+      expect(row.sent_account_id).toBe(a2);
+      const warnings = (await events(id1)).filter((e) => e.event_type === "warning");
+      expect(warnings.map((w) => w.account_id)).toEqual([a1]);
 
-    const id2 = await send(name);
-    expect((await waitForStatus(id2, "sent", 10_000)).sent_account_id).toBe(a2);
-    expect(mailitemIds(second)).toEqual([id1, id2]);
-  });
-
-  it("gives up on a server that takes DATA and never answers, and is not stuck", async () => {
-    const hung = await smtp({ stallData: true });
-    const second = await smtp();
-    const a1 = await account("a1", hung, { timeout: 2 });
-    const a2 = await account("a2", second);
-    const name = await profile([
-      [a1, 1],
-      [a2, 2],
-    ]);
-    await start();
-    const started = Date.now();
-    const id1 = await send(name);
-
-    const row = await waitForStatus(id1, "sent", 10_000);
-    expect(Date.now() - started).toBeLessThan(8000);
-    expect(row.sent_account_id).toBe(a2);
-    const warnings = (await events(id1)).filter((e) => e.event_type === "warning");
-    expect(warnings.map((w) => w.account_id)).toEqual([a1]);
-
-    const id2 = await send(name);
-    expect((await waitForStatus(id2, "sent", 10_000)).sent_account_id).toBe(a2);
-    expect(mailitemIds(second)).toEqual([id1, id2]);
-  });
+      const id2 = await send(name);
+      expect((await waitForStatus(id2, "sent", 10_000)).sent_account_id).toBe(a2);
+      expect(mailitemIds(second)).toEqual([id1, id2]);
+    },
+  );
 
   it("fails over from a server that drops the connection mid-DATA", async () => {
     const rude = await smtp({ dropData: true });

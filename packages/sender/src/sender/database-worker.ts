@@ -1,3 +1,4 @@
+import { createRequire } from "node:module";
 import { hostname } from "node:os";
 import pg from "pg";
 import pgListen, { type Subscriber } from "pg-listen";
@@ -13,7 +14,8 @@ import * as q from "./queries.js";
 import { retrying } from "./retrying.js";
 import { Wakeup } from "./wakeup.js";
 
-export const senderVersion = "0.1.0";
+// Reported in dbmail.senders, so operators can see which version each sender runs.
+const senderVersion = (createRequire(import.meta.url)("../../package.json") as { version: string }).version;
 
 /**
  * Serves one database: wakes on NOTIFY dbmail_queue and also polls (a lost notification only delays

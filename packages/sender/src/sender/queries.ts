@@ -160,17 +160,3 @@ export async function attachments(
   });
   return rows;
 }
-
-export async function logEvent(
-  db: pg.Pool,
-  senderId: string,
-  type: "success" | "information" | "warning" | "error",
-  description: string,
-): Promise<void> {
-  await db.query("SELECT dbmail.log_event($1, $2, NULL, NULL, $3, $4)", [
-    type,
-    description,
-    process.pid,
-    senderId,
-  ]);
-}
