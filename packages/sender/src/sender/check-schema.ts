@@ -28,7 +28,7 @@ export async function checkSchema(pool: pg.Pool): Promise<void> {
     const code = (error as { code?: string }).code;
     if (code === "3F000" || code === "42883") {
       throw new CliError(
-        "schema dbmail is not installed in this database: run dbmail migrate",
+        "schema dbmail is missing from this database, or older than this sender: run dbmail migrate",
         ExitCode.notInstalled,
       );
     }

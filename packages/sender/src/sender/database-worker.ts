@@ -90,7 +90,7 @@ export class DatabaseWorker {
     this.timers.push(setInterval(() => void this.beat(), this.options.heartbeatIntervalMs));
     this.timers.push(setInterval(() => void this.renewLeases(), (this.options.leaseSeconds * 1000) / 3));
     this.loop = this.run();
-    this.log.info({ senderId: this.options.senderId }, "serving");
+    this.log.info("serving");
   }
 
   /**
