@@ -133,6 +133,32 @@ BEGIN
 END;
 $_$;
 
+CREATE FUNCTION dbmail.check_attachment(parameter text, filename text, size bigint) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+DECLARE
+  extension text := lower(substring(filename FROM '\.([^.]*)$'));
+  max_size bigint := dbmail.setting('MaxFileSize')::bigint;
+BEGIN
+  IF filename IS NULL OR btrim(filename) = '' THEN
+    PERFORM dbmail.raise_error('22004', parameter, filename, 'an attachment needs a file name');
+  END IF;
+  PERFORM dbmail.check_header_text(parameter, filename);
+  IF filename ~ '[/\\]' OR length(filename) > 255 THEN
+    PERFORM dbmail.raise_error('22023', parameter, filename, 'must be a file name of at most 255 characters, not a path');
+  END IF;
+  IF extension = ANY (string_to_array(dbmail.setting('ProhibitedExtensions'), ',')) THEN
+    PERFORM dbmail.raise_error('22023', parameter, filename,
+      format('Database Mail is not permitted to send files with the extension %s (ProhibitedExtensions)', extension));
+  END IF;
+  IF size > max_size THEN
+    PERFORM dbmail.raise_error('54000', parameter, filename,
+      format('%s bytes is more than MaxFileSize (%s bytes)', size, max_size));
+  END IF;
+END;
+$_$;
+
 CREATE FUNCTION dbmail.check_header_text(parameter text, value text) RETURNS void
     LANGUAGE plpgsql IMMUTABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -269,16 +295,6 @@ BEGIN
     PERFORM dbmail.raise_error('22004', 'body, query, file_attachments, attachments, subject', NULL,
       'a message needs at least one of these');
   END IF;
-  -- Checked here, not only in sp_send_dbmail, because queue_mail is callable directly.
-  IF query IS NOT NULL THEN
-    PERFORM dbmail.raise_error('0A000', 'query', query, 'not supported yet (query results come in a later release)');
-  ELSIF file_attachments IS NOT NULL THEN
-    PERFORM dbmail.raise_error('0A000', 'file_attachments', file_attachments,
-      'not supported yet (file attachments come in a later release)');
-  ELSIF attachments IS NOT NULL THEN
-    PERFORM dbmail.raise_error('0A000', 'attachments', cardinality(attachments)::text || ' attachment(s)',
-      'not supported yet (in-memory attachments come in a later release)');
-  END IF;
   PERFORM dbmail.check_headers(headers);
   IF idempotency_key IS NOT NULL AND (btrim(idempotency_key) = '' OR length(idempotency_key) > 255) THEN
     PERFORM dbmail.raise_error('22023', 'idempotency_key', idempotency_key,
@@ -364,6 +380,39 @@ CREATE FUNCTION dbmail.config_changed() RETURNS void
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
   SELECT pg_catalog.pg_notify('dbmail_config', '');
+$$;
+
+CREATE FUNCTION dbmail.content_type_for(filename text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+BEGIN
+  RETURN CASE lower(substring(filename FROM '\.([^.]+)$'))
+    WHEN 'txt' THEN 'text/plain' WHEN 'log' THEN 'text/plain' WHEN 'csv' THEN 'text/csv'
+    WHEN 'tsv' THEN 'text/tab-separated-values' WHEN 'htm' THEN 'text/html' WHEN 'html' THEN 'text/html'
+    WHEN 'json' THEN 'application/json' WHEN 'xml' THEN 'application/xml' WHEN 'pdf' THEN 'application/pdf'
+    WHEN 'zip' THEN 'application/zip' WHEN 'gz' THEN 'application/gzip' WHEN 'sql' THEN 'application/sql'
+    WHEN 'png' THEN 'image/png' WHEN 'jpg' THEN 'image/jpeg' WHEN 'jpeg' THEN 'image/jpeg'
+    WHEN 'gif' THEN 'image/gif' WHEN 'svg' THEN 'image/svg+xml' WHEN 'ics' THEN 'text/calendar'
+    WHEN 'xlsx' THEN 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet'
+    WHEN 'docx' THEN 'application/vnd.openxmlformats-officedocument.wordprocessingml.document'
+    WHEN 'xls' THEN 'application/vnd.ms-excel'
+    ELSE 'application/octet-stream'
+  END;
+END;
+$_$;
+
+CREATE FUNCTION dbmail.csv_line(fields text[]) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+  RETURN array_to_string(ARRAY(
+    SELECT CASE WHEN f IS NULL THEN ''
+                WHEN f ~ '[",\r\n]' THEN '"' || replace(f, '"', '""') || '"'
+                ELSE f END
+    FROM unnest(fields) f), ',');
+END;
 $$;
 
 CREATE FUNCTION dbmail.delete_mailitems(sent_before timestamp with time zone, sent_status text) RETURNS bigint
@@ -531,11 +580,116 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION dbmail.format_csv(names text[], cells text[], row_count integer, header boolean) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  columns integer := cardinality(names);
+  lines text[] := '{}';
+  r integer;
+BEGIN
+  IF header THEN
+    lines := lines || dbmail.csv_line(names);
+  END IF;
+  FOR r IN 1 .. row_count LOOP
+    lines := lines || dbmail.csv_line(cells[(r - 1) * columns + 1 : r * columns]);
+  END LOOP;
+  RETURN array_to_string(lines, E'\r\n') || E'\r\n';
+END;
+$$;
+
+CREATE FUNCTION dbmail.format_html(names text[], numeric_columns boolean[], cells text[], row_count integer, header boolean) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  columns integer := cardinality(names);
+  cell_style text := 'border:1px solid #d0d7de;padding:4px 8px';
+  html text := '<table style="border-collapse:collapse;font-family:Arial,Helvetica,sans-serif;font-size:13px">';
+  r integer;
+BEGIN
+  IF header THEN
+    html := html || '<thead><tr>' || array_to_string(ARRAY(
+      SELECT format('<th style="%s;background:#f6f8fa;text-align:%s">%s</th>', cell_style,
+                    CASE WHEN numeric_columns[k] THEN 'right' ELSE 'left' END, dbmail.html_escape(names[k]))
+      FROM generate_series(1, columns) k), '') || '</tr></thead>';
+  END IF;
+  html := html || '<tbody>';
+  FOR r IN 1 .. row_count LOOP
+    html := html || '<tr>' || array_to_string(ARRAY(
+      SELECT format('<td style="%s%s">%s</td>', cell_style,
+                    CASE WHEN numeric_columns[k] THEN ';text-align:right' ELSE '' END,
+                    COALESCE(dbmail.html_escape(cells[(r - 1) * columns + k]), '<span style="color:#8c959f">NULL</span>'))
+      FROM generate_series(1, columns) k), '') || '</tr>';
+  END LOOP;
+  RETURN html || '</tbody></table>';
+END;
+$$;
+
+CREATE FUNCTION dbmail.format_text(names text[], numeric_columns boolean[], cells text[], row_count integer, header boolean, width integer, separator text, no_padding boolean, no_truncate boolean) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  columns integer := cardinality(names);
+  widths integer[] := '{}';
+  shown text[] := '{}';
+  lines text[] := '{}';
+  line text;
+  cell text;
+  i integer;
+  r integer;
+BEGIN
+  -- cells is row-major: cell (r, i) is cells[(r - 1) * columns + i].
+  FOR r IN 1 .. row_count LOOP
+    FOR i IN 1 .. columns LOOP
+      cell := COALESCE(cells[(r - 1) * columns + i], 'NULL');
+      IF NOT no_truncate THEN
+        cell := left(cell, 256);
+      END IF;
+      shown := shown || cell;
+    END LOOP;
+  END LOOP;
+  FOR i IN 1 .. columns LOOP
+    widths := widths || GREATEST(CASE WHEN header THEN length(names[i]) ELSE 0 END,
+      (SELECT max(length(shown[(r2 - 1) * columns + i])) FROM generate_series(1, row_count) r2), 1);
+  END LOOP;
+  IF header THEN
+    lines := lines || dbmail.text_line(names, widths, array_fill(false, ARRAY[columns]), separator, no_padding);
+    lines := lines || array_to_string(ARRAY(SELECT repeat('-', CASE WHEN no_padding THEN length(names[k]) ELSE widths[k] END)
+                                            FROM generate_series(1, columns) k), separator);
+  END IF;
+  FOR r IN 1 .. row_count LOOP
+    lines := lines || dbmail.text_line(shown[(r - 1) * columns + 1 : r * columns], widths, numeric_columns,
+                                       separator, no_padding);
+  END LOOP;
+  -- Wrap lines longer than the width, as sqlcmd does.
+  lines := ARRAY(
+    SELECT substr(l.line, (k - 1) * width + 1, width)
+    FROM unnest(lines) WITH ORDINALITY AS l(line, n),
+         generate_series(1, GREATEST(1, ceil(length(l.line)::numeric / width)::integer)) k
+    ORDER BY l.n, k);
+  RETURN array_to_string(lines || ''::text || format('(%s %s affected)', row_count,
+    CASE WHEN row_count = 1 THEN 'row' ELSE 'rows' END), E'\n');
+END;
+$$;
+
 CREATE FUNCTION dbmail.given_name(thing text, name text) RETURNS text
     LANGUAGE sql IMMUTABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
   SELECT thing || CASE WHEN name IS NOT NULL THEN '_name' ELSE '_id' END;
+$$;
+
+CREATE FUNCTION dbmail.html_escape(value text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+  RETURN replace(replace(replace(replace(replace(value, '&', '&amp;'), '<', '&lt;'), '>', '&gt;'), '"', '&quot;'),
+                 '''', '&#39;');
+END;
 $$;
 
 CREATE FUNCTION dbmail.is_admin(role_name name) RETURNS boolean
@@ -808,7 +962,7 @@ CREATE FUNCTION dbmail.principal_name(principal_id oid) RETURNS text
     ELSE (SELECT r.rolname::text FROM pg_catalog.pg_roles r WHERE r.oid = principal_id) END;
 $$;
 
-CREATE FUNCTION dbmail.queue_mail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text) RETURNS bigint
+CREATE FUNCTION dbmail.queue_mail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, query_result text) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -820,6 +974,10 @@ DECLARE
   the_profile integer;
   new_id bigint;
   next_id bigint;
+  files dbmail.attachment[] := '{}';
+  result_bytes bytea;
+  attached dbmail.attachment;
+  format_name text := upper(btrim(query_result_format));
 BEGIN
   PERFORM dbmail.check_send_arguments(subject, body, COALESCE(body_format, 'TEXT'), importance, sensitivity,
     query, execute_query_database, attach_query_result_as_file, query_result_header, query_result_width,
@@ -836,6 +994,44 @@ BEGIN
   parsed_from := dbmail.parse_single_address('from_address', from_address);
   PERFORM dbmail.parse_single_address('reply_to', reply_to);
   the_profile := dbmail.resolve_profile(sender, profile_name);
+
+  FOREACH attached IN ARRAY COALESCE(attachments, '{}') LOOP
+    IF attached IS NULL OR attached.content IS NULL THEN
+      PERFORM dbmail.raise_error('22004', 'attachments', attached.filename, 'an attachment needs content (bytea)');
+    END IF;
+    PERFORM dbmail.check_attachment('attachments', attached.filename, octet_length(attached.content));
+    files := files || ROW(btrim(attached.filename), attached.content,
+                          COALESCE(NULLIF(btrim(attached.content_type), ''), dbmail.content_type_for(attached.filename)))::dbmail.attachment;
+  END LOOP;
+  IF NULLIF(btrim(file_attachments), '') IS NOT NULL THEN
+    files := files || dbmail.read_attachment_files(file_attachments);
+  END IF;
+  IF query IS NOT NULL THEN
+    result_bytes := convert_to(COALESCE(query_result, ''), 'UTF8');
+    IF octet_length(result_bytes) > dbmail.setting('MaxFileSize')::bigint THEN
+      PERFORM dbmail.raise_error('54000', 'query', query, format('the result (%s bytes) is more than MaxFileSize (%s bytes)',
+        octet_length(result_bytes), dbmail.setting('MaxFileSize')));
+    END IF;
+    IF attach_query_result_as_file THEN
+      attached := ROW(COALESCE(NULLIF(btrim(query_attachment_filename), ''),
+                               'QueryResults.' || CASE format_name WHEN 'CSV' THEN 'csv' WHEN 'HTML' THEN 'html'
+                                                                   WHEN 'JSON' THEN 'json' ELSE 'txt' END),
+                      result_bytes, NULL)::dbmail.attachment;
+      PERFORM dbmail.check_attachment('query_attachment_filename', attached.filename, octet_length(result_bytes));
+      attached.content_type := CASE format_name WHEN 'CSV' THEN 'text/csv; charset=utf-8'
+        WHEN 'HTML' THEN 'text/html; charset=utf-8' WHEN 'JSON' THEN 'application/json'
+        ELSE 'text/plain; charset=utf-8' END;
+      files := files || attached;
+    ELSIF format_name = 'HTML' THEN
+      -- An HTML table inline makes the whole body HTML.
+      body := CASE WHEN upper(btrim(COALESCE(body_format, 'TEXT'))) = 'HTML' THEN COALESCE(body, '')
+                   ELSE replace(dbmail.html_escape(COALESCE(body, '')), E'\n', '<br>') END
+              || CASE WHEN COALESCE(body, '') = '' THEN '' ELSE '<br>' END || query_result;
+      body_format := 'HTML';
+    ELSE
+      body := CASE WHEN COALESCE(body, '') = '' THEN '' ELSE body || E'\n' END || query_result;
+    END IF;
+  END IF;
 
   next_id := nextval('dbmail.mailitems_mailitem_id_seq');
   INSERT INTO dbmail.mailitems AS m (
@@ -866,6 +1062,10 @@ BEGIN
     WHERE m.send_request_user = sender AND m.idempotency_key = queue_mail.idempotency_key;
     RETURN new_id;
   END IF;
+  INSERT INTO dbmail.attachments (mailitem_id, filename, content_type, filesize, attachment, last_mod_user)
+  SELECT new_id, f.filename, f.content_type, octet_length(f.content), f.content, sender
+  FROM unnest(files) WITH ORDINALITY AS f(filename, content, content_type, n)
+  ORDER BY f.n;
   IF send_at IS NULL OR send_at <= now() THEN
     PERFORM pg_notify('dbmail_queue', '');
   END IF;
@@ -883,6 +1083,65 @@ BEGIN
     MESSAGE = format('%s: %s: %s', parameter, dbmail.show_value(value), problem);
 END;
 $$;
+
+CREATE FUNCTION dbmail.read_attachment_files(file_attachments text) RETURNS dbmail.attachment[]
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+DECLARE
+  directories text[] := array_remove(string_to_array(dbmail.setting('AttachmentDirectories'), ';'), '');
+  entry text;
+  path text;
+  name text;
+  info record;
+  content bytea;
+  files dbmail.attachment[] := '{}';
+BEGIN
+  FOREACH entry IN ARRAY string_to_array(file_attachments, ';') LOOP
+    path := btrim(entry, E' \t');
+    CONTINUE WHEN path = '';
+    PERFORM dbmail.check_header_text('file_attachments', path);
+    IF path !~ '^/' THEN
+      PERFORM dbmail.raise_error('22023', 'file_attachments', path, 'must be an absolute path on the database server');
+    END IF;
+    path := regexp_replace(path, '/+', '/', 'g');
+    IF path ~ '(^|/)\.\.?(/|$)' THEN
+      PERFORM dbmail.raise_error('22023', 'file_attachments', path, 'may not contain . or .. components');
+    END IF;
+    IF cardinality(directories) = 0 THEN
+      PERFORM dbmail.raise_error('42501', 'file_attachments', path,
+        'file attachments are disabled: an admin must name the directories they may come from '
+        '(sysmail_configure_sp(''AttachmentDirectories'', ''/srv/reports''))');
+    END IF;
+    IF NOT EXISTS (SELECT FROM unnest(directories) d WHERE d = '/' OR starts_with(path, d || '/')) THEN
+      PERFORM dbmail.raise_error('42501', 'file_attachments', path,
+        format('is outside the directories attachments may come from (AttachmentDirectories: %s)',
+               array_to_string(directories, ';')));
+    END IF;
+    IF NOT pg_has_role(current_user, 'pg_read_server_files', 'USAGE') THEN
+      PERFORM dbmail.raise_error('42501', 'file_attachments', path,
+        format('the database may not read files: GRANT pg_read_server_files TO %s (the owner of schema dbmail); '
+               'in-memory attachments (attachments => ...) need no such right', current_user));
+    END IF;
+    SELECT * INTO info FROM pg_stat_file(path, true);
+    IF info.size IS NULL THEN
+      PERFORM dbmail.raise_error('58P01', 'file_attachments', path, 'no such file on the database server');
+    ELSIF info.isdir THEN
+      PERFORM dbmail.raise_error('22023', 'file_attachments', path, 'is a directory, not a file');
+    END IF;
+    name := substring(path FROM '[^/]+$');
+    PERFORM dbmail.check_attachment('file_attachments', name, info.size);
+    BEGIN
+      content := pg_read_binary_file(path);
+    EXCEPTION WHEN OTHERS THEN
+      PERFORM dbmail.raise_error('58030', 'file_attachments', path,
+        format('the database server cannot read it: %s', SQLERRM));
+    END;
+    files := files || ROW(name, content, dbmail.content_type_for(name))::dbmail.attachment;
+  END LOOP;
+  RETURN files;
+END;
+$_$;
 
 CREATE FUNCTION dbmail.record_outcome(mailitem_id bigint, sender_id text, outcome text, account_id integer DEFAULT NULL::integer, smtp_response text DEFAULT NULL::text, error text DEFAULT NULL::text, account_errors jsonb DEFAULT NULL::jsonb, process_id integer DEFAULT NULL::integer) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER
@@ -1045,6 +1304,51 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION dbmail.run_query(query text, result_format text, header boolean, width integer, separator text, no_padding boolean, no_truncate boolean) RETURNS text
+    LANGUAGE plpgsql
+    AS $_$
+DECLARE
+  result_table text := 'dbmail_query_' || pg_catalog.replace(pg_catalog.gen_random_uuid()::text, '-', '');
+  relation pg_catalog.regclass;
+  names text[];
+  numeric_columns boolean[];
+  cells text[];
+  row_count integer;
+  formatted text;
+BEGIN
+  EXECUTE pg_catalog.format('CREATE TEMPORARY TABLE %I AS %s', result_table,
+                            pg_catalog.regexp_replace(query, '[;[:space:]]+$', ''));
+  relation := pg_catalog.format('pg_temp.%I', result_table)::pg_catalog.regclass;
+  SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum),
+         pg_catalog.array_agg(a.atttypid IN (20, 21, 23, 26, 700, 701, 790, 1700) ORDER BY a.attnum)
+    INTO names, numeric_columns
+  FROM pg_catalog.pg_attribute a WHERE a.attrelid = relation AND a.attnum > 0 AND NOT a.attisdropped;
+  IF names IS NULL THEN
+    PERFORM dbmail.raise_error('22023', 'query', query, 'returns no columns');
+  END IF;
+  IF pg_catalog.upper(result_format) = 'JSON' THEN
+    EXECUTE pg_catalog.format('SELECT COALESCE(pg_catalog.json_agg(t), ''[]''::pg_catalog.json)::text FROM %s t', relation)
+      INTO formatted;
+  ELSE
+    EXECUTE pg_catalog.format('SELECT pg_catalog.count(*)::integer, pg_catalog.array_agg(c ORDER BY n, k) FROM '
+                              '(SELECT pg_catalog.row_number() OVER () AS n, t.* FROM %s t) r, '
+                              'LATERAL pg_catalog.unnest(ARRAY[%s]::text[]) WITH ORDINALITY AS x(c, k)',
+                              relation,
+                              (SELECT pg_catalog.string_agg(pg_catalog.format('r.%I::text', n), ', ')
+                                 FROM pg_catalog.unnest(names) n))
+      INTO row_count, cells;
+    row_count := COALESCE(row_count, 0) / GREATEST(pg_catalog.cardinality(names), 1);
+    formatted := CASE pg_catalog.upper(result_format)
+      WHEN 'CSV' THEN dbmail.format_csv(names, cells, row_count, header)
+      WHEN 'HTML' THEN dbmail.format_html(names, numeric_columns, cells, row_count, header)
+      ELSE dbmail.format_text(names, numeric_columns, cells, row_count, header, width, separator, no_padding, no_truncate)
+    END;
+  END IF;
+  EXECUTE pg_catalog.format('DROP TABLE %s', relation);
+  RETURN formatted;
+END;
+$_$;
+
 CREATE FUNCTION dbmail.schema_version() RETURNS integer
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -1150,14 +1454,42 @@ $$;
 CREATE FUNCTION dbmail.sp_send_dbmail(profile_name text DEFAULT NULL::text, recipients text DEFAULT NULL::text, copy_recipients text DEFAULT NULL::text, blind_copy_recipients text DEFAULT NULL::text, subject text DEFAULT NULL::text, body text DEFAULT NULL::text, body_format text DEFAULT 'TEXT'::text, importance text DEFAULT 'NORMAL'::text, sensitivity text DEFAULT 'NORMAL'::text, file_attachments text DEFAULT NULL::text, query text DEFAULT NULL::text, execute_query_database text DEFAULT NULL::text, attach_query_result_as_file boolean DEFAULT false, query_attachment_filename text DEFAULT NULL::text, query_result_header boolean DEFAULT true, query_result_width integer DEFAULT 256, query_result_separator text DEFAULT ' '::text, exclude_query_output boolean DEFAULT false, append_query_error boolean DEFAULT false, query_no_truncate boolean DEFAULT false, query_result_no_padding boolean DEFAULT false, from_address text DEFAULT NULL::text, reply_to text DEFAULT NULL::text, attachments dbmail.attachment[] DEFAULT NULL::dbmail.attachment[], headers jsonb DEFAULT NULL::jsonb, send_at timestamp with time zone DEFAULT NULL::timestamp with time zone, idempotency_key text DEFAULT NULL::text, query_result_format text DEFAULT 'TEXT'::text) RETURNS bigint
     LANGUAGE plpgsql
     AS $$
+DECLARE
+  query_result text;
+  failure text;
+  failure_state text;
+  new_id bigint;
 BEGIN
+  IF query IS NOT NULL THEN
+    -- Refuse bad arguments before running anything.
+    PERFORM dbmail.check_send_arguments(subject, body, COALESCE(body_format, 'TEXT'), importance,
+      sensitivity, query, execute_query_database, attach_query_result_as_file, query_result_header,
+      query_result_width, query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
+      query_result_no_padding, file_attachments, attachments, headers, idempotency_key, query_result_format);
+    BEGIN
+      query_result := dbmail.run_query(query, query_result_format, query_result_header, query_result_width,
+        query_result_separator, query_result_no_padding, query_no_truncate);
+    EXCEPTION WHEN OTHERS THEN
+      GET STACKED DIAGNOSTICS failure = MESSAGE_TEXT, failure_state = RETURNED_SQLSTATE;
+      IF NOT append_query_error THEN
+        PERFORM dbmail.raise_error(failure_state, 'query', query, failure);
+      END IF;
+      -- append_query_error: send anyway, with the error where the result would be.
+      query_result := 'Query failed: ' || failure;
+    END;
+  END IF;
   PERFORM dbmail.stamp_caller();
-  RETURN dbmail.queue_mail(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
+  new_id := dbmail.queue_mail(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
     body_format, importance, sensitivity, file_attachments, query, execute_query_database,
     attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
     query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
     query_result_no_padding, from_address, reply_to, attachments, headers, send_at, idempotency_key,
-    query_result_format);
+    query_result_format, query_result);
+  -- What SQL Server prints; exclude_query_output silences it.
+  IF NOT COALESCE(exclude_query_output, false) THEN
+    RAISE NOTICE 'Mail (Id: %) queued.', new_id;
+  END IF;
+  RETURN new_id;
 END;
 $$;
 
@@ -1719,6 +2051,20 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION dbmail.text_line(values_ text[], widths integer[], right_aligned boolean[], separator text, no_padding boolean) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+  IF no_padding THEN
+    RETURN array_to_string(ARRAY(SELECT COALESCE(v, '') FROM unnest(values_) v), separator);
+  END IF;
+  RETURN rtrim(array_to_string(ARRAY(
+    SELECT CASE WHEN right_aligned[k] THEN lpad(values_[k], widths[k]) ELSE rpad(values_[k], widths[k]) END
+    FROM generate_series(1, cardinality(values_)) k), separator), ' ');
+END;
+$$;
+
 CREATE TABLE dbmail.account_secrets (
     account_id integer NOT NULL,
     password text NOT NULL
@@ -2243,6 +2589,8 @@ REVOKE ALL ON FUNCTION dbmail.caller_role() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.check_account(account_name text, email_address text, display_name text, replyto_address text, mailserver_name text, port integer, username text, password text, use_default_credentials boolean, security text, timeout integer, tls_reject_unauthorized boolean) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION dbmail.check_attachment(parameter text, filename text, size bigint) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION dbmail.check_header_text(parameter text, value text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.check_headers(headers jsonb) FROM PUBLIC;
@@ -2250,11 +2598,17 @@ REVOKE ALL ON FUNCTION dbmail.check_headers(headers jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dbmail.check_profile_name(profile_name text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.check_send_arguments(subject text, body text, body_format text, importance text, sensitivity text, query text, execute_query_database text, attach_query_result_as_file boolean, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, file_attachments text, attachments dbmail.attachment[], headers jsonb, idempotency_key text, query_result_format text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.check_send_arguments(subject text, body text, body_format text, importance text, sensitivity text, query text, execute_query_database text, attach_query_result_as_file boolean, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, file_attachments text, attachments dbmail.attachment[], headers jsonb, idempotency_key text, query_result_format text) TO dbmail_user;
 
 REVOKE ALL ON FUNCTION dbmail.claim_mailitems(sender_id text, batch_size integer, lease_seconds integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.claim_mailitems(sender_id text, batch_size integer, lease_seconds integer) TO dbmail_sender;
 
 REVOKE ALL ON FUNCTION dbmail.config_changed() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.content_type_for(filename text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.csv_line(fields text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.csv_line(fields text[]) TO dbmail_user;
 
 REVOKE ALL ON FUNCTION dbmail.delete_mailitems(sent_before timestamp with time zone, sent_status text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.delete_mailitems(sent_before timestamp with time zone, sent_status text) TO dbmail_user;
@@ -2270,7 +2624,19 @@ REVOKE ALL ON FUNCTION dbmail.find_profile(profile_id integer, profile_name text
 
 REVOKE ALL ON FUNCTION dbmail.find_setting(parameter_name text) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION dbmail.format_csv(names text[], cells text[], row_count integer, header boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.format_csv(names text[], cells text[], row_count integer, header boolean) TO dbmail_user;
+
+REVOKE ALL ON FUNCTION dbmail.format_html(names text[], numeric_columns boolean[], cells text[], row_count integer, header boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.format_html(names text[], numeric_columns boolean[], cells text[], row_count integer, header boolean) TO dbmail_user;
+
+REVOKE ALL ON FUNCTION dbmail.format_text(names text[], numeric_columns boolean[], cells text[], row_count integer, header boolean, width integer, separator text, no_padding boolean, no_truncate boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.format_text(names text[], numeric_columns boolean[], cells text[], row_count integer, header boolean, width integer, separator text, no_padding boolean, no_truncate boolean) TO dbmail_user;
+
 REVOKE ALL ON FUNCTION dbmail.given_name(thing text, name text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.html_escape(value text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.html_escape(value text) TO dbmail_user;
 
 REVOKE ALL ON FUNCTION dbmail.is_admin(role_name name) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.is_admin(role_name name) TO dbmail_user;
@@ -2294,11 +2660,13 @@ REVOKE ALL ON FUNCTION dbmail.parse_single_address(parameter text, value text) F
 
 REVOKE ALL ON FUNCTION dbmail.principal_name(principal_id oid) FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION dbmail.queue_mail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text) FROM PUBLIC;
-GRANT ALL ON FUNCTION dbmail.queue_mail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text) TO dbmail_user;
+REVOKE ALL ON FUNCTION dbmail.queue_mail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, query_result text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.queue_mail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, query_result text) TO dbmail_user;
 
 REVOKE ALL ON FUNCTION dbmail.raise_error(sqlstate text, parameter text, value text, problem text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.raise_error(sqlstate text, parameter text, value text, problem text) TO dbmail_user;
+
+REVOKE ALL ON FUNCTION dbmail.read_attachment_files(file_attachments text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.record_outcome(mailitem_id bigint, sender_id text, outcome text, account_id integer, smtp_response text, error text, account_errors jsonb, process_id integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.record_outcome(mailitem_id bigint, sender_id text, outcome text, account_id integer, smtp_response text, error text, account_errors jsonb, process_id integer) TO dbmail_sender;
@@ -2309,6 +2677,9 @@ GRANT ALL ON FUNCTION dbmail.release_mailitems(sender_id text, mailitem_ids bigi
 REVOKE ALL ON FUNCTION dbmail.resolve_profile(sender name, profile_name text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.resolve_security(enable_ssl boolean, security text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.run_query(query text, result_format text, header boolean, width integer, separator text, no_padding boolean, no_truncate boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.run_query(query text, result_format text, header boolean, width integer, separator text, no_padding boolean, no_truncate boolean) TO dbmail_user;
 
 REVOKE ALL ON FUNCTION dbmail.schema_version() FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.schema_version() TO dbmail_sender;
@@ -2413,6 +2784,9 @@ REVOKE ALL ON FUNCTION dbmail.sysmail_update_profileaccount_sp(profile_id intege
 GRANT ALL ON FUNCTION dbmail.sysmail_update_profileaccount_sp(profile_id integer, profile_name text, account_id integer, account_name text, sequence_number integer) TO dbmail_admin;
 
 REVOKE ALL ON FUNCTION dbmail.take_caller_stamp(entry_point text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.text_line(values_ text[], widths integer[], right_aligned boolean[], separator text, no_padding boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.text_line(values_ text[], widths integer[], right_aligned boolean[], separator text, no_padding boolean) TO dbmail_user;
 
 GRANT INSERT(transaction_id) ON TABLE dbmail.caller_stamps TO dbmail_user;
 

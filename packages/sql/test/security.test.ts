@@ -63,14 +63,22 @@ const VIEWS = [
 /** What each role may execute in schema dbmail, and nothing more. */
 const USER_FUNCTIONS = [
   "attachment",
+  "check_send_arguments",
+  "csv_line",
   "delete_mailitems",
+  "format_csv",
+  "format_html",
+  "format_text",
+  "html_escape",
   "is_admin",
   "queue_mail",
   "raise_error",
+  "run_query",
   "show_value",
   "sp_send_dbmail",
   "stamp_caller",
   "sysmail_delete_mailitems_sp",
+  "text_line",
 ];
 
 /** dbmail.queue_mail's parameters in order, with their types and a harmless value. */
@@ -103,6 +111,7 @@ const QUEUE_MAIL_PARAMETERS: [string, string, unknown][] = [
   ["send_at", "timestamptz", null],
   ["idempotency_key", "text", null],
   ["query_result_format", "text", "TEXT"],
+  ["query_result", "text", null],
 ];
 
 interface Items {
@@ -501,7 +510,9 @@ describe("dbmail_user", () => {
 
   it("cannot bypass sp_send_dbmail's refusals by calling queue_mail directly", async () => {
     // sp_send_dbmail refuses these (file attachments outside AttachmentDirectories, which is empty; a
-    // prohibited extension; a query it does not run); queue_mail, granted to the same users, must too.
+    // prohibited extension, also as a query attachment name); queue_mail, granted to the same users, must
+    // too. (A query's result is formatted by sp_send_dbmail in the caller's session; a direct caller can
+    // only hand queue_mail a "result" it could as well have written in the body.)
     const exe = first(
       (
         await db.query<{ a: string }>(
@@ -512,7 +523,12 @@ describe("dbmail_user", () => {
     const attempts: Record<string, Record<string, unknown>> = {
       file_attachments: { file_attachments: "/etc/passwd" },
       attachments: { attachments: exe },
-      query: { query: "SELECT 1" },
+      query_attachment_filename: {
+        query: "SELECT 1",
+        query_result: "1",
+        attach_query_result_as_file: true,
+        query_attachment_filename: "run.vbs",
+      },
     };
     const accepted: string[] = [];
     for (const [name, overrides] of Object.entries(attempts)) {
@@ -1053,11 +1069,11 @@ describe("search_path and shadowing", () => {
     expect(violators).toEqual([]);
   });
 
-  it("every other function either pins search_path or has a body parsed at creation (except sp_send_dbmail)", async () => {
+  it("every other function pins search_path, except those that run the caller's own query in the caller's context", async () => {
     const { rows } = await db.query<{ fn: string }>(
       `SELECT p.oid::regprocedure::text AS fn FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
        WHERE p.pronamespace = 'dbmail'::regnamespace AND p.prosqlbody IS NULL
-         AND l.lanname NOT IN ('internal', 'c') AND p.proname <> 'sp_send_dbmail'
+         AND l.lanname NOT IN ('internal', 'c') AND p.proname NOT IN ('sp_send_dbmail', 'run_query')
          AND NOT EXISTS (SELECT FROM unnest(p.proconfig) c WHERE c LIKE 'search_path=%')
        ORDER BY 1`,
     );
