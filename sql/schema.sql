@@ -138,7 +138,8 @@ CREATE FUNCTION dbmail.check_attachment(parameter text, filename text, size bigi
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
 DECLARE
-  extension text := lower(substring(filename FROM '\.([^.]*)$'));
+  -- Judged as it will be stored (trimmed): a trailing space must not hide a prohibited extension.
+  extension text := lower(substring(btrim(filename, E' \t') FROM '\.([^.]*)$'));
   max_size bigint := dbmail.setting('MaxFileSize')::bigint;
 BEGIN
   IF filename IS NULL OR btrim(filename) = '' THEN
@@ -208,6 +209,84 @@ BEGIN
 END;
 $_$;
 
+CREATE FUNCTION dbmail.check_operator(enabled boolean, email_address text, pager_address text, weekday_pager_start_time integer, weekday_pager_end_time integer, saturday_pager_start_time integer, saturday_pager_end_time integer, sunday_pager_start_time integer, sunday_pager_end_time integer, pager_days integer, netsend_address text, category_name text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+  IF enabled IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'enabled', NULL, 'must be true or false');
+  END IF;
+  PERFORM dbmail.check_operator_addresses('email_address', email_address);
+  PERFORM dbmail.check_operator_addresses('pager_address', pager_address);
+  PERFORM dbmail.check_pager_time('weekday_pager_start_time', weekday_pager_start_time);
+  PERFORM dbmail.check_pager_time('weekday_pager_end_time', weekday_pager_end_time);
+  PERFORM dbmail.check_pager_time('saturday_pager_start_time', saturday_pager_start_time);
+  PERFORM dbmail.check_pager_time('saturday_pager_end_time', saturday_pager_end_time);
+  PERFORM dbmail.check_pager_time('sunday_pager_start_time', sunday_pager_start_time);
+  PERFORM dbmail.check_pager_time('sunday_pager_end_time', sunday_pager_end_time);
+  IF pager_days IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'pager_days', NULL,
+      'must be from 0 to 127: add up 1 Sunday, 2 Monday, 4 Tuesday, 8 Wednesday, 16 Thursday, 32 Friday, 64 Saturday');
+  ELSIF pager_days NOT BETWEEN 0 AND 127 THEN
+    PERFORM dbmail.raise_error('22023', 'pager_days', pager_days::text,
+      'must be from 0 to 127: add up 1 Sunday, 2 Monday, 4 Tuesday, 8 Wednesday, 16 Thursday, 32 Friday, 64 Saturday');
+  END IF;
+  PERFORM dbmail.check_header_text('netsend_address', netsend_address);
+  IF length(netsend_address) > 100 THEN
+    PERFORM dbmail.raise_error('22023', 'netsend_address', netsend_address, 'is longer than 100 characters');
+  END IF;
+  PERFORM dbmail.check_header_text('category_name', category_name);
+  IF length(category_name) > 128 THEN
+    PERFORM dbmail.raise_error('22023', 'category_name', category_name, 'is longer than 128 characters');
+  END IF;
+END;
+$$;
+
+CREATE FUNCTION dbmail.check_operator_addresses(parameter text, value text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+  IF value IS NOT NULL AND jsonb_array_length(dbmail.parse_address_list(parameter, value)) = 0 THEN
+    PERFORM dbmail.raise_error('22023', parameter, value, 'no e-mail address given');
+  END IF;
+END;
+$$;
+
+CREATE FUNCTION dbmail.check_operator_name(parameter text, operator_name text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+  IF operator_name IS NULL OR btrim(operator_name) = '' THEN
+    PERFORM dbmail.raise_error('22004', parameter, operator_name, 'an operator needs a name');
+  END IF;
+  PERFORM dbmail.check_header_text(parameter, operator_name);
+  IF length(btrim(operator_name)) > 128 THEN
+    PERFORM dbmail.raise_error('22023', parameter, operator_name, 'is longer than 128 characters');
+  END IF;
+END;
+$$;
+
+CREATE FUNCTION dbmail.check_pager_time(parameter text, value integer) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+  IF value IS NULL THEN
+    PERFORM dbmail.raise_error('22004', parameter, NULL, 'must be a time of day HHMMSS, from 000000 to 235959');
+  ELSIF value NOT BETWEEN 0 AND 235959 THEN
+    PERFORM dbmail.raise_error('22023', parameter, value::text,
+      'must be a time of day HHMMSS, from 000000 to 235959');
+  ELSIF value % 10000 >= 6000 THEN
+    PERFORM dbmail.raise_error('22023', parameter, value::text, 'the minutes (MM of HHMMSS) must be from 00 to 59');
+  ELSIF value % 100 >= 60 THEN
+    PERFORM dbmail.raise_error('22023', parameter, value::text, 'the seconds (SS of HHMMSS) must be from 00 to 59');
+  END IF;
+END;
+$$;
+
 CREATE FUNCTION dbmail.check_profile_name(profile_name text) RETURNS void
     LANGUAGE plpgsql IMMUTABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -224,7 +303,7 @@ END;
 $$;
 
 CREATE FUNCTION dbmail.check_send_arguments(subject text, body text, body_format text, importance text, sensitivity text, query text, execute_query_database text, attach_query_result_as_file boolean, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, file_attachments text, attachments dbmail.attachment[], headers jsonb, idempotency_key text, query_result_format text) RETURNS void
-    LANGUAGE plpgsql STABLE
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 BEGIN
@@ -302,6 +381,19 @@ BEGIN
   END IF;
 END;
 $$;
+
+CREATE FUNCTION dbmail.claim_job_failure(operator_id integer, runid bigint, jobid bigint, run_ended_at timestamp with time zone) RETURNS boolean
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+  WITH claimed AS (
+    INSERT INTO dbmail.notified_job_runs (operator_id, runid, jobid, run_ended_at)
+    VALUES ($1, $2, $3, $4)
+    ON CONFLICT ON CONSTRAINT notified_job_runs_pkey DO NOTHING
+    RETURNING 1
+  )
+  SELECT EXISTS (SELECT FROM claimed);
+$_$;
 
 CREATE FUNCTION dbmail.claim_mailitems(sender_id text, batch_size integer DEFAULT 20, lease_seconds integer DEFAULT 300) RETURNS TABLE(mailitem_id bigint, profile_id integer, envelope jsonb, subject text, body text, body_format text, importance text, sensitivity text, from_address text, reply_to text, headers jsonb, message_id text, send_attempts integer, attachment_count integer, lease_expires_at timestamp with time zone)
     LANGUAGE plpgsql SECURITY DEFINER
@@ -494,6 +586,41 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION dbmail.find_operator(operator_id integer, operator_name text, id_parameter text, name_parameter text, required boolean DEFAULT true) RETURNS integer
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  by_name integer;
+BEGIN
+  IF operator_id IS NULL AND operator_name IS NULL THEN
+    IF required THEN
+      IF id_parameter IS NULL THEN
+        PERFORM dbmail.raise_error('22004', name_parameter, NULL, 'give the operator''s name');
+      END IF;
+      PERFORM dbmail.raise_error('22004', format('%s, %s', id_parameter, name_parameter), NULL,
+        'give the operator''s id or name');
+    END IF;
+    RETURN NULL;
+  END IF;
+  IF operator_name IS NOT NULL THEN
+    SELECT o.operator_id INTO by_name FROM dbmail.operators o WHERE lower(o.name) = lower(btrim(operator_name));
+    IF by_name IS NULL THEN
+      PERFORM dbmail.raise_error('42704', name_parameter, operator_name, 'no such operator');
+    END IF;
+    IF operator_id IS NOT NULL AND operator_id <> by_name THEN
+      PERFORM dbmail.raise_error('22023', name_parameter, operator_name,
+        format('is operator %s, not %s %s', by_name, id_parameter, operator_id));
+    END IF;
+    RETURN by_name;
+  END IF;
+  IF NOT EXISTS (SELECT FROM dbmail.operators o WHERE o.operator_id = find_operator.operator_id) THEN
+    PERFORM dbmail.raise_error('42704', id_parameter, operator_id::text, 'no such operator');
+  END IF;
+  RETURN operator_id;
+END;
+$$;
+
 CREATE FUNCTION dbmail.find_principal(principal_id oid, principal_name text, required boolean DEFAULT true) RETURNS oid
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -595,7 +722,7 @@ BEGIN
   FOR r IN 1 .. row_count LOOP
     lines := lines || dbmail.csv_line(cells[(r - 1) * columns + 1 : r * columns]);
   END LOOP;
-  RETURN array_to_string(lines, E'\r\n') || E'\r\n';
+  RETURN CASE WHEN cardinality(lines) = 0 THEN '' ELSE array_to_string(lines, E'\r\n') || E'\r\n' END;
 END;
 $$;
 
@@ -624,6 +751,19 @@ BEGIN
       FROM generate_series(1, columns) k), '') || '</tr>';
   END LOOP;
   RETURN html || '</tbody></table>';
+END;
+$$;
+
+CREATE FUNCTION dbmail.format_result(names text[], numeric_columns boolean[], cells text[], row_count integer, result_format text, header boolean, width integer, separator text, no_padding boolean, no_truncate boolean) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+  RETURN CASE upper(result_format)
+    WHEN 'CSV' THEN dbmail.format_csv(names, cells, row_count, header)
+    WHEN 'HTML' THEN dbmail.format_html(names, numeric_columns, cells, row_count, header)
+    ELSE dbmail.format_text(names, numeric_columns, cells, row_count, header, width, separator, no_padding, no_truncate)
+  END;
 END;
 $$;
 
@@ -664,12 +804,12 @@ BEGIN
     lines := lines || dbmail.text_line(shown[(r - 1) * columns + 1 : r * columns], widths, numeric_columns,
                                        separator, no_padding);
   END LOOP;
-  -- Wrap lines longer than the width, as sqlcmd does.
-  lines := ARRAY(
+  -- Wrap lines longer than the width, as sqlcmd does (no_padding overrides the width).
+  lines := CASE WHEN no_padding THEN lines ELSE ARRAY(
     SELECT substr(l.line, (k - 1) * width + 1, width)
     FROM unnest(lines) WITH ORDINALITY AS l(line, n),
          generate_series(1, GREATEST(1, ceil(length(l.line)::numeric / width)::integer)) k
-    ORDER BY l.n, k);
+    ORDER BY l.n, k) END;
   RETURN array_to_string(lines || ''::text || format('(%s %s affected)', row_count,
     CASE WHEN row_count = 1 THEN 'row' ELSE 'rows' END), E'\n');
 END;
@@ -700,6 +840,15 @@ BEGIN
   RETURN pg_has_role(role_name, 'dbmail_admin', 'USAGE');
 END;
 $$;
+
+CREATE FUNCTION dbmail.job_failure_operator(operator_name text) RETURNS TABLE(operator_id integer, enabled boolean, email_address text)
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+  DELETE FROM dbmail.notified_job_runs n WHERE n.run_ended_at < now() - interval '30 days';
+  SELECT o.operator_id, o.enabled, o.email_address FROM dbmail.operators o
+  WHERE o.operator_id = dbmail.find_operator(NULL, $1, NULL, 'operator_name');
+$_$;
 
 CREATE TABLE dbmail.senders (
     sender_id text NOT NULL,
@@ -839,6 +988,102 @@ BEGIN
 END;
 $_$;
 
+CREATE FUNCTION dbmail.notify_job_failures(operator_name text DEFAULT NULL::text, profile_name text DEFAULT NULL::text, since interval DEFAULT '01:00:00'::interval) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  op record;
+  run record;
+  job_label text;
+  queued integer := 0;
+BEGIN
+  IF since IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'since', NULL, 'give how far back to look, e.g. interval ''1 hour''');
+  ELSIF since <= interval '0' OR since > interval '30 days' THEN
+    PERFORM dbmail.raise_error('22023', 'since', since::text, 'must be more than 0 and at most 30 days');
+  END IF;
+  -- Looked up in the catalog: to_regclass would raise on a schema cron the caller may not use.
+  IF NOT EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = 'cron' AND c.relname = 'job_run_details')
+     OR NOT EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE n.nspname = 'cron' AND c.relname = 'job') THEN
+    PERFORM dbmail.raise_error('55000', 'operator_name', operator_name,
+      'pg_cron is not installed in this database (CREATE EXTENSION pg_cron, in the database named by cron.database_name)');
+  END IF;
+  IF NOT has_schema_privilege('cron', 'USAGE') THEN
+    PERFORM dbmail.raise_error('42501', 'caller', current_user::text,
+      'may not use schema cron, so cannot read pg_cron''s job runs (GRANT USAGE ON SCHEMA cron, or run this as a superuser)');
+  END IF;
+  IF NOT has_table_privilege('cron.job_run_details', 'SELECT') OR NOT has_table_privilege('cron.job', 'SELECT') THEN
+    PERFORM dbmail.raise_error('42501', 'caller', current_user::text,
+      'may not read cron.job_run_details and cron.job (GRANT SELECT on them, or run this as a superuser)');
+  END IF;
+
+  SELECT * INTO op FROM dbmail.job_failure_operator(operator_name);
+  IF NOT op.enabled THEN
+    -- A disabled operator is not notified, as in SQL Server Agent; this is not an error, so a scheduled
+    -- call does not fail (and become a failed job run itself) while the operator is away.
+    RAISE NOTICE '%', format('operator_name: %s: operator is not enabled; no job failures were mailed',
+      dbmail.show_value(operator_name));
+    RETURN 0;
+  END IF;
+  IF op.email_address IS NULL THEN
+    PERFORM dbmail.raise_error('55000', 'operator_name', operator_name,
+      'operator has no e-mail address (an admin can set one with sp_update_operator)');
+  END IF;
+
+  FOR run IN
+    SELECT d.runid, d.jobid, j.jobname, d.database, d.username, d.command, d.return_message, d.start_time,
+           COALESCE(d.end_time, d.start_time) AS ended
+    FROM cron.job_run_details d
+    LEFT JOIN cron.job j ON j.jobid = d.jobid
+    WHERE d.status = 'failed' AND COALESCE(d.end_time, d.start_time) >= now() - since
+    ORDER BY COALESCE(d.end_time, d.start_time), d.runid
+  LOOP
+    CONTINUE WHEN NOT dbmail.claim_job_failure(op.operator_id, run.runid, run.jobid, run.ended);
+    -- The job's name on one line (it goes into the subject), else its id.
+    job_label := left(regexp_replace(COALESCE(NULLIF(btrim(run.jobname), ''), run.jobid::text),
+                                     '[\x01-\x1f\x7f]+', ' ', 'g'), 200);
+    PERFORM dbmail.sp_send_dbmail(
+      profile_name => profile_name,
+      recipients => op.email_address,
+      subject => format('pg_cron job %s failed', job_label),
+      body => format(E'pg_cron job %s failed.\n\n'
+                     'Job id:   %s\nRun id:   %s\nDatabase: %s\nUser:     %s\nStarted:  %s\nEnded:    %s\n\n'
+                     'Command:\n%s\n\nMessage:\n%s\n\n'
+                     '(Sent by dbmail.notify_job_failures in database %s.)\n',
+                     job_label, run.jobid, run.runid, run.database, run.username, run.start_time, run.ended,
+                     run.command, COALESCE(run.return_message, '(none)'), current_database()));
+    queued := queued + 1;
+  END LOOP;
+  RETURN queued;
+END;
+$$;
+
+CREATE FUNCTION dbmail.operator_address(id integer, name text) RETURNS text
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  target integer := dbmail.find_operator(operator_address.id, operator_address.name, 'id', 'name');
+  parameter text := CASE WHEN operator_address.name IS NOT NULL THEN 'name' ELSE 'id' END;
+  shown text := COALESCE(operator_address.name, operator_address.id::text);
+  op dbmail.operators;
+BEGIN
+  SELECT * INTO op FROM dbmail.operators o WHERE o.operator_id = target;
+  IF NOT op.enabled THEN
+    PERFORM dbmail.raise_error('55000', parameter, shown,
+      'operator is not enabled and therefore cannot receive notifications');
+  END IF;
+  IF op.email_address IS NULL THEN
+    PERFORM dbmail.raise_error('55000', parameter, shown,
+      'operator has no e-mail address (an admin can set one with sp_update_operator)');
+  END IF;
+  RETURN op.email_address;
+END;
+$$;
+
 CREATE FUNCTION dbmail.parse_address_list(parameter text, list text) RETURNS jsonb
     LANGUAGE plpgsql IMMUTABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -965,7 +1210,7 @@ $$;
 CREATE FUNCTION dbmail.queue_mail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, query_result text) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    AS $$
+    AS $_$
 #variable_conflict use_column
 DECLARE
   sender name := dbmail.take_caller_stamp('sp_send_dbmail');
@@ -1000,14 +1245,21 @@ BEGIN
       PERFORM dbmail.raise_error('22004', 'attachments', attached.filename, 'an attachment needs content (bytea)');
     END IF;
     PERFORM dbmail.check_attachment('attachments', attached.filename, octet_length(attached.content));
-    files := files || ROW(btrim(attached.filename), attached.content,
-                          COALESCE(NULLIF(btrim(attached.content_type), ''), dbmail.content_type_for(attached.filename)))::dbmail.attachment;
+    attached.filename := btrim(attached.filename, E' \t');
+    attached.content_type := NULLIF(btrim(attached.content_type), '');
+    IF attached.content_type !~ '^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*( *;[^\r\n]*)?$'
+       OR attached.content_type ~ '[\x01-\x1f\x7f]' THEN
+      PERFORM dbmail.raise_error('22023', 'attachments', attached.content_type,
+        format('not a MIME type (type/subtype) for %s', attached.filename));
+    END IF;
+    attached.content_type := COALESCE(attached.content_type, dbmail.content_type_for(attached.filename));
+    files := files || attached;
   END LOOP;
   IF NULLIF(btrim(file_attachments), '') IS NOT NULL THEN
     files := files || dbmail.read_attachment_files(file_attachments);
   END IF;
-  IF query IS NOT NULL THEN
-    result_bytes := convert_to(COALESCE(query_result, ''), 'UTF8');
+  IF query IS NOT NULL AND query_result IS NOT NULL THEN
+    result_bytes := convert_to(query_result, 'UTF8');
     IF octet_length(result_bytes) > dbmail.setting('MaxFileSize')::bigint THEN
       PERFORM dbmail.raise_error('54000', 'query', query, format('the result (%s bytes) is more than MaxFileSize (%s bytes)',
         octet_length(result_bytes), dbmail.setting('MaxFileSize')));
@@ -1071,7 +1323,7 @@ BEGIN
   END IF;
   RETURN new_id;
 END;
-$$;
+$_$;
 
 CREATE FUNCTION dbmail.raise_error(sqlstate text, parameter text, value text, problem text) RETURNS void
     LANGUAGE plpgsql IMMUTABLE
@@ -1309,45 +1561,77 @@ CREATE FUNCTION dbmail.run_query(query text, result_format text, header boolean,
     AS $_$
 DECLARE
   result_table text := 'dbmail_query_' || pg_catalog.replace(pg_catalog.gen_random_uuid()::text, '-', '');
+  -- The newline keeps a trailing -- comment from swallowing the closing parenthesis.
+  subquery text := '(' || pg_catalog.regexp_replace(query, '[;[:space:]]+$', '') || E'\n) dbmail_query';
   relation pg_catalog.regclass;
   names text[];
   numeric_columns boolean[];
   cells text[];
+  rows_2d text[];
   row_count integer;
   formatted text;
 BEGIN
-  EXECUTE pg_catalog.format('CREATE TEMPORARY TABLE %I AS %s', result_table,
-                            pg_catalog.regexp_replace(query, '[;[:space:]]+$', ''));
+  BEGIN
+    EXECUTE pg_catalog.format('CREATE TEMPORARY TABLE %I AS SELECT * FROM %s', result_table, subquery);
+  EXCEPTION
+    WHEN duplicate_column THEN
+      -- Columns with the same name (SELECT a.id, b.id; or unnamed ones): a table cannot hold them.
+      RETURN dbmail.run_query_as_json(subquery, result_format, header, width, separator, no_padding, no_truncate);
+    WHEN syntax_error THEN
+      -- sp_send_dbmail prefixes the message with the query. A ; that broke the subquery: say why.
+      IF pg_catalog.strpos(pg_catalog.regexp_replace(query, '[;[:space:]]+$', ''), ';') > 0 THEN
+        RAISE EXCEPTION USING ERRCODE = '42601',
+          MESSAGE = pg_catalog.format('must be one statement that returns rows (%s)', SQLERRM);
+      END IF;
+      RAISE;
+  END;
   relation := pg_catalog.format('pg_temp.%I', result_table)::pg_catalog.regclass;
   SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum),
          pg_catalog.array_agg(a.atttypid IN (20, 21, 23, 26, 700, 701, 790, 1700) ORDER BY a.attnum)
     INTO names, numeric_columns
   FROM pg_catalog.pg_attribute a WHERE a.attrelid = relation AND a.attnum > 0 AND NOT a.attisdropped;
   IF names IS NULL THEN
-    PERFORM dbmail.raise_error('22023', 'query', query, 'returns no columns');
+    RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'returns no columns';
   END IF;
   IF pg_catalog.upper(result_format) = 'JSON' THEN
     EXECUTE pg_catalog.format('SELECT COALESCE(pg_catalog.json_agg(t), ''[]''::pg_catalog.json)::text FROM %s t', relation)
       INTO formatted;
   ELSE
-    EXECUTE pg_catalog.format('SELECT pg_catalog.count(*)::integer, pg_catalog.array_agg(c ORDER BY n, k) FROM '
-                              '(SELECT pg_catalog.row_number() OVER () AS n, t.* FROM %s t) r, '
-                              'LATERAL pg_catalog.unnest(ARRAY[%s]::text[]) WITH ORDINALITY AS x(c, k)',
-                              relation,
-                              (SELECT pg_catalog.string_agg(pg_catalog.format('r.%I::text', n), ', ')
-                                 FROM pg_catalog.unnest(names) n))
-      INTO row_count, cells;
-    row_count := COALESCE(row_count, 0) / GREATEST(pg_catalog.cardinality(names), 1);
-    formatted := CASE pg_catalog.upper(result_format)
-      WHEN 'CSV' THEN dbmail.format_csv(names, cells, row_count, header)
-      WHEN 'HTML' THEN dbmail.format_html(names, numeric_columns, cells, row_count, header)
-      ELSE dbmail.format_text(names, numeric_columns, cells, row_count, header, width, separator, no_padding, no_truncate)
-    END;
+    -- One row per row, each a text array; unnest flattens them row after row.
+    EXECUTE pg_catalog.format('SELECT pg_catalog.array_agg(ARRAY[%s]::text[]) FROM %s t',
+      (SELECT pg_catalog.string_agg(pg_catalog.format('t.%I::text', n), ', ') FROM pg_catalog.unnest(names) n),
+      relation)
+      INTO rows_2d;
+    row_count := COALESCE(pg_catalog.array_length(rows_2d, 1), 0);
+    cells := ARRAY(SELECT pg_catalog.unnest(rows_2d));
+    formatted := dbmail.format_result(names, numeric_columns, cells, row_count, result_format, header, width,
+                                      separator, no_padding, no_truncate);
   END IF;
   EXECUTE pg_catalog.format('DROP TABLE %s', relation);
   RETURN formatted;
 END;
 $_$;
+
+CREATE FUNCTION dbmail.run_query_as_json(subquery text, result_format text, header boolean, width integer, separator text, no_padding boolean, no_truncate boolean) RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  rows_json pg_catalog.json;
+BEGIN
+  EXECUTE pg_catalog.format('SELECT pg_catalog.json_agg(pg_catalog.row_to_json(dbmail_query)) FROM %s', subquery)
+    INTO rows_json;
+  IF pg_catalog.upper(result_format) = 'JSON' THEN
+    RETURN COALESCE(rows_json::text, '[]');
+  END IF;
+  RETURN dbmail.format_result(
+    ARRAY(SELECT e.key FROM pg_catalog.json_each(rows_json -> 0) e),
+    ARRAY(SELECT pg_catalog.json_typeof(e.value) = 'number' FROM pg_catalog.json_each(rows_json -> 0) e),
+    ARRAY(SELECT e.value FROM pg_catalog.json_array_elements(rows_json) WITH ORDINALITY AS r(item, n),
+                 LATERAL pg_catalog.json_each_text(r.item) WITH ORDINALITY AS e(key, value, k) ORDER BY r.n, e.k),
+    COALESCE(pg_catalog.json_array_length(rows_json), 0), result_format, header, width, separator, no_padding,
+    no_truncate);
+END;
+$$;
 
 CREATE FUNCTION dbmail.schema_version() RETURNS integer
     LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -1451,6 +1735,80 @@ CREATE FUNCTION dbmail.show_value(value text) RETURNS text
   END;
 $$;
 
+CREATE FUNCTION dbmail.sp_add_operator(name text DEFAULT NULL::text, enabled boolean DEFAULT true, email_address text DEFAULT NULL::text, pager_address text DEFAULT NULL::text, weekday_pager_start_time integer DEFAULT 90000, weekday_pager_end_time integer DEFAULT 180000, saturday_pager_start_time integer DEFAULT 90000, saturday_pager_end_time integer DEFAULT 180000, sunday_pager_start_time integer DEFAULT 90000, sunday_pager_end_time integer DEFAULT 180000, pager_days integer DEFAULT 0, netsend_address text DEFAULT NULL::text, category_name text DEFAULT NULL::text) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  new_name text := btrim(sp_add_operator.name);
+  new_email text := NULLIF(btrim(sp_add_operator.email_address), '');
+  new_pager text := NULLIF(btrim(sp_add_operator.pager_address), '');
+  new_netsend text := NULLIF(btrim(sp_add_operator.netsend_address), '');
+  new_category text := NULLIF(btrim(sp_add_operator.category_name), '');
+  new_id integer;
+BEGIN
+  PERFORM dbmail.check_operator_name('name', sp_add_operator.name);
+  PERFORM dbmail.check_operator(sp_add_operator.enabled, new_email, new_pager,
+    sp_add_operator.weekday_pager_start_time, sp_add_operator.weekday_pager_end_time,
+    sp_add_operator.saturday_pager_start_time, sp_add_operator.saturday_pager_end_time,
+    sp_add_operator.sunday_pager_start_time, sp_add_operator.sunday_pager_end_time,
+    sp_add_operator.pager_days, new_netsend, new_category);
+  IF EXISTS (SELECT FROM dbmail.operators o WHERE lower(o.name) = lower(new_name)) THEN
+    PERFORM dbmail.raise_error('42710', 'name', sp_add_operator.name, 'an operator with this name exists');
+  END IF;
+  INSERT INTO dbmail.operators AS o (name, enabled, email_address, pager_address, weekday_pager_start_time,
+    weekday_pager_end_time, saturday_pager_start_time, saturday_pager_end_time, sunday_pager_start_time,
+    sunday_pager_end_time, pager_days, netsend_address, category_name, last_mod_user)
+  VALUES (new_name, sp_add_operator.enabled, new_email, new_pager, sp_add_operator.weekday_pager_start_time,
+    sp_add_operator.weekday_pager_end_time, sp_add_operator.saturday_pager_start_time,
+    sp_add_operator.saturday_pager_end_time, sp_add_operator.sunday_pager_start_time,
+    sp_add_operator.sunday_pager_end_time, sp_add_operator.pager_days, new_netsend, new_category,
+    dbmail.caller_role())
+  RETURNING o.operator_id INTO new_id;
+  RETURN new_id;
+END;
+$$;
+
+CREATE FUNCTION dbmail.sp_delete_operator(name text DEFAULT NULL::text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  target integer := dbmail.find_operator(NULL, sp_delete_operator.name, NULL, 'name');
+BEGIN
+  DELETE FROM dbmail.operators o WHERE o.operator_id = target;
+END;
+$$;
+
+CREATE FUNCTION dbmail.sp_help_operator(operator_name text DEFAULT NULL::text, operator_id integer DEFAULT NULL::integer) RETURNS TABLE(id integer, name text, enabled boolean, email_address text, pager_address text, weekday_pager_start_time integer, weekday_pager_end_time integer, saturday_pager_start_time integer, saturday_pager_end_time integer, sunday_pager_start_time integer, sunday_pager_end_time integer, pager_days smallint, netsend_address text, category_name text)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+  -- An unknown operator is an error, not an empty list.
+  SELECT dbmail.find_operator($2, $1, 'operator_id', 'operator_name', false);
+  SELECT o.operator_id, o.name, o.enabled, o.email_address, o.pager_address, o.weekday_pager_start_time,
+         o.weekday_pager_end_time, o.saturday_pager_start_time, o.saturday_pager_end_time,
+         o.sunday_pager_start_time, o.sunday_pager_end_time, o.pager_days, o.netsend_address, o.category_name
+  FROM dbmail.operators o
+  WHERE ($1 IS NULL AND $2 IS NULL) OR o.operator_id = dbmail.find_operator($2, $1, 'operator_id', 'operator_name', false)
+  ORDER BY lower(o.name), o.operator_id;
+$_$;
+
+CREATE FUNCTION dbmail.sp_notify_operator(profile_name text DEFAULT NULL::text, id integer DEFAULT NULL::integer, name text DEFAULT NULL::text, subject text DEFAULT NULL::text, body text DEFAULT NULL::text, file_attachments text DEFAULT NULL::text) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+  -- As in SQL Server: names and paths are trimmed, and '' means NULL.
+  RETURN dbmail.sp_send_dbmail(
+    profile_name => NULLIF(btrim(sp_notify_operator.profile_name), ''),
+    recipients => dbmail.operator_address(sp_notify_operator.id, NULLIF(btrim(sp_notify_operator.name), '')),
+    subject => sp_notify_operator.subject,
+    body => sp_notify_operator.body,
+    file_attachments => NULLIF(btrim(sp_notify_operator.file_attachments), ''));
+END;
+$$;
+
 CREATE FUNCTION dbmail.sp_send_dbmail(profile_name text DEFAULT NULL::text, recipients text DEFAULT NULL::text, copy_recipients text DEFAULT NULL::text, blind_copy_recipients text DEFAULT NULL::text, subject text DEFAULT NULL::text, body text DEFAULT NULL::text, body_format text DEFAULT 'TEXT'::text, importance text DEFAULT 'NORMAL'::text, sensitivity text DEFAULT 'NORMAL'::text, file_attachments text DEFAULT NULL::text, query text DEFAULT NULL::text, execute_query_database text DEFAULT NULL::text, attach_query_result_as_file boolean DEFAULT false, query_attachment_filename text DEFAULT NULL::text, query_result_header boolean DEFAULT true, query_result_width integer DEFAULT 256, query_result_separator text DEFAULT ' '::text, exclude_query_output boolean DEFAULT false, append_query_error boolean DEFAULT false, query_no_truncate boolean DEFAULT false, query_result_no_padding boolean DEFAULT false, from_address text DEFAULT NULL::text, reply_to text DEFAULT NULL::text, attachments dbmail.attachment[] DEFAULT NULL::dbmail.attachment[], headers jsonb DEFAULT NULL::jsonb, send_at timestamp with time zone DEFAULT NULL::timestamp with time zone, idempotency_key text DEFAULT NULL::text, query_result_format text DEFAULT 'TEXT'::text) RETURNS bigint
     LANGUAGE plpgsql
     AS $$
@@ -1474,8 +1832,16 @@ BEGIN
       IF NOT append_query_error THEN
         PERFORM dbmail.raise_error(failure_state, 'query', query, failure);
       END IF;
-      -- append_query_error: send anyway, with the error where the result would be.
-      query_result := 'Query failed: ' || failure;
+      -- append_query_error: send anyway, with the error in the body where an inline result would be.
+      failure := 'Query failed: ' || failure;
+      IF NOT attach_query_result_as_file THEN
+        query_result := CASE WHEN pg_catalog.upper(query_result_format) = 'HTML' THEN dbmail.html_escape(failure)
+                             ELSE failure END;
+      ELSE
+        body := CASE WHEN COALESCE(body, '') = '' THEN '' ELSE body || E'\n' END
+                || CASE WHEN pg_catalog.upper(COALESCE(body_format, 'TEXT')) = 'HTML'
+                        THEN dbmail.html_escape(failure) ELSE failure END;
+      END IF;
     END;
   END IF;
   PERFORM dbmail.stamp_caller();
@@ -1490,6 +1856,66 @@ BEGIN
     RAISE NOTICE 'Mail (Id: %) queued.', new_id;
   END IF;
   RETURN new_id;
+END;
+$$;
+
+CREATE FUNCTION dbmail.sp_update_operator(name text DEFAULT NULL::text, new_name text DEFAULT NULL::text, enabled boolean DEFAULT NULL::boolean, email_address text DEFAULT NULL::text, pager_address text DEFAULT NULL::text, weekday_pager_start_time integer DEFAULT NULL::integer, weekday_pager_end_time integer DEFAULT NULL::integer, saturday_pager_start_time integer DEFAULT NULL::integer, saturday_pager_end_time integer DEFAULT NULL::integer, sunday_pager_start_time integer DEFAULT NULL::integer, sunday_pager_end_time integer DEFAULT NULL::integer, pager_days integer DEFAULT NULL::integer, netsend_address text DEFAULT NULL::text, category_name text DEFAULT NULL::text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  target integer := dbmail.find_operator(NULL, sp_update_operator.name, NULL, 'name');
+  stored dbmail.operators;
+  merged_name text;
+  merged_email text;
+  merged_pager text;
+  merged_netsend text;
+  merged_category text;
+  merged_pager_days integer;
+BEGIN
+  SELECT * INTO stored FROM dbmail.operators o WHERE o.operator_id = target FOR UPDATE;
+  merged_name := stored.name;
+  IF sp_update_operator.new_name IS NOT NULL THEN
+    PERFORM dbmail.check_operator_name('new_name', sp_update_operator.new_name);
+    merged_name := btrim(sp_update_operator.new_name);
+    IF EXISTS (SELECT FROM dbmail.operators o WHERE lower(o.name) = lower(merged_name) AND o.operator_id <> target) THEN
+      PERFORM dbmail.raise_error('42710', 'new_name', sp_update_operator.new_name, 'an operator with this name exists');
+    END IF;
+  END IF;
+  merged_email := CASE WHEN sp_update_operator.email_address IS NULL THEN stored.email_address
+                       ELSE NULLIF(btrim(sp_update_operator.email_address), '') END;
+  merged_pager := CASE WHEN sp_update_operator.pager_address IS NULL THEN stored.pager_address
+                       ELSE NULLIF(btrim(sp_update_operator.pager_address), '') END;
+  merged_netsend := CASE WHEN sp_update_operator.netsend_address IS NULL THEN stored.netsend_address
+                         ELSE NULLIF(btrim(sp_update_operator.netsend_address), '') END;
+  merged_category := CASE WHEN sp_update_operator.category_name IS NULL THEN stored.category_name
+                          ELSE NULLIF(btrim(sp_update_operator.category_name), '') END;
+  merged_pager_days := COALESCE(sp_update_operator.pager_days, stored.pager_days);
+  PERFORM dbmail.check_operator(COALESCE(sp_update_operator.enabled, stored.enabled), merged_email, merged_pager,
+    COALESCE(sp_update_operator.weekday_pager_start_time, stored.weekday_pager_start_time),
+    COALESCE(sp_update_operator.weekday_pager_end_time, stored.weekday_pager_end_time),
+    COALESCE(sp_update_operator.saturday_pager_start_time, stored.saturday_pager_start_time),
+    COALESCE(sp_update_operator.saturday_pager_end_time, stored.saturday_pager_end_time),
+    COALESCE(sp_update_operator.sunday_pager_start_time, stored.sunday_pager_start_time),
+    COALESCE(sp_update_operator.sunday_pager_end_time, stored.sunday_pager_end_time),
+    merged_pager_days, merged_netsend, merged_category);
+  UPDATE dbmail.operators o SET
+    name = merged_name,
+    enabled = COALESCE(sp_update_operator.enabled, o.enabled),
+    email_address = merged_email,
+    pager_address = merged_pager,
+    weekday_pager_start_time = COALESCE(sp_update_operator.weekday_pager_start_time, o.weekday_pager_start_time),
+    weekday_pager_end_time = COALESCE(sp_update_operator.weekday_pager_end_time, o.weekday_pager_end_time),
+    saturday_pager_start_time = COALESCE(sp_update_operator.saturday_pager_start_time, o.saturday_pager_start_time),
+    saturday_pager_end_time = COALESCE(sp_update_operator.saturday_pager_end_time, o.saturday_pager_end_time),
+    sunday_pager_start_time = COALESCE(sp_update_operator.sunday_pager_start_time, o.sunday_pager_start_time),
+    sunday_pager_end_time = COALESCE(sp_update_operator.sunday_pager_end_time, o.sunday_pager_end_time),
+    pager_days = merged_pager_days,
+    netsend_address = merged_netsend,
+    category_name = merged_category,
+    last_mod_date = now(),
+    last_mod_user = dbmail.caller_role()
+  WHERE o.operator_id = target;
 END;
 $$;
 
@@ -2230,6 +2656,49 @@ CREATE TABLE dbmail.migrations (
     applied_by name DEFAULT CURRENT_USER NOT NULL
 );
 
+CREATE TABLE dbmail.notified_job_runs (
+    operator_id integer NOT NULL,
+    runid bigint NOT NULL,
+    jobid bigint,
+    run_ended_at timestamp with time zone NOT NULL,
+    notified_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE TABLE dbmail.operators (
+    operator_id integer NOT NULL,
+    name text NOT NULL,
+    enabled boolean DEFAULT true NOT NULL,
+    email_address text,
+    pager_address text,
+    weekday_pager_start_time integer DEFAULT 90000 NOT NULL,
+    weekday_pager_end_time integer DEFAULT 180000 NOT NULL,
+    saturday_pager_start_time integer DEFAULT 90000 NOT NULL,
+    saturday_pager_end_time integer DEFAULT 180000 NOT NULL,
+    sunday_pager_start_time integer DEFAULT 90000 NOT NULL,
+    sunday_pager_end_time integer DEFAULT 180000 NOT NULL,
+    pager_days smallint DEFAULT 0 NOT NULL,
+    netsend_address text,
+    category_name text,
+    last_mod_date timestamp with time zone DEFAULT now() NOT NULL,
+    last_mod_user name DEFAULT CURRENT_USER NOT NULL,
+    CONSTRAINT operators_pager_days_check CHECK (((pager_days >= 0) AND (pager_days <= 127))),
+    CONSTRAINT operators_saturday_pager_end_time_check CHECK ((((saturday_pager_end_time >= 0) AND (saturday_pager_end_time <= 235959)) AND ((saturday_pager_end_time % 10000) < 6000) AND ((saturday_pager_end_time % 100) < 60))),
+    CONSTRAINT operators_saturday_pager_start_time_check CHECK ((((saturday_pager_start_time >= 0) AND (saturday_pager_start_time <= 235959)) AND ((saturday_pager_start_time % 10000) < 6000) AND ((saturday_pager_start_time % 100) < 60))),
+    CONSTRAINT operators_sunday_pager_end_time_check CHECK ((((sunday_pager_end_time >= 0) AND (sunday_pager_end_time <= 235959)) AND ((sunday_pager_end_time % 10000) < 6000) AND ((sunday_pager_end_time % 100) < 60))),
+    CONSTRAINT operators_sunday_pager_start_time_check CHECK ((((sunday_pager_start_time >= 0) AND (sunday_pager_start_time <= 235959)) AND ((sunday_pager_start_time % 10000) < 6000) AND ((sunday_pager_start_time % 100) < 60))),
+    CONSTRAINT operators_weekday_pager_end_time_check CHECK ((((weekday_pager_end_time >= 0) AND (weekday_pager_end_time <= 235959)) AND ((weekday_pager_end_time % 10000) < 6000) AND ((weekday_pager_end_time % 100) < 60))),
+    CONSTRAINT operators_weekday_pager_start_time_check CHECK ((((weekday_pager_start_time >= 0) AND (weekday_pager_start_time <= 235959)) AND ((weekday_pager_start_time % 10000) < 6000) AND ((weekday_pager_start_time % 100) < 60)))
+);
+
+ALTER TABLE dbmail.operators ALTER COLUMN operator_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME dbmail.operators_operator_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 CREATE TABLE dbmail.principal_profiles (
     profile_id integer NOT NULL,
     principal_id oid NOT NULL,
@@ -2507,6 +2976,12 @@ ALTER TABLE ONLY dbmail.mailitems
 ALTER TABLE ONLY dbmail.migrations
     ADD CONSTRAINT migrations_pkey PRIMARY KEY (version);
 
+ALTER TABLE ONLY dbmail.notified_job_runs
+    ADD CONSTRAINT notified_job_runs_pkey PRIMARY KEY (operator_id, runid);
+
+ALTER TABLE ONLY dbmail.operators
+    ADD CONSTRAINT operators_pkey PRIMARY KEY (operator_id);
+
 ALTER TABLE ONLY dbmail.principal_profiles
     ADD CONSTRAINT principal_profiles_pkey PRIMARY KEY (profile_id, principal_id);
 
@@ -2547,6 +3022,10 @@ CREATE INDEX mailitems_request_date_idx ON dbmail.mailitems USING btree (send_re
 
 CREATE INDEX mailitems_user_idx ON dbmail.mailitems USING btree (send_request_user, mailitem_id);
 
+CREATE INDEX notified_job_runs_ended_idx ON dbmail.notified_job_runs USING btree (run_ended_at);
+
+CREATE UNIQUE INDEX operators_name_key ON dbmail.operators USING btree (lower(name));
+
 CREATE UNIQUE INDEX principal_profiles_one_default ON dbmail.principal_profiles USING btree (principal_id) WHERE is_default;
 
 CREATE INDEX profile_accounts_account_idx ON dbmail.profile_accounts USING btree (account_id);
@@ -2558,6 +3037,9 @@ ALTER TABLE ONLY dbmail.account_secrets
 
 ALTER TABLE ONLY dbmail.attachments
     ADD CONSTRAINT attachments_mailitem_id_fkey FOREIGN KEY (mailitem_id) REFERENCES dbmail.mailitems(mailitem_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY dbmail.notified_job_runs
+    ADD CONSTRAINT notified_job_runs_operator_id_fkey FOREIGN KEY (operator_id) REFERENCES dbmail.operators(operator_id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY dbmail.principal_profiles
     ADD CONSTRAINT principal_profiles_profile_id_fkey FOREIGN KEY (profile_id) REFERENCES dbmail.profiles(profile_id) ON DELETE CASCADE;
@@ -2595,10 +3077,21 @@ REVOKE ALL ON FUNCTION dbmail.check_header_text(parameter text, value text) FROM
 
 REVOKE ALL ON FUNCTION dbmail.check_headers(headers jsonb) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION dbmail.check_operator(enabled boolean, email_address text, pager_address text, weekday_pager_start_time integer, weekday_pager_end_time integer, saturday_pager_start_time integer, saturday_pager_end_time integer, sunday_pager_start_time integer, sunday_pager_end_time integer, pager_days integer, netsend_address text, category_name text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.check_operator_addresses(parameter text, value text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.check_operator_name(parameter text, operator_name text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.check_pager_time(parameter text, value integer) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION dbmail.check_profile_name(profile_name text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.check_send_arguments(subject text, body text, body_format text, importance text, sensitivity text, query text, execute_query_database text, attach_query_result_as_file boolean, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, file_attachments text, attachments dbmail.attachment[], headers jsonb, idempotency_key text, query_result_format text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.check_send_arguments(subject text, body text, body_format text, importance text, sensitivity text, query text, execute_query_database text, attach_query_result_as_file boolean, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, file_attachments text, attachments dbmail.attachment[], headers jsonb, idempotency_key text, query_result_format text) TO dbmail_user;
+
+REVOKE ALL ON FUNCTION dbmail.claim_job_failure(operator_id integer, runid bigint, jobid bigint, run_ended_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.claim_job_failure(operator_id integer, runid bigint, jobid bigint, run_ended_at timestamp with time zone) TO dbmail_admin;
 
 REVOKE ALL ON FUNCTION dbmail.claim_mailitems(sender_id text, batch_size integer, lease_seconds integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.claim_mailitems(sender_id text, batch_size integer, lease_seconds integer) TO dbmail_sender;
@@ -2618,6 +3111,8 @@ GRANT ALL ON FUNCTION dbmail.extend_leases(sender_id text, mailitem_ids bigint[]
 
 REVOKE ALL ON FUNCTION dbmail.find_account(account_id integer, account_name text, required boolean) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION dbmail.find_operator(operator_id integer, operator_name text, id_parameter text, name_parameter text, required boolean) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION dbmail.find_principal(principal_id oid, principal_name text, required boolean) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.find_profile(profile_id integer, profile_name text, required boolean) FROM PUBLIC;
@@ -2630,6 +3125,9 @@ GRANT ALL ON FUNCTION dbmail.format_csv(names text[], cells text[], row_count in
 REVOKE ALL ON FUNCTION dbmail.format_html(names text[], numeric_columns boolean[], cells text[], row_count integer, header boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.format_html(names text[], numeric_columns boolean[], cells text[], row_count integer, header boolean) TO dbmail_user;
 
+REVOKE ALL ON FUNCTION dbmail.format_result(names text[], numeric_columns boolean[], cells text[], row_count integer, result_format text, header boolean, width integer, separator text, no_padding boolean, no_truncate boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.format_result(names text[], numeric_columns boolean[], cells text[], row_count integer, result_format text, header boolean, width integer, separator text, no_padding boolean, no_truncate boolean) TO dbmail_user;
+
 REVOKE ALL ON FUNCTION dbmail.format_text(names text[], numeric_columns boolean[], cells text[], row_count integer, header boolean, width integer, separator text, no_padding boolean, no_truncate boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.format_text(names text[], numeric_columns boolean[], cells text[], row_count integer, header boolean, width integer, separator text, no_padding boolean, no_truncate boolean) TO dbmail_user;
 
@@ -2641,6 +3139,9 @@ GRANT ALL ON FUNCTION dbmail.html_escape(value text) TO dbmail_user;
 REVOKE ALL ON FUNCTION dbmail.is_admin(role_name name) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.is_admin(role_name name) TO dbmail_user;
 
+REVOKE ALL ON FUNCTION dbmail.job_failure_operator(operator_name text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.job_failure_operator(operator_name text) TO dbmail_admin;
+
 REVOKE ALL ON FUNCTION dbmail.live_senders() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.log_event(event_type text, description text, mailitem_id bigint, account_id integer, process_id integer, sender_id text) FROM PUBLIC;
@@ -2651,6 +3152,12 @@ REVOKE ALL ON FUNCTION dbmail.memberships(member oid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dbmail.message_id_for(mailitem_id bigint, profile_id integer, from_address jsonb) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.normalise_setting(parameter_name text, parameter_value text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.notify_job_failures(operator_name text, profile_name text, since interval) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.notify_job_failures(operator_name text, profile_name text, since interval) TO dbmail_admin;
+
+REVOKE ALL ON FUNCTION dbmail.operator_address(id integer, name text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.operator_address(id integer, name text) TO dbmail_user;
 
 REVOKE ALL ON FUNCTION dbmail.parse_address_list(parameter text, list text) FROM PUBLIC;
 
@@ -2681,6 +3188,9 @@ REVOKE ALL ON FUNCTION dbmail.resolve_security(enable_ssl boolean, security text
 REVOKE ALL ON FUNCTION dbmail.run_query(query text, result_format text, header boolean, width integer, separator text, no_padding boolean, no_truncate boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.run_query(query text, result_format text, header boolean, width integer, separator text, no_padding boolean, no_truncate boolean) TO dbmail_user;
 
+REVOKE ALL ON FUNCTION dbmail.run_query_as_json(subquery text, result_format text, header boolean, width integer, separator text, no_padding boolean, no_truncate boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.run_query_as_json(subquery text, result_format text, header boolean, width integer, separator text, no_padding boolean, no_truncate boolean) TO dbmail_user;
+
 REVOKE ALL ON FUNCTION dbmail.schema_version() FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.schema_version() TO dbmail_sender;
 GRANT ALL ON FUNCTION dbmail.schema_version() TO dbmail_admin;
@@ -2704,8 +3214,23 @@ REVOKE ALL ON FUNCTION dbmail.setting(parameter_name text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dbmail.show_value(value text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.show_value(value text) TO dbmail_user;
 
+REVOKE ALL ON FUNCTION dbmail.sp_add_operator(name text, enabled boolean, email_address text, pager_address text, weekday_pager_start_time integer, weekday_pager_end_time integer, saturday_pager_start_time integer, saturday_pager_end_time integer, sunday_pager_start_time integer, sunday_pager_end_time integer, pager_days integer, netsend_address text, category_name text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sp_add_operator(name text, enabled boolean, email_address text, pager_address text, weekday_pager_start_time integer, weekday_pager_end_time integer, saturday_pager_start_time integer, saturday_pager_end_time integer, sunday_pager_start_time integer, sunday_pager_end_time integer, pager_days integer, netsend_address text, category_name text) TO dbmail_admin;
+
+REVOKE ALL ON FUNCTION dbmail.sp_delete_operator(name text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sp_delete_operator(name text) TO dbmail_admin;
+
+REVOKE ALL ON FUNCTION dbmail.sp_help_operator(operator_name text, operator_id integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sp_help_operator(operator_name text, operator_id integer) TO dbmail_admin;
+
+REVOKE ALL ON FUNCTION dbmail.sp_notify_operator(profile_name text, id integer, name text, subject text, body text, file_attachments text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sp_notify_operator(profile_name text, id integer, name text, subject text, body text, file_attachments text) TO dbmail_user;
+
 REVOKE ALL ON FUNCTION dbmail.sp_send_dbmail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.sp_send_dbmail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text) TO dbmail_user;
+
+REVOKE ALL ON FUNCTION dbmail.sp_update_operator(name text, new_name text, enabled boolean, email_address text, pager_address text, weekday_pager_start_time integer, weekday_pager_end_time integer, saturday_pager_start_time integer, saturday_pager_end_time integer, sunday_pager_start_time integer, sunday_pager_end_time integer, pager_days integer, netsend_address text, category_name text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sp_update_operator(name text, new_name text, enabled boolean, email_address text, pager_address text, weekday_pager_start_time integer, weekday_pager_end_time integer, saturday_pager_start_time integer, saturday_pager_end_time integer, sunday_pager_start_time integer, sunday_pager_end_time integer, pager_days integer, netsend_address text, category_name text) TO dbmail_admin;
 
 REVOKE ALL ON FUNCTION dbmail.stamp_caller() FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.stamp_caller() TO dbmail_user;

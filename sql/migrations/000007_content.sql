@@ -31,7 +31,8 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  extension text := lower(substring(filename FROM '\.([^.]*)$'));
+  -- Judged as it will be stored (trimmed): a trailing space must not hide a prohibited extension.
+  extension text := lower(substring(btrim(filename, E' \t') FROM '\.([^.]*)$'));
   max_size bigint := dbmail.setting('MaxFileSize')::bigint;
 BEGIN
   IF filename IS NULL OR btrim(filename) = '' THEN
@@ -168,12 +169,12 @@ BEGIN
     lines := lines || dbmail.text_line(shown[(r - 1) * columns + 1 : r * columns], widths, numeric_columns,
                                        separator, no_padding);
   END LOOP;
-  -- Wrap lines longer than the width, as sqlcmd does.
-  lines := ARRAY(
+  -- Wrap lines longer than the width, as sqlcmd does (no_padding overrides the width).
+  lines := CASE WHEN no_padding THEN lines ELSE ARRAY(
     SELECT substr(l.line, (k - 1) * width + 1, width)
     FROM unnest(lines) WITH ORDINALITY AS l(line, n),
          generate_series(1, GREATEST(1, ceil(length(l.line)::numeric / width)::integer)) k
-    ORDER BY l.n, k);
+    ORDER BY l.n, k) END;
   RETURN array_to_string(lines || ''::text || format('(%s %s affected)', row_count,
     CASE WHEN row_count = 1 THEN 'row' ELSE 'rows' END), E'\n');
 END;
@@ -211,7 +212,7 @@ BEGIN
   FOR r IN 1 .. row_count LOOP
     lines := lines || dbmail.csv_line(cells[(r - 1) * columns + 1 : r * columns]);
   END LOOP;
-  RETURN array_to_string(lines, E'\r\n') || E'\r\n';
+  RETURN CASE WHEN cardinality(lines) = 0 THEN '' ELSE array_to_string(lines, E'\r\n') || E'\r\n' END;
 END;
 $$;
 
@@ -260,52 +261,102 @@ END;
 $$;
 
 -- Runs `query` and formats its result. SECURITY INVOKER and no pinned search_path: the query runs in
--- the caller's session, with the caller's rights and search_path, and sees its temporary tables. The
--- result is materialised in a temporary table first, which is how its column names and types are
--- learned. Every name below is schema-qualified.
+-- the caller's session, with the caller's rights and search_path, and sees its temporary tables. It is
+-- wrapped as a subquery, so it must be one statement that returns rows, and materialised in a
+-- temporary table, which is how its column names and types are learned. Every name below is qualified.
 CREATE FUNCTION dbmail.run_query(query text, result_format text, header boolean, width integer, separator text,
   no_padding boolean, no_truncate boolean) RETURNS text
 LANGUAGE plpgsql
 AS $$
 DECLARE
   result_table text := 'dbmail_query_' || pg_catalog.replace(pg_catalog.gen_random_uuid()::text, '-', '');
+  -- The newline keeps a trailing -- comment from swallowing the closing parenthesis.
+  subquery text := '(' || pg_catalog.regexp_replace(query, '[;[:space:]]+$', '') || E'\n) dbmail_query';
   relation pg_catalog.regclass;
   names text[];
   numeric_columns boolean[];
   cells text[];
+  rows_2d text[];
   row_count integer;
   formatted text;
 BEGIN
-  EXECUTE pg_catalog.format('CREATE TEMPORARY TABLE %I AS %s', result_table,
-                            pg_catalog.regexp_replace(query, '[;[:space:]]+$', ''));
+  BEGIN
+    EXECUTE pg_catalog.format('CREATE TEMPORARY TABLE %I AS SELECT * FROM %s', result_table, subquery);
+  EXCEPTION
+    WHEN duplicate_column THEN
+      -- Columns with the same name (SELECT a.id, b.id; or unnamed ones): a table cannot hold them.
+      RETURN dbmail.run_query_as_json(subquery, result_format, header, width, separator, no_padding, no_truncate);
+    WHEN syntax_error THEN
+      -- sp_send_dbmail prefixes the message with the query. A ; that broke the subquery: say why.
+      IF pg_catalog.strpos(pg_catalog.regexp_replace(query, '[;[:space:]]+$', ''), ';') > 0 THEN
+        RAISE EXCEPTION USING ERRCODE = '42601',
+          MESSAGE = pg_catalog.format('must be one statement that returns rows (%s)', SQLERRM);
+      END IF;
+      RAISE;
+  END;
   relation := pg_catalog.format('pg_temp.%I', result_table)::pg_catalog.regclass;
   SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum),
          pg_catalog.array_agg(a.atttypid IN (20, 21, 23, 26, 700, 701, 790, 1700) ORDER BY a.attnum)
     INTO names, numeric_columns
   FROM pg_catalog.pg_attribute a WHERE a.attrelid = relation AND a.attnum > 0 AND NOT a.attisdropped;
   IF names IS NULL THEN
-    PERFORM dbmail.raise_error('22023', 'query', query, 'returns no columns');
+    RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'returns no columns';
   END IF;
   IF pg_catalog.upper(result_format) = 'JSON' THEN
     EXECUTE pg_catalog.format('SELECT COALESCE(pg_catalog.json_agg(t), ''[]''::pg_catalog.json)::text FROM %s t', relation)
       INTO formatted;
   ELSE
-    EXECUTE pg_catalog.format('SELECT pg_catalog.count(*)::integer, pg_catalog.array_agg(c ORDER BY n, k) FROM '
-                              '(SELECT pg_catalog.row_number() OVER () AS n, t.* FROM %s t) r, '
-                              'LATERAL pg_catalog.unnest(ARRAY[%s]::text[]) WITH ORDINALITY AS x(c, k)',
-                              relation,
-                              (SELECT pg_catalog.string_agg(pg_catalog.format('r.%I::text', n), ', ')
-                                 FROM pg_catalog.unnest(names) n))
-      INTO row_count, cells;
-    row_count := COALESCE(row_count, 0) / GREATEST(pg_catalog.cardinality(names), 1);
-    formatted := CASE pg_catalog.upper(result_format)
-      WHEN 'CSV' THEN dbmail.format_csv(names, cells, row_count, header)
-      WHEN 'HTML' THEN dbmail.format_html(names, numeric_columns, cells, row_count, header)
-      ELSE dbmail.format_text(names, numeric_columns, cells, row_count, header, width, separator, no_padding, no_truncate)
-    END;
+    -- One row per row, each a text array; unnest flattens them row after row.
+    EXECUTE pg_catalog.format('SELECT pg_catalog.array_agg(ARRAY[%s]::text[]) FROM %s t',
+      (SELECT pg_catalog.string_agg(pg_catalog.format('t.%I::text', n), ', ') FROM pg_catalog.unnest(names) n),
+      relation)
+      INTO rows_2d;
+    row_count := COALESCE(pg_catalog.array_length(rows_2d, 1), 0);
+    cells := ARRAY(SELECT pg_catalog.unnest(rows_2d));
+    formatted := dbmail.format_result(names, numeric_columns, cells, row_count, result_format, header, width,
+                                      separator, no_padding, no_truncate);
   END IF;
   EXECUTE pg_catalog.format('DROP TABLE %s', relation);
   RETURN formatted;
+END;
+$$;
+
+-- The path for results whose column names repeat: rows as JSON (which keeps repeated keys, in order).
+-- Values are shown as JSON gives them (dates in ISO 8601), and a result without rows has no header.
+CREATE FUNCTION dbmail.run_query_as_json(subquery text, result_format text, header boolean, width integer,
+  separator text, no_padding boolean, no_truncate boolean) RETURNS text
+LANGUAGE plpgsql
+AS $$
+DECLARE
+  rows_json pg_catalog.json;
+BEGIN
+  EXECUTE pg_catalog.format('SELECT pg_catalog.json_agg(pg_catalog.row_to_json(dbmail_query)) FROM %s', subquery)
+    INTO rows_json;
+  IF pg_catalog.upper(result_format) = 'JSON' THEN
+    RETURN COALESCE(rows_json::text, '[]');
+  END IF;
+  RETURN dbmail.format_result(
+    ARRAY(SELECT e.key FROM pg_catalog.json_each(rows_json -> 0) e),
+    ARRAY(SELECT pg_catalog.json_typeof(e.value) = 'number' FROM pg_catalog.json_each(rows_json -> 0) e),
+    ARRAY(SELECT e.value FROM pg_catalog.json_array_elements(rows_json) WITH ORDINALITY AS r(item, n),
+                 LATERAL pg_catalog.json_each_text(r.item) WITH ORDINALITY AS e(key, value, k) ORDER BY r.n, e.k),
+    COALESCE(pg_catalog.json_array_length(rows_json), 0), result_format, header, width, separator, no_padding,
+    no_truncate);
+END;
+$$;
+
+CREATE FUNCTION dbmail.format_result(names text[], numeric_columns boolean[], cells text[], row_count integer,
+  result_format text, header boolean, width integer, separator text, no_padding boolean, no_truncate boolean)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  RETURN CASE upper(result_format)
+    WHEN 'CSV' THEN dbmail.format_csv(names, cells, row_count, header)
+    WHEN 'HTML' THEN dbmail.format_html(names, numeric_columns, cells, row_count, header)
+    ELSE dbmail.format_text(names, numeric_columns, cells, row_count, header, width, separator, no_padding, no_truncate)
+  END;
 END;
 $$;
 
@@ -320,6 +371,7 @@ CREATE OR REPLACE FUNCTION dbmail.check_send_arguments(
   query_result_format text
 ) RETURNS void
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -452,14 +504,21 @@ BEGIN
       PERFORM dbmail.raise_error('22004', 'attachments', attached.filename, 'an attachment needs content (bytea)');
     END IF;
     PERFORM dbmail.check_attachment('attachments', attached.filename, octet_length(attached.content));
-    files := files || ROW(btrim(attached.filename), attached.content,
-                          COALESCE(NULLIF(btrim(attached.content_type), ''), dbmail.content_type_for(attached.filename)))::dbmail.attachment;
+    attached.filename := btrim(attached.filename, E' \t');
+    attached.content_type := NULLIF(btrim(attached.content_type), '');
+    IF attached.content_type !~ '^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*( *;[^\r\n]*)?$'
+       OR attached.content_type ~ '[\x01-\x1f\x7f]' THEN
+      PERFORM dbmail.raise_error('22023', 'attachments', attached.content_type,
+        format('not a MIME type (type/subtype) for %s', attached.filename));
+    END IF;
+    attached.content_type := COALESCE(attached.content_type, dbmail.content_type_for(attached.filename));
+    files := files || attached;
   END LOOP;
   IF NULLIF(btrim(file_attachments), '') IS NOT NULL THEN
     files := files || dbmail.read_attachment_files(file_attachments);
   END IF;
-  IF query IS NOT NULL THEN
-    result_bytes := convert_to(COALESCE(query_result, ''), 'UTF8');
+  IF query IS NOT NULL AND query_result IS NOT NULL THEN
+    result_bytes := convert_to(query_result, 'UTF8');
     IF octet_length(result_bytes) > dbmail.setting('MaxFileSize')::bigint THEN
       PERFORM dbmail.raise_error('54000', 'query', query, format('the result (%s bytes) is more than MaxFileSize (%s bytes)',
         octet_length(result_bytes), dbmail.setting('MaxFileSize')));
@@ -581,8 +640,16 @@ BEGIN
       IF NOT append_query_error THEN
         PERFORM dbmail.raise_error(failure_state, 'query', query, failure);
       END IF;
-      -- append_query_error: send anyway, with the error where the result would be.
-      query_result := 'Query failed: ' || failure;
+      -- append_query_error: send anyway, with the error in the body where an inline result would be.
+      failure := 'Query failed: ' || failure;
+      IF NOT attach_query_result_as_file THEN
+        query_result := CASE WHEN pg_catalog.upper(query_result_format) = 'HTML' THEN dbmail.html_escape(failure)
+                             ELSE failure END;
+      ELSE
+        body := CASE WHEN COALESCE(body, '') = '' THEN '' ELSE body || E'\n' END
+                || CASE WHEN pg_catalog.upper(COALESCE(body_format, 'TEXT')) = 'HTML'
+                        THEN dbmail.html_escape(failure) ELSE failure END;
+      END IF;
     END;
   END IF;
   PERFORM dbmail.stamp_caller();
@@ -609,6 +676,8 @@ GRANT EXECUTE ON FUNCTION
   dbmail.check_send_arguments(text, text, text, text, text, text, text, boolean, boolean, integer, text, boolean,
     boolean, boolean, boolean, text, dbmail.attachment[], jsonb, text, text),
   dbmail.run_query(text, text, boolean, integer, text, boolean, boolean),
+  dbmail.run_query_as_json(text, text, boolean, integer, text, boolean, boolean),
+  dbmail.format_result(text[], boolean[], text[], integer, text, boolean, integer, text, boolean, boolean),
   dbmail.format_text(text[], boolean[], text[], integer, boolean, integer, text, boolean, boolean),
   dbmail.text_line(text[], integer[], boolean[], text, boolean),
   dbmail.format_csv(text[], text[], integer, boolean),

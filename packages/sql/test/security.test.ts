@@ -33,6 +33,14 @@ const CONFIG_PROCEDURES = [
   "sysmail_help_status_sp",
   "sysmail_help_queue_sp",
   "sysmail_delete_log_sp",
+  // Operators (000008): SQL Server Agent's procedures, and the pg_cron failure notices with their helpers.
+  "sp_add_operator",
+  "sp_update_operator",
+  "sp_delete_operator",
+  "sp_help_operator",
+  "notify_job_failures",
+  "job_failure_operator",
+  "claim_job_failure",
 ];
 
 const HELP_PROCEDURES = CONFIG_PROCEDURES.filter((name) => name.includes("_help_"));
@@ -68,13 +76,17 @@ const USER_FUNCTIONS = [
   "delete_mailitems",
   "format_csv",
   "format_html",
+  "format_result",
   "format_text",
   "html_escape",
   "is_admin",
+  "operator_address",
   "queue_mail",
   "raise_error",
   "run_query",
+  "run_query_as_json",
   "show_value",
+  "sp_notify_operator",
   "sp_send_dbmail",
   "stamp_caller",
   "sysmail_delete_mailitems_sp",
@@ -447,7 +459,8 @@ describe("dbmail_user", () => {
       `SELECT DISTINCT proname AS name FROM pg_proc
        WHERE pronamespace = 'dbmail'::regnamespace AND proname LIKE 'sysmail\\_%' ORDER BY 1`,
     );
-    expect(rows.map((r) => r.name)).toEqual([...CONFIG_PROCEDURES, "sysmail_delete_mailitems_sp"].sort());
+    const sysmail = CONFIG_PROCEDURES.filter((name) => name.startsWith("sysmail_"));
+    expect(rows.map((r) => r.name)).toEqual([...sysmail, "sysmail_delete_mailitems_sp"].sort());
   });
 
   it.each(CONFIG_PROCEDURES)("cannot call %s", async (name) => {
@@ -1073,7 +1086,7 @@ describe("search_path and shadowing", () => {
     const { rows } = await db.query<{ fn: string }>(
       `SELECT p.oid::regprocedure::text AS fn FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
        WHERE p.pronamespace = 'dbmail'::regnamespace AND p.prosqlbody IS NULL
-         AND l.lanname NOT IN ('internal', 'c') AND p.proname NOT IN ('sp_send_dbmail', 'run_query')
+         AND l.lanname NOT IN ('internal', 'c') AND p.proname NOT IN ('sp_send_dbmail', 'run_query', 'run_query_as_json')
          AND NOT EXISTS (SELECT FROM unnest(p.proconfig) c WHERE c LIKE 'search_path=%')
        ORDER BY 1`,
     );
