@@ -29,6 +29,11 @@ BEGIN
   IF address IS NULL OR address = '' THEN
     RETURN 'an address is missing';
   END IF;
+  -- Invisible characters (C1 controls, soft hyphen, zero-width and direction marks, BOM) make
+  -- addresses that look like others.
+  IF address ~ '[\u0080-\u009f\u00ad\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]' THEN
+    RETURN 'contains invisible or control characters';
+  END IF;
   -- The last @ separates local part and domain (a quoted local part may contain @).
   at_pos := length(address) - strpos(reverse(address), '@') + 1;
   IF strpos(address, '@') = 0 THEN
@@ -208,6 +213,19 @@ BEGIN
   END LOOP;
 END;
 $_$;
+
+CREATE FUNCTION dbmail.check_mail_size(parameter text, value text, size bigint, max_size bigint) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+  IF max_size > 0 AND size > max_size THEN
+    PERFORM dbmail.raise_error('54000', parameter, value,
+      format('the mail would be %s bytes (subject, body and attachments), more than MaxMailSize (%s bytes)',
+             size, max_size));
+  END IF;
+END;
+$$;
 
 CREATE FUNCTION dbmail.check_operator(enabled boolean, email_address text, pager_address text, weekday_pager_start_time integer, weekday_pager_end_time integer, saturday_pager_start_time integer, saturday_pager_end_time integer, sunday_pager_start_time integer, sunday_pager_end_time integer, pager_days integer, netsend_address text, category_name text) RETURNS void
     LANGUAGE plpgsql IMMUTABLE
@@ -568,6 +586,9 @@ BEGIN
     END IF;
     RETURN NULL;
   END IF;
+  IF btrim(account_name) = '' THEN
+    PERFORM dbmail.raise_error('22004', 'account_name', account_name, 'a blank name names no account');
+  END IF;
   IF account_name IS NOT NULL THEN
     SELECT a.account_id INTO by_name FROM dbmail.accounts a WHERE lower(a.name) = lower(account_name);
     IF by_name IS NULL THEN
@@ -602,6 +623,9 @@ BEGIN
         'give the operator''s id or name');
     END IF;
     RETURN NULL;
+  END IF;
+  IF btrim(operator_name) = '' THEN
+    PERFORM dbmail.raise_error('22004', name_parameter, operator_name, 'a blank name names no operator');
   END IF;
   IF operator_name IS NOT NULL THEN
     SELECT o.operator_id INTO by_name FROM dbmail.operators o WHERE lower(o.name) = lower(btrim(operator_name));
@@ -669,6 +693,9 @@ BEGIN
       PERFORM dbmail.raise_error('22004', 'profile_id, profile_name', NULL, 'give the profile''s id or name');
     END IF;
     RETURN NULL;
+  END IF;
+  IF btrim(profile_name) = '' THEN
+    PERFORM dbmail.raise_error('22004', 'profile_name', profile_name, 'a blank name names no profile');
   END IF;
   IF profile_name IS NOT NULL THEN
     SELECT p.profile_id INTO by_name FROM dbmail.profiles p WHERE lower(p.name) = lower(profile_name);
@@ -948,6 +975,9 @@ BEGIN
     WHEN 'DatabaseMailExeMinimumLifeTime' THEN low := 1; high := 604800;
     WHEN 'MaxFileSize' THEN low := 1; high := 1073741823;
     WHEN 'LoggingLevel' THEN low := 1; high := 3;
+    WHEN 'MaxMailsPerUserPerDay' THEN low := 0; high := 100000000;
+    WHEN 'MaxRecipientsPerMail' THEN low := 0; high := 1000000;
+    WHEN 'MaxMailSize' THEN low := 0; high := 1073741823;
     WHEN 'DefaultAttachmentEncoding' THEN
       IF upper(trimmed) <> 'MIME' THEN
         PERFORM dbmail.raise_error('22023', 'parameter_value', parameter_value,
@@ -1223,7 +1253,23 @@ DECLARE
   result_bytes bytea;
   attached dbmail.attachment;
   format_name text := upper(btrim(query_result_format));
+  -- The denial-of-service limits (0 = unlimited). A replay of an idempotency_key queues nothing, so it
+  -- is not limited: it returns the item already queued.
+  replay boolean;
+  max_recipients bigint;
+  max_size bigint;
+  max_per_day bigint;
+  recipient_count bigint := 0;
+  mail_size bigint := 0;
+  recent bigint;
 BEGIN
+  replay := idempotency_key IS NOT NULL AND EXISTS (
+    SELECT FROM dbmail.mailitems m
+    WHERE m.send_request_user = sender AND m.idempotency_key = queue_mail.idempotency_key);
+  max_recipients := CASE WHEN replay THEN 0 ELSE dbmail.setting('MaxRecipientsPerMail')::bigint END;
+  max_size := CASE WHEN replay THEN 0 ELSE dbmail.setting('MaxMailSize')::bigint END;
+  max_per_day := CASE WHEN replay OR dbmail.is_admin(sender) THEN 0
+                      ELSE dbmail.setting('MaxMailsPerUserPerDay')::bigint END;
   PERFORM dbmail.check_send_arguments(subject, body, COALESCE(body_format, 'TEXT'), importance, sensitivity,
     query, execute_query_database, attach_query_result_as_file, query_result_header, query_result_width,
     query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
@@ -1236,9 +1282,46 @@ BEGIN
     PERFORM dbmail.raise_error('22004', 'recipients, copy_recipients, blind_copy_recipients', NULL,
       'a message needs at least one recipient');
   END IF;
+  -- MaxRecipientsPerMail: every parsed address of the three lists counts; the list that goes over is named.
+  IF max_recipients > 0 THEN
+    recipient_count := jsonb_array_length(envelope -> 'to');
+    IF recipient_count > max_recipients THEN
+      PERFORM dbmail.raise_error('54000', 'recipients', recipients, format(
+        '%s recipients (to, cc and bcc together) is more than MaxRecipientsPerMail (%s)', recipient_count, max_recipients));
+    END IF;
+    recipient_count := recipient_count + jsonb_array_length(envelope -> 'cc');
+    IF recipient_count > max_recipients THEN
+      PERFORM dbmail.raise_error('54000', 'copy_recipients', copy_recipients, format(
+        '%s recipients (to, cc and bcc together) is more than MaxRecipientsPerMail (%s)', recipient_count, max_recipients));
+    END IF;
+    recipient_count := recipient_count + jsonb_array_length(envelope -> 'bcc');
+    IF recipient_count > max_recipients THEN
+      PERFORM dbmail.raise_error('54000', 'blind_copy_recipients', blind_copy_recipients, format(
+        '%s recipients (to, cc and bcc together) is more than MaxRecipientsPerMail (%s)', recipient_count, max_recipients));
+    END IF;
+  END IF;
   parsed_from := dbmail.parse_single_address('from_address', from_address);
   PERFORM dbmail.parse_single_address('reply_to', reply_to);
   the_profile := dbmail.resolve_profile(sender, profile_name);
+
+  -- MaxMailsPerUserPerDay (SQL Server's planned error 14657): items this role queued in the last 24
+  -- hours, counted on mailitems_user_date_idx. The per-role lock makes concurrent sends count each other.
+  IF max_per_day > 0 THEN
+    PERFORM pg_advisory_xact_lock(hashtext('dbmail.MaxMailsPerUserPerDay'), hashtext(sender));
+    SELECT count(*) INTO recent FROM dbmail.mailitems m
+    WHERE m.send_request_user = sender AND m.send_request_date > now() - interval '1 day';
+    IF recent >= max_per_day THEN
+      PERFORM dbmail.raise_error('54000', 'send_request_user', sender, format(
+        'has queued %s mails in the last 24 hours, the MaxMailsPerUserPerDay limit (%s); try again later or ask an admin to raise it',
+        recent, max_per_day));
+    END IF;
+  END IF;
+
+  -- MaxMailSize, counted as the mail grows: subject, body, attachments, then the query result.
+  mail_size := COALESCE(octet_length(subject), 0);
+  PERFORM dbmail.check_mail_size('subject', subject, mail_size, max_size);
+  mail_size := mail_size + COALESCE(octet_length(body), 0);
+  PERFORM dbmail.check_mail_size('body', body, mail_size, max_size);
 
   FOREACH attached IN ARRAY COALESCE(attachments, '{}') LOOP
     IF attached IS NULL OR attached.content IS NULL THEN
@@ -1253,10 +1336,15 @@ BEGIN
         format('not a MIME type (type/subtype) for %s', attached.filename));
     END IF;
     attached.content_type := COALESCE(attached.content_type, dbmail.content_type_for(attached.filename));
+    mail_size := mail_size + octet_length(attached.content);
+    PERFORM dbmail.check_mail_size('attachments', attached.filename, mail_size, max_size);
     files := files || attached;
   END LOOP;
   IF NULLIF(btrim(file_attachments), '') IS NOT NULL THEN
     files := files || dbmail.read_attachment_files(file_attachments);
+    mail_size := COALESCE(octet_length(subject), 0) + COALESCE(octet_length(body), 0)
+      + (SELECT COALESCE(sum(octet_length(f.content)), 0) FROM unnest(files) f);
+    PERFORM dbmail.check_mail_size('file_attachments', file_attachments, mail_size, max_size);
   END IF;
   IF query IS NOT NULL AND query_result IS NOT NULL THEN
     result_bytes := convert_to(query_result, 'UTF8');
@@ -1283,6 +1371,10 @@ BEGIN
     ELSE
       body := CASE WHEN COALESCE(body, '') = '' THEN '' ELSE body || E'\n' END || query_result;
     END IF;
+    -- The whole mail again: an inline result grows the body (HTML escaping can grow it further).
+    mail_size := COALESCE(octet_length(subject), 0) + COALESCE(octet_length(body), 0)
+      + (SELECT COALESCE(sum(octet_length(f.content)), 0) FROM unnest(files) f);
+    PERFORM dbmail.check_mail_size('query', query, mail_size, max_size);
   END IF;
 
   next_id := nextval('dbmail.mailitems_mailitem_id_seq');
@@ -3020,6 +3112,8 @@ CREATE INDEX mailitems_profile_pending_idx ON dbmail.mailitems USING btree (prof
 
 CREATE INDEX mailitems_request_date_idx ON dbmail.mailitems USING btree (send_request_date);
 
+CREATE INDEX mailitems_user_date_idx ON dbmail.mailitems USING btree (send_request_user, send_request_date);
+
 CREATE INDEX mailitems_user_idx ON dbmail.mailitems USING btree (send_request_user, mailitem_id);
 
 CREATE INDEX notified_job_runs_ended_idx ON dbmail.notified_job_runs USING btree (run_ended_at);
@@ -3076,6 +3170,8 @@ REVOKE ALL ON FUNCTION dbmail.check_attachment(parameter text, filename text, si
 REVOKE ALL ON FUNCTION dbmail.check_header_text(parameter text, value text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.check_headers(headers jsonb) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.check_mail_size(parameter text, value text, size bigint, max_size bigint) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.check_operator(enabled boolean, email_address text, pager_address text, weekday_pager_start_time integer, weekday_pager_end_time integer, saturday_pager_start_time integer, saturday_pager_end_time integer, sunday_pager_start_time integer, sunday_pager_end_time integer, pager_days integer, netsend_address text, category_name text) FROM PUBLIC;
 

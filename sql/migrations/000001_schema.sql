@@ -65,7 +65,10 @@ INSERT INTO dbmail.settings (paramname, paramvalue, description) VALUES
   ('MaxFileSize', '1000000', 'Maximum bytes per attachment (files, in-memory, query results)'),
   ('ProhibitedExtensions', 'exe,dll,vbs,js', 'Attachment extensions that may not be sent (comma list)'),
   ('LoggingLevel', '2', 'Event log level: 1 errors; 2 + warnings and information; 3 + success and verbose'),
-  ('AttachmentDirectories', '', 'Directories file_attachments may read from (; list, empty = none)');
+  ('AttachmentDirectories', '', 'Directories file_attachments may read from (; list, empty = none)'),
+  ('MaxMailsPerUserPerDay', '0', 'Mails one role may queue in 24 hours (0 = unlimited; admins exempt)'),
+  ('MaxRecipientsPerMail', '100', 'Addresses per mail, to, cc and bcc together (0 = unlimited)'),
+  ('MaxMailSize', '10485760', 'Maximum bytes per mail: subject, body and all attachments (0 = unlimited)');
 
 CREATE TABLE dbmail.accounts (
   account_id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -186,6 +189,8 @@ CREATE INDEX mailitems_due_idx ON dbmail.mailitems (next_attempt_at, mailitem_id
   WHERE sent_status IN ('unsent', 'retrying');
 CREATE INDEX mailitems_leased_idx ON dbmail.mailitems (lease_expires_at) WHERE sent_status = 'sending';
 CREATE INDEX mailitems_user_idx ON dbmail.mailitems (send_request_user, mailitem_id);
+-- MaxMailsPerUserPerDay counts one role's items of the last 24 hours with an index-only scan.
+CREATE INDEX mailitems_user_date_idx ON dbmail.mailitems (send_request_user, send_request_date);
 CREATE INDEX mailitems_request_date_idx ON dbmail.mailitems (send_request_date);
 CREATE INDEX mailitems_profile_pending_idx ON dbmail.mailitems (profile_id)
   WHERE sent_status IN ('unsent', 'sending', 'retrying');

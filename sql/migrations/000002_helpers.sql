@@ -111,6 +111,11 @@ BEGIN
   IF address IS NULL OR address = '' THEN
     RETURN 'an address is missing';
   END IF;
+  -- Invisible characters (C1 controls, soft hyphen, zero-width and direction marks, BOM) make
+  -- addresses that look like others.
+  IF address ~ '[\u0080-\u009f\u00ad\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]' THEN
+    RETURN 'contains invisible or control characters';
+  END IF;
   -- The last @ separates local part and domain (a quoted local part may contain @).
   at_pos := length(address) - strpos(reverse(address), '@') + 1;
   IF strpos(address, '@') = 0 THEN
@@ -285,6 +290,9 @@ BEGIN
     END IF;
     RETURN NULL;
   END IF;
+  IF btrim(profile_name) = '' THEN
+    PERFORM dbmail.raise_error('22004', 'profile_name', profile_name, 'a blank name names no profile');
+  END IF;
   IF profile_name IS NOT NULL THEN
     SELECT p.profile_id INTO by_name FROM dbmail.profiles p WHERE lower(p.name) = lower(profile_name);
     IF by_name IS NULL THEN
@@ -316,6 +324,9 @@ BEGIN
       PERFORM dbmail.raise_error('22004', 'account_id, account_name', NULL, 'give the account''s id or name');
     END IF;
     RETURN NULL;
+  END IF;
+  IF btrim(account_name) = '' THEN
+    PERFORM dbmail.raise_error('22004', 'account_name', account_name, 'a blank name names no account');
   END IF;
   IF account_name IS NOT NULL THEN
     SELECT a.account_id INTO by_name FROM dbmail.accounts a WHERE lower(a.name) = lower(account_name);

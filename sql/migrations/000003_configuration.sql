@@ -656,6 +656,9 @@ BEGIN
     WHEN 'DatabaseMailExeMinimumLifeTime' THEN low := 1; high := 604800;
     WHEN 'MaxFileSize' THEN low := 1; high := 1073741823;
     WHEN 'LoggingLevel' THEN low := 1; high := 3;
+    WHEN 'MaxMailsPerUserPerDay' THEN low := 0; high := 100000000;
+    WHEN 'MaxRecipientsPerMail' THEN low := 0; high := 1000000;
+    WHEN 'MaxMailSize' THEN low := 0; high := 1073741823;
     WHEN 'DefaultAttachmentEncoding' THEN
       IF upper(trimmed) <> 'MIME' THEN
         PERFORM dbmail.raise_error('22023', 'parameter_value', parameter_value,

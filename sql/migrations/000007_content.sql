@@ -1,7 +1,8 @@
 -- pg-dbmail 000007: message content. Query results (run in the caller's session with the caller's
 -- rights, formatted as TEXT like sqlcmd, or CSV, HTML, JSON), file attachments (read by the database
 -- server, only from AttachmentDirectories), and in-memory attachments; every attachment checked against
--- MaxFileSize and ProhibitedExtensions.
+-- MaxFileSize and ProhibitedExtensions; and the limits on each mail (MaxRecipientsPerMail, MaxMailSize) and
+-- on each role (MaxMailsPerUserPerDay).
 
 -- A MIME type from a file name's last extension.
 CREATE FUNCTION dbmail.content_type_for(filename text) RETURNS text
@@ -453,6 +454,21 @@ $$;
 -- queue_mail takes the formatted query result now.
 DROP FUNCTION dbmail.queue_mail(text, text, text, text, text, text, text, text, text, text, text, text, boolean, text, boolean, integer, text, boolean, boolean, boolean, boolean, text, text, dbmail.attachment[], jsonb, timestamptz, text, text);
 
+-- MaxMailSize: refuses when the mail has grown to more than max_size bytes (0 = unlimited), naming the
+-- parameter whose content pushed it over.
+CREATE FUNCTION dbmail.check_mail_size(parameter text, value text, size bigint, max_size bigint) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF max_size > 0 AND size > max_size THEN
+    PERFORM dbmail.raise_error('54000', parameter, value,
+      format('the mail would be %s bytes (subject, body and attachments), more than MaxMailSize (%s bytes)',
+             size, max_size));
+  END IF;
+END;
+$$;
+
 -- Validates and queues one message, with its attachments and its query result (formatted by
 -- sp_send_dbmail in the caller's session), on behalf of the role that called sp_send_dbmail (its stamp).
 -- SECURITY DEFINER because the tables are private; sp_send_dbmail, which runs as the caller, is the
@@ -482,7 +498,23 @@ DECLARE
   result_bytes bytea;
   attached dbmail.attachment;
   format_name text := upper(btrim(query_result_format));
+  -- The denial-of-service limits (0 = unlimited). A replay of an idempotency_key queues nothing, so it
+  -- is not limited: it returns the item already queued.
+  replay boolean;
+  max_recipients bigint;
+  max_size bigint;
+  max_per_day bigint;
+  recipient_count bigint := 0;
+  mail_size bigint := 0;
+  recent bigint;
 BEGIN
+  replay := idempotency_key IS NOT NULL AND EXISTS (
+    SELECT FROM dbmail.mailitems m
+    WHERE m.send_request_user = sender AND m.idempotency_key = queue_mail.idempotency_key);
+  max_recipients := CASE WHEN replay THEN 0 ELSE dbmail.setting('MaxRecipientsPerMail')::bigint END;
+  max_size := CASE WHEN replay THEN 0 ELSE dbmail.setting('MaxMailSize')::bigint END;
+  max_per_day := CASE WHEN replay OR dbmail.is_admin(sender) THEN 0
+                      ELSE dbmail.setting('MaxMailsPerUserPerDay')::bigint END;
   PERFORM dbmail.check_send_arguments(subject, body, COALESCE(body_format, 'TEXT'), importance, sensitivity,
     query, execute_query_database, attach_query_result_as_file, query_result_header, query_result_width,
     query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
@@ -495,9 +527,46 @@ BEGIN
     PERFORM dbmail.raise_error('22004', 'recipients, copy_recipients, blind_copy_recipients', NULL,
       'a message needs at least one recipient');
   END IF;
+  -- MaxRecipientsPerMail: every parsed address of the three lists counts; the list that goes over is named.
+  IF max_recipients > 0 THEN
+    recipient_count := jsonb_array_length(envelope -> 'to');
+    IF recipient_count > max_recipients THEN
+      PERFORM dbmail.raise_error('54000', 'recipients', recipients, format(
+        '%s recipients (to, cc and bcc together) is more than MaxRecipientsPerMail (%s)', recipient_count, max_recipients));
+    END IF;
+    recipient_count := recipient_count + jsonb_array_length(envelope -> 'cc');
+    IF recipient_count > max_recipients THEN
+      PERFORM dbmail.raise_error('54000', 'copy_recipients', copy_recipients, format(
+        '%s recipients (to, cc and bcc together) is more than MaxRecipientsPerMail (%s)', recipient_count, max_recipients));
+    END IF;
+    recipient_count := recipient_count + jsonb_array_length(envelope -> 'bcc');
+    IF recipient_count > max_recipients THEN
+      PERFORM dbmail.raise_error('54000', 'blind_copy_recipients', blind_copy_recipients, format(
+        '%s recipients (to, cc and bcc together) is more than MaxRecipientsPerMail (%s)', recipient_count, max_recipients));
+    END IF;
+  END IF;
   parsed_from := dbmail.parse_single_address('from_address', from_address);
   PERFORM dbmail.parse_single_address('reply_to', reply_to);
   the_profile := dbmail.resolve_profile(sender, profile_name);
+
+  -- MaxMailsPerUserPerDay (SQL Server's planned error 14657): items this role queued in the last 24
+  -- hours, counted on mailitems_user_date_idx. The per-role lock makes concurrent sends count each other.
+  IF max_per_day > 0 THEN
+    PERFORM pg_advisory_xact_lock(hashtext('dbmail.MaxMailsPerUserPerDay'), hashtext(sender));
+    SELECT count(*) INTO recent FROM dbmail.mailitems m
+    WHERE m.send_request_user = sender AND m.send_request_date > now() - interval '1 day';
+    IF recent >= max_per_day THEN
+      PERFORM dbmail.raise_error('54000', 'send_request_user', sender, format(
+        'has queued %s mails in the last 24 hours, the MaxMailsPerUserPerDay limit (%s); try again later or ask an admin to raise it',
+        recent, max_per_day));
+    END IF;
+  END IF;
+
+  -- MaxMailSize, counted as the mail grows: subject, body, attachments, then the query result.
+  mail_size := COALESCE(octet_length(subject), 0);
+  PERFORM dbmail.check_mail_size('subject', subject, mail_size, max_size);
+  mail_size := mail_size + COALESCE(octet_length(body), 0);
+  PERFORM dbmail.check_mail_size('body', body, mail_size, max_size);
 
   FOREACH attached IN ARRAY COALESCE(attachments, '{}') LOOP
     IF attached IS NULL OR attached.content IS NULL THEN
@@ -512,10 +581,15 @@ BEGIN
         format('not a MIME type (type/subtype) for %s', attached.filename));
     END IF;
     attached.content_type := COALESCE(attached.content_type, dbmail.content_type_for(attached.filename));
+    mail_size := mail_size + octet_length(attached.content);
+    PERFORM dbmail.check_mail_size('attachments', attached.filename, mail_size, max_size);
     files := files || attached;
   END LOOP;
   IF NULLIF(btrim(file_attachments), '') IS NOT NULL THEN
     files := files || dbmail.read_attachment_files(file_attachments);
+    mail_size := COALESCE(octet_length(subject), 0) + COALESCE(octet_length(body), 0)
+      + (SELECT COALESCE(sum(octet_length(f.content)), 0) FROM unnest(files) f);
+    PERFORM dbmail.check_mail_size('file_attachments', file_attachments, mail_size, max_size);
   END IF;
   IF query IS NOT NULL AND query_result IS NOT NULL THEN
     result_bytes := convert_to(query_result, 'UTF8');
@@ -542,6 +616,10 @@ BEGIN
     ELSE
       body := CASE WHEN COALESCE(body, '') = '' THEN '' ELSE body || E'\n' END || query_result;
     END IF;
+    -- The whole mail again: an inline result grows the body (HTML escaping can grow it further).
+    mail_size := COALESCE(octet_length(subject), 0) + COALESCE(octet_length(body), 0)
+      + (SELECT COALESCE(sum(octet_length(f.content)), 0) FROM unnest(files) f);
+    PERFORM dbmail.check_mail_size('query', query, mail_size, max_size);
   END IF;
 
   next_id := nextval('dbmail.mailitems_mailitem_id_seq');

@@ -73,6 +73,9 @@ BEGIN
     END IF;
     RETURN NULL;
   END IF;
+  IF btrim(operator_name) = '' THEN
+    PERFORM dbmail.raise_error('22004', name_parameter, operator_name, 'a blank name names no operator');
+  END IF;
   IF operator_name IS NOT NULL THEN
     SELECT o.operator_id INTO by_name FROM dbmail.operators o WHERE lower(o.name) = lower(btrim(operator_name));
     IF by_name IS NULL THEN

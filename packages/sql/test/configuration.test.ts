@@ -1052,6 +1052,9 @@ describe("settings", () => {
       ["DefaultAttachmentEncoding", "MIME"],
       ["LoggingLevel", "2"],
       ["MaxFileSize", "1000000"],
+      ["MaxMailSize", "10485760"],
+      ["MaxMailsPerUserPerDay", "0"],
+      ["MaxRecipientsPerMail", "100"],
       ["ProhibitedExtensions", "exe,dll,vbs,js"],
     ]);
     expect(rows.every((r) => typeof r.description === "string" && r.description !== "")).toBe(true);
@@ -1070,7 +1073,7 @@ describe("settings", () => {
         "SELECT paramvalue, last_mod_user FROM dbmail.settings WHERE paramname = 'AccountRetryAttempts'",
       ),
     ).toEqual([{ paramvalue: "3", last_mod_user: adminRole.name }]);
-    expect(await su("SELECT count(*)::int AS n FROM dbmail.settings")).toEqual([{ n: 8 }]);
+    expect(await su("SELECT count(*)::int AS n FROM dbmail.settings")).toEqual([{ n: 11 }]);
   });
 
   it("a NULL description keeps the old one; a new one replaces it", async () => {

@@ -958,7 +958,7 @@ describe("sender_heartbeat and sender_stopped", () => {
     expect(restarted?.fresh).toBe(true);
   });
 
-  it("registers the sender and returns started and the eight settings", async () => {
+  it("registers the sender and returns started and the eleven settings", async () => {
     const beat = await heartbeat(s1, A, "mail-host", 1234, "0.9.0");
     expect(beat.started).toBe(true);
     expect(Object.keys(beat.settings).sort()).toEqual(
@@ -970,6 +970,9 @@ describe("sender_heartbeat and sender_stopped", () => {
         "DefaultAttachmentEncoding",
         "LoggingLevel",
         "MaxFileSize",
+        "MaxMailSize",
+        "MaxMailsPerUserPerDay",
+        "MaxRecipientsPerMail",
         "ProhibitedExtensions",
       ].sort(),
     );
