@@ -66,6 +66,8 @@ INSERT INTO dbmail.settings (paramname, paramvalue, description) VALUES
   ('ProhibitedExtensions', 'exe,dll,vbs,js', 'Attachment extensions that may not be sent (comma list)'),
   ('LoggingLevel', '2', 'Event log level: 1 errors; 2 + warnings and information; 3 + success and verbose'),
   ('AttachmentDirectories', '', 'Directories file_attachments may read from (; list, empty = none)'),
+  ('UnknownOutcomePolicy', 'retry',
+   'A mail whose sender died before reporting its outcome: retry (send again, same Message-ID) or fail'),
   ('MaxMailsPerUserPerDay', '0', 'Mails one role may queue in 24 hours (0 = unlimited; admins exempt)'),
   ('MaxRecipientsPerMail', '100', 'Addresses per mail, to, cc and bcc together (0 = unlimited)'),
   ('MaxMailSize', '10485760', 'Maximum bytes per mail: subject, body and all attachments (0 = unlimited)');

@@ -659,6 +659,11 @@ BEGIN
     WHEN 'MaxMailsPerUserPerDay' THEN low := 0; high := 100000000;
     WHEN 'MaxRecipientsPerMail' THEN low := 0; high := 1000000;
     WHEN 'MaxMailSize' THEN low := 0; high := 1073741823;
+    WHEN 'UnknownOutcomePolicy' THEN
+      IF lower(trimmed) NOT IN ('retry', 'fail') THEN
+        PERFORM dbmail.raise_error('22023', 'parameter_value', parameter_value, 'UnknownOutcomePolicy must be retry or fail');
+      END IF;
+      RETURN lower(trimmed);
     WHEN 'DefaultAttachmentEncoding' THEN
       IF upper(trimmed) <> 'MIME' THEN
         PERFORM dbmail.raise_error('22023', 'parameter_value', parameter_value,

@@ -87,21 +87,45 @@ BEGIN
     RETURN;
   END IF;
 
-  FOR expired IN
-    UPDATE dbmail.mailitems m SET lease_owner = claimer, lease_expires_at = lease_end,
-      last_mod_date = now(), last_mod_user = dbmail.caller_role()
-    WHERE m.mailitem_id IN (
-      SELECT x.mailitem_id FROM dbmail.mailitems x
-      WHERE x.sent_status = 'sending' AND x.lease_expires_at < now()
-      ORDER BY x.lease_expires_at LIMIT batch_size FOR UPDATE SKIP LOCKED)
-    RETURNING m.mailitem_id
-  LOOP
-    claimed := claimed || expired.mailitem_id;
-    PERFORM dbmail.log_event('warning',
-      format('Mail Id %s: the sender sending it stopped reporting before an outcome was recorded; whether '
-             'it was delivered is unknown, so it is sent again with the same Message-ID', expired.mailitem_id),
-      expired.mailitem_id, NULL, NULL, claimer);
-  END LOOP;
+  -- Items whose sender stopped reporting (it died after claiming): whether the SMTP server accepted
+  -- them is unknown. UnknownOutcomePolicy retry sends them again (same Message-ID, so a duplicate can
+  -- be recognised); fail gives up on them, for mail where a duplicate is worse than none.
+  IF dbmail.setting('UnknownOutcomePolicy') = 'fail' THEN
+    FOR expired IN
+      UPDATE dbmail.mailitems m SET sent_status = 'failed', sent_date = now(), lease_owner = NULL,
+        lease_expires_at = NULL, send_attempts = m.send_attempts + 1,
+        last_error = 'outcome unknown: the sender sending it stopped reporting (UnknownOutcomePolicy fail)',
+        last_mod_date = now(), last_mod_user = dbmail.caller_role()
+      WHERE m.mailitem_id IN (
+        SELECT x.mailitem_id FROM dbmail.mailitems x
+        WHERE x.sent_status = 'sending' AND x.lease_expires_at < now()
+        ORDER BY x.lease_expires_at LIMIT batch_size FOR UPDATE SKIP LOCKED)
+      RETURNING m.mailitem_id
+    LOOP
+      PERFORM dbmail.log_event('error',
+        format('Mail Id %s: the sender sending it stopped reporting before an outcome was recorded; whether '
+               'it was delivered is unknown, and UnknownOutcomePolicy is fail, so it is not sent again',
+               expired.mailitem_id),
+        expired.mailitem_id, NULL, NULL, claimer);
+    END LOOP;
+  ELSE
+    FOR expired IN
+      UPDATE dbmail.mailitems m SET lease_owner = claimer, lease_expires_at = lease_end,
+        last_mod_date = now(), last_mod_user = dbmail.caller_role()
+      WHERE m.mailitem_id IN (
+        SELECT x.mailitem_id FROM dbmail.mailitems x
+        WHERE x.sent_status = 'sending' AND x.lease_expires_at < now()
+        ORDER BY x.lease_expires_at LIMIT batch_size FOR UPDATE SKIP LOCKED)
+      RETURNING m.mailitem_id
+    LOOP
+      claimed := claimed || expired.mailitem_id;
+      PERFORM dbmail.log_event('warning',
+        format('Mail Id %s: the sender sending it stopped reporting before an outcome was recorded; whether '
+               'it was delivered is unknown (outcome unknown), so it is sent again with the same Message-ID',
+               expired.mailitem_id),
+        expired.mailitem_id, NULL, NULL, claimer);
+    END LOOP;
+  END IF;
 
   IF cardinality(claimed) < batch_size THEN
     WITH taken AS (

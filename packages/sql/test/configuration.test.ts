@@ -1056,6 +1056,7 @@ describe("settings", () => {
       ["MaxMailsPerUserPerDay", "0"],
       ["MaxRecipientsPerMail", "100"],
       ["ProhibitedExtensions", "exe,dll,vbs,js"],
+      ["UnknownOutcomePolicy", "retry"],
     ]);
     expect(rows.every((r) => typeof r.description === "string" && r.description !== "")).toBe(true);
   });
@@ -1073,7 +1074,7 @@ describe("settings", () => {
         "SELECT paramvalue, last_mod_user FROM dbmail.settings WHERE paramname = 'AccountRetryAttempts'",
       ),
     ).toEqual([{ paramvalue: "3", last_mod_user: adminRole.name }]);
-    expect(await su("SELECT count(*)::int AS n FROM dbmail.settings")).toEqual([{ n: 11 }]);
+    expect(await su("SELECT count(*)::int AS n FROM dbmail.settings")).toEqual([{ n: 12 }]);
   });
 
   it("a NULL description keeps the old one; a new one replaces it", async () => {

@@ -461,6 +461,27 @@ describe("claim_mailitems", () => {
     expect(one(logged).description).toMatch(/same Message-ID/);
   });
 
+  it("with UnknownOutcomePolicy fail, fails an item whose sender stopped reporting instead of sending it again", async () => {
+    const id = await send();
+    await claim(s1, A);
+    await expireLease(id);
+    await configure("UnknownOutcomePolicy", "FAIL");
+    try {
+      expect(await claimIds(s2, B)).toEqual([]);
+      const row = await item(id);
+      expect(row.sent_status).toBe("failed");
+      expect(row.lease_owner).toBeNull();
+      expect(row.last_error).toMatch(/outcome unknown/);
+      const logged = await events(id);
+      expect(logged.map((e) => e.event_type)).toEqual(["error"]);
+      expect(one(logged).description).toMatch(/UnknownOutcomePolicy is fail/);
+      // The sender that held it finds out when it reports: the item is no longer its own.
+      expect(await recordOutcome(s1, id, A, "sent", { accountId: primaryId })).toBe("lease_lost");
+    } finally {
+      await configure("UnknownOutcomePolicy", "retry");
+    }
+  });
+
   it("counts reclaimed expired items against batch_size", async () => {
     const expired = [await send(), await send()];
     await claim(s1, A);
@@ -958,7 +979,7 @@ describe("sender_heartbeat and sender_stopped", () => {
     expect(restarted?.fresh).toBe(true);
   });
 
-  it("registers the sender and returns started and the eleven settings", async () => {
+  it("registers the sender and returns started and the twelve settings", async () => {
     const beat = await heartbeat(s1, A, "mail-host", 1234, "0.9.0");
     expect(beat.started).toBe(true);
     expect(Object.keys(beat.settings).sort()).toEqual(
@@ -974,6 +995,7 @@ describe("sender_heartbeat and sender_stopped", () => {
         "MaxMailsPerUserPerDay",
         "MaxRecipientsPerMail",
         "ProhibitedExtensions",
+        "UnknownOutcomePolicy",
       ].sort(),
     );
     expect(beat.settings).toMatchObject({

@@ -11,7 +11,8 @@ export interface LocalPostgres {
   /** A superuser URL (user postgres, password postgres) to its postgres database. */
   url: string;
   port: number;
-  stop(): Promise<void>;
+  /** "fast" (default) rolls back and checkpoints; "immediate" (SIGQUIT) exits at once, crash recovery next start. */
+  stop(mode?: "fast" | "immediate"): Promise<void>;
 }
 
 export interface LocalPostgresOptions {
@@ -49,11 +50,12 @@ export async function startLocalPostgres(options: LocalPostgresOptions): Promise
   return {
     url: `postgres://postgres:postgres@127.0.0.1:${options.port}/postgres`,
     port: options.port,
-    stop: async () => {
+    stop: async (mode = "fast") => {
       process.off("exit", killOnExit);
       if (server.exitCode !== null) return;
       const exited = new Promise((resolve) => server.once("exit", resolve));
-      server.kill("SIGINT"); // fast shutdown: roll back open transactions, write a checkpoint
+      // fast shutdown: roll back open transactions, write a checkpoint; immediate: quit, recover on start
+      server.kill(mode === "immediate" ? "SIGQUIT" : "SIGINT");
       await exited;
     },
   };

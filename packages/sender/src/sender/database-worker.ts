@@ -29,6 +29,12 @@ export class DatabaseWorker {
   private readonly accounts: AccountsCache;
   private readonly wakeup = new Wakeup();
   private readonly inFlight = new Map<string, Promise<void>>();
+  /**
+   * Until when (this process's clock) each item in flight is surely still this sender's: set at claim
+   * and renewal, a few seconds inside the lease. Past it, the lease is checked in the database before
+   * sending (after a long pause, say, another sender may have taken the item over).
+   */
+  private readonly surelyHeldUntil = new Map<string, number>();
   private readonly log: Logger;
   private started = true;
   private stopping = false;
@@ -169,13 +175,27 @@ export class DatabaseWorker {
     }
   }
 
+  private markHeld(id: string): void {
+    this.surelyHeldUntil.set(id, performance.now() + this.options.leaseSeconds * 1000 - 5000);
+  }
+
+  /** Whether this sender still holds the item: known locally, or confirmed (and renewed) in the database. */
+  private async stillHeld(id: string): Promise<boolean> {
+    if (performance.now() < (this.surelyHeldUntil.get(id) ?? 0)) return true;
+    const held = await q.extendLeases(this.pool, this.options.senderId, [id], this.options.leaseSeconds);
+    if (held.has(id)) this.markHeld(id);
+    return held.has(id);
+  }
+
   private dispatch(item: q.ClaimedItem): void {
+    this.markHeld(item.mailitem_id);
     const done = this.deliverOne(item)
       .catch((error: unknown) =>
         this.log.error({ mailitemId: item.mailitem_id, err: (error as Error).message }, "delivery failed"),
       )
       .finally(() => {
         this.inFlight.delete(item.mailitem_id);
+        this.surelyHeldUntil.delete(item.mailitem_id);
         this.wakeup.wake();
       });
     this.inFlight.set(item.mailitem_id, done);
@@ -195,6 +215,10 @@ export class DatabaseWorker {
       throw error;
     }
     const [accounts, attachments] = prepared;
+    if (!(await this.stillHeld(item.mailitem_id))) {
+      log.warn("the item was taken over by another sender while this one was paused; not sending it");
+      return;
+    }
     const outcome = await deliver(item, accounts, (account) =>
       this.transports.get(account).sendMail(composeMessage(item, account, attachments)),
     );
@@ -238,6 +262,7 @@ export class DatabaseWorker {
     if (ids.length === 0) return;
     try {
       const held = await q.extendLeases(this.pool, this.options.senderId, ids, this.options.leaseSeconds);
+      for (const id of held) this.markHeld(id);
       const lost = ids.filter((id) => !held.has(id));
       if (lost.length > 0) this.log.warn({ lost }, "leases lost (items reclaimed or deleted)");
     } catch (error) {
