@@ -6,7 +6,7 @@ import type { DatabaseTarget, SenderOptions } from "../config/options.js";
 import { CliError } from "../exit-codes.js";
 import type { Logger } from "../log.js";
 import { composeMessage } from "../smtp/compose.js";
-import { deliver } from "../smtp/deliver.js";
+import { deliver, LeaseLostError } from "../smtp/deliver.js";
 import type { Transports } from "../smtp/transports.js";
 import { AccountsCache } from "./accounts-cache.js";
 import { checkSchema } from "./check-schema.js";
@@ -215,13 +215,21 @@ export class DatabaseWorker {
       throw error;
     }
     const [accounts, attachments] = prepared;
-    if (!(await this.stillHeld(item.mailitem_id))) {
+    let outcome: q.Outcome;
+    try {
+      outcome = await deliver(item, accounts, (account) =>
+        // The lease is checked when a connection is free, right before the message goes out: a sender
+        // paused past its lease (SIGSTOP, swap) must not send what another sender has taken over.
+        this.transports.withConnection(account, async () => {
+          if (!(await this.stillHeld(item.mailitem_id))) throw new LeaseLostError("lease lost");
+          return this.transports.get(account).sendMail(composeMessage(item, account, attachments));
+        }),
+      );
+    } catch (error) {
+      if (!(error instanceof LeaseLostError)) throw error;
       log.warn("the item was taken over by another sender while this one was paused; not sending it");
       return;
     }
-    const outcome = await deliver(item, accounts, (account) =>
-      this.transports.get(account).sendMail(composeMessage(item, account, attachments)),
-    );
     // The SMTP server has spoken: keep trying to record it through a database outage, so the item is
     // not sent a second time after its lease expires.
     const status = await retrying(

@@ -11,6 +11,11 @@ export interface SentInfo {
 /** Sends one composed message through one account. */
 export type SendThrough = (account: ProfileAccount) => Promise<SentInfo>;
 
+/** Thrown by a SendThrough when the item is no longer this sender's: the delivery stops at once. */
+export class LeaseLostError extends Error {
+  override name = "LeaseLostError";
+}
+
 /**
  * The accounts one round tries, in order. Per sequence number one account is used (a random one when
  * several share it, which spreads load). The first round of a new message starts at the sequence number
@@ -52,6 +57,7 @@ export async function deliver(
       const info = await sendThrough(account);
       return { status: "sent", accountId: account.account_id, smtpResponse: responseOf(info), accountErrors };
     } catch (error) {
+      if (error instanceof LeaseLostError) throw error;
       const smtpError = error as SmtpError;
       allPermanent &&= isPermanent(smtpError);
       accountErrors.push({ account_id: account.account_id, error: describeSmtpError(smtpError) });

@@ -2,6 +2,7 @@ import nodemailer, { type Transporter } from "nodemailer";
 import type SMTPPool from "nodemailer/lib/smtp-pool/index.js";
 import { resolvePassword } from "../secrets.js";
 import type { ProfileAccount } from "../sender/queries.js";
+import { Slots } from "./slots.js";
 
 export interface TransportSettings {
   poolSize: number;
@@ -18,6 +19,7 @@ type Transport = Transporter<SMTPPool.SentMessageInfo>;
  */
 export class Transports {
   private readonly cache = new Map<number, { key: string; transport: Transport }>();
+  private readonly slots = new Map<number, Slots>();
 
   constructor(private readonly settings: TransportSettings) {}
 
@@ -31,6 +33,16 @@ export class Transports {
     const transport = nodemailer.createTransport(options);
     this.cache.set(account.account_id, { key, transport });
     return transport;
+  }
+
+  /** Runs `send` when one of the account's pooled connections is free (see Slots). */
+  withConnection<T>(account: ProfileAccount, send: () => Promise<T>): Promise<T> {
+    let slots = this.slots.get(account.account_id);
+    if (!slots) {
+      slots = new Slots(this.settings.poolSize);
+      this.slots.set(account.account_id, slots);
+    }
+    return slots.run(send);
   }
 
   closeAll(): void {

@@ -1,0 +1,174 @@
+// Scenarios 1 and 2: senders killed with SIGKILL mid-drain. Lost mail is never allowed; a duplicate may
+// only be an item the killed sender held in flight when it died, and it carries the same Message-ID.
+import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
+import { TestDatabase, type TestRole } from "../support/database.js";
+import { addAccount } from "../support/sender.js";
+import { TestSmtpServer } from "../support/smtp.js";
+import {
+  addProfile,
+  drained,
+  kill9,
+  killAll,
+  LONG,
+  leasedBy,
+  queue,
+  recordResult,
+  secondsUntilSent,
+  shortId,
+  spawnSender,
+  tally,
+  until,
+} from "./support.js";
+
+let db: TestDatabase;
+let role: TestRole;
+let smtp: TestSmtpServer;
+const LEASE = "10";
+
+beforeAll(async () => {
+  db = await TestDatabase.create();
+  role = await db.createRole("sender", { memberOf: ["dbmail_sender"] });
+  smtp = await TestSmtpServer.start();
+  await addAccount(db, "acct", smtp);
+  await addProfile(db, "p", ["acct"]);
+});
+
+afterEach(async () => {
+  await killAll();
+});
+
+afterAll(async () => {
+  await smtp?.stop();
+  await db?.drop();
+});
+
+/** `n` random fractions of the way through, sorted, between 5 % and 85 %. */
+function randomMoments(n: number): number[] {
+  return Array.from({ length: n }, () => 0.05 + Math.random() * 0.8).sort((a, b) => a - b);
+}
+
+/** Checks the duplicates against the in-flight sets at the kills; returns the extra copies. */
+function checkDuplicates(ids: string[], inFlightAtKills: Set<string>[]) {
+  const t = tally([smtp], ids);
+  expect(t.missing, "lost mail").toEqual([]);
+  expect(t.messageIdMismatch, "a duplicate with another Message-ID").toEqual([]);
+  for (const id of t.duplicates) {
+    const kills = inFlightAtKills.filter((set) => set.has(id)).length;
+    expect(kills, `item ${id} duplicated but in flight at no kill`).toBeGreaterThan(0);
+    expect(t.times.get(id), `item ${id}: copies`).toBeLessThanOrEqual(1 + kills);
+  }
+  return t;
+}
+
+it("1. kill -9 the sender mid-drain, repeatedly: nothing lost, duplicates only from in-flight", {
+  timeout: LONG ? 1_500_000 : 120_000,
+}, async () => {
+  const mails = LONG ? 20_000 : 2500;
+  const kills = LONG ? 20 : 5;
+  const ids = await queue(db, mails, "kill");
+  const moments = randomMoments(kills);
+  const inFlightAtKills: Set<string>[] = [];
+  const recoveries: number[] = [];
+  let current = spawnSender(role.url, shortId("k0"), ["--lease-seconds", LEASE]);
+  for (const [k, moment] of moments.entries()) {
+    // A random moment, once this sender is delivering (it holds leases).
+    await until(
+      async () => {
+        if (!current.alive()) throw new Error(`sender exited: ${current.output().slice(-1000)}`);
+        return tally([smtp], ids).arrived >= moment * mails && (await leasedBy(db, current.id)).length > 0;
+      },
+      60_000,
+      () => `kill ${k}: arrived ${tally([smtp], ids).arrived}; ${current.output().slice(-500)}`,
+      20,
+    );
+    await kill9(current);
+    const killedAt = new Date();
+    const inFlight = new Set(await leasedBy(db, current.id));
+    inFlightAtKills.push(inFlight);
+    current = spawnSender(role.url, shortId(`k${k + 1}`), ["--lease-seconds", LEASE]);
+    // Recovery: how long until everything the dead sender held is sent (lease expiry + resend).
+    void until(async () => {
+      const { rows } = await db.query<{ n: string }>(
+        "SELECT count(*) AS n FROM dbmail.mailitems WHERE mailitem_id = ANY($1::bigint[]) AND sent_status <> 'sent'",
+        [[...inFlight]],
+      );
+      return Number(rows[0]?.n) === 0;
+    }, 120_000)
+      .then(async () => recoveries.push(await secondsUntilSent(db, [...inFlight], killedAt)))
+      .catch(() => recoveries.push(Number.NaN));
+  }
+  await drained(db, [smtp], ids, LONG ? 900_000 : 60_000);
+  await until(() => recoveries.length === kills, 20_000);
+  const t = checkDuplicates(ids, inFlightAtKills);
+  const inFlightCounts = inFlightAtKills.map((s) => s.size);
+  recordResult({
+    scenario: "1. kill -9 sender mid-drain",
+    mails,
+    lost: t.missing.length,
+    duplicates: t.extraCopies,
+    maxRecoverySeconds: Math.max(...recoveries),
+    notes: `${kills} kills, in flight at each kill ${inFlightCounts.join("/")} (bound ${inFlightCounts.reduce((a, b) => a + b, 0)}); lease ${LEASE} s; every duplicate same Message-ID and in flight at a kill`,
+  });
+  expect(recoveries.every((r) => Number.isFinite(r))).toBe(true);
+});
+
+it("2. three senders, one killed and restarted repeatedly: no duplicates from the live ones", {
+  timeout: LONG ? 1_500_000 : 120_000,
+}, async () => {
+  const mails = LONG ? 20_000 : 3000;
+  const kills = LONG ? 12 : 4;
+  const ids = await queue(db, mails, "three");
+  const a = spawnSender(role.url, shortId("live-a"), ["--lease-seconds", LEASE]);
+  const b = spawnSender(role.url, shortId("live-b"), ["--lease-seconds", LEASE]);
+  let victim = spawnSender(role.url, shortId("victim0"), ["--lease-seconds", LEASE]);
+  const victims = [victim.id];
+  const inFlightAtKills: Set<string>[] = [];
+  const recoveries: number[] = [];
+  for (const [k, moment] of randomMoments(kills).entries()) {
+    await until(
+      async () => {
+        if (!victim.alive()) throw new Error(`sender exited: ${victim.output().slice(-1000)}`);
+        return tally([smtp], ids).arrived >= moment * mails && (await leasedBy(db, victim.id)).length > 0;
+      },
+      60_000,
+      () => `kill ${k}: arrived ${tally([smtp], ids).arrived}`,
+      20,
+    );
+    await kill9(victim);
+    const killedAt = new Date();
+    const inFlight = new Set(await leasedBy(db, victim.id));
+    inFlightAtKills.push(inFlight);
+    victim = spawnSender(role.url, shortId(`victim${k + 1}`), ["--lease-seconds", LEASE]);
+    victims.push(victim.id);
+    void until(async () => {
+      const { rows } = await db.query<{ n: string }>(
+        "SELECT count(*) AS n FROM dbmail.mailitems WHERE mailitem_id = ANY($1::bigint[]) AND sent_status <> 'sent'",
+        [[...inFlight]],
+      );
+      return Number(rows[0]?.n) === 0;
+    }, 120_000)
+      .then(async () => recoveries.push(await secondsUntilSent(db, [...inFlight], killedAt)))
+      .catch(() => recoveries.push(Number.NaN));
+  }
+  await drained(db, [smtp], ids, LONG ? 900_000 : 60_000);
+  await until(() => recoveries.length === kills, 20_000);
+  const t = checkDuplicates(ids, inFlightAtKills);
+  const { rows } = await db.query<{ sent_by: string; n: string }>(
+    `SELECT sent_by, count(*) AS n FROM dbmail.mailitems WHERE mailitem_id = ANY($1::bigint[]) GROUP BY sent_by`,
+    [ids],
+  );
+  const by = Object.fromEntries(rows.map((r) => [r.sent_by, Number(r.n)]));
+  const byVictims = victims.reduce((sum, v) => sum + (by[v] ?? 0), 0);
+  // Work spread across the survivors: each live sender did a fair part.
+  expect(by[a.id] ?? 0).toBeGreaterThan(mails * 0.15);
+  expect(by[b.id] ?? 0).toBeGreaterThan(mails * 0.15);
+  expect((by[a.id] ?? 0) + (by[b.id] ?? 0) + byVictims).toBe(mails);
+  recordResult({
+    scenario: "2. three senders, one killed repeatedly",
+    mails,
+    lost: t.missing.length,
+    duplicates: t.extraCopies,
+    maxRecoverySeconds: Math.max(...recoveries),
+    notes: `${kills} kills of one sender, in flight at kills ${inFlightAtKills.map((s) => s.size).join("/")}; sent by live A ${by[a.id] ?? 0}, live B ${by[b.id] ?? 0}, killed ones ${byVictims}; no duplicate outside a killed sender's in-flight set`,
+  });
+});

@@ -1,0 +1,20 @@
+import { defineConfig } from "vitest/config";
+
+// FAULTS_LONG=1 npm run test:faults: larger counts and more kills (see support.ts). (An argument cannot
+// be used: vitest refuses options it does not know before it reads this file.)
+const long = process.env.FAULTS_LONG === "1";
+
+export default defineConfig({
+  test: {
+    root: new URL("../..", import.meta.url).pathname,
+    include: ["test/faults/**/*.test.ts"],
+    exclude: ["**/node_modules/**"],
+    globalSetup: ["test/support/global-setup.ts", "test/faults/report-setup.ts"],
+    env: { FAULTS_LONG: long ? "1" : "0" },
+    testTimeout: long ? 1_800_000 : 120_000,
+    hookTimeout: 120_000,
+    // Real processes and timing: one scenario at a time, so they do not starve each other of CPU.
+    pool: "forks",
+    fileParallelism: false,
+  },
+});
