@@ -113,7 +113,8 @@ BEGIN
 END;
 $$;
 
--- Checks every argument that does not need the database; raises on the first bad one.
+-- Checks every argument that does not need the database; raises on the first bad one. Granted to
+-- dbmail_user: sp_send_dbmail checks the arguments before it runs a query.
 CREATE FUNCTION dbmail.check_send_arguments(
   subject text, body text, body_format text, importance text, sensitivity text, query text,
   execute_query_database text, attach_query_result_as_file boolean, query_result_header boolean,
@@ -123,6 +124,7 @@ CREATE FUNCTION dbmail.check_send_arguments(
   query_result_format text
 ) RETURNS void
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -193,16 +195,6 @@ BEGIN
     PERFORM dbmail.raise_error('22004', 'body, query, file_attachments, attachments, subject', NULL,
       'a message needs at least one of these');
   END IF;
-  -- Checked here, not only in sp_send_dbmail, because queue_mail is callable directly.
-  IF query IS NOT NULL THEN
-    PERFORM dbmail.raise_error('0A000', 'query', query, 'not supported yet (query results come in a later release)');
-  ELSIF file_attachments IS NOT NULL THEN
-    PERFORM dbmail.raise_error('0A000', 'file_attachments', file_attachments,
-      'not supported yet (file attachments come in a later release)');
-  ELSIF attachments IS NOT NULL THEN
-    PERFORM dbmail.raise_error('0A000', 'attachments', cardinality(attachments)::text || ' attachment(s)',
-      'not supported yet (in-memory attachments come in a later release)');
-  END IF;
   PERFORM dbmail.check_headers(headers);
   IF idempotency_key IS NOT NULL AND (btrim(idempotency_key) = '' OR length(idempotency_key) > 255) THEN
     PERFORM dbmail.raise_error('22023', 'idempotency_key', idempotency_key,
@@ -229,7 +221,8 @@ BEGIN
 END;
 $$;
 
--- Validates and queues one message on behalf of the role that called sp_send_dbmail (its stamp).
+-- Validates and queues one message, with its attachments and its query result (formatted by
+-- sp_send_dbmail in the caller's session), on behalf of the role that called sp_send_dbmail (its stamp).
 -- SECURITY DEFINER because the tables are private; sp_send_dbmail, which runs as the caller, is the
 -- public entry point.
 CREATE FUNCTION dbmail.queue_mail(
@@ -239,7 +232,7 @@ CREATE FUNCTION dbmail.queue_mail(
   query_result_header boolean, query_result_width integer, query_result_separator text,
   exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean,
   query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[],
-  headers jsonb, send_at timestamptz, idempotency_key text, query_result_format text
+  headers jsonb, send_at timestamptz, idempotency_key text, query_result_format text, query_result text
 ) RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -253,7 +246,27 @@ DECLARE
   the_profile integer;
   new_id bigint;
   next_id bigint;
+  files dbmail.attachment[] := '{}';
+  result_bytes bytea;
+  attached dbmail.attachment;
+  format_name text := upper(btrim(query_result_format));
+  -- The denial-of-service limits (0 = unlimited). A replay of an idempotency_key queues nothing, so it
+  -- is not limited: it returns the item already queued.
+  replay boolean;
+  max_recipients bigint;
+  max_size bigint;
+  max_per_day bigint;
+  recipient_count bigint := 0;
+  mail_size bigint := 0;
+  recent bigint;
 BEGIN
+  replay := idempotency_key IS NOT NULL AND EXISTS (
+    SELECT FROM dbmail.mailitems m
+    WHERE m.send_request_user = sender AND m.idempotency_key = queue_mail.idempotency_key);
+  max_recipients := CASE WHEN replay THEN 0 ELSE dbmail.setting('MaxRecipientsPerMail')::bigint END;
+  max_size := CASE WHEN replay THEN 0 ELSE dbmail.setting('MaxMailSize')::bigint END;
+  max_per_day := CASE WHEN replay OR dbmail.is_admin(sender) THEN 0
+                      ELSE dbmail.setting('MaxMailsPerUserPerDay')::bigint END;
   PERFORM dbmail.check_send_arguments(subject, body, COALESCE(body_format, 'TEXT'), importance, sensitivity,
     query, execute_query_database, attach_query_result_as_file, query_result_header, query_result_width,
     query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
@@ -266,9 +279,100 @@ BEGIN
     PERFORM dbmail.raise_error('22004', 'recipients, copy_recipients, blind_copy_recipients', NULL,
       'a message needs at least one recipient');
   END IF;
+  -- MaxRecipientsPerMail: every parsed address of the three lists counts; the list that goes over is named.
+  IF max_recipients > 0 THEN
+    recipient_count := jsonb_array_length(envelope -> 'to');
+    IF recipient_count > max_recipients THEN
+      PERFORM dbmail.raise_error('54000', 'recipients', recipients, format(
+        '%s recipients (to, cc and bcc together) is more than MaxRecipientsPerMail (%s)', recipient_count, max_recipients));
+    END IF;
+    recipient_count := recipient_count + jsonb_array_length(envelope -> 'cc');
+    IF recipient_count > max_recipients THEN
+      PERFORM dbmail.raise_error('54000', 'copy_recipients', copy_recipients, format(
+        '%s recipients (to, cc and bcc together) is more than MaxRecipientsPerMail (%s)', recipient_count, max_recipients));
+    END IF;
+    recipient_count := recipient_count + jsonb_array_length(envelope -> 'bcc');
+    IF recipient_count > max_recipients THEN
+      PERFORM dbmail.raise_error('54000', 'blind_copy_recipients', blind_copy_recipients, format(
+        '%s recipients (to, cc and bcc together) is more than MaxRecipientsPerMail (%s)', recipient_count, max_recipients));
+    END IF;
+  END IF;
   parsed_from := dbmail.parse_single_address('from_address', from_address);
   PERFORM dbmail.parse_single_address('reply_to', reply_to);
   the_profile := dbmail.resolve_profile(sender, profile_name);
+
+  -- MaxMailsPerUserPerDay (SQL Server's planned error 14657): items this role queued in the last 24
+  -- hours, counted on mailitems_user_date_idx. The per-role lock makes concurrent sends count each other.
+  IF max_per_day > 0 THEN
+    PERFORM pg_advisory_xact_lock(hashtext('dbmail.MaxMailsPerUserPerDay'), hashtext(sender));
+    SELECT count(*) INTO recent FROM dbmail.mailitems m
+    WHERE m.send_request_user = sender AND m.send_request_date > now() - interval '1 day';
+    IF recent >= max_per_day THEN
+      PERFORM dbmail.raise_error('54000', 'send_request_user', sender, format(
+        'has queued %s mails in the last 24 hours, the MaxMailsPerUserPerDay limit (%s); try again later or ask an admin to raise it',
+        recent, max_per_day));
+    END IF;
+  END IF;
+
+  -- MaxMailSize, counted as the mail grows: subject, body, attachments, then the query result.
+  mail_size := COALESCE(octet_length(subject), 0);
+  PERFORM dbmail.check_mail_size('subject', subject, mail_size, max_size);
+  mail_size := mail_size + COALESCE(octet_length(body), 0);
+  PERFORM dbmail.check_mail_size('body', body, mail_size, max_size);
+
+  FOREACH attached IN ARRAY COALESCE(attachments, '{}') LOOP
+    IF attached IS NULL OR attached.content IS NULL THEN
+      PERFORM dbmail.raise_error('22004', 'attachments', attached.filename, 'an attachment needs content (bytea)');
+    END IF;
+    PERFORM dbmail.check_attachment('attachments', attached.filename, octet_length(attached.content));
+    attached.filename := btrim(attached.filename, E' \t');
+    attached.content_type := NULLIF(btrim(attached.content_type), '');
+    IF attached.content_type !~ '^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*( *;[^\r\n]*)?$'
+       OR attached.content_type ~ '[\x01-\x1f\x7f]' THEN
+      PERFORM dbmail.raise_error('22023', 'attachments', attached.content_type,
+        format('not a MIME type (type/subtype) for %s', attached.filename));
+    END IF;
+    attached.content_type := COALESCE(attached.content_type, dbmail.content_type_for(attached.filename));
+    mail_size := mail_size + octet_length(attached.content);
+    PERFORM dbmail.check_mail_size('attachments', attached.filename, mail_size, max_size);
+    files := files || attached;
+  END LOOP;
+  IF NULLIF(btrim(file_attachments), '') IS NOT NULL THEN
+    files := files || dbmail.read_attachment_files(file_attachments);
+    mail_size := COALESCE(octet_length(subject), 0) + COALESCE(octet_length(body), 0)
+      + (SELECT COALESCE(sum(octet_length(f.content)), 0) FROM unnest(files) f);
+    PERFORM dbmail.check_mail_size('file_attachments', file_attachments, mail_size, max_size);
+  END IF;
+  IF query IS NOT NULL AND query_result IS NOT NULL THEN
+    result_bytes := convert_to(query_result, 'UTF8');
+    IF octet_length(result_bytes) > dbmail.setting('MaxFileSize')::bigint THEN
+      PERFORM dbmail.raise_error('54000', 'query', query, format('the result (%s bytes) is more than MaxFileSize (%s bytes)',
+        octet_length(result_bytes), dbmail.setting('MaxFileSize')));
+    END IF;
+    IF attach_query_result_as_file THEN
+      attached := ROW(COALESCE(NULLIF(btrim(query_attachment_filename), ''),
+                               'QueryResults.' || CASE format_name WHEN 'CSV' THEN 'csv' WHEN 'HTML' THEN 'html'
+                                                                   WHEN 'JSON' THEN 'json' ELSE 'txt' END),
+                      result_bytes, NULL)::dbmail.attachment;
+      PERFORM dbmail.check_attachment('query_attachment_filename', attached.filename, octet_length(result_bytes));
+      attached.content_type := CASE format_name WHEN 'CSV' THEN 'text/csv; charset=utf-8'
+        WHEN 'HTML' THEN 'text/html; charset=utf-8' WHEN 'JSON' THEN 'application/json'
+        ELSE 'text/plain; charset=utf-8' END;
+      files := files || attached;
+    ELSIF format_name = 'HTML' THEN
+      -- An HTML table inline makes the whole body HTML.
+      body := CASE WHEN upper(btrim(COALESCE(body_format, 'TEXT'))) = 'HTML' THEN COALESCE(body, '')
+                   ELSE replace(dbmail.html_escape(COALESCE(body, '')), E'\n', '<br>') END
+              || CASE WHEN COALESCE(body, '') = '' THEN '' ELSE '<br>' END || query_result;
+      body_format := 'HTML';
+    ELSE
+      body := CASE WHEN COALESCE(body, '') = '' THEN '' ELSE body || E'\n' END || query_result;
+    END IF;
+    -- The whole mail again: an inline result grows the body (HTML escaping can grow it further).
+    mail_size := COALESCE(octet_length(subject), 0) + COALESCE(octet_length(body), 0)
+      + (SELECT COALESCE(sum(octet_length(f.content)), 0) FROM unnest(files) f);
+    PERFORM dbmail.check_mail_size('query', query, mail_size, max_size);
+  END IF;
 
   next_id := nextval('dbmail.mailitems_mailitem_id_seq');
   INSERT INTO dbmail.mailitems AS m (
@@ -299,6 +403,10 @@ BEGIN
     WHERE m.send_request_user = sender AND m.idempotency_key = queue_mail.idempotency_key;
     RETURN new_id;
   END IF;
+  INSERT INTO dbmail.attachments (mailitem_id, filename, content_type, filesize, attachment, last_mod_user)
+  SELECT new_id, f.filename, f.content_type, octet_length(f.content), f.content, sender
+  FROM unnest(files) WITH ORDINALITY AS f(filename, content, content_type, n)
+  ORDER BY f.n;
   IF send_at IS NULL OR send_at <= now() THEN
     PERFORM pg_notify('dbmail_queue', '');
   END IF;
@@ -306,9 +414,10 @@ BEGIN
 END;
 $$;
 
--- The public entry point. It runs with the caller's rights (SECURITY INVOKER): it stamps the caller's
--- current_user for queue_mail, which does the rest, and `query` will never read more than the caller
--- may. No search_path is pinned here so a query sees the caller's; every name below is qualified.
+-- The public entry point. It runs with the caller's rights (SECURITY INVOKER):
+-- the query reads only what the caller may, in the caller's session (temporary tables are visible);
+-- then it stamps the caller's current_user for queue_mail, which does the rest. No search_path is
+-- pinned, so a query sees the caller's; every name below is qualified.
 CREATE FUNCTION dbmail.sp_send_dbmail(
   profile_name text DEFAULT NULL,
   recipients text DEFAULT NULL,
@@ -341,14 +450,50 @@ CREATE FUNCTION dbmail.sp_send_dbmail(
 ) RETURNS bigint
 LANGUAGE plpgsql
 AS $$
+DECLARE
+  query_result text;
+  failure text;
+  failure_state text;
+  new_id bigint;
 BEGIN
+  IF query IS NOT NULL THEN
+    -- Refuse bad arguments before running anything.
+    PERFORM dbmail.check_send_arguments(subject, body, COALESCE(body_format, 'TEXT'), importance,
+      sensitivity, query, execute_query_database, attach_query_result_as_file, query_result_header,
+      query_result_width, query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
+      query_result_no_padding, file_attachments, attachments, headers, idempotency_key, query_result_format);
+    BEGIN
+      query_result := dbmail.run_query(query, query_result_format, query_result_header, query_result_width,
+        query_result_separator, query_result_no_padding, query_no_truncate);
+    EXCEPTION WHEN OTHERS THEN
+      GET STACKED DIAGNOSTICS failure = MESSAGE_TEXT, failure_state = RETURNED_SQLSTATE;
+      IF NOT append_query_error THEN
+        PERFORM dbmail.raise_error(failure_state, 'query', query, failure);
+      END IF;
+      -- append_query_error: send anyway, with the error in the body where an inline result would be.
+      failure := 'Query failed: ' || failure;
+      IF NOT attach_query_result_as_file THEN
+        query_result := CASE WHEN pg_catalog.upper(query_result_format) = 'HTML' THEN dbmail.html_escape(failure)
+                             ELSE failure END;
+      ELSE
+        body := CASE WHEN COALESCE(body, '') = '' THEN '' ELSE body || E'\n' END
+                || CASE WHEN pg_catalog.upper(COALESCE(body_format, 'TEXT')) = 'HTML'
+                        THEN dbmail.html_escape(failure) ELSE failure END;
+      END IF;
+    END;
+  END IF;
   PERFORM dbmail.stamp_caller();
-  RETURN dbmail.queue_mail(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
+  new_id := dbmail.queue_mail(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
     body_format, importance, sensitivity, file_attachments, query, execute_query_database,
     attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
     query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
     query_result_no_padding, from_address, reply_to, attachments, headers, send_at, idempotency_key,
-    query_result_format);
+    query_result_format, query_result);
+  -- What SQL Server prints; exclude_query_output silences it.
+  IF NOT COALESCE(exclude_query_output, false) THEN
+    RAISE NOTICE 'Mail (Id: %) queued.', new_id;
+  END IF;
+  RETURN new_id;
 END;
 $$;
 
