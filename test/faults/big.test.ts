@@ -2,11 +2,9 @@
 // and the sender's peak resident memory (VmHWM of the spawned process) is reported.
 import { randomBytes } from "node:crypto";
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
-import { TestDatabase, type TestRole } from "../support/database.js";
-import { addAccount } from "../support/sender.js";
-import { TestSmtpServer } from "../support/smtp.js";
+import type { TestDatabase, TestRole } from "../support/database.js";
+import type { TestSmtpServer } from "../support/smtp.js";
 import {
-  addProfile,
   configure,
   drained,
   killAll,
@@ -15,6 +13,7 @@ import {
   queue,
   recordResult,
   shortId,
+  singleAccountFixture,
   spawnSender,
   tally,
 } from "./support.js";
@@ -24,11 +23,7 @@ let role: TestRole;
 let smtp: TestSmtpServer;
 
 beforeAll(async () => {
-  db = await TestDatabase.create();
-  role = await db.createRole("sender", { memberOf: ["dbmail_sender"] });
-  smtp = await TestSmtpServer.start();
-  await addAccount(db, "acct", smtp);
-  await addProfile(db, "p", ["acct"]);
+  ({ db, role, smtp } = await singleAccountFixture());
   await configure(db, "MaxFileSize", String(25 * 2 ** 20));
   await configure(db, "MaxMailSize", String(30 * 2 ** 20));
 });

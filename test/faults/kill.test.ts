@@ -1,11 +1,9 @@
 // Scenarios 1 and 2: senders killed with SIGKILL mid-drain. Lost mail is never allowed; a duplicate may
 // only be an item the killed sender held in flight when it died, and it carries the same Message-ID.
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
-import { TestDatabase, type TestRole } from "../support/database.js";
-import { addAccount } from "../support/sender.js";
-import { TestSmtpServer } from "../support/smtp.js";
+import type { TestDatabase, TestRole } from "../support/database.js";
+import type { TestSmtpServer } from "../support/smtp.js";
 import {
-  addProfile,
   drained,
   kill9,
   killAll,
@@ -15,6 +13,7 @@ import {
   recordResult,
   secondsUntilSent,
   shortId,
+  singleAccountFixture,
   spawnSender,
   tally,
   until,
@@ -26,11 +25,7 @@ let smtp: TestSmtpServer;
 const LEASE = "10";
 
 beforeAll(async () => {
-  db = await TestDatabase.create();
-  role = await db.createRole("sender", { memberOf: ["dbmail_sender"] });
-  smtp = await TestSmtpServer.start();
-  await addAccount(db, "acct", smtp);
-  await addProfile(db, "p", ["acct"]);
+  ({ db, role, smtp } = await singleAccountFixture());
 });
 
 afterEach(async () => {

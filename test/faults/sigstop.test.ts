@@ -2,11 +2,9 @@
 // its items; after SIGCONT the frozen one must not send again what was reclaimed (it checks its lease
 // before recording: record_outcome answers lease_lost). Duplicates are counted and reported.
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
-import { TestDatabase, type TestRole } from "../support/database.js";
-import { addAccount } from "../support/sender.js";
-import { TestSmtpServer } from "../support/smtp.js";
+import type { TestDatabase, TestRole } from "../support/database.js";
+import type { TestSmtpServer } from "../support/smtp.js";
 import {
-  addProfile,
   drained,
   killAll,
   LONG,
@@ -14,6 +12,7 @@ import {
   queue,
   recordResult,
   shortId,
+  singleAccountFixture,
   sleep,
   spawnSender,
   tally,
@@ -27,11 +26,7 @@ let smtp: TestSmtpServer;
 const LEASE = 10;
 
 beforeAll(async () => {
-  db = await TestDatabase.create();
-  role = await db.createRole("sender", { memberOf: ["dbmail_sender"] });
-  smtp = await TestSmtpServer.start();
-  await addAccount(db, "acct", smtp);
-  await addProfile(db, "p", ["acct"]);
+  ({ db, role, smtp } = await singleAccountFixture());
 });
 
 afterEach(async () => {

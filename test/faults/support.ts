@@ -5,9 +5,11 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { appendFileSync, mkdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type pg from "pg";
-import type { ReceivedMail, TestSmtpServer } from "../support/smtp.js";
+import { TestDatabase, type TestRole } from "../support/database.js";
+import { addAccount } from "../support/sender.js";
+import { type ReceivedMail, TestSmtpServer } from "../support/smtp.js";
 
-/** FAULTS_LONG=1 (or `npm run test:faults -- --long`): larger counts, more kills. */
+/** FAULTS_LONG=1: larger counts, more kills. */
 export const LONG = process.env.FAULTS_LONG === "1";
 
 export const cli = fileURLToPath(new URL("../../packages/sender/dist/cli.js", import.meta.url));
@@ -268,4 +270,18 @@ export async function secondsUntilSent(db: Queryable, ids: string[], since: Date
     [ids, since.toISOString()],
   );
   return Math.max(0, Math.round((rows[0]?.s ?? 0) * 10) / 10);
+}
+
+/** A test database with a dbmail_sender login and a profile "p" whose one account sends to a new SMTP server. */
+export async function singleAccountFixture(): Promise<{
+  db: TestDatabase;
+  role: TestRole;
+  smtp: TestSmtpServer;
+}> {
+  const db = await TestDatabase.create();
+  const role = await db.createRole("sender", { memberOf: ["dbmail_sender"] });
+  const smtp = await TestSmtpServer.start();
+  await addAccount(db, "acct", smtp);
+  await addProfile(db, "p", ["acct"]);
+  return { db, role, smtp };
 }
