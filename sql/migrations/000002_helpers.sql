@@ -7,7 +7,6 @@
 -- the function's owner; the 'role' setting cannot be set to a role the session may not become.
 CREATE FUNCTION dbmail.caller_role() RETURNS name
 LANGUAGE plpgsql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   RETURN COALESCE(NULLIF(current_setting('role'), 'none'), session_user)::name;
@@ -41,7 +40,6 @@ $$;
 -- directly instead of through its entry point.
 CREATE FUNCTION dbmail.take_caller_stamp(entry_point text) RETURNS name
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   stamped name;
@@ -87,7 +85,6 @@ $$;
 -- Refuses CR, LF and other control characters (except tab) in a value that ends up in a header line.
 CREATE FUNCTION dbmail.check_header_text(parameter text, value text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   IF value ~ '[\x01-\x08\x0a-\x1f\x7f]' THEN
@@ -101,7 +98,6 @@ $$;
 -- letters are allowed (RFC 6531). Returns the problem, or NULL when the address is valid.
 CREATE FUNCTION dbmail.address_problem(address text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   at_pos integer;
@@ -149,7 +145,6 @@ $$;
 -- A comma outside double quotes is refused, as in SQL Server. Empty entries (`a@x.org;`) are skipped.
 CREATE FUNCTION dbmail.parse_address_list(parameter text, list text) RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   entries text[];
@@ -233,7 +228,6 @@ $$;
 -- Exactly one address (from_address, reply_to, an account's e-mail and reply-to addresses).
 CREATE FUNCTION dbmail.parse_single_address(parameter text, value text) RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   parsed jsonb := dbmail.parse_address_list(parameter, value);
@@ -251,7 +245,6 @@ $$;
 -- One address without a display name (an account's own addresses: its display name is separate).
 CREATE FUNCTION dbmail.parse_bare_address(parameter text, value text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   parsed jsonb := dbmail.parse_single_address(parameter, value);
@@ -267,7 +260,6 @@ $$;
 -- The domain of an address: what follows the last @ (a quoted local part may itself contain @).
 CREATE FUNCTION dbmail.address_domain(address text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   RETURN substring(address, '@([^@]*)$');
@@ -279,7 +271,6 @@ $$;
 CREATE FUNCTION dbmail.find_profile(profile_id integer, profile_name text, required boolean DEFAULT true)
 RETURNS integer
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   by_name integer;
@@ -314,7 +305,6 @@ $$;
 CREATE FUNCTION dbmail.find_account(account_id integer, account_name text, required boolean DEFAULT true)
 RETURNS integer
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   by_name integer;
@@ -350,7 +340,6 @@ $$;
 CREATE FUNCTION dbmail.find_principal(principal_id oid, principal_name text, required boolean DEFAULT true)
 RETURNS oid
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   by_name oid;
@@ -386,7 +375,6 @@ $$;
 
 CREATE FUNCTION dbmail.principal_name(principal_id oid) RETURNS text
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
   SELECT CASE WHEN principal_id = 0 THEN 'public'
     ELSE (SELECT r.rolname::text FROM pg_catalog.pg_roles r WHERE r.oid = principal_id) END;
@@ -394,7 +382,6 @@ $$;
 
 CREATE FUNCTION dbmail.setting(parameter_name text) RETURNS text
 LANGUAGE plpgsql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   RETURN (SELECT s.paramvalue FROM dbmail.settings s WHERE s.paramname = parameter_name);
@@ -404,7 +391,6 @@ $$;
 -- Tells running senders to reload accounts, profiles and settings (they also reload periodically).
 CREATE FUNCTION dbmail.config_changed() RETURNS void
 LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
 AS $$
   SELECT pg_catalog.pg_notify('dbmail_config', '');
 $$;

@@ -6,7 +6,6 @@
 -- Which of a pair of parameters (thing_id, thing_name) the caller gave, for naming it in an error.
 CREATE FUNCTION dbmail.given_name(thing text, name text) RETURNS text
 LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
   SELECT thing || CASE WHEN name IS NOT NULL THEN '_name' ELSE '_id' END;
 $$;
@@ -19,7 +18,6 @@ CREATE FUNCTION dbmail.check_account(
   use_default_credentials boolean, security text, timeout integer, tls_reject_unauthorized boolean
 ) RETURNS void
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   IF account_name IS NULL OR btrim(account_name) = '' THEN
@@ -80,7 +78,6 @@ $$;
 -- security wins; enable_ssl (SQL Server's STARTTLS switch) is its older spelling.
 CREATE FUNCTION dbmail.resolve_security(enable_ssl boolean, security text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   resolved text := lower(btrim(security));
@@ -295,7 +292,6 @@ $$;
 
 CREATE FUNCTION dbmail.check_profile_name(profile_name text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   IF profile_name IS NULL OR btrim(profile_name) = '' THEN
@@ -638,7 +634,6 @@ $$;
 -- Checks and normalises one setting's value; raises naming the parameter when it is out of range.
 CREATE FUNCTION dbmail.normalise_setting(parameter_name text, parameter_value text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   trimmed text := btrim(parameter_value);
@@ -707,7 +702,6 @@ $$;
 -- The stored spelling of a setting's name (names are matched case-insensitively).
 CREATE FUNCTION dbmail.find_setting(parameter_name text) RETURNS text
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   stored_name text;

@@ -18,7 +18,6 @@ $$;
 -- pg_has_role would: a superuser is not a member of every role's default profile).
 CREATE FUNCTION dbmail.memberships(member oid) RETURNS oid[]
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   RETURN ARRAY(
@@ -35,7 +34,6 @@ $$;
 -- default, else a default granted to one of its roles, else the public default.
 CREATE FUNCTION dbmail.resolve_profile(sender name, profile_name text) RETURNS integer
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   chosen integer;
@@ -78,7 +76,6 @@ $$;
 -- overridden.
 CREATE FUNCTION dbmail.check_headers(headers jsonb) RETURNS void
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   field record;
@@ -206,7 +203,6 @@ $$;
 -- The Message-ID every attempt carries: unique per item and installation, with the sending domain.
 CREATE FUNCTION dbmail.message_id_for(mailitem_id bigint, profile_id integer, from_address jsonb) RETURNS text
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   RETURN '<dbmail.' || mailitem_id || '.'
@@ -499,7 +495,6 @@ $$;
 
 CREATE FUNCTION dbmail.set_started(started boolean) RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   UPDATE dbmail.system_state s SET started = set_started.started, last_mod_date = now(),
@@ -539,7 +534,6 @@ $$;
 -- A sender is live while its heartbeat is under 30 seconds old (senders beat every few seconds).
 CREATE FUNCTION dbmail.live_senders() RETURNS SETOF dbmail.senders
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
   SELECT * FROM dbmail.senders s
   WHERE s.stopped_at IS NULL AND s.last_heartbeat > pg_catalog.now() - interval '30 seconds'

@@ -6,7 +6,6 @@
 -- A MIME type from a file name's last extension.
 CREATE FUNCTION dbmail.content_type_for(filename text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   RETURN CASE lower(substring(filename FROM '\.([^.]+)$'))
@@ -28,7 +27,6 @@ $$;
 -- ProhibitedExtensions (the last one, case-insensitive), at most MaxFileSize bytes.
 CREATE FUNCTION dbmail.check_attachment(parameter text, filename text, size bigint) RETURNS void
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   -- Judged as it will be stored (trimmed): a trailing space must not hide a prohibited extension.
@@ -364,7 +362,6 @@ $$;
 -- parameter whose content pushed it over.
 CREATE FUNCTION dbmail.check_mail_size(parameter text, value text, size bigint, max_size bigint) RETURNS void
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   IF max_size > 0 AND size > max_size THEN

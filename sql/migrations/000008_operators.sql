@@ -58,7 +58,6 @@ CREATE FUNCTION dbmail.find_operator(
   operator_id integer, operator_name text, id_parameter text, name_parameter text, required boolean DEFAULT true
 ) RETURNS integer
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   by_name integer;
@@ -96,7 +95,6 @@ $$;
 
 CREATE FUNCTION dbmail.check_operator_name(parameter text, operator_name text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   IF operator_name IS NULL OR btrim(operator_name) = '' THEN
@@ -112,7 +110,6 @@ $$;
 -- A time of day as SQL Server Agent writes it: HHMMSS on a 24-hour clock, 0 to 235959.
 CREATE FUNCTION dbmail.check_pager_time(parameter text, value integer) RETURNS void
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   IF value IS NULL THEN
@@ -131,7 +128,6 @@ $$;
 -- An operator's address list: NULL when empty; else every entry must be a valid address.
 CREATE FUNCTION dbmail.check_operator_addresses(parameter text, value text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   IF value IS NOT NULL AND jsonb_array_length(dbmail.parse_address_list(parameter, value)) = 0 THEN
@@ -150,7 +146,6 @@ CREATE FUNCTION dbmail.check_operator(
   pager_days integer, netsend_address text, category_name text
 ) RETURNS void
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   IF enabled IS NULL THEN
