@@ -1,7 +1,7 @@
 import { defineConfig } from "vitest/config";
 
-// FAULTS_LONG=1 npm run test:faults: larger counts and more kills (see support.ts). (An argument cannot
-// be used: vitest refuses options it does not know before it reads this file.)
+// npm run test:faults -- --long (run.mjs turns it into FAULTS_LONG=1): larger counts and more kills
+// (see support.ts).
 const long = process.env.FAULTS_LONG === "1";
 
 export default defineConfig({
