@@ -1,54 +1,202 @@
-import { mkdirSync, writeFileSync } from "node:fs";
-import { cpus, totalmem } from "node:os";
-import { benchServer, createBenchDatabase } from "./database.js";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { stopAllChildren } from "./children.js";
+import { benchServer, createBenchDatabase, dropAllBenchDatabases } from "./database.js";
+import { type DrainRun, drainOurs, drainReference, type SenderSettings } from "./drain.js";
 import { benchEnqueue, type EnqueueResult } from "./enqueue.js";
-import { format } from "./stats.js";
+import { type LatencyResult, latencyGraphile, latencyOurs, latencyPgBoss } from "./latency.js";
+import { attachmentRun } from "./memory.js";
+import { graphileSettings, prepareGraphile } from "./references/graphile.js";
+import { nodemailerSettings } from "./references/nodemailer.js";
+import { pgBossSettings, preparePgBoss } from "./references/pgboss.js";
+import { describeMachine, renderReport } from "./report.js";
+import { Sink } from "./sink-client.js";
 
-// npm run bench [-- --quick]: a short smoke run, or the full one.
+// npm run bench [-- --quick]: a short smoke run, or the full one. `--only drain,latency` runs some
+// sections (for working on the benchmark; the report then says which ones ran).
 const quick = process.argv.includes("--quick");
-const seconds = quick ? 2 : 5;
-const repetitions = quick ? 2 : 5;
+const onlyArg = process.argv.find((a) => a.startsWith("--only="))?.slice("--only=".length);
+const sections = new Set(onlyArg ? onlyArg.split(",") : ["enqueue", "drain", "latency", "memory"]);
+
+export const config = {
+  quick,
+  enqueue: { seconds: quick ? 2 : 5, repetitions: quick ? 2 : 5, clients: [1, 4] },
+  drain: { mails: quick ? 2000 : 20_000, repetitions: quick ? 1 : 3, senders: [1, 2, 4] },
+  latency: { samples: quick ? 30 : 200 },
+  memory: { repetitions: quick ? 1 : 3 },
+  /** SMTP connections of every system, in total: the same for all, so only the queueing differs. */
+  connections: 8,
+};
+
+/**
+ * The sender's settings with `senders` processes sharing the connections: each gets an equal share of
+ * the SMTP pool, and twice as many messages in flight as connections, so a connection that finishes a
+ * message finds the next one composed and waiting while outcomes are recorded.
+ */
+export function senderSettings(senders: number): SenderSettings {
+  const pool = config.connections / senders;
+  return { concurrency: 2 * pool, batchSize: 20, smtpPoolSize: pool, pollIntervalMs: 5000, logLevel: "warn" };
+}
 
 const resultsDir = new URL("../results/", import.meta.url);
+const reportFile = new URL("../RESULTS.md", import.meta.url);
+
+export interface DrainResults {
+  mails: number;
+  /** Per system: one run per repetition, in order. */
+  runs: Record<string, DrainRun[]>;
+}
+
+export interface BenchResults {
+  date: string;
+  quick: boolean;
+  machine: Record<string, unknown>;
+  config: typeof config;
+  settings: Record<string, unknown>;
+  enqueue?: EnqueueResult[];
+  drain?: DrainResults;
+  latency?: Record<string, LatencyResult>;
+  memory?: { attachment: DrainRun[] };
+}
 
 async function main(): Promise<void> {
   const server = await benchServer();
-  const db = await createBenchDatabase(server.adminUrl);
+  const sink = await Sink.start();
   try {
-    const enqueue: EnqueueResult[] = [];
-    for (const clients of [1, 4]) {
-      console.log(
-        `enqueue, ${clients} client(s): ${repetitions} x ${seconds} s each for sp_send_dbmail and the raw floor`,
-      );
-      enqueue.push(await benchEnqueue(db.url, clients, seconds, repetitions));
-    }
-    const machine = {
-      cpus: cpus().length,
-      cpuModel: cpus()[0]?.model,
-      memoryGiB: Math.round(totalmem() / 2 ** 30),
-      node: process.version,
+    const c = config.connections;
+    const results: BenchResults = {
+      date: new Date().toISOString(),
+      quick,
+      machine: await describeMachine(server.adminUrl, server.own),
+      config,
+      settings: {
+        "pg-dbmail": Object.fromEntries(
+          config.drain.senders.map((s) => [`${s} sender(s)`, senderSettings(s)]),
+        ),
+        nodemailer: nodemailerSettings(c),
+        "graphile-worker": graphileSettings(c),
+        "pg-boss": pgBossSettings(c),
+      },
     };
-    mkdirSync(resultsDir, { recursive: true });
-    writeFileSync(
-      new URL("latest.json", resultsDir),
-      `${JSON.stringify({ date: new Date().toISOString(), quick, machine, enqueue }, null, 2)}\n`,
-    );
-    const table = [
-      "| clients | sp_send_dbmail calls/s | raw INSERT+NOTIFY /s | ratio | p50 / p99 ms (dbmail) | p50 / p99 ms (raw) |",
-      "|---|---|---|---|---|---|",
-      ...enqueue.map(
-        (e) =>
-          `| ${e.clients} | ${format(e.dbmailPerSecond)} | ${format(e.rawPerSecond)} | ${format(e.ratio, 2)} | ` +
-          `${e.dbmailP50Ms.toFixed(3)} / ${e.dbmailP99Ms.toFixed(3)} | ${e.rawP50Ms.toFixed(3)} / ${e.rawP99Ms.toFixed(3)} |`,
-      ),
-    ].join("\n");
-    console.log(
-      `\n${table}\n\nmedian (min-max) over ${repetitions} repetitions; written to bench/results/latest.json`,
-    );
+
+    if (sections.has("enqueue")) {
+      const { seconds, repetitions } = config.enqueue;
+      const db = await createBenchDatabase(server.adminUrl, { tag: "enqueue" });
+      try {
+        results.enqueue = [];
+        for (const clients of config.enqueue.clients) {
+          console.log(
+            `enqueue, ${clients} client(s): ${repetitions} x ${seconds} s each for sp_send_dbmail and the raw floor`,
+          );
+          results.enqueue.push(await benchEnqueue(db.url, clients, seconds, repetitions));
+        }
+      } finally {
+        await db.drop();
+      }
+    }
+
+    if (sections.has("drain")) {
+      const n = config.drain.mails;
+      const runs: Record<string, DrainRun[]> = {};
+      const record = (system: string, run: DrainRun) => {
+        runs[system] = [...(runs[system] ?? []), run];
+        const rss = run.peakRssMiB.map((r) => r.toFixed(0)).join("/");
+        console.log(
+          `  ${system}: ${run.mailsPerSecond.toFixed(0)} mails/s (${run.seconds.toFixed(1)} s, first after ` +
+            `${run.firstMailMs.toFixed(0)} ms, peak RSS ${rss} MiB, cpu ${run.cpuSeconds.map((x) => x.toFixed(1)).join("/")} s, ` +
+            `sink cpu ${run.sinkCpuSeconds.toFixed(1)} s, received ${run.received})`,
+        );
+      };
+      const base = { smtpPort: sink.port, connections: c };
+      // Systems alternate within each repetition, so drift (caches, autovacuum elsewhere) hits all alike.
+      for (let rep = 1; rep <= config.drain.repetitions; rep++) {
+        console.log(`drain of ${n} mails, repetition ${rep} of ${config.drain.repetitions}`);
+        record(
+          "nodemailer",
+          await drainReference(sink, n, "nodemailer", { ...base, n, settings: nodemailerSettings(c) }),
+        );
+        for (const senders of config.drain.senders) {
+          record(
+            `pg-dbmail ${senders}`,
+            await drainOurs(server.adminUrl, sink, n, senders, senderSettings(senders)),
+          );
+        }
+        const graphileDb = await prepareGraphile(server.adminUrl, n);
+        record(
+          "graphile-worker",
+          await drainReference(
+            sink,
+            n,
+            "graphile-worker",
+            { ...base, url: graphileDb.url, settings: graphileSettings(c) },
+            graphileDb,
+          ),
+        );
+        const bossDb = await preparePgBoss(server.adminUrl, n);
+        record(
+          "pg-boss",
+          await drainReference(
+            sink,
+            n,
+            "pg-boss",
+            { ...base, url: bossDb.url, settings: pgBossSettings(c) },
+            bossDb,
+          ),
+        );
+      }
+      results.drain = { mails: n, runs };
+    }
+
+    if (sections.has("latency")) {
+      const samples = config.latency.samples;
+      console.log(`idle latency, ${samples} samples each`);
+      results.latency = {};
+      results.latency["pg-dbmail"] = await latencyOurs(server.adminUrl, sink, samples, senderSettings(1));
+      results.latency["graphile-worker"] = await latencyGraphile(server.adminUrl, sink, samples, c);
+      results.latency["pg-boss"] = await latencyPgBoss(server.adminUrl, sink, samples, c);
+      for (const [system, r] of Object.entries(results.latency))
+        console.log(`  ${system}: p50 ${r.p50Ms.toFixed(1)} ms, p99 ${r.p99Ms.toFixed(1)} ms`);
+    }
+
+    if (sections.has("memory")) {
+      console.log("memory: one 20 MB attachment among 1,000 small mails");
+      const attachment: DrainRun[] = [];
+      for (let rep = 1; rep <= config.memory.repetitions; rep++) {
+        const run = await attachmentRun(server.adminUrl, sink, senderSettings(1));
+        console.log(`  peak RSS ${run.peakRssMiB[0]?.toFixed(0)} MiB, ${run.seconds.toFixed(1)} s`);
+        attachment.push(run);
+      }
+      results.memory = { attachment };
+    }
+
+    results.machine.sinkCpuSeconds = await sink.stop();
+    save(results);
   } finally {
-    await db.drop();
+    await sink.stop();
+    await stopAllChildren();
+    await dropAllBenchDatabases();
     await server.stop();
   }
+}
+
+/** latest.json keeps the sections of earlier runs this one did not produce; RESULTS.md shows this run. */
+function save(results: BenchResults): void {
+  mkdirSync(resultsDir, { recursive: true });
+  const latest = new URL("latest.json", resultsDir);
+  const previous = existsSync(latest) ? (JSON.parse(readFileSync(latest, "utf8")) as object) : {};
+  writeFileSync(latest, `${JSON.stringify({ ...previous, ...results }, null, 2)}\n`);
+  const report = renderReport(results);
+  writeFileSync(reportFile, report);
+  console.log(`\n${report}\nwritten to bench/RESULTS.md and bench/results/latest.json`);
+}
+
+// Interrupted: stop what we started and drop our databases before leaving.
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    console.error(`${signal}: cleaning up`);
+    void stopAllChildren()
+      .then(dropAllBenchDatabases)
+      .finally(() => process.exit(130));
+  });
 }
 
 main().catch((error: unknown) => {
