@@ -233,6 +233,9 @@ CREATE FUNCTION dbmail.queue_mail(
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- Every statement here (and in the helpers it calls) looks rows up by key, so a generic plan is as good
+-- as a custom one; without this PostgreSQL re-plans several of them on every call (a quarter of the cost).
+SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 DECLARE
