@@ -10,7 +10,6 @@ CREATE TYPE dbmail.attachment AS (
 
 CREATE FUNCTION dbmail.address_domain(address text) RETURNS text
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
 BEGIN
   RETURN substring(address, '@([^@]*)$');
@@ -19,7 +18,6 @@ $_$;
 
 CREATE FUNCTION dbmail.address_problem(address text) RETURNS text
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
 DECLARE
   at_pos integer;
@@ -71,7 +69,6 @@ $$;
 
 CREATE FUNCTION dbmail.caller_role() RETURNS name
     LANGUAGE plpgsql STABLE PARALLEL SAFE
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 BEGIN
   RETURN COALESCE(NULLIF(current_setting('role'), 'none'), session_user)::name;
@@ -80,7 +77,6 @@ $$;
 
 CREATE FUNCTION dbmail.check_account(account_name text, email_address text, display_name text, replyto_address text, mailserver_name text, port integer, username text, password text, use_default_credentials boolean, security text, timeout integer, tls_reject_unauthorized boolean) RETURNS void
     LANGUAGE plpgsql STABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
 BEGIN
   IF account_name IS NULL OR btrim(account_name) = '' THEN
@@ -140,7 +136,6 @@ $_$;
 
 CREATE FUNCTION dbmail.check_attachment(parameter text, filename text, size bigint) RETURNS void
     LANGUAGE plpgsql STABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
 DECLARE
   -- Judged as it will be stored (trimmed): a trailing space must not hide a prohibited extension.
@@ -167,7 +162,6 @@ $_$;
 
 CREATE FUNCTION dbmail.check_header_text(parameter text, value text) RETURNS void
     LANGUAGE plpgsql IMMUTABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 BEGIN
   IF value ~ '[\x01-\x08\x0a-\x1f\x7f]' THEN
@@ -179,7 +173,6 @@ $$;
 
 CREATE FUNCTION dbmail.check_headers(headers jsonb) RETURNS void
     LANGUAGE plpgsql IMMUTABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
 DECLARE
   field record;
@@ -216,7 +209,6 @@ $_$;
 
 CREATE FUNCTION dbmail.check_mail_size(parameter text, value text, size bigint, max_size bigint) RETURNS void
     LANGUAGE plpgsql IMMUTABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 BEGIN
   IF max_size > 0 AND size > max_size THEN
@@ -229,7 +221,6 @@ $$;
 
 CREATE FUNCTION dbmail.check_operator(enabled boolean, email_address text, pager_address text, weekday_pager_start_time integer, weekday_pager_end_time integer, saturday_pager_start_time integer, saturday_pager_end_time integer, sunday_pager_start_time integer, sunday_pager_end_time integer, pager_days integer, netsend_address text, category_name text) RETURNS void
     LANGUAGE plpgsql IMMUTABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 BEGIN
   IF enabled IS NULL THEN
@@ -263,7 +254,6 @@ $$;
 
 CREATE FUNCTION dbmail.check_operator_addresses(parameter text, value text) RETURNS void
     LANGUAGE plpgsql IMMUTABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 BEGIN
   IF value IS NOT NULL AND jsonb_array_length(dbmail.parse_address_list(parameter, value)) = 0 THEN
@@ -274,7 +264,6 @@ $$;
 
 CREATE FUNCTION dbmail.check_operator_name(parameter text, operator_name text) RETURNS void
     LANGUAGE plpgsql IMMUTABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 BEGIN
   IF operator_name IS NULL OR btrim(operator_name) = '' THEN
@@ -289,7 +278,6 @@ $$;
 
 CREATE FUNCTION dbmail.check_pager_time(parameter text, value integer) RETURNS void
     LANGUAGE plpgsql IMMUTABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 BEGIN
   IF value IS NULL THEN
@@ -307,7 +295,6 @@ $$;
 
 CREATE FUNCTION dbmail.check_profile_name(profile_name text) RETURNS void
     LANGUAGE plpgsql IMMUTABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 BEGIN
   IF profile_name IS NULL OR btrim(profile_name) = '' THEN
@@ -511,14 +498,12 @@ $$;
 
 CREATE FUNCTION dbmail.config_changed() RETURNS void
     LANGUAGE sql
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
   SELECT pg_catalog.pg_notify('dbmail_config', '');
 $$;
 
 CREATE FUNCTION dbmail.content_type_for(filename text) RETURNS text
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
 BEGIN
   RETURN CASE lower(substring(filename FROM '\.([^.]+)$'))
@@ -599,7 +584,6 @@ $$;
 
 CREATE FUNCTION dbmail.find_account(account_id integer, account_name text, required boolean DEFAULT true) RETURNS integer
     LANGUAGE plpgsql STABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
   by_name integer;
@@ -633,7 +617,6 @@ $$;
 
 CREATE FUNCTION dbmail.find_operator(operator_id integer, operator_name text, id_parameter text, name_parameter text, required boolean DEFAULT true) RETURNS integer
     LANGUAGE plpgsql STABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
   by_name integer;
@@ -671,7 +654,6 @@ $$;
 
 CREATE FUNCTION dbmail.find_principal(principal_id oid, principal_name text, required boolean DEFAULT true) RETURNS oid
     LANGUAGE plpgsql STABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
   by_name oid;
@@ -707,7 +689,6 @@ $$;
 
 CREATE FUNCTION dbmail.find_profile(profile_id integer, profile_name text, required boolean DEFAULT true) RETURNS integer
     LANGUAGE plpgsql STABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
   by_name integer;
@@ -741,7 +722,6 @@ $$;
 
 CREATE FUNCTION dbmail.find_setting(parameter_name text) RETURNS text
     LANGUAGE plpgsql STABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
   stored_name text;
@@ -868,7 +848,6 @@ $$;
 
 CREATE FUNCTION dbmail.given_name(thing text, name text) RETURNS text
     LANGUAGE sql IMMUTABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
   SELECT thing || CASE WHEN name IS NOT NULL THEN '_name' ELSE '_id' END;
 $$;
@@ -914,7 +893,6 @@ CREATE TABLE dbmail.senders (
 
 CREATE FUNCTION dbmail.live_senders() RETURNS SETOF dbmail.senders
     LANGUAGE sql STABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
   SELECT * FROM dbmail.senders s
   WHERE s.stopped_at IS NULL AND s.last_heartbeat > pg_catalog.now() - interval '30 seconds'
@@ -950,7 +928,6 @@ $$;
 
 CREATE FUNCTION dbmail.memberships(member oid) RETURNS oid[]
     LANGUAGE plpgsql STABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 BEGIN
   RETURN ARRAY(
@@ -964,7 +941,6 @@ $$;
 
 CREATE FUNCTION dbmail.message_id_for(mailitem_id bigint, profile_id integer, from_address jsonb) RETURNS text
     LANGUAGE plpgsql STABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 BEGIN
   RETURN '<dbmail.' || mailitem_id || '.'
@@ -981,7 +957,6 @@ $$;
 
 CREATE FUNCTION dbmail.normalise_setting(parameter_name text, parameter_value text) RETURNS text
     LANGUAGE plpgsql IMMUTABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
 DECLARE
   trimmed text := btrim(parameter_value);
@@ -1145,7 +1120,6 @@ $$;
 
 CREATE FUNCTION dbmail.parse_address_list(parameter text, list text) RETURNS jsonb
     LANGUAGE plpgsql IMMUTABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
 DECLARE
   entries text[];
@@ -1228,7 +1202,6 @@ $_$;
 
 CREATE FUNCTION dbmail.parse_bare_address(parameter text, value text) RETURNS text
     LANGUAGE plpgsql IMMUTABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
 DECLARE
   parsed jsonb := dbmail.parse_single_address(parameter, value);
@@ -1243,7 +1216,6 @@ $_$;
 
 CREATE FUNCTION dbmail.parse_single_address(parameter text, value text) RETURNS jsonb
     LANGUAGE plpgsql IMMUTABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
   parsed jsonb := dbmail.parse_address_list(parameter, value);
@@ -1260,7 +1232,6 @@ $$;
 
 CREATE FUNCTION dbmail.principal_name(principal_id oid) RETURNS text
     LANGUAGE sql STABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
   SELECT CASE WHEN principal_id = 0 THEN 'public'
     ELSE (SELECT r.rolname::text FROM pg_catalog.pg_roles r WHERE r.oid = principal_id) END;
@@ -1269,6 +1240,7 @@ $$;
 CREATE FUNCTION dbmail.queue_mail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, query_result text) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $_$
 #variable_conflict use_column
 DECLARE
@@ -1619,7 +1591,6 @@ $$;
 
 CREATE FUNCTION dbmail.resolve_profile(sender name, profile_name text) RETURNS integer
     LANGUAGE plpgsql STABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
   chosen integer;
@@ -1659,7 +1630,6 @@ $$;
 
 CREATE FUNCTION dbmail.resolve_security(enable_ssl boolean, security text) RETURNS text
     LANGUAGE plpgsql IMMUTABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
   resolved text := lower(btrim(security));
@@ -1778,6 +1748,28 @@ CREATE FUNCTION dbmail.sender_accounts() RETURNS TABLE(profile_id integer, profi
   ORDER BY p.profile_id, pa.sequence_number, a.account_id;
 $$;
 
+CREATE FUNCTION dbmail.sender_attachment_chunk(sender_id text, attachment_id bigint, chunk_offset bigint, chunk_length integer) RETURNS bytea
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+  -- A bytea holds at most 1 GB, so every valid offset fits substring()'s integer positions.
+  IF chunk_offset IS NULL OR chunk_offset NOT BETWEEN 0 AND 1073741824 THEN
+    PERFORM dbmail.raise_error('22023', 'chunk_offset', chunk_offset::text, 'must be from 0 to 1073741824');
+  END IF;
+  IF chunk_length IS NULL OR chunk_length NOT BETWEEN 1 AND 67108864 THEN
+    PERFORM dbmail.raise_error('22023', 'chunk_length', chunk_length::text, 'must be from 1 to 67108864');
+  END IF;
+  RETURN (
+    SELECT substring(a.attachment FROM (sender_attachment_chunk.chunk_offset + 1)::integer
+                     FOR sender_attachment_chunk.chunk_length)
+    FROM dbmail.attachments a
+    JOIN dbmail.mailitems m ON m.mailitem_id = a.mailitem_id
+    WHERE a.attachment_id = sender_attachment_chunk.attachment_id
+      AND m.lease_owner = sender_attachment_chunk.sender_id);
+END;
+$$;
+
 CREATE FUNCTION dbmail.sender_attachments(sender_id text, mailitem_id bigint) RETURNS TABLE(attachment_id bigint, filename text, content_type text, filesize bigint, attachment bytea)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -1823,7 +1815,6 @@ $$;
 
 CREATE FUNCTION dbmail.set_started(started boolean) RETURNS void
     LANGUAGE plpgsql
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 BEGIN
   UPDATE dbmail.system_state s SET started = set_started.started, last_mod_date = now(),
@@ -1837,7 +1828,6 @@ $$;
 
 CREATE FUNCTION dbmail.setting(parameter_name text) RETURNS text
     LANGUAGE plpgsql STABLE PARALLEL SAFE
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 BEGIN
   RETURN (SELECT s.paramvalue FROM dbmail.settings s WHERE s.paramname = parameter_name);
@@ -2581,7 +2571,6 @@ $$;
 
 CREATE FUNCTION dbmail.take_caller_stamp(entry_point text) RETURNS name
     LANGUAGE plpgsql
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
   stamped name;
@@ -2659,6 +2648,7 @@ CREATE TABLE dbmail.attachments (
     last_mod_date timestamp with time zone DEFAULT now() NOT NULL,
     last_mod_user name NOT NULL
 );
+ALTER TABLE ONLY dbmail.attachments ALTER COLUMN attachment SET STORAGE EXTERNAL;
 
 ALTER TABLE dbmail.attachments ALTER COLUMN attachment_id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME dbmail.attachments_attachment_id_seq
@@ -3322,6 +3312,9 @@ GRANT ALL ON FUNCTION dbmail.schema_version() TO dbmail_admin;
 
 REVOKE ALL ON FUNCTION dbmail.sender_accounts() FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.sender_accounts() TO dbmail_sender;
+
+REVOKE ALL ON FUNCTION dbmail.sender_attachment_chunk(sender_id text, attachment_id bigint, chunk_offset bigint, chunk_length integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sender_attachment_chunk(sender_id text, attachment_id bigint, chunk_offset bigint, chunk_length integer) TO dbmail_sender;
 
 REVOKE ALL ON FUNCTION dbmail.sender_attachments(sender_id text, mailitem_id bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.sender_attachments(sender_id text, mailitem_id bigint) TO dbmail_sender;

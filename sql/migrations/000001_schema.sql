@@ -210,6 +210,10 @@ CREATE TABLE dbmail.attachments (
   last_mod_user name NOT NULL
 );
 CREATE INDEX attachments_mailitem_idx ON dbmail.attachments (mailitem_id);
+-- Stored out of line and uncompressed, so a sender can read a large attachment piece by piece
+-- (dbmail.sender_attachment_chunk): substring() of an uncompressed TOAST value reads only the chunks
+-- it needs. Attachments are mostly compressed formats anyway (PDF, ZIP, images).
+ALTER TABLE dbmail.attachments ALTER COLUMN attachment SET STORAGE EXTERNAL;
 
 -- No foreign key to mailitems: the log outlives deleted items, as in SQL Server.
 CREATE TABLE dbmail.event_log (

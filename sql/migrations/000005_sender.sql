@@ -336,3 +336,34 @@ AS $$
   WHERE a.mailitem_id = $2 AND m.lease_owner = $1
   ORDER BY a.attachment_id;
 $$;
+
+-- A piece of one attachment of an item this sender holds: up to chunk_length bytes from byte
+-- chunk_offset (counting from 0; empty past the end). The sender streams large attachments this way
+-- instead of holding them whole in memory. NULL when the sender no longer holds the item (another
+-- sender reclaimed it, or it was deleted): the message must not go out.
+CREATE FUNCTION dbmail.sender_attachment_chunk(
+  sender_id text, attachment_id bigint, chunk_offset bigint, chunk_length integer
+) RETURNS bytea
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  -- A bytea holds at most 1 GB, so every valid offset fits substring()'s integer positions.
+  IF chunk_offset IS NULL OR chunk_offset NOT BETWEEN 0 AND 1073741824 THEN
+    PERFORM dbmail.raise_error('22023', 'chunk_offset', chunk_offset::text, 'must be from 0 to 1073741824');
+  END IF;
+  IF chunk_length IS NULL OR chunk_length NOT BETWEEN 1 AND 67108864 THEN
+    PERFORM dbmail.raise_error('22023', 'chunk_length', chunk_length::text, 'must be from 1 to 67108864');
+  END IF;
+  RETURN (
+    SELECT substring(a.attachment FROM (sender_attachment_chunk.chunk_offset + 1)::integer
+                     FOR sender_attachment_chunk.chunk_length)
+    FROM dbmail.attachments a
+    JOIN dbmail.mailitems m ON m.mailitem_id = a.mailitem_id
+    WHERE a.attachment_id = sender_attachment_chunk.attachment_id
+      AND m.lease_owner = sender_attachment_chunk.sender_id);
+END;
+$$;
+REVOKE ALL ON FUNCTION dbmail.sender_attachment_chunk(text, bigint, bigint, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dbmail.sender_attachment_chunk(text, bigint, bigint, integer) TO dbmail_sender;

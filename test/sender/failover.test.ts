@@ -1,6 +1,7 @@
 // Failover between a profile's accounts, retry rounds and permanent rejections (SPEC sections 4, 5, 7),
 // end to end: a real PostgreSQL, the in-process sender and real SMTP servers scripted to refuse, stall,
 // drop or be down.
+import { randomBytes } from "node:crypto";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { freePort } from "../../packages/sender/src/dev/local-postgres.js";
 import type { Sender } from "../../packages/sender/src/sender/sender.js";
@@ -599,6 +600,38 @@ describe("slow and rude servers", () => {
     // sender never got a reply, so for it the message was not accepted.)
     const warnings = (await events(id)).filter((e) => e.event_type === "warning");
     expect(warnings.map((w) => w.account_id)).toEqual([a1]);
+  });
+
+  it("fails over mid-DATA with a streamed attachment: the next account gets all of it, byte-exact", async () => {
+    // Larger than a streamed piece and not a multiple of one, so it is read from the database in pieces.
+    const content = randomBytes(3 * 2 ** 20 + 12_345);
+    const rude = await smtp({ dropData: true });
+    const second = await smtp();
+    const a1 = await account("a1", rude, { timeout: 2 });
+    const a2 = await account("a2", second);
+    const name = await profile([
+      [a1, 1],
+      [a2, 2],
+    ]);
+    await configure("MaxFileSize", String(8 * 2 ** 20));
+    try {
+      await start();
+      const { rows } = await db.query<{ id: string }>(
+        `SELECT dbmail.sp_send_dbmail(profile_name => $1, recipients => 'to@example.org', subject => 'big',
+                body => 'body', attachments => ARRAY[dbmail.attachment('big.bin', $2::bytea)]) AS id`,
+        [name, content],
+      );
+      const id = rows[0]?.id as string;
+
+      const row = await waitForStatus(id, "sent", 15_000);
+      expect(row.sent_account_id).toBe(a2);
+      expect(mailitemIds(second)).toEqual([id]);
+      const [attachment] = second.received[0]?.parsed.attachments ?? [];
+      expect(attachment?.filename).toBe("big.bin");
+      expect(attachment?.content.equals(content)).toBe(true);
+    } finally {
+      await configure("MaxFileSize", "1000000");
+    }
   });
 
   it("retries a mail whose only server drops mid-DATA, and delivers it once the server behaves", async () => {

@@ -53,6 +53,7 @@ const SENDER_FUNCTIONS = [
   "release_mailitems",
   "schema_version",
   "sender_accounts",
+  "sender_attachment_chunk",
   "sender_attachments",
   "sender_heartbeat",
   "sender_stopped",

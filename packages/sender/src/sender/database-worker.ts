@@ -5,10 +5,12 @@ import pgListen, { type Subscriber } from "pg-listen";
 import type { DatabaseTarget, SenderOptions } from "../config/options.js";
 import { CliError } from "../exit-codes.js";
 import type { Logger } from "../log.js";
-import { composeMessage } from "../smtp/compose.js";
-import { deliver, LeaseLostError } from "../smtp/deliver.js";
+import { composeMessage, type MessageAttachment } from "../smtp/compose.js";
+import { deliver, LeaseLostError, type SentInfo } from "../smtp/deliver.js";
+import { type FinalCheck, withFinalCheck } from "../smtp/final-check.js";
 import type { Transports } from "../smtp/transports.js";
 import { AccountsCache } from "./accounts-cache.js";
+import { ATTACHMENT_CHUNK_BYTES, chunkedStream } from "./attachment-stream.js";
 import { checkSchema } from "./check-schema.js";
 import * as q from "./queries.js";
 import { retrying } from "./retrying.js";
@@ -30,9 +32,10 @@ export class DatabaseWorker {
   private readonly wakeup = new Wakeup();
   private readonly inFlight = new Map<string, Promise<void>>();
   /**
-   * Until when (this process's clock) each item in flight is surely still this sender's: set at claim
-   * and renewal, a few seconds inside the lease. Past it, the lease is checked in the database before
-   * sending (after a long pause, say, another sender may have taken the item over).
+   * Until when (this process's monotonic clock, which keeps running while the process is stopped) each
+   * item in flight is surely still this sender's: a few seconds inside the lease, counted from when the
+   * claim or renewal was asked for. Past it, the lease is checked in the database before a message
+   * starts and before it ends (after a long pause, say, another sender may have taken the item over).
    */
   private readonly surelyHeldUntil = new Map<string, number>();
   private readonly log: Logger;
@@ -151,6 +154,7 @@ export class DatabaseWorker {
           this.started &&
           room >= Math.min(this.options.batchSize, Math.ceil(this.options.concurrency / 2))
         ) {
+          const asked = performance.now();
           const items = await q.claim(
             this.pool,
             this.options.senderId,
@@ -160,7 +164,7 @@ export class DatabaseWorker {
           failures = 0;
           if (items.length > 0) {
             this.lastActivity = Date.now();
-            for (const item of items) this.dispatch(item);
+            for (const item of items) this.dispatch(item, asked);
             continue;
           }
         }
@@ -175,20 +179,31 @@ export class DatabaseWorker {
     }
   }
 
-  private markHeld(id: string): void {
-    this.surelyHeldUntil.set(id, performance.now() + this.options.leaseSeconds * 1000 - 5000);
+  /**
+   * Notes that the database granted or renewed the lease of an item in flight in answer to a query sent
+   * at `asked` (not when the answer arrived: the process may have been paused in between).
+   */
+  private markHeld(id: string, asked: number): void {
+    if (!this.inFlight.has(id)) return;
+    const until = asked + this.options.leaseSeconds * 1000 - 5000;
+    this.surelyHeldUntil.set(id, Math.max(until, this.surelyHeldUntil.get(id) ?? 0));
+  }
+
+  /** Whether the item is surely still this sender's by the local clock alone. */
+  private surelyHeld(id: string): boolean {
+    return performance.now() < (this.surelyHeldUntil.get(id) ?? 0);
   }
 
   /** Whether this sender still holds the item: known locally, or confirmed (and renewed) in the database. */
   private async stillHeld(id: string): Promise<boolean> {
-    if (performance.now() < (this.surelyHeldUntil.get(id) ?? 0)) return true;
+    if (this.surelyHeld(id)) return true;
+    const asked = performance.now();
     const held = await q.extendLeases(this.pool, this.options.senderId, [id], this.options.leaseSeconds);
-    if (held.has(id)) this.markHeld(id);
+    if (held.has(id)) this.markHeld(id, asked);
     return held.has(id);
   }
 
-  private dispatch(item: q.ClaimedItem): void {
-    this.markHeld(item.mailitem_id);
+  private dispatch(item: q.ClaimedItem, claimedAsked: number): void {
     const done = this.deliverOne(item)
       .catch((error: unknown) =>
         this.log.error({ mailitemId: item.mailitem_id, err: (error as Error).message }, "delivery failed"),
@@ -199,6 +214,7 @@ export class DatabaseWorker {
         this.wakeup.wake();
       });
     this.inFlight.set(item.mailitem_id, done);
+    this.markHeld(item.mailitem_id, claimedAsked);
   }
 
   private async deliverOne(item: q.ClaimedItem): Promise<void> {
@@ -207,7 +223,9 @@ export class DatabaseWorker {
     try {
       prepared = await Promise.all([
         this.accounts.forProfile(item.profile_id),
-        item.attachment_count > 0 ? q.attachments(this.pool, this.options.senderId, item.mailitem_id) : [],
+        item.attachment_count > 0
+          ? q.attachments(this.pool, this.options.senderId, item.mailitem_id, ATTACHMENT_CHUNK_BYTES)
+          : [],
       ]);
     } catch (error) {
       // Nothing was sent: give the item back at once rather than letting its lease run out.
@@ -215,19 +233,17 @@ export class DatabaseWorker {
       throw error;
     }
     const [accounts, attachments] = prepared;
+    const attempt: Attempt = {};
     let outcome: q.Outcome;
     try {
       outcome = await deliver(item, accounts, (account) =>
-        // The lease is checked when a connection is free, right before the message goes out: a sender
-        // paused past its lease (SIGSTOP, swap) must not send what another sender has taken over.
-        this.transports.withConnection(account, async () => {
-          if (!(await this.stillHeld(item.mailitem_id))) throw new LeaseLostError("lease lost");
-          return this.transports.get(account).sendMail(composeMessage(item, account, attachments));
-        }),
+        // Only when a pooled connection is free, so the lease checks happen right before the message
+        // goes out, not before it waits in nodemailer's queue.
+        this.transports.withConnection(account, () => this.sendThrough(item, account, attachments, attempt)),
       );
     } catch (error) {
       if (!(error instanceof LeaseLostError)) throw error;
-      log.warn("the item was taken over by another sender while this one was paused; not sending it");
+      log.warn({ reason: error.message }, "not sent: the item is no longer this sender's");
       return;
     }
     // The SMTP server has spoken: keep trying to record it through a database outage, so the item is
@@ -244,11 +260,82 @@ export class DatabaseWorker {
     }
     if (status === "lease_lost") {
       log.warn(
-        { outcome: outcome.status },
+        {
+          outcome: outcome.status,
+          // The last moment the lease was known to be held before the end of the message went out.
+          leaseCheckedAt: attempt.finalCheckAt ? new Date(attempt.finalCheckAt).toISOString() : undefined,
+        },
         "the item was reclaimed or deleted before its outcome was recorded",
       );
     } else {
       log.info({ status, accountId: outcome.accountId, error: outcome.error }, `mail ${status}`);
+    }
+  }
+
+  /**
+   * One attempt through one account. The lease is checked before the message starts and again right
+   * before its end of DATA goes out (the final check), so a sender paused past its lease (SIGSTOP,
+   * swap) aborts, rather than completes, a message another sender has taken over: the server discards
+   * a message whose DATA never ended. The final check costs nothing while the local clock says the lease
+   * is surely held; only past that does it ask the database. Throws LeaseLostError when the lease is lost.
+   */
+  private async sendThrough(
+    item: q.ClaimedItem,
+    account: q.ProfileAccount,
+    stored: q.StoredAttachment[],
+    attempt: Attempt,
+  ): Promise<SentInfo> {
+    const id = item.mailitem_id;
+    if (!(await this.stillHeld(id))) {
+      throw new LeaseLostError("another sender took it over before it was sent");
+    }
+    let lost: string | undefined;
+    // A fresh stream per attempt: the next account, if this one fails, sends the whole attachment again.
+    const attachments: MessageAttachment[] = stored.map((a) => ({
+      filename: a.filename,
+      contentType: a.content_type,
+      content:
+        a.content ??
+        chunkedStream(a.size, async (offset, length) => {
+          const piece = await q.attachmentChunk(
+            this.pool,
+            this.options.senderId,
+            a.attachment_id,
+            offset,
+            length,
+          );
+          if (piece === null) {
+            lost = "another sender took it over while it was being sent";
+            throw new LeaseLostError(lost);
+          }
+          return piece;
+        }),
+    }));
+    const finalCheck: FinalCheck = () => {
+      attempt.finalCheckAt = Date.now();
+      if (this.surelyHeld(id)) return true;
+      return this.stillHeld(id).then(
+        (held) => {
+          // Confirmed in the database, and no long pause since the question was asked.
+          if (held && this.surelyHeld(id)) return true;
+          lost = held
+            ? "this sender was paused while confirming its lease before the end of its message"
+            : "another sender took it over before the end of its message";
+          return false;
+        },
+        (error: Error) => {
+          lost = `its lease could not be confirmed before the end of its message: ${error.message}`;
+          return false;
+        },
+      );
+    };
+    try {
+      return await this.transports
+        .get(account)
+        .sendMail(withFinalCheck(composeMessage(item, account, attachments), finalCheck));
+    } catch (error) {
+      if (lost !== undefined) throw new LeaseLostError(lost);
+      throw error;
     }
   }
 
@@ -269,12 +356,19 @@ export class DatabaseWorker {
     const ids = [...this.inFlight.keys()];
     if (ids.length === 0) return;
     try {
+      const asked = performance.now();
       const held = await q.extendLeases(this.pool, this.options.senderId, ids, this.options.leaseSeconds);
-      for (const id of held) this.markHeld(id);
+      for (const id of held) this.markHeld(id, asked);
       const lost = ids.filter((id) => !held.has(id));
       if (lost.length > 0) this.log.warn({ lost }, "leases lost (items reclaimed or deleted)");
     } catch (error) {
       this.log.warn({ err: (error as Error).message }, "lease renewal failed");
     }
   }
+}
+
+/** What one delivery remembers across its attempts (the last one is the one that counts). */
+interface Attempt {
+  /** When (wall clock) the lease was last checked before the end of the message went out. */
+  finalCheckAt?: number;
 }

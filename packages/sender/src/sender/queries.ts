@@ -45,10 +45,15 @@ export interface ProfileAccount {
   tls_reject_unauthorized: boolean;
 }
 
+/** An attachment of a claimed item. Small ones come with their bytes; larger ones are streamed. */
 export interface StoredAttachment {
+  attachment_id: string;
   filename: string;
   content_type: string | null;
-  attachment: Buffer;
+  /** Bytes. */
+  size: number;
+  /** The bytes when `size` is at most the inline limit, else null (read with attachmentChunk). */
+  content: Buffer | null;
 }
 
 export interface Outcome {
@@ -148,15 +153,38 @@ export async function profileAccounts(db: pg.Pool): Promise<ProfileAccount[]> {
   return rows;
 }
 
+/**
+ * An item's attachments; the bytes only of those up to `inlineLimit` bytes. (The function's rows keep
+ * the larger values as TOAST pointers, so leaving them out here means they are never read.)
+ */
 export async function attachments(
   db: pg.Pool,
   senderId: string,
   mailitemId: string,
+  inlineLimit: number,
 ): Promise<StoredAttachment[]> {
   const { rows } = await db.query<StoredAttachment>({
     name: "dbmail_attachments",
-    text: "SELECT filename, content_type, attachment FROM dbmail.sender_attachments($1, $2)",
-    values: [senderId, mailitemId],
+    text: `SELECT attachment_id, filename, content_type, octet_length(attachment) AS size,
+                  CASE WHEN octet_length(attachment) <= $3 THEN attachment END AS content
+           FROM dbmail.sender_attachments($1, $2)`,
+    values: [senderId, mailitemId, inlineLimit],
   });
   return rows;
+}
+
+/** `length` bytes of an attachment from `offset`; null when the sender no longer holds its item. */
+export async function attachmentChunk(
+  db: pg.Pool,
+  senderId: string,
+  attachmentId: string,
+  offset: number,
+  length: number,
+): Promise<Buffer | null> {
+  const { rows } = await db.query<{ chunk: Buffer | null }>({
+    name: "dbmail_attachment_chunk",
+    text: "SELECT dbmail.sender_attachment_chunk($1, $2, $3, $4) AS chunk",
+    values: [senderId, attachmentId, offset, length],
+  });
+  return rows[0]?.chunk ?? null;
 }

@@ -1,6 +1,17 @@
+import type { Readable } from "node:stream";
 import { convert } from "html-to-text";
 import type Mail from "nodemailer/lib/mailer/index.js";
-import type { Address, ClaimedItem, ProfileAccount, StoredAttachment } from "../sender/queries.js";
+import type { Address, ClaimedItem, ProfileAccount } from "../sender/queries.js";
+
+/**
+ * An attachment as a message takes it: its bytes, or a stream that reads them (from the database, a
+ * piece at a time) while the message is being sent. A stream is read once: every message gets its own.
+ */
+export interface MessageAttachment {
+  filename: string;
+  contentType: string | null;
+  content: Buffer | Readable;
+}
 
 // RFC 2156's Sensitivity values; NORMAL means no header at all.
 const SENSITIVITY_HEADER: Record<ClaimedItem["sensitivity"], string | undefined> = {
@@ -24,7 +35,7 @@ function toMailAddress(address: Address): Mail.Address {
 export function composeMessage(
   item: ClaimedItem,
   account: ProfileAccount,
-  attachments: StoredAttachment[],
+  attachments: MessageAttachment[],
 ): Mail.Options {
   const sensitivity = SENSITIVITY_HEADER[item.sensitivity];
   const html = item.body_format === "HTML";
@@ -48,8 +59,8 @@ export function composeMessage(
     },
     attachments: attachments.map((a) => ({
       filename: a.filename,
-      content: a.attachment,
-      ...(a.content_type ? { contentType: a.content_type } : {}),
+      content: a.content,
+      ...(a.contentType ? { contentType: a.contentType } : {}),
     })),
     // Content comes only from the database: never let a message make the sender read files or URLs.
     disableFileAccess: true,

@@ -2,6 +2,7 @@ import nodemailer, { type Transporter } from "nodemailer";
 import type SMTPPool from "nodemailer/lib/smtp-pool/index.js";
 import { resolvePassword } from "../secrets.js";
 import type { ProfileAccount } from "../sender/queries.js";
+import { finalCheckPlugin } from "./final-check.js";
 import { Slots } from "./slots.js";
 
 export interface TransportSettings {
@@ -31,6 +32,7 @@ export class Transports {
     if (cached?.key === key) return cached.transport;
     cached?.transport.close();
     const transport = nodemailer.createTransport(options);
+    transport.use("stream", finalCheckPlugin);
     this.cache.set(account.account_id, { key, transport });
     return transport;
   }
