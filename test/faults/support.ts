@@ -87,7 +87,8 @@ export function spawnSender(url: string, id: string, args: string[] = []): Spawn
   );
   let output = "";
   const keep = (chunk: Buffer) => {
-    output = (output + chunk.toString()).slice(-20_000);
+    // Enough for every warning of a run at --log-level warn (the SIGSTOP scenario reads them).
+    output = (output + chunk.toString()).slice(-2_000_000);
   };
   child.stdout?.on("data", keep);
   child.stderr?.on("data", keep);
@@ -104,6 +105,20 @@ export function spawnSender(url: string, id: string, args: string[] = []): Spawn
   };
   spawned.push(s);
   return s;
+}
+
+/** The JSON log lines a sender wrote (pino), parsed; other lines are skipped. */
+export function logLines(s: Spawned): Record<string, unknown>[] {
+  const lines: Record<string, unknown>[] = [];
+  for (const line of s.output().split("\n")) {
+    if (!line.startsWith("{")) continue;
+    try {
+      lines.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      // a line cut off at the start of the kept output
+    }
+  }
+  return lines;
 }
 
 /** SIGKILLs every sender this file spawned that still runs (SIGCONT first, in case one is stopped). */

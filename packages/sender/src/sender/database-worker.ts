@@ -244,6 +244,10 @@ export class DatabaseWorker {
     } catch (error) {
       if (!(error instanceof LeaseLostError)) throw error;
       log.warn({ reason: error.message }, "not sent: the item is no longer this sender's");
+      // Nothing went out. Should the lease merely have been unconfirmable (the database unreachable),
+      // give the item back rather than let it expire into an "outcome unknown"; a no-op for an item
+      // another sender holds.
+      await q.release(this.pool, this.options.senderId, [item.mailitem_id]).catch(() => {});
       return;
     }
     // The SMTP server has spoken: keep trying to record it through a database outage, so the item is
