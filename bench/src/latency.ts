@@ -22,8 +22,8 @@ const WARM_UP = 5;
 
 /**
  * Takes `samples` measurements of `enqueue` (which must return once committed). Between two, a random
- * pause of 50-150 ms: the system is idle again (outcome recorded) and the samples do not lock onto the
- * phase of a poller.
+ * pause of 50-550 ms: the system is idle again (outcome recorded), and the arrivals fall at random
+ * phases of a 500 ms poller instead of locking onto one (a fixed rhythm near its period would).
  */
 async function measure(
   sink: Sink,
@@ -37,7 +37,7 @@ async function measure(
     const committed = now();
     const arrived = await sink.nextMail(10_000);
     if (i > WARM_UP) latencies.push(arrived - committed);
-    await sleep(50 + Math.random() * 100);
+    await sleep(50 + Math.random() * 500);
   }
   await sink.reset(false);
   return {

@@ -84,6 +84,12 @@ export function renderReport(r: BenchResults): string {
       `shared_buffers=${m.postgres.shared_buffers}, max_connections=${m.postgres.max_connections}`,
   );
   line(`- Data directory on: ${m.dataDisk ?? "unknown (not visible from here)"}`);
+  const load = m.loadAverage as { start: number[]; end: number[] } | undefined;
+  if (load)
+    line(
+      `- Load average (1/5/15 min) at the start ${load.start.map((x) => x.toFixed(2)).join("/")}, at the end ` +
+        `${load.end.map((x) => x.toFixed(2)).join("/")}: anything above the bench's own processes competed for the cores.`,
+    );
   line(
     "- The SMTP sink (smtp-server, plain SMTP on 127.0.0.1, accepts and discards everything) runs in a process " +
       `of its own; it used ${f1(Number(m.sinkCpuSeconds ?? 0))} s of CPU over the whole run.`,
@@ -217,7 +223,7 @@ export function renderReport(r: BenchResults): string {
     line(
       `One mail at a time into an idle, already running system: from the return of the enqueueing statement ` +
         `(autocommit, so committed) to the sink's end of DATA, both clocks performance.timeOrigin + performance.now() ` +
-        `on this machine. ${r.config.latency.samples} samples after 5 warm-up ones, 50-150 ms (random) apart.`,
+        `on this machine. ${r.config.latency.samples} samples after 5 warm-up ones, 50-550 ms (random) apart.`,
     );
     line();
     line("| system | enqueue | wakes by | p50 ms | p99 ms | min ms | max ms |");

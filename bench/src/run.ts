@@ -1,4 +1,5 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { stopAllChildren } from "./children.js";
 import { benchServer, createBenchDatabase, dropAllBenchDatabases } from "./database.js";
 import { type DrainRun, drainOurs, drainReference, type SenderSettings } from "./drain.js";
@@ -59,6 +60,7 @@ export interface BenchResults {
 }
 
 async function main(): Promise<void> {
+  const loadAtStart = loadavg();
   const server = await benchServer();
   const sink = await Sink.start();
   try {
@@ -169,6 +171,8 @@ async function main(): Promise<void> {
     }
 
     results.machine.sinkCpuSeconds = await sink.stop();
+    // The machine may be shared: say how busy it was.
+    results.machine.loadAverage = { start: loadAtStart, end: loadavg() };
     save(results);
   } finally {
     await sink.stop();
