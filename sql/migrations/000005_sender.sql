@@ -166,20 +166,19 @@ $$;
 -- are logged as warnings with their account, on final failure as one error (as SQL Server does).
 -- Returns the item's status afterwards, or 'lease_lost' when this sender no longer holds the item
 -- (it was reclaimed after the lease expired, or deleted): then nothing is changed.
-CREATE FUNCTION dbmail.record_outcome(
-  mailitem_id bigint, sender_id text, outcome text, account_id integer DEFAULT NULL,
-  smtp_response text DEFAULT NULL, error text DEFAULT NULL, account_errors jsonb DEFAULT NULL,
-  process_id integer DEFAULT NULL
+--
+-- apply_outcome is the one implementation, shared by record_outcome (one item) and record_outcomes (a
+-- batch); an owner-only helper, it inherits the caller's pinned search_path. retry_rounds and
+-- retry_delay are AccountRetryAttempts and AccountRetryDelay, read once per call by the caller.
+CREATE FUNCTION dbmail.apply_outcome(
+  mailitem_id bigint, sender_id text, outcome text, account_id integer, smtp_response text, error text,
+  account_errors jsonb, process_id integer, retry_rounds integer, retry_delay integer
 ) RETURNS text
 LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   item dbmail.mailitems;
   attempts integer;
-  retry_rounds integer := COALESCE(dbmail.setting('AccountRetryAttempts')::integer, 1);
-  retry_delay integer := COALESCE(dbmail.setting('AccountRetryDelay')::integer, 60);
   failure record;
   summary text;
   new_status text;
@@ -194,8 +193,8 @@ BEGIN
     PERFORM dbmail.raise_error('22023', 'account_errors', account_errors::text, 'must be a JSON array');
   END IF;
   SELECT * INTO item FROM dbmail.mailitems m
-  WHERE m.mailitem_id = record_outcome.mailitem_id AND m.sent_status = 'sending'
-    AND m.lease_owner = record_outcome.sender_id
+  WHERE m.mailitem_id = apply_outcome.mailitem_id AND m.sent_status = 'sending'
+    AND m.lease_owner = apply_outcome.sender_id
   FOR UPDATE;
   IF NOT FOUND THEN
     RETURN 'lease_lost';
@@ -206,13 +205,13 @@ BEGIN
 
   IF outcome = 'sent' THEN
     new_status := 'sent';
-    UPDATE dbmail.mailitems m SET sent_status = 'sent', sent_date = now(), sent_account_id = record_outcome.account_id,
-      smtp_response = record_outcome.smtp_response, sent_by = record_outcome.sender_id, send_attempts = attempts,
+    UPDATE dbmail.mailitems m SET sent_status = 'sent', sent_date = now(), sent_account_id = apply_outcome.account_id,
+      smtp_response = apply_outcome.smtp_response, sent_by = apply_outcome.sender_id, send_attempts = attempts,
       lease_owner = NULL, lease_expires_at = NULL, last_mod_date = now(), last_mod_user = dbmail.caller_role()
     WHERE m.mailitem_id = item.mailitem_id;
-    UPDATE dbmail.profiles p SET last_success_account_id = record_outcome.account_id
-    WHERE p.profile_id = item.profile_id AND p.last_success_account_id IS DISTINCT FROM record_outcome.account_id
-      AND EXISTS (SELECT FROM dbmail.accounts a WHERE a.account_id = record_outcome.account_id);
+    UPDATE dbmail.profiles p SET last_success_account_id = apply_outcome.account_id
+    WHERE p.profile_id = item.profile_id AND p.last_success_account_id IS DISTINCT FROM apply_outcome.account_id
+      AND EXISTS (SELECT FROM dbmail.accounts a WHERE a.account_id = apply_outcome.account_id);
     IF FOUND THEN
       -- The profile's first choice changed: let the other senders know (rare: only on failover).
       PERFORM dbmail.config_changed();
@@ -220,16 +219,16 @@ BEGIN
     FOR failure IN SELECT f.value FROM jsonb_array_elements(COALESCE(account_errors, '[]')) f LOOP
       PERFORM dbmail.log_event('warning', format('Mail Id %s: account %s failed: %s', item.mailitem_id,
           failure.value ->> 'account_id', failure.value ->> 'error'),
-        item.mailitem_id, (failure.value ->> 'account_id')::integer, process_id, record_outcome.sender_id);
+        item.mailitem_id, (failure.value ->> 'account_id')::integer, process_id, apply_outcome.sender_id);
     END LOOP;
     PERFORM dbmail.log_event('success', format('Mail Id %s sent through account %s: %s', item.mailitem_id,
-        record_outcome.account_id, COALESCE(record_outcome.smtp_response, 'accepted')),
-      item.mailitem_id, record_outcome.account_id, process_id, record_outcome.sender_id);
+        apply_outcome.account_id, COALESCE(apply_outcome.smtp_response, 'accepted')),
+      item.mailitem_id, apply_outcome.account_id, process_id, apply_outcome.sender_id);
     RETURN new_status;
   END IF;
 
   new_status := CASE WHEN outcome = 'retrying' AND attempts <= retry_rounds THEN 'retrying' ELSE 'failed' END;
-  summary := COALESCE(record_outcome.error, summary, 'no reason given');
+  summary := COALESCE(apply_outcome.error, summary, 'no reason given');
   UPDATE dbmail.mailitems m SET
     sent_status = new_status, send_attempts = attempts, last_error = summary,
     next_attempt_at = CASE WHEN new_status = 'retrying' THEN now() + make_interval(secs => retry_delay)
@@ -240,16 +239,73 @@ BEGIN
   IF new_status = 'retrying' THEN
     PERFORM dbmail.log_event('warning', format('Mail Id %s could not be sent (round %s of %s), retrying in %s s: %s',
         item.mailitem_id, attempts, retry_rounds + 1, retry_delay, summary),
-      item.mailitem_id, NULL, process_id, record_outcome.sender_id);
+      item.mailitem_id, NULL, process_id, apply_outcome.sender_id);
   ELSE
     PERFORM dbmail.log_event('error', format('Mail Id %s failed%s: %s', item.mailitem_id,
         CASE WHEN outcome = 'retrying' THEN format(' after %s rounds over its accounts', attempts) ELSE '' END,
         summary),
-      item.mailitem_id, NULL, process_id, record_outcome.sender_id);
+      item.mailitem_id, NULL, process_id, apply_outcome.sender_id);
   END IF;
   RETURN new_status;
 END;
 $$;
+REVOKE ALL ON FUNCTION dbmail.apply_outcome(bigint, text, text, integer, text, text, jsonb, integer, integer, integer)
+  FROM PUBLIC;
+
+CREATE FUNCTION dbmail.record_outcome(
+  mailitem_id bigint, sender_id text, outcome text, account_id integer DEFAULT NULL,
+  smtp_response text DEFAULT NULL, error text DEFAULT NULL, account_errors jsonb DEFAULT NULL,
+  process_id integer DEFAULT NULL
+) RETURNS text
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  RETURN dbmail.apply_outcome(mailitem_id, sender_id, outcome, account_id, smtp_response, error,
+    account_errors, process_id, COALESCE(dbmail.setting('AccountRetryAttempts')::integer, 1),
+    COALESCE(dbmail.setting('AccountRetryDelay')::integer, 60));
+END;
+$$;
+
+-- Many outcomes of one sender in one transaction (one commit instead of one per message), each with
+-- exactly record_outcome's effect. outcomes is a JSON array of objects with record_outcome's arguments
+-- by name: mailitem_id, outcome, and optionally account_id, smtp_response, error, account_errors.
+-- Returns each item's status afterwards (or 'lease_lost'), in mailitem_id order, which is also the
+-- order its rows are locked in (so two batches cannot deadlock on each other's items). A bad entry
+-- fails the whole call, changing nothing.
+CREATE FUNCTION dbmail.record_outcomes(sender_id text, outcomes jsonb, process_id integer DEFAULT NULL)
+RETURNS TABLE (mailitem_id bigint, status text)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  retry_rounds integer := COALESCE(dbmail.setting('AccountRetryAttempts')::integer, 1);
+  retry_delay integer := COALESCE(dbmail.setting('AccountRetryDelay')::integer, 60);
+  entry record;
+BEGIN
+  IF outcomes IS NULL OR jsonb_typeof(outcomes) <> 'array' THEN
+    PERFORM dbmail.raise_error('22023', 'outcomes', outcomes::text, 'must be a JSON array');
+  END IF;
+  FOR entry IN
+    SELECT o.* FROM jsonb_to_recordset(outcomes) AS o(
+      mailitem_id bigint, outcome text, account_id integer, smtp_response text, error text, account_errors jsonb)
+    ORDER BY o.mailitem_id
+  LOOP
+    IF entry.mailitem_id IS NULL THEN
+      PERFORM dbmail.raise_error('22004', 'mailitem_id', NULL, 'every outcome names its mail item');
+    END IF;
+    mailitem_id := entry.mailitem_id;
+    status := dbmail.apply_outcome(entry.mailitem_id, record_outcomes.sender_id, entry.outcome,
+      entry.account_id, entry.smtp_response, entry.error, entry.account_errors, record_outcomes.process_id,
+      retry_rounds, retry_delay);
+    RETURN NEXT;
+  END LOOP;
+END;
+$$;
+REVOKE ALL ON FUNCTION dbmail.record_outcomes(text, jsonb, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dbmail.record_outcomes(text, jsonb, integer) TO dbmail_sender;
 
 -- Gives back claimed items this sender will not send (it is shutting down): they are claimable at once.
 CREATE FUNCTION dbmail.release_mailitems(sender_id text, mailitem_ids bigint[]) RETURNS integer

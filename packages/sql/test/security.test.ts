@@ -50,6 +50,7 @@ const SENDER_FUNCTIONS = [
   "claim_mailitems",
   "extend_leases",
   "record_outcome",
+  "record_outcomes",
   "release_mailitems",
   "schema_version",
   "sender_accounts",

@@ -12,12 +12,23 @@ import type { Transports } from "../smtp/transports.js";
 import { AccountsCache } from "./accounts-cache.js";
 import { ATTACHMENT_CHUNK_BYTES, chunkedStream } from "./attachment-stream.js";
 import { checkSchema } from "./check-schema.js";
+import { OutcomeRecorder } from "./outcomes.js";
 import * as q from "./queries.js";
-import { retrying } from "./retrying.js";
 import { Wakeup } from "./wakeup.js";
 
 // Reported in dbmail.senders, so operators can see which version each sender runs.
 const senderVersion = (createRequire(import.meta.url)("../../package.json") as { version: string }).version;
+
+/** Outcomes per record_outcomes call, at most. */
+const OUTCOME_BATCH = 100;
+
+/**
+ * The query connections for `concurrency` messages in flight: one each for claims, outcomes, lease
+ * renewal and the heartbeat, and more for the attachment reads and lease checks of the messages.
+ */
+export function databasePoolSize(concurrency: number): number {
+  return Math.min(20, 4 + Math.ceil(concurrency / 4));
+}
 
 /**
  * Serves one database: wakes on NOTIFY dbmail_queue and also polls (a lost notification only delays
@@ -30,7 +41,12 @@ export class DatabaseWorker {
   private readonly subscriber: Subscriber;
   private readonly accounts: AccountsCache;
   private readonly wakeup = new Wakeup();
+  /** Items being delivered (until the SMTP server has answered): at most `concurrency`. */
   private readonly inFlight = new Map<string, Promise<void>>();
+  /** Outcomes the SMTP servers gave, on their way to the database (record_outcomes, in batches). */
+  private readonly outcomes: OutcomeRecorder;
+  /** Claims stop while this many outcomes wait to be recorded (the database is slow or away). */
+  private readonly outcomeBacklog: number;
   /**
    * Until when (this process's monotonic clock, which keeps running while the process is stopped) each
    * item in flight is surely still this sender's: a few seconds inside the lease, counted from when the
@@ -59,10 +75,20 @@ export class DatabaseWorker {
       connectionString: target.url,
       application_name: `dbmail sender ${options.senderId}`,
     };
-    this.pool = new pg.Pool({ ...connection, max: 4 });
+    this.pool = new pg.Pool({ ...connection, max: databasePoolSize(options.concurrency) });
     // An idle client's connection can drop (database restart); the pool replaces it on the next query.
     this.pool.on("error", (error) => this.log.warn({ err: error.message }, "database connection lost"));
     this.accounts = new AccountsCache(this.pool);
+    // The SMTP server has spoken: keep trying to record it through a database outage, so the item is not
+    // sent a second time after its lease expires.
+    this.outcomes = new OutcomeRecorder((batch) => q.recordOutcomes(this.pool, options.senderId, batch), {
+      maxBatch: OUTCOME_BATCH,
+      giveUpAfterMs: options.leaseSeconds * 1000,
+      onRetry: (error, outcomes) =>
+        this.log.warn({ err: error.message, outcomes }, "recording outcomes failed; retrying"),
+      onWritten: () => this.wakeup.wake(),
+    });
+    this.outcomeBacklog = Math.max(OUTCOME_BATCH, 2 * options.concurrency);
     // pg-listen is CommonJS: its default export arrives as a property of the module.
     this.subscriber = pgListen.default(connection, {
       parse: (payload: string) => payload,
@@ -132,12 +158,20 @@ export class DatabaseWorker {
     this.halt();
     for (const timer of this.timers) clearInterval(timer);
     await this.loop;
-    const finished = Promise.all(this.inFlight.values()).then(() => true);
+    // Messages in flight finish, and every outcome known is recorded, before anything is given back.
+    const finished = Promise.all(this.inFlight.values())
+      .then(() => this.outcomes.drain())
+      .then(() => true);
     const timedOut = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), timeoutMs).unref());
     if (!(await Promise.race([finished, timedOut]))) {
+      // Only what the SMTP servers have not answered yet: an item whose outcome is known but could not
+      // be recorded stays 'sending' and is claimed again after its lease (outcome unknown).
       const ids = [...this.inFlight.keys()];
       const released = await q.release(this.pool, this.options.senderId, ids).catch(() => 0);
-      this.log.warn({ released, ids }, "released messages still in flight at shutdown");
+      this.log.warn(
+        { released, ids, unrecorded: this.outcomes.ids() },
+        "released messages still in flight at shutdown",
+      );
     }
     await q.senderStopped(this.pool, this.options.senderId).catch(() => {});
     await this.subscriber.close().catch(() => {});
@@ -149,10 +183,12 @@ export class DatabaseWorker {
     while (!this.stopping) {
       try {
         const room = this.options.concurrency - this.inFlight.size;
-        // Claim when at least half a batch fits, so claims stay batched while the pipeline stays full.
+        // Claim before the messages in flight run out (a quarter of them is room enough), so the SMTP
+        // connections find the next message waiting; not while outcomes pile up unrecorded.
         if (
           this.started &&
-          room >= Math.min(this.options.batchSize, Math.ceil(this.options.concurrency / 2))
+          room >= Math.min(this.options.batchSize, Math.ceil(this.options.concurrency / 4)) &&
+          this.outcomes.pending < this.outcomeBacklog
         ) {
           const asked = performance.now();
           const items = await q.claim(
@@ -203,21 +239,64 @@ export class DatabaseWorker {
     return held.has(id);
   }
 
+  /**
+   * Delivers an item. It counts against `concurrency` until its SMTP server has answered; its outcome is
+   * then recorded in a batch (see OutcomeRecorder) while the next message takes its place, its lease
+   * still renewed until the outcome is in the database.
+   */
   private dispatch(item: q.ClaimedItem, claimedAsked: number): void {
+    const id = item.mailitem_id;
+    const leave = () => {
+      if (!this.inFlight.delete(id)) return;
+      this.surelyHeldUntil.delete(id);
+      this.wakeup.wake();
+    };
     const done = this.deliverOne(item)
+      .then((delivered) => {
+        leave();
+        if (delivered) void this.record(item, delivered.outcome, delivered.attempt);
+      })
       .catch((error: unknown) =>
-        this.log.error({ mailitemId: item.mailitem_id, err: (error as Error).message }, "delivery failed"),
+        this.log.error({ mailitemId: id, err: (error as Error).message }, "delivery failed"),
       )
-      .finally(() => {
-        this.inFlight.delete(item.mailitem_id);
-        this.surelyHeldUntil.delete(item.mailitem_id);
-        this.wakeup.wake();
-      });
-    this.inFlight.set(item.mailitem_id, done);
-    this.markHeld(item.mailitem_id, claimedAsked);
+      .finally(leave);
+    this.inFlight.set(id, done);
+    this.markHeld(id, claimedAsked);
   }
 
-  private async deliverOne(item: q.ClaimedItem): Promise<void> {
+  private async record(item: q.ClaimedItem, outcome: q.Outcome, attempt: Attempt): Promise<void> {
+    const log = this.log.child({ mailitemId: item.mailitem_id });
+    let status: string;
+    try {
+      status = await this.outcomes.record(item.mailitem_id, outcome);
+    } catch (error) {
+      log.error(
+        { outcome: outcome.status, err: (error as Error).message },
+        "the outcome could not be recorded: the item will be claimed again after its lease (outcome unknown)",
+      );
+      return;
+    }
+    if (outcome.status === "sent" && outcome.accountId !== undefined) {
+      this.accounts.markSuccess(item.profile_id, outcome.accountId);
+    }
+    if (status === "lease_lost") {
+      log.warn(
+        {
+          outcome: outcome.status,
+          // The last moment the lease was known to be held before the end of the message went out.
+          leaseCheckedAt: attempt.finalCheckAt ? new Date(attempt.finalCheckAt).toISOString() : undefined,
+        },
+        "the item was reclaimed or deleted before its outcome was recorded",
+      );
+    } else {
+      log.info({ status, accountId: outcome.accountId, error: outcome.error }, `mail ${status}`);
+    }
+  }
+
+  /** One round over the item's accounts; undefined when it was not sent (its lease was lost). */
+  private async deliverOne(
+    item: q.ClaimedItem,
+  ): Promise<{ outcome: q.Outcome; attempt: Attempt } | undefined> {
     const log = this.log.child({ mailitemId: item.mailitem_id });
     let prepared: [q.ProfileAccount[], q.StoredAttachment[]];
     try {
@@ -248,32 +327,9 @@ export class DatabaseWorker {
       // give the item back rather than let it expire into an "outcome unknown"; a no-op for an item
       // another sender holds.
       await q.release(this.pool, this.options.senderId, [item.mailitem_id]).catch(() => {});
-      return;
+      return undefined;
     }
-    // The SMTP server has spoken: keep trying to record it through a database outage, so the item is
-    // not sent a second time after its lease expires.
-    const status = await retrying(
-      () => q.recordOutcome(this.pool, this.options.senderId, item.mailitem_id, outcome),
-      {
-        until: Date.now() + this.options.leaseSeconds * 1000,
-        onRetry: (error) => log.warn({ err: error.message }, "recording the outcome failed; retrying"),
-      },
-    );
-    if (outcome.status === "sent" && outcome.accountId !== undefined) {
-      this.accounts.markSuccess(item.profile_id, outcome.accountId);
-    }
-    if (status === "lease_lost") {
-      log.warn(
-        {
-          outcome: outcome.status,
-          // The last moment the lease was known to be held before the end of the message went out.
-          leaseCheckedAt: attempt.finalCheckAt ? new Date(attempt.finalCheckAt).toISOString() : undefined,
-        },
-        "the item was reclaimed or deleted before its outcome was recorded",
-      );
-    } else {
-      log.info({ status, accountId: outcome.accountId, error: outcome.error }, `mail ${status}`);
-    }
+    return { outcome, attempt };
   }
 
   /**
@@ -357,7 +413,8 @@ export class DatabaseWorker {
   }
 
   private async renewLeases(): Promise<void> {
-    const ids = [...this.inFlight.keys()];
+    // Also the items whose outcomes wait to be recorded: they are still 'sending', and this sender's.
+    const ids = [...this.inFlight.keys(), ...this.outcomes.ids()];
     if (ids.length === 0) return;
     try {
       const asked = performance.now();

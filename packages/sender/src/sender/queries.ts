@@ -99,28 +99,40 @@ export async function claim(
   return rows;
 }
 
-/** Records an outcome; returns the item's status afterwards, or 'lease_lost'. */
-export async function recordOutcome(
+/** One outcome waiting to be recorded with recordOutcomes. */
+export interface PendingOutcome {
+  mailitemId: string;
+  outcome: Outcome;
+}
+
+/**
+ * Records many outcomes in one statement (one commit), each with exactly dbmail.record_outcome's effect; returns
+ * each item's status afterwards, or 'lease_lost', by mailitem_id.
+ */
+export async function recordOutcomes(
   db: pg.Pool,
   senderId: string,
-  mailitemId: string,
-  outcome: Outcome,
-): Promise<string> {
-  const { rows } = await db.query<{ status: string }>({
-    name: "dbmail_record_outcome",
-    text: "SELECT dbmail.record_outcome($1, $2, $3, $4, $5, $6, $7, $8) AS status",
+  outcomes: PendingOutcome[],
+): Promise<Map<string, string>> {
+  const { rows } = await db.query<{ mailitem_id: string; status: string }>({
+    name: "dbmail_record_outcomes",
+    text: "SELECT mailitem_id, status FROM dbmail.record_outcomes($1, $2, $3)",
     values: [
-      mailitemId,
       senderId,
-      outcome.status,
-      outcome.accountId ?? null,
-      outcome.smtpResponse ?? null,
-      outcome.error ?? null,
-      JSON.stringify(outcome.accountErrors),
+      JSON.stringify(
+        outcomes.map(({ mailitemId, outcome }) => ({
+          mailitem_id: mailitemId,
+          outcome: outcome.status,
+          account_id: outcome.accountId ?? null,
+          smtp_response: outcome.smtpResponse ?? null,
+          error: outcome.error ?? null,
+          account_errors: outcome.accountErrors,
+        })),
+      ),
       process.pid,
     ],
   });
-  return (rows[0] as { status: string }).status;
+  return new Map(rows.map((r) => [r.mailitem_id, r.status]));
 }
 
 export async function extendLeases(
