@@ -5,6 +5,16 @@ const SEND = `SELECT dbmail.sp_send_dbmail(recipients => $1, subject => $2, body
 const RAW = `WITH q AS (INSERT INTO public.raw_queue (recipients, subject, body) VALUES ($1, $2, $3) RETURNING id)
              SELECT id, pg_notify('raw_queue', '') FROM q`;
 
+// The set-based path: many mails in one statement, against one INSERT ... SELECT and one NOTIFY.
+const SET_SIZE = 1000;
+const SEND_SET = `SELECT count(dbmail.sp_send_dbmail(recipients => 'user' || i || '@example.com',
+                    subject => 'Subject ' || i, body => 'A body.', exclude_query_output => true))
+                  FROM generate_series(1, ${SET_SIZE}) AS i`;
+const RAW_SET = `WITH q AS (INSERT INTO public.raw_queue (recipients, subject, body)
+                   SELECT 'user' || i || '@example.com', 'Subject ' || i, 'A body.' FROM generate_series(1, ${SET_SIZE}) AS i
+                   RETURNING id)
+                 SELECT count(*), pg_notify('raw_queue', '') FROM q`;
+
 export interface EnqueueResult {
   clients: number;
   dbmailPerSecond: Summary;
@@ -17,12 +27,16 @@ export interface EnqueueResult {
   rawP99Ms: number;
 }
 
-/** Calls per second of one statement from `clients` connections for `seconds`, and each call's latency. */
-async function run(
+/**
+ * Mails per second of one statement from `clients` connections for `seconds` (each call queues
+ * `mailsPerCall`), and each call's latency.
+ */
+export async function run(
   url: string,
   sql: string,
   clients: number,
   seconds: number,
+  mailsPerCall = 1,
 ): Promise<{ rate: number; latencies: number[] }> {
   const connections = await Promise.all(
     Array.from({ length: clients }, async () => {
@@ -40,11 +54,11 @@ async function run(
       let n = 0;
       while (performance.now() < deadline) {
         const t = performance.now();
-        await c.query({
-          name: "enqueue",
-          text: sql,
-          values: [`user${i}@example.com`, `Subject ${n}`, "A body."],
-        });
+        await c.query(
+          mailsPerCall === 1
+            ? { name: "enqueue", text: sql, values: [`user${i}@example.com`, `Subject ${n}`, "A body."] }
+            : { name: "enqueue", text: sql },
+        );
         latencies.push(performance.now() - t);
         n++;
         calls++;
@@ -53,7 +67,7 @@ async function run(
   );
   const elapsed = (performance.now() - started) / 1000;
   await Promise.all(connections.map((c) => c.end()));
-  return { rate: calls / elapsed, latencies };
+  return { rate: (calls * mailsPerCall) / elapsed, latencies };
 }
 
 /** Enqueue rate of sp_send_dbmail against the raw INSERT + NOTIFY floor, alternating within each repetition. */
@@ -88,5 +102,37 @@ export async function benchEnqueue(
     dbmailP99Ms: percentile(dbmailLatencies, 99),
     rawP50Ms: percentile(rawLatencies, 50),
     rawP99Ms: percentile(rawLatencies, 99),
+  };
+}
+
+export interface SetEnqueueResult {
+  mailsPerStatement: number;
+  dbmailPerSecond: Summary;
+  rawPerSecond: Summary;
+  ratio: Summary;
+}
+
+/** Mails per second queued by one statement of SET_SIZE sp_send_dbmail calls, against INSERT ... SELECT. */
+export async function benchSetEnqueue(
+  url: string,
+  seconds: number,
+  repetitions: number,
+): Promise<SetEnqueueResult> {
+  const dbmail: number[] = [];
+  const raw: number[] = [];
+  const ratios: number[] = [];
+  await run(url, SEND_SET, 1, 1, SET_SIZE);
+  for (let i = 0; i < repetitions; i++) {
+    const d = await run(url, SEND_SET, 1, seconds, SET_SIZE);
+    const r = await run(url, RAW_SET, 1, seconds, SET_SIZE);
+    dbmail.push(d.rate);
+    raw.push(r.rate);
+    ratios.push(d.rate / r.rate);
+  }
+  return {
+    mailsPerStatement: SET_SIZE,
+    dbmailPerSecond: summarise(dbmail),
+    rawPerSecond: summarise(raw),
+    ratio: summarise(ratios),
   };
 }

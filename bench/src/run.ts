@@ -1,9 +1,10 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
+import { type BacklogResult, benchBacklog } from "./backlog.js";
 import { stopAllChildren } from "./children.js";
 import { benchServer, createBenchDatabase, dropAllBenchDatabases } from "./database.js";
 import { type DrainRun, drainOurs, drainReference, type SenderSettings } from "./drain.js";
-import { benchEnqueue, type EnqueueResult } from "./enqueue.js";
+import { benchEnqueue, benchSetEnqueue, type EnqueueResult, type SetEnqueueResult } from "./enqueue.js";
 import { type LatencyResult, latencyGraphile, latencyOurs, latencyPgBoss } from "./latency.js";
 import { attachmentRun } from "./memory.js";
 import { graphileSettings, prepareGraphile } from "./references/graphile.js";
@@ -16,7 +17,7 @@ import { Sink } from "./sink-client.js";
 // sections (for working on the benchmark; the report then says which ones ran).
 const quick = process.argv.includes("--quick");
 const onlyArg = process.argv.find((a) => a.startsWith("--only="))?.slice("--only=".length);
-const sections = new Set(onlyArg ? onlyArg.split(",") : ["enqueue", "drain", "latency", "memory"]);
+const sections = new Set(onlyArg ? onlyArg.split(",") : ["enqueue", "drain", "latency", "memory", "backlog"]);
 
 export const config = {
   quick,
@@ -24,6 +25,12 @@ export const config = {
   drain: { mails: quick ? 2000 : 20_000, repetitions: quick ? 1 : 3, senders: [1, 2, 4] },
   latency: { samples: quick ? 30 : 200 },
   memory: { repetitions: quick ? 1 : 3 },
+  backlog: {
+    history: quick ? 100_000 : 1_000_000,
+    waiting: quick ? 10_000 : 100_000,
+    seconds: quick ? 2 : 5,
+    repetitions: quick ? 1 : 3,
+  },
   /** SMTP connections of every system, in total: the same for all, so only the queueing differs. */
   connections: 8,
 };
@@ -40,6 +47,7 @@ export function senderSettings(senders: number): SenderSettings {
 
 const resultsDir = new URL("../results/", import.meta.url);
 const reportFile = new URL("../RESULTS.md", import.meta.url);
+const plansFile = new URL("../results/plans.txt", import.meta.url);
 
 export interface DrainResults {
   mails: number;
@@ -54,9 +62,11 @@ export interface BenchResults {
   config: typeof config;
   settings: Record<string, unknown>;
   enqueue?: EnqueueResult[];
+  setEnqueue?: SetEnqueueResult;
   drain?: DrainResults;
   latency?: Record<string, LatencyResult>;
   memory?: { attachment: DrainRun[] };
+  backlog?: Omit<BacklogResult, "plans">;
 }
 
 async function main(): Promise<void> {
@@ -91,6 +101,10 @@ async function main(): Promise<void> {
           );
           results.enqueue.push(await benchEnqueue(db.url, clients, seconds, repetitions));
         }
+        console.log(
+          `enqueue, set-based: ${repetitions} x ${seconds} s of 1,000-mail statements and the raw floor`,
+        );
+        results.setEnqueue = await benchSetEnqueue(db.url, seconds, repetitions);
       } finally {
         await db.drop();
       }
@@ -168,6 +182,24 @@ async function main(): Promise<void> {
         attachment.push(run);
       }
       results.memory = { attachment };
+    }
+
+    if (sections.has("backlog")) {
+      const { history, waiting, seconds, repetitions } = config.backlog;
+      console.log(`backlog: empty, ${history} sent in history, then ${waiting} waiting unsent`);
+      const db = await createBenchDatabase(server.adminUrl, { tag: "backlog" });
+      try {
+        const { plans, ...backlog } = await benchBacklog(db.url, { history, waiting }, seconds, repetitions);
+        results.backlog = backlog;
+        // The plans are long: a file of their own beside RESULTS.md.
+        mkdirSync(resultsDir, { recursive: true });
+        writeFileSync(plansFile, `${plans.join("\n\n")}\n`);
+        console.log(
+          `  ratios ${JSON.stringify(backlog.ratios)}; sequential scans: ${backlog.seqScans.length}`,
+        );
+      } finally {
+        await db.drop();
+      }
     }
 
     results.machine.sinkCpuSeconds = await sink.stop();
