@@ -21,6 +21,11 @@ const senderVersion = (createRequire(import.meta.url)("../../package.json") as {
 
 /** Outcomes per record_outcomes call, at most. */
 const OUTCOME_BATCH = 100;
+/**
+ * How long a record_outcomes call waits for more outcomes to join it: fewer, larger commits, at the cost
+ * of widening the window in which a crash loses an outcome the SMTP server gave by as much.
+ */
+const OUTCOME_DELAY_MS = 20;
 
 /**
  * The query connections for `concurrency` messages in flight: one each for claims, outcomes, lease
@@ -43,6 +48,11 @@ export class DatabaseWorker {
   private readonly wakeup = new Wakeup();
   /** Items being delivered (until the SMTP server has answered): at most `concurrency`. */
   private readonly inFlight = new Map<string, Promise<void>>();
+  /**
+   * Items claimed ahead, waiting for a slot (at most about a batch and a half): a slot that frees takes
+   * the next one at once instead of waiting for a claim, and claims stay whole batches.
+   */
+  private readonly ready = new Map<string, q.ClaimedItem>();
   /** Outcomes the SMTP servers gave, on their way to the database (record_outcomes, in batches). */
   private readonly outcomes: OutcomeRecorder;
   /** Claims stop while this many outcomes wait to be recorded (the database is slow or away). */
@@ -83,6 +93,7 @@ export class DatabaseWorker {
     // sent a second time after its lease expires.
     this.outcomes = new OutcomeRecorder((batch) => q.recordOutcomes(this.pool, options.senderId, batch), {
       maxBatch: OUTCOME_BATCH,
+      delayMs: OUTCOME_DELAY_MS,
       giveUpAfterMs: options.leaseSeconds * 1000,
       onRetry: (error, outcomes) =>
         this.log.warn({ err: error.message, outcomes }, "recording outcomes failed; retrying"),
@@ -158,6 +169,12 @@ export class DatabaseWorker {
     this.halt();
     for (const timer of this.timers) clearInterval(timer);
     await this.loop;
+    if (this.ready.size > 0) {
+      // Claimed ahead but never started: claimable by others at once.
+      const ids = [...this.ready.keys()];
+      this.ready.clear();
+      await q.release(this.pool, this.options.senderId, ids).catch(() => 0);
+    }
     // Messages in flight finish, and every outcome known is recorded, before anything is given back.
     const finished = Promise.all(this.inFlight.values())
       .then(() => this.outcomes.drain())
@@ -182,26 +199,31 @@ export class DatabaseWorker {
     let failures = 0;
     while (!this.stopping) {
       try {
-        const room = this.options.concurrency - this.inFlight.size;
-        // Claim before the messages in flight run out (a quarter of them is room enough), so the SMTP
-        // connections find the next message waiting; not while outcomes pile up unrecorded.
+        this.fill();
+        // Claim a whole batch while half a batch still waits, so the next message is there when a slot
+        // frees; not while outcomes pile up unrecorded (the database is slow or away).
         if (
           this.started &&
-          room >= Math.min(this.options.batchSize, Math.ceil(this.options.concurrency / 4)) &&
+          this.ready.size < Math.ceil(this.options.batchSize / 2) &&
           this.outcomes.pending < this.outcomeBacklog
         ) {
           const asked = performance.now();
           const items = await q.claim(
             this.pool,
             this.options.senderId,
-            Math.min(room, this.options.batchSize),
+            this.options.batchSize,
             this.options.leaseSeconds,
           );
           failures = 0;
           if (items.length > 0) {
             this.lastActivity = Date.now();
-            for (const item of items) this.dispatch(item, asked);
-            continue;
+            for (const item of items) {
+              this.ready.set(item.mailitem_id, item);
+              this.markHeld(item.mailitem_id, asked);
+            }
+            this.fill();
+            // A full batch: there may be more due at once.
+            if (items.length === this.options.batchSize) continue;
           }
         }
       } catch (error) {
@@ -220,7 +242,7 @@ export class DatabaseWorker {
    * at `asked` (not when the answer arrived: the process may have been paused in between).
    */
   private markHeld(id: string, asked: number): void {
-    if (!this.inFlight.has(id)) return;
+    if (!this.inFlight.has(id) && !this.ready.has(id)) return;
     const until = asked + this.options.leaseSeconds * 1000 - 5000;
     this.surelyHeldUntil.set(id, Math.max(until, this.surelyHeldUntil.get(id) ?? 0));
   }
@@ -244,11 +266,21 @@ export class DatabaseWorker {
    * then recorded in a batch (see OutcomeRecorder) while the next message takes its place, its lease
    * still renewed until the outcome is in the database.
    */
-  private dispatch(item: q.ClaimedItem, claimedAsked: number): void {
+  /** Starts waiting items while there is room (not once stopping: stop() gives them back). */
+  private fill(): void {
+    for (const [id, item] of this.ready) {
+      if (this.stopping || this.inFlight.size >= this.options.concurrency) return;
+      this.ready.delete(id);
+      this.dispatch(item);
+    }
+  }
+
+  private dispatch(item: q.ClaimedItem): void {
     const id = item.mailitem_id;
     const leave = () => {
       if (!this.inFlight.delete(id)) return;
       this.surelyHeldUntil.delete(id);
+      this.fill();
       this.wakeup.wake();
     };
     const done = this.deliverOne(item)
@@ -261,16 +293,16 @@ export class DatabaseWorker {
       )
       .finally(leave);
     this.inFlight.set(id, done);
-    this.markHeld(id, claimedAsked);
   }
 
   private async record(item: q.ClaimedItem, outcome: q.Outcome, attempt: Attempt): Promise<void> {
-    const log = this.log.child({ mailitemId: item.mailitem_id });
+    // Made only when needed: a child logger per message costs more than it is worth on the hot path.
+    const log = () => this.log.child({ mailitemId: item.mailitem_id });
     let status: string;
     try {
       status = await this.outcomes.record(item.mailitem_id, outcome);
     } catch (error) {
-      log.error(
+      log().error(
         { outcome: outcome.status, err: (error as Error).message },
         "the outcome could not be recorded: the item will be claimed again after its lease (outcome unknown)",
       );
@@ -280,7 +312,7 @@ export class DatabaseWorker {
       this.accounts.markSuccess(item.profile_id, outcome.accountId);
     }
     if (status === "lease_lost") {
-      log.warn(
+      log().warn(
         {
           outcome: outcome.status,
           // The last moment the lease was known to be held before the end of the message went out.
@@ -289,7 +321,8 @@ export class DatabaseWorker {
         "the item was reclaimed or deleted before its outcome was recorded",
       );
     } else {
-      log.info({ status, accountId: outcome.accountId, error: outcome.error }, `mail ${status}`);
+      if (this.log.isLevelEnabled("info"))
+        log().info({ status, accountId: outcome.accountId, error: outcome.error }, `mail ${status}`);
     }
   }
 
@@ -297,7 +330,6 @@ export class DatabaseWorker {
   private async deliverOne(
     item: q.ClaimedItem,
   ): Promise<{ outcome: q.Outcome; attempt: Attempt } | undefined> {
-    const log = this.log.child({ mailitemId: item.mailitem_id });
     let prepared: [q.ProfileAccount[], q.StoredAttachment[]];
     try {
       prepared = await Promise.all([
@@ -322,7 +354,10 @@ export class DatabaseWorker {
       );
     } catch (error) {
       if (!(error instanceof LeaseLostError)) throw error;
-      log.warn({ reason: error.message }, "not sent: the item is no longer this sender's");
+      this.log.warn(
+        { mailitemId: item.mailitem_id, reason: error.message },
+        "not sent: the item is no longer this sender's",
+      );
       // Nothing went out. Should the lease merely have been unconfirmable (the database unreachable),
       // give the item back rather than let it expire into an "outcome unknown"; a no-op for an item
       // another sender holds.
@@ -414,7 +449,7 @@ export class DatabaseWorker {
 
   private async renewLeases(): Promise<void> {
     // Also the items whose outcomes wait to be recorded: they are still 'sending', and this sender's.
-    const ids = [...this.inFlight.keys(), ...this.outcomes.ids()];
+    const ids = [...this.ready.keys(), ...this.inFlight.keys(), ...this.outcomes.ids()];
     if (ids.length === 0) return;
     try {
       const asked = performance.now();

@@ -7,6 +7,8 @@ export type WriteOutcomes = (batch: PendingOutcome[]) => Promise<Map<string, str
 export interface OutcomeRecorderOptions {
   /** At most this many outcomes per write. */
   maxBatch: number;
+  /** A write waits this long for more outcomes to join it (unless it has maxBatch already). */
+  delayMs: number;
   /** How long an outcome is retried through a database outage before it is given up. */
   giveUpAfterMs: number;
   onRetry?: (error: Error, outcomes: number) => void;
@@ -21,9 +23,10 @@ interface Entry extends PendingOutcome {
 }
 
 /**
- * Records outcomes in batches, one write (one commit) at a time: an outcome that arrives while a write
- * is under way goes into the next one, so at low rates every outcome is written at once, alone, and at
- * high rates the batches grow with the commit time instead of the commits queueing up. A failed write is
+ * Records outcomes in batches, one write (one commit) at a time: a write waits `delayMs` for company,
+ * and an outcome that arrives while a write is under way goes into the next one, so at high rates the
+ * batches grow with the commit time instead of the commits queueing up. An outcome thus reaches the
+ * database at most `delayMs` plus two writes after it arrived. A failed write is
  * retried, whole, with capped backoff; an outcome still unwritten `giveUpAfterMs` after it arrived is
  * given up (its promise rejects): its item stays 'sending' and is claimed again after its lease.
  */
@@ -70,6 +73,9 @@ export class OutcomeRecorder {
 
   private async flush(): Promise<void> {
     for (let failures = 0; this.queue.length > 0; ) {
+      if (failures === 0 && this.queue.length < this.options.maxBatch && this.options.delayMs > 0) {
+        await new Promise((resolve) => setTimeout(resolve, this.options.delayMs));
+      }
       this.writing = this.queue.splice(0, this.options.maxBatch);
       const batch = this.writing;
       try {

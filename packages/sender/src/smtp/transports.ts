@@ -21,19 +21,28 @@ type Transport = Transporter<SMTPPool.SentMessageInfo>;
 export class Transports {
   private readonly cache = new Map<number, { key: string; transport: Transport }>();
   private readonly slots = new Map<number, Slots>();
+  private readonly byRow = new WeakMap<ProfileAccount, Transport>();
 
   constructor(private readonly settings: TransportSettings) {}
 
   /** The transport for an account; throws when its password reference cannot be resolved. */
   get(account: ProfileAccount): Transport {
+    // The same account row as last time (the accounts cache keeps its rows until a configuration change
+    // or 30 s have passed): no need to build and compare its options again for every message.
+    const known = this.byRow.get(account);
+    if (known && this.cache.get(account.account_id)?.transport === known) return known;
     const options = this.optionsFor(account);
     const key = JSON.stringify(options);
     const cached = this.cache.get(account.account_id);
-    if (cached?.key === key) return cached.transport;
+    if (cached?.key === key) {
+      this.byRow.set(account, cached.transport);
+      return cached.transport;
+    }
     cached?.transport.close();
     const transport = nodemailer.createTransport(options);
     transport.use("stream", finalCheckPlugin);
     this.cache.set(account.account_id, { key, transport });
+    this.byRow.set(account, transport);
     return transport;
   }
 
