@@ -286,6 +286,41 @@ describe("waking up", () => {
   });
 });
 
+describe("recording outcomes", () => {
+  it("records every outcome of a batch whose connection is killed mid-write: nothing lost, nothing resent", {
+    timeout: 60_000,
+  }, async () => {
+    const id = shortId("ob");
+    const ids = await queue(60, "outcomes");
+    // Hold the profile's row: the first batch of outcomes makes the account sticky for it, so its
+    // record_outcomes waits on this lock, in the middle of its transaction, while the SMTP server has
+    // accepted the messages and more outcomes queue up behind it.
+    await db.query("UPDATE dbmail.profiles SET last_success_account_id = NULL WHERE name = 'p'");
+    const holder = await db.connect();
+    try {
+      await holder.query("BEGIN");
+      await holder.query("SELECT 1 FROM dbmail.profiles WHERE name = 'p' FOR UPDATE");
+      await sender({ senderId: id });
+      const blocked = await eventually(async () => {
+        const rows = await backendsOf(id, "query LIKE '%record_outcomes%' AND wait_event_type = 'Lock'");
+        return rows.length === 1 ? rows : undefined;
+      }, 15_000);
+      await eventually(async () => arrivals(ids).arrived === ids.length, 15_000);
+      // Delivered, and none recorded yet.
+      expect((await statusCounts(ids)).sending).toBe(ids.length);
+      const { rows } = await db.query<{ ok: boolean }>("SELECT pg_terminate_backend($1) AS ok", [
+        blocked[0]?.pid,
+      ]);
+      expect(rows[0]?.ok).toBe(true);
+    } finally {
+      await holder.query("ROLLBACK");
+      await holder.end();
+    }
+    // The killed batch is written again, with the outcomes that queued behind it.
+    await expectDeliveredOnce(ids, 20_000);
+  });
+});
+
 describe("sysmail_stop_sp and sysmail_start_sp", () => {
   it("stop pauses claiming within a second (in-flight finish); start resumes", {
     timeout: 40_000,
