@@ -119,6 +119,7 @@ export class DatabaseWorker {
     this.subscriber.notifications.on("dbmail_control", (payload: string) => {
       this.started = payload !== "stopped";
       this.log.info({ started: this.started }, this.started ? "delivery started" : "delivery stopped");
+      if (!this.started) void this.giveBackReady();
       this.wakeup.wake();
     });
     this.subscriber.notifications.on("dbmail_config", () => this.accounts.invalidate());
@@ -169,12 +170,7 @@ export class DatabaseWorker {
     this.halt();
     for (const timer of this.timers) clearInterval(timer);
     await this.loop;
-    if (this.ready.size > 0) {
-      // Claimed ahead but never started: claimable by others at once.
-      const ids = [...this.ready.keys()];
-      this.ready.clear();
-      await q.release(this.pool, this.options.senderId, ids).catch(() => 0);
-    }
+    await this.giveBackReady();
     // Messages in flight finish, and every outcome known is recorded, before anything is given back.
     const finished = Promise.all(this.inFlight.values())
       .then(() => this.outcomes.drain())
@@ -190,6 +186,8 @@ export class DatabaseWorker {
         "released messages still in flight at shutdown",
       );
     }
+    // Whatever could not be recorded by now stays 'sending' and comes back after its lease.
+    this.outcomes.close();
     await q.senderStopped(this.pool, this.options.senderId).catch(() => {});
     await this.subscriber.close().catch(() => {});
     await this.pool.end().catch(() => {});
@@ -266,10 +264,27 @@ export class DatabaseWorker {
    * then recorded in a batch (see OutcomeRecorder) while the next message takes its place, its lease
    * still renewed until the outcome is in the database.
    */
-  /** Starts waiting items while there is room (not once stopping: stop() gives them back). */
+  /**
+   * Gives back the items claimed ahead that have not started (shutdown, or delivery stopped): claimable
+   * by others at once. Should that fail, they come back after their leases.
+   */
+  private async giveBackReady(): Promise<void> {
+    if (this.ready.size === 0) return;
+    const ids = [...this.ready.keys()];
+    this.ready.clear();
+    for (const id of ids) this.surelyHeldUntil.delete(id);
+    await q.release(this.pool, this.options.senderId, ids).catch((error: Error) => {
+      this.log.warn(
+        { err: error.message, ids },
+        "giving back claimed items failed; they return after their lease",
+      );
+    });
+  }
+
+  /** Starts waiting items while there is room (not while stopping or stopped: they are given back). */
   private fill(): void {
     for (const [id, item] of this.ready) {
-      if (this.stopping || this.inFlight.size >= this.options.concurrency) return;
+      if (this.stopping || !this.started || this.inFlight.size >= this.options.concurrency) return;
       this.ready.delete(id);
       this.dispatch(item);
     }
@@ -439,6 +454,7 @@ export class DatabaseWorker {
       const state = await q.heartbeat(this.pool, this.options.senderId, hostname(), senderVersion);
       if (state.started !== this.started) {
         this.started = state.started;
+        if (!this.started) void this.giveBackReady();
         this.wakeup.wake();
       }
       this.minimumLifetimeSeconds = Number(state.settings.DatabaseMailExeMinimumLifeTime ?? 600);

@@ -34,6 +34,8 @@ export class OutcomeRecorder {
   private queue: Entry[] = [];
   private writing: Entry[] = [];
   private flushing?: Promise<void>;
+  private closed = false;
+  private wakeRetry?: () => void;
 
   constructor(
     private readonly write: WriteOutcomes,
@@ -71,9 +73,23 @@ export class OutcomeRecorder {
     while (this.flushing) await this.flushing;
   }
 
+  /**
+   * Stops retrying (the sender is shutting down and closing its connections): the outcomes still
+   * unwritten are given up after the write under way, if any. Their items come back after their leases.
+   */
+  close(): void {
+    this.closed = true;
+    this.wakeRetry?.();
+  }
+
   private async flush(): Promise<void> {
     for (let failures = 0; this.queue.length > 0; ) {
-      if (failures === 0 && this.queue.length < this.options.maxBatch && this.options.delayMs > 0) {
+      if (
+        !this.closed &&
+        failures === 0 &&
+        this.queue.length < this.options.maxBatch &&
+        this.options.delayMs > 0
+      ) {
         await new Promise((resolve) => setTimeout(resolve, this.options.delayMs));
       }
       this.writing = this.queue.splice(0, this.options.maxBatch);
@@ -91,10 +107,20 @@ export class OutcomeRecorder {
         for (const entry of batch) if (entry.deadline < retryAt) entry.reject(error as Error);
         // Back in front, in their order: the next write retries them with whatever arrived meanwhile.
         this.queue.unshift(...kept);
+        if (this.closed) {
+          for (const entry of this.queue.splice(0)) entry.reject(error as Error);
+        }
         if (this.queue.length > 0) {
           this.options.onRetry?.(error as Error, this.queue.length);
           this.options.onWritten?.();
-          await new Promise((resolve) => setTimeout(resolve, delay));
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, delay);
+            this.wakeRetry = () => {
+              clearTimeout(timer);
+              resolve();
+            };
+          });
+          this.wakeRetry = undefined;
           continue;
         }
       }
