@@ -219,6 +219,12 @@ export class DatabaseWorker {
               this.ready.set(item.mailitem_id, item);
               this.markHeld(item.mailitem_id, asked);
             }
+            // Delivery was stopped while this claim was on its way (its transaction began before the
+            // stop committed): give the batch back rather than holding it until delivery starts again.
+            if (!this.started || this.stopping) {
+              await this.giveBackReady();
+              continue;
+            }
             this.fill();
             // A full batch: there may be more due at once.
             if (items.length === this.options.batchSize) continue;
