@@ -307,7 +307,8 @@ $$;
 REVOKE ALL ON FUNCTION dbmail.record_outcomes(text, jsonb, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION dbmail.record_outcomes(text, jsonb, integer) TO dbmail_sender;
 
--- Gives back claimed items this sender will not send (it is shutting down): they are claimable at once.
+-- Gives back claimed items this sender will not send (it is shutting down, or delivery was stopped):
+-- they are claimable at once.
 CREATE FUNCTION dbmail.release_mailitems(sender_id text, mailitem_ids bigint[]) RETURNS integer
 LANGUAGE plpgsql
 SECURITY DEFINER
