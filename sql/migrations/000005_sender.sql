@@ -177,7 +177,8 @@ CREATE FUNCTION dbmail.apply_outcome(
 LANGUAGE plpgsql
 AS $$
 DECLARE
-  item dbmail.mailitems;
+  current_status text;
+  item_profile integer;
   attempts integer;
   failure record;
   summary text;
@@ -192,14 +193,19 @@ BEGIN
   IF account_errors IS NOT NULL AND jsonb_typeof(account_errors) <> 'array' THEN
     PERFORM dbmail.raise_error('22023', 'account_errors', account_errors::text, 'must be a JSON array');
   END IF;
-  SELECT * INTO item FROM dbmail.mailitems m
-  WHERE m.mailitem_id = apply_outcome.mailitem_id AND m.sent_status = 'sending'
-    AND m.lease_owner = apply_outcome.sender_id
+  -- The item by its key and owner, locked, and only then its status. With sent_status = 'sending' in
+  -- the WHERE, the planner may read the item through a partial index whose predicate that implies
+  -- (mailitems_profile_pending_idx, mailitems_leased_idx) with no index condition, visiting every
+  -- pending item to find one: it does whenever those indexes were empty at the table's last VACUUM or
+  -- ANALYZE, as an idle queue's are, and a drain then costs the backlog's size per outcome. The
+  -- lease_owner condition implies no index predicate, so only the primary key serves.
+  SELECT m.sent_status, m.profile_id, m.send_attempts + 1 INTO current_status, item_profile, attempts
+  FROM dbmail.mailitems m
+  WHERE m.mailitem_id = apply_outcome.mailitem_id AND m.lease_owner = apply_outcome.sender_id
   FOR UPDATE;
-  IF NOT FOUND THEN
+  IF NOT FOUND OR current_status <> 'sending' THEN
     RETURN 'lease_lost';
   END IF;
-  attempts := item.send_attempts + 1;
   SELECT string_agg(format('account %s: %s', f.value ->> 'account_id', f.value ->> 'error'), '; ')
     INTO summary FROM jsonb_array_elements(COALESCE(account_errors, '[]')) f;
 
@@ -208,22 +214,22 @@ BEGIN
     UPDATE dbmail.mailitems m SET sent_status = 'sent', sent_date = now(), sent_account_id = apply_outcome.account_id,
       smtp_response = apply_outcome.smtp_response, sent_by = apply_outcome.sender_id, send_attempts = attempts,
       lease_owner = NULL, lease_expires_at = NULL, last_mod_date = now(), last_mod_user = dbmail.caller_role()
-    WHERE m.mailitem_id = item.mailitem_id;
+    WHERE m.mailitem_id = apply_outcome.mailitem_id;
     UPDATE dbmail.profiles p SET last_success_account_id = apply_outcome.account_id
-    WHERE p.profile_id = item.profile_id AND p.last_success_account_id IS DISTINCT FROM apply_outcome.account_id
+    WHERE p.profile_id = item_profile AND p.last_success_account_id IS DISTINCT FROM apply_outcome.account_id
       AND EXISTS (SELECT FROM dbmail.accounts a WHERE a.account_id = apply_outcome.account_id);
     IF FOUND THEN
       -- The profile's first choice changed: let the other senders know (rare: only on failover).
       PERFORM dbmail.config_changed();
     END IF;
     FOR failure IN SELECT f.value FROM jsonb_array_elements(COALESCE(account_errors, '[]')) f LOOP
-      PERFORM dbmail.log_event('warning', format('Mail Id %s: account %s failed: %s', item.mailitem_id,
+      PERFORM dbmail.log_event('warning', format('Mail Id %s: account %s failed: %s', apply_outcome.mailitem_id,
           failure.value ->> 'account_id', failure.value ->> 'error'),
-        item.mailitem_id, (failure.value ->> 'account_id')::integer, process_id, apply_outcome.sender_id);
+        apply_outcome.mailitem_id, (failure.value ->> 'account_id')::integer, process_id, apply_outcome.sender_id);
     END LOOP;
-    PERFORM dbmail.log_event('success', format('Mail Id %s sent through account %s: %s', item.mailitem_id,
+    PERFORM dbmail.log_event('success', format('Mail Id %s sent through account %s: %s', apply_outcome.mailitem_id,
         apply_outcome.account_id, COALESCE(apply_outcome.smtp_response, 'accepted')),
-      item.mailitem_id, apply_outcome.account_id, process_id, apply_outcome.sender_id);
+      apply_outcome.mailitem_id, apply_outcome.account_id, process_id, apply_outcome.sender_id);
     RETURN new_status;
   END IF;
 
@@ -235,16 +241,16 @@ BEGIN
                            ELSE m.next_attempt_at END,
     sent_date = CASE WHEN new_status = 'failed' THEN now() END,
     lease_owner = NULL, lease_expires_at = NULL, last_mod_date = now(), last_mod_user = dbmail.caller_role()
-  WHERE m.mailitem_id = item.mailitem_id;
+  WHERE m.mailitem_id = apply_outcome.mailitem_id;
   IF new_status = 'retrying' THEN
     PERFORM dbmail.log_event('warning', format('Mail Id %s could not be sent (round %s of %s), retrying in %s s: %s',
-        item.mailitem_id, attempts, retry_rounds + 1, retry_delay, summary),
-      item.mailitem_id, NULL, process_id, apply_outcome.sender_id);
+        apply_outcome.mailitem_id, attempts, retry_rounds + 1, retry_delay, summary),
+      apply_outcome.mailitem_id, NULL, process_id, apply_outcome.sender_id);
   ELSE
-    PERFORM dbmail.log_event('error', format('Mail Id %s failed%s: %s', item.mailitem_id,
+    PERFORM dbmail.log_event('error', format('Mail Id %s failed%s: %s', apply_outcome.mailitem_id,
         CASE WHEN outcome = 'retrying' THEN format(' after %s rounds over its accounts', attempts) ELSE '' END,
         summary),
-      item.mailitem_id, NULL, process_id, apply_outcome.sender_id);
+      apply_outcome.mailitem_id, NULL, process_id, apply_outcome.sender_id);
   END IF;
   RETURN new_status;
 END;
@@ -315,14 +321,20 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+  held bigint[];
   released integer;
 BEGIN
+  -- Locked by key and owner, then checked: sent_status in the WHERE could make the planner walk a
+  -- partial index (see apply_outcome).
+  SELECT array_agg(h.mailitem_id) FILTER (WHERE h.sent_status = 'sending') INTO held
+  FROM (SELECT m.mailitem_id, m.sent_status FROM dbmail.mailitems m
+        WHERE m.mailitem_id = ANY (mailitem_ids) AND m.lease_owner = release_mailitems.sender_id
+        ORDER BY m.mailitem_id FOR UPDATE) h;
   UPDATE dbmail.mailitems m SET
     sent_status = CASE WHEN m.send_attempts = 0 THEN 'unsent' ELSE 'retrying' END,
     next_attempt_at = now(), lease_owner = NULL, lease_expires_at = NULL,
     last_mod_date = now(), last_mod_user = dbmail.caller_role()
-  WHERE m.mailitem_id = ANY (mailitem_ids) AND m.sent_status = 'sending'
-    AND m.lease_owner = release_mailitems.sender_id;
+  WHERE m.mailitem_id = ANY (held);
   GET DIAGNOSTICS released = ROW_COUNT;
   IF released > 0 THEN
     PERFORM pg_notify('dbmail_queue', '');
@@ -346,12 +358,15 @@ BEGIN
   IF lease_seconds IS NULL OR lease_seconds NOT BETWEEN 1 AND 86400 THEN
     PERFORM dbmail.raise_error('22023', 'lease_seconds', lease_seconds::text, 'must be from 1 to 86400');
   END IF;
-  WITH extended AS (
-    UPDATE dbmail.mailitems m SET lease_expires_at = now() + make_interval(secs => lease_seconds)
-    WHERE m.mailitem_id = ANY (mailitem_ids) AND m.sent_status = 'sending'
-      AND m.lease_owner = extend_leases.sender_id
-    RETURNING m.mailitem_id)
-  SELECT COALESCE(array_agg(e.mailitem_id ORDER BY e.mailitem_id), '{}') INTO held FROM extended e;
+  -- Locked by key and owner, then checked: sent_status in the WHERE could make the planner walk a
+  -- partial index (see apply_outcome).
+  SELECT COALESCE(array_agg(h.mailitem_id ORDER BY h.mailitem_id) FILTER (WHERE h.sent_status = 'sending'), '{}')
+    INTO held
+  FROM (SELECT m.mailitem_id, m.sent_status FROM dbmail.mailitems m
+        WHERE m.mailitem_id = ANY (mailitem_ids) AND m.lease_owner = extend_leases.sender_id
+        ORDER BY m.mailitem_id FOR UPDATE) h;
+  UPDATE dbmail.mailitems m SET lease_expires_at = now() + make_interval(secs => lease_seconds)
+  WHERE m.mailitem_id = ANY (held);
   RETURN held;
 END;
 $$;
