@@ -198,6 +198,12 @@ CREATE INDEX mailitems_profile_pending_idx ON dbmail.mailitems (profile_id)
   WHERE sent_status IN ('unsent', 'sending', 'retrying');
 CREATE UNIQUE INDEX mailitems_idempotency_key ON dbmail.mailitems (send_request_user, idempotency_key)
   WHERE idempotency_key IS NOT NULL;
+-- No statistics on the status: a queue's mix of statuses changes faster than ANALYZE samples it. Sampled
+-- while the queue is idle (as autovacuum usually finds it), they say no item is unsent or sending, so
+-- every partial index above looks empty and the planner may answer the claim's probes with a full
+-- scan of mailitems_profile_pending_idx plus a sort: every pending item read to take a batch. Without
+-- them it assumes a small share per status and keeps to the index whose key answers the probe.
+ALTER TABLE dbmail.mailitems ALTER COLUMN sent_status SET STATISTICS 0;
 
 CREATE TABLE dbmail.attachments (
   attachment_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
