@@ -5,7 +5,7 @@ import pgListen, { type Subscriber } from "pg-listen";
 import type { DatabaseTarget, SenderOptions } from "../config/options.js";
 import { CliError } from "../exit-codes.js";
 import type { Logger } from "../log.js";
-import { composeMessage, type MessageAttachment } from "../smtp/compose.js";
+import { composeForSending, type MessageAttachment } from "../smtp/compose.js";
 import { deliver, LeaseLostError, type SentInfo } from "../smtp/deliver.js";
 import { type FinalCheck, withFinalCheck } from "../smtp/final-check.js";
 import type { Transports } from "../smtp/transports.js";
@@ -448,7 +448,7 @@ export class DatabaseWorker {
     try {
       return await this.transports
         .get(account)
-        .sendMail(withFinalCheck(composeMessage(item, account, attachments), finalCheck));
+        .sendMail(withFinalCheck(composeForSending(item, account, attachments), finalCheck));
     } catch (error) {
       if (lost !== undefined) throw new LeaseLostError(lost);
       throw error;
