@@ -130,15 +130,15 @@ export interface RawMessage {
  */
 export function composeRawMessage(
   fields: MessageFields,
-  { date = new Date(), baseBoundary = randomBytes(8).toString("hex") } = {},
+  { date = new Date(), baseBoundary }: { date?: Date; baseBoundary?: string } = {},
 ): RawMessage {
   // MailComposer: the text, then the HTML; both make multipart/alternative; neither, an empty text.
   const parts: Part[] = [];
   if (fields.text) parts.push({ contentType: TEXT_TYPE, content: fields.text });
   if (fields.html) parts.push({ contentType: HTML_TYPE, content: fields.html });
   const single = parts.length > 1 ? undefined : (parts[0] ?? { contentType: EMPTY_TYPE, content: "" });
-  // MimeNode's boundary for its first node.
-  const boundary = single ? "" : `--_NmP-${baseBoundary}-Part_1`;
+  // MimeNode's boundary for its first node; random bytes only when there is one (they cost).
+  const boundary = single ? "" : `--_NmP-${baseBoundary ?? randomBytes(8).toString("hex")}-Part_1`;
 
   // The root node's fields, in the order MailComposer and the mailer set them.
   const headers = new Headers();
