@@ -8,6 +8,18 @@ CREATE TYPE dbmail.attachment AS (
 	content_type text
 );
 
+CREATE DOMAIN dbmail.body_format AS text
+	CONSTRAINT body_format_check CHECK ((VALUE = ANY (ARRAY['TEXT'::text, 'HTML'::text])));
+
+CREATE DOMAIN dbmail.importance AS text
+	CONSTRAINT importance_check CHECK ((VALUE = ANY (ARRAY['LOW'::text, 'NORMAL'::text, 'HIGH'::text])));
+
+CREATE DOMAIN dbmail.sensitivity AS text
+	CONSTRAINT sensitivity_check CHECK ((VALUE = ANY (ARRAY['NORMAL'::text, 'PERSONAL'::text, 'PRIVATE'::text, 'CONFIDENTIAL'::text])));
+
+CREATE DOMAIN dbmail.sent_status AS text
+	CONSTRAINT sent_status_check CHECK ((VALUE = ANY (ARRAY['unsent'::text, 'sending'::text, 'retrying'::text, 'sent'::text, 'failed'::text])));
+
 CREATE FUNCTION dbmail.address_domain(address text) RETURNS text
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
     AS $_$
@@ -64,7 +76,8 @@ CREATE FUNCTION dbmail.apply_outcome(mailitem_id bigint, sender_id text, outcome
     LANGUAGE plpgsql
     AS $$
 DECLARE
-  item dbmail.mailitems;
+  current_status text;
+  item_profile integer;
   attempts integer;
   failure record;
   summary text;
@@ -79,14 +92,19 @@ BEGIN
   IF account_errors IS NOT NULL AND jsonb_typeof(account_errors) <> 'array' THEN
     PERFORM dbmail.raise_error('22023', 'account_errors', account_errors::text, 'must be a JSON array');
   END IF;
-  SELECT * INTO item FROM dbmail.mailitems m
-  WHERE m.mailitem_id = apply_outcome.mailitem_id AND m.sent_status = 'sending'
-    AND m.lease_owner = apply_outcome.sender_id
+  -- The item by its key and owner, locked, and only then its status. With sent_status = 'sending' in
+  -- the WHERE, the planner may read the item through a partial index whose predicate that implies
+  -- (mailitems_profile_pending_idx, mailitems_leased_idx) with no index condition, visiting every
+  -- pending item to find one: it does whenever those indexes were empty at the table's last VACUUM or
+  -- ANALYZE, as an idle queue's are, and a drain then costs the backlog's size per outcome. The
+  -- lease_owner condition implies no index predicate, so only the primary key serves.
+  SELECT m.sent_status, m.profile_id, m.send_attempts + 1 INTO current_status, item_profile, attempts
+  FROM dbmail.mailitems m
+  WHERE m.mailitem_id = apply_outcome.mailitem_id AND m.lease_owner = apply_outcome.sender_id
   FOR UPDATE;
-  IF NOT FOUND THEN
+  IF NOT FOUND OR current_status <> 'sending' THEN
     RETURN 'lease_lost';
   END IF;
-  attempts := item.send_attempts + 1;
   SELECT string_agg(format('account %s: %s', f.value ->> 'account_id', f.value ->> 'error'), '; ')
     INTO summary FROM jsonb_array_elements(COALESCE(account_errors, '[]')) f;
 
@@ -95,22 +113,22 @@ BEGIN
     UPDATE dbmail.mailitems m SET sent_status = 'sent', sent_date = now(), sent_account_id = apply_outcome.account_id,
       smtp_response = apply_outcome.smtp_response, sent_by = apply_outcome.sender_id, send_attempts = attempts,
       lease_owner = NULL, lease_expires_at = NULL, last_mod_date = now(), last_mod_user = dbmail.caller_role()
-    WHERE m.mailitem_id = item.mailitem_id;
+    WHERE m.mailitem_id = apply_outcome.mailitem_id;
     UPDATE dbmail.profiles p SET last_success_account_id = apply_outcome.account_id
-    WHERE p.profile_id = item.profile_id AND p.last_success_account_id IS DISTINCT FROM apply_outcome.account_id
+    WHERE p.profile_id = item_profile AND p.last_success_account_id IS DISTINCT FROM apply_outcome.account_id
       AND EXISTS (SELECT FROM dbmail.accounts a WHERE a.account_id = apply_outcome.account_id);
     IF FOUND THEN
       -- The profile's first choice changed: let the other senders know (rare: only on failover).
       PERFORM dbmail.config_changed();
     END IF;
     FOR failure IN SELECT f.value FROM jsonb_array_elements(COALESCE(account_errors, '[]')) f LOOP
-      PERFORM dbmail.log_event('warning', format('Mail Id %s: account %s failed: %s', item.mailitem_id,
+      PERFORM dbmail.log_event('warning', format('Mail Id %s: account %s failed: %s', apply_outcome.mailitem_id,
           failure.value ->> 'account_id', failure.value ->> 'error'),
-        item.mailitem_id, (failure.value ->> 'account_id')::integer, process_id, apply_outcome.sender_id);
+        apply_outcome.mailitem_id, (failure.value ->> 'account_id')::integer, process_id, apply_outcome.sender_id);
     END LOOP;
-    PERFORM dbmail.log_event('success', format('Mail Id %s sent through account %s: %s', item.mailitem_id,
+    PERFORM dbmail.log_event('success', format('Mail Id %s sent through account %s: %s', apply_outcome.mailitem_id,
         apply_outcome.account_id, COALESCE(apply_outcome.smtp_response, 'accepted')),
-      item.mailitem_id, apply_outcome.account_id, process_id, apply_outcome.sender_id);
+      apply_outcome.mailitem_id, apply_outcome.account_id, process_id, apply_outcome.sender_id);
     RETURN new_status;
   END IF;
 
@@ -122,16 +140,16 @@ BEGIN
                            ELSE m.next_attempt_at END,
     sent_date = CASE WHEN new_status = 'failed' THEN now() END,
     lease_owner = NULL, lease_expires_at = NULL, last_mod_date = now(), last_mod_user = dbmail.caller_role()
-  WHERE m.mailitem_id = item.mailitem_id;
+  WHERE m.mailitem_id = apply_outcome.mailitem_id;
   IF new_status = 'retrying' THEN
     PERFORM dbmail.log_event('warning', format('Mail Id %s could not be sent (round %s of %s), retrying in %s s: %s',
-        item.mailitem_id, attempts, retry_rounds + 1, retry_delay, summary),
-      item.mailitem_id, NULL, process_id, apply_outcome.sender_id);
+        apply_outcome.mailitem_id, attempts, retry_rounds + 1, retry_delay, summary),
+      apply_outcome.mailitem_id, NULL, process_id, apply_outcome.sender_id);
   ELSE
-    PERFORM dbmail.log_event('error', format('Mail Id %s failed%s: %s', item.mailitem_id,
+    PERFORM dbmail.log_event('error', format('Mail Id %s failed%s: %s', apply_outcome.mailitem_id,
         CASE WHEN outcome = 'retrying' THEN format(' after %s rounds over its accounts', attempts) ELSE '' END,
         summary),
-      item.mailitem_id, NULL, process_id, apply_outcome.sender_id);
+      apply_outcome.mailitem_id, NULL, process_id, apply_outcome.sender_id);
   END IF;
   RETURN new_status;
 END;
@@ -563,8 +581,8 @@ BEGIN
   END IF;
 
   RETURN QUERY
-  SELECT m.mailitem_id, m.profile_id, m.envelope, m.subject, m.body, m.body_format, m.importance,
-         m.sensitivity, m.from_address, m.reply_to, m.headers, m.message_id, m.send_attempts,
+  SELECT m.mailitem_id, m.profile_id, m.envelope, m.subject, m.body, m.body_format::text, m.importance::text,
+         m.sensitivity::text, m.from_address, m.reply_to, m.headers, m.message_id, m.send_attempts,
          (SELECT count(*)::integer FROM dbmail.attachments a WHERE a.mailitem_id = m.mailitem_id),
          m.lease_expires_at
   FROM dbmail.mailitems m
@@ -649,12 +667,15 @@ BEGIN
   IF lease_seconds IS NULL OR lease_seconds NOT BETWEEN 1 AND 86400 THEN
     PERFORM dbmail.raise_error('22023', 'lease_seconds', lease_seconds::text, 'must be from 1 to 86400');
   END IF;
-  WITH extended AS (
-    UPDATE dbmail.mailitems m SET lease_expires_at = now() + make_interval(secs => lease_seconds)
-    WHERE m.mailitem_id = ANY (mailitem_ids) AND m.sent_status = 'sending'
-      AND m.lease_owner = extend_leases.sender_id
-    RETURNING m.mailitem_id)
-  SELECT COALESCE(array_agg(e.mailitem_id ORDER BY e.mailitem_id), '{}') INTO held FROM extended e;
+  -- Locked by key and owner, then checked: sent_status in the WHERE could make the planner walk a
+  -- partial index (see apply_outcome).
+  SELECT COALESCE(array_agg(h.mailitem_id ORDER BY h.mailitem_id) FILTER (WHERE h.sent_status = 'sending'), '{}')
+    INTO held
+  FROM (SELECT m.mailitem_id, m.sent_status FROM dbmail.mailitems m
+        WHERE m.mailitem_id = ANY (mailitem_ids) AND m.lease_owner = extend_leases.sender_id
+        ORDER BY m.mailitem_id FOR UPDATE) h;
+  UPDATE dbmail.mailitems m SET lease_expires_at = now() + make_interval(secs => lease_seconds)
+  WHERE m.mailitem_id = ANY (held);
   RETURN held;
 END;
 $$;
@@ -1003,32 +1024,22 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION dbmail.memberships(member oid) RETURNS oid[]
-    LANGUAGE plpgsql STABLE
-    AS $$
-BEGIN
-  RETURN ARRAY(
-    WITH RECURSIVE belongs(roleid) AS (
-      SELECT m.roleid FROM pg_auth_members m WHERE m.member = memberships.member
-      UNION
-      SELECT m.roleid FROM pg_auth_members m JOIN belongs b ON m.member = b.roleid)
-    SELECT b.roleid FROM belongs b);
-END;
-$$;
-
 CREATE FUNCTION dbmail.message_id_for(mailitem_id bigint, profile_id integer, from_address jsonb) RETURNS text
     LANGUAGE plpgsql STABLE
     AS $$
+DECLARE
+  domain text := dbmail.address_domain(from_address ->> 'address');
+  installation text;
 BEGIN
-  RETURN '<dbmail.' || mailitem_id || '.'
-    || (SELECT replace(s.installation_id::text, '-', '') FROM dbmail.system_state s) || '@'
-    || COALESCE(dbmail.address_domain(from_address ->> 'address'),
-         (SELECT dbmail.address_domain(a.email_address)
-            FROM dbmail.profile_accounts pa JOIN dbmail.accounts a ON a.account_id = pa.account_id
-           WHERE pa.profile_id = message_id_for.profile_id
-           ORDER BY pa.sequence_number, pa.account_id LIMIT 1),
-         'localhost')
-    || '>';
+  IF domain IS NULL THEN
+    SELECT dbmail.address_domain(a.email_address) INTO domain
+    FROM dbmail.profile_accounts pa JOIN dbmail.accounts a ON a.account_id = pa.account_id
+    WHERE pa.profile_id = message_id_for.profile_id
+    ORDER BY pa.sequence_number, pa.account_id
+    LIMIT 1;
+  END IF;
+  SELECT replace(s.installation_id::text, '-', '') INTO installation FROM dbmail.system_state s;
+  RETURN '<dbmail.' || mailitem_id || '.' || installation || '@' || COALESCE(domain, 'localhost') || '>';
 END;
 $$;
 
@@ -1341,13 +1352,26 @@ DECLARE
   mail_size bigint := 0;
   recent bigint;
 BEGIN
-  replay := idempotency_key IS NOT NULL AND EXISTS (
-    SELECT FROM dbmail.mailitems m
-    WHERE m.send_request_user = sender AND m.idempotency_key = queue_mail.idempotency_key);
-  max_recipients := CASE WHEN replay THEN 0 ELSE dbmail.setting('MaxRecipientsPerMail')::bigint END;
-  max_size := CASE WHEN replay THEN 0 ELSE dbmail.setting('MaxMailSize')::bigint END;
-  max_per_day := CASE WHEN replay OR dbmail.is_admin(sender) THEN 0
-                      ELSE dbmail.setting('MaxMailsPerUserPerDay')::bigint END;
+  -- Every lookup below is a statement of its own, and each costs as much as the checks around it: they
+  -- are as few as the work allows (the three limits in one statement, the replay probe only with a key).
+  replay := false;
+  IF idempotency_key IS NOT NULL THEN
+    replay := EXISTS (SELECT FROM dbmail.mailitems m
+                      WHERE m.send_request_user = sender AND m.idempotency_key = queue_mail.idempotency_key);
+  END IF;
+  SELECT max(s.paramvalue) FILTER (WHERE s.paramname = 'MaxRecipientsPerMail')::bigint,
+         max(s.paramvalue) FILTER (WHERE s.paramname = 'MaxMailSize')::bigint,
+         max(s.paramvalue) FILTER (WHERE s.paramname = 'MaxMailsPerUserPerDay')::bigint
+  INTO max_recipients, max_size, max_per_day
+  FROM dbmail.settings s
+  WHERE s.paramname IN ('MaxRecipientsPerMail', 'MaxMailSize', 'MaxMailsPerUserPerDay');
+  IF replay THEN
+    max_recipients := 0;
+    max_size := 0;
+  END IF;
+  IF replay OR dbmail.is_admin(sender) THEN
+    max_per_day := 0;
+  END IF;
   PERFORM dbmail.check_send_arguments(subject, body, COALESCE(body_format, 'TEXT'), importance, sensitivity,
     query, execute_query_database, attach_query_result_as_file, query_result_header, query_result_width,
     query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
@@ -1484,10 +1508,12 @@ BEGIN
     WHERE m.send_request_user = sender AND m.idempotency_key = queue_mail.idempotency_key;
     RETURN new_id;
   END IF;
-  INSERT INTO dbmail.attachments (mailitem_id, filename, content_type, filesize, attachment, last_mod_user)
-  SELECT new_id, f.filename, f.content_type, octet_length(f.content), f.content, sender
-  FROM unnest(files) WITH ORDINALITY AS f(filename, content, content_type, n)
-  ORDER BY f.n;
+  IF cardinality(files) > 0 THEN
+    INSERT INTO dbmail.attachments (mailitem_id, filename, content_type, filesize, attachment, last_mod_user)
+    SELECT new_id, f.filename, f.content_type, octet_length(f.content), f.content, sender
+    FROM unnest(files) WITH ORDINALITY AS f(filename, content, content_type, n)
+    ORDER BY f.n;
+  END IF;
   IF send_at IS NULL OR send_at <= now() THEN
     PERFORM pg_notify('dbmail_queue', '');
   END IF;
@@ -1610,14 +1636,20 @@ CREATE FUNCTION dbmail.release_mailitems(sender_id text, mailitem_ids bigint[]) 
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
+  held bigint[];
   released integer;
 BEGIN
+  -- Locked by key and owner, then checked: sent_status in the WHERE could make the planner walk a
+  -- partial index (see apply_outcome).
+  SELECT array_agg(h.mailitem_id) FILTER (WHERE h.sent_status = 'sending') INTO held
+  FROM (SELECT m.mailitem_id, m.sent_status FROM dbmail.mailitems m
+        WHERE m.mailitem_id = ANY (mailitem_ids) AND m.lease_owner = release_mailitems.sender_id
+        ORDER BY m.mailitem_id FOR UPDATE) h;
   UPDATE dbmail.mailitems m SET
     sent_status = CASE WHEN m.send_attempts = 0 THEN 'unsent' ELSE 'retrying' END,
     next_attempt_at = now(), lease_owner = NULL, lease_expires_at = NULL,
     last_mod_date = now(), last_mod_user = dbmail.caller_role()
-  WHERE m.mailitem_id = ANY (mailitem_ids) AND m.sent_status = 'sending'
-    AND m.lease_owner = release_mailitems.sender_id;
+  WHERE m.mailitem_id = ANY (held);
   GET DIAGNOSTICS released = ROW_COUNT;
   IF released > 0 THEN
     PERFORM pg_notify('dbmail_queue', '');
@@ -1630,33 +1662,36 @@ CREATE FUNCTION dbmail.resolve_profile(sender name, profile_name text) RETURNS i
     LANGUAGE plpgsql STABLE
     AS $$
 DECLARE
+  named integer;
   chosen integer;
   sender_oid oid := to_regrole(quote_ident(sender));
-  grantees oid[];
 BEGIN
   IF profile_name IS NOT NULL THEN
-    SELECT p.profile_id INTO chosen FROM dbmail.profiles p WHERE lower(p.name) = lower(btrim(profile_name));
-    IF chosen IS NULL THEN
+    SELECT p.profile_id INTO named FROM dbmail.profiles p WHERE lower(p.name) = lower(btrim(profile_name));
+    IF named IS NULL THEN
       PERFORM dbmail.raise_error('42704', 'profile_name', profile_name, 'no such profile');
     END IF;
-    IF NOT dbmail.is_admin(sender) AND NOT EXISTS (
-      SELECT FROM dbmail.principal_profiles pp
-      WHERE pp.profile_id = chosen
-        AND pp.principal_id = ANY (ARRAY[0::oid, sender_oid] || dbmail.memberships(sender_oid))
-    ) THEN
-      PERFORM dbmail.raise_error('42501', 'profile_name', profile_name,
-        format('role %s may not use this profile (an admin can grant it with sysmail_add_principalprofile_sp)',
-               sender));
+    IF dbmail.is_admin(sender) THEN
+      RETURN named;
     END IF;
-    RETURN chosen;
   END IF;
-  grantees := ARRAY[0::oid, sender_oid] || dbmail.memberships(sender_oid);
+  -- One statement (each costs as much as the rest of the function): the named profile if one of the
+  -- role's grants covers it, else the best of its defaults.
+  WITH RECURSIVE belongs(roleid) AS (
+    SELECT m.roleid FROM pg_auth_members m WHERE m.member = sender_oid
+    UNION
+    SELECT m.roleid FROM pg_auth_members m JOIN belongs b ON m.member = b.roleid)
   SELECT pp.profile_id INTO chosen
   FROM dbmail.principal_profiles pp
-  WHERE pp.is_default AND pp.principal_id = ANY (grantees)
+  WHERE (pp.profile_id = named OR (named IS NULL AND pp.is_default))
+    AND (pp.principal_id IN (0, sender_oid) OR pp.principal_id IN (SELECT b.roleid FROM belongs b))
   ORDER BY pp.principal_id = sender_oid DESC, pp.principal_id = 0, pp.profile_id
   LIMIT 1;
-  IF chosen IS NULL THEN
+  IF chosen IS NULL AND named IS NOT NULL THEN
+    PERFORM dbmail.raise_error('42501', 'profile_name', profile_name,
+      format('role %s may not use this profile (an admin can grant it with sysmail_add_principalprofile_sp)',
+             sender));
+  ELSIF chosen IS NULL THEN
     PERFORM dbmail.raise_error('55000', 'profile_name', NULL,
       format('no default profile is configured for role %s; name a profile, or have an admin set a default '
              '(sysmail_add_principalprofile_sp with is_default => true)', sender));
@@ -1992,7 +2027,8 @@ BEGIN
       END IF;
     END;
   END IF;
-  PERFORM dbmail.stamp_caller();
+  -- The stamp that tells queue_mail who is calling (see dbmail.caller_stamps).
+  INSERT INTO dbmail.caller_stamps DEFAULT VALUES;
   new_id := dbmail.queue_mail(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
     body_format, importance, sensitivity, file_attachments, query, execute_query_database,
     attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
@@ -2064,15 +2100,6 @@ BEGIN
     last_mod_date = now(),
     last_mod_user = dbmail.caller_role()
   WHERE o.operator_id = target;
-END;
-$$;
-
-CREATE FUNCTION dbmail.stamp_caller() RETURNS void
-    LANGUAGE plpgsql
-    SET search_path TO 'pg_catalog', 'pg_temp'
-    AS $$
-BEGIN
-  INSERT INTO dbmail.caller_stamps DEFAULT VALUES;
 END;
 $$;
 
@@ -2238,7 +2265,7 @@ CREATE FUNCTION dbmail.sysmail_delete_mailitems_sp(sent_before timestamp with ti
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 BEGIN
-  PERFORM dbmail.stamp_caller();
+  INSERT INTO dbmail.caller_stamps DEFAULT VALUES;
   RETURN dbmail.delete_mailitems(sent_before, sent_status);
 END;
 $$;
@@ -2744,9 +2771,9 @@ CREATE TABLE dbmail.mailitems (
     envelope jsonb NOT NULL,
     subject text NOT NULL,
     body text,
-    body_format text DEFAULT 'TEXT'::text NOT NULL,
-    importance text DEFAULT 'NORMAL'::text NOT NULL,
-    sensitivity text DEFAULT 'NORMAL'::text NOT NULL,
+    body_format dbmail.body_format DEFAULT 'TEXT'::text NOT NULL,
+    importance dbmail.importance DEFAULT 'NORMAL'::text NOT NULL,
+    sensitivity dbmail.sensitivity DEFAULT 'NORMAL'::text NOT NULL,
     file_attachments text,
     attachment_encoding text DEFAULT 'MIME'::text NOT NULL,
     query text,
@@ -2770,7 +2797,7 @@ CREATE TABLE dbmail.mailitems (
     send_request_date timestamp with time zone DEFAULT now() NOT NULL,
     send_request_user name NOT NULL,
     sent_account_id integer,
-    sent_status text DEFAULT 'unsent'::text NOT NULL,
+    sent_status dbmail.sent_status DEFAULT 'unsent'::text NOT NULL,
     sent_date timestamp with time zone,
     send_attempts integer DEFAULT 0 NOT NULL,
     next_attempt_at timestamp with time zone DEFAULT now() NOT NULL,
@@ -2780,12 +2807,9 @@ CREATE TABLE dbmail.mailitems (
     smtp_response text,
     sent_by text,
     last_mod_date timestamp with time zone DEFAULT now() NOT NULL,
-    last_mod_user name NOT NULL,
-    CONSTRAINT mailitems_body_format_check CHECK ((body_format = ANY (ARRAY['TEXT'::text, 'HTML'::text]))),
-    CONSTRAINT mailitems_importance_check CHECK ((importance = ANY (ARRAY['LOW'::text, 'NORMAL'::text, 'HIGH'::text]))),
-    CONSTRAINT mailitems_sensitivity_check CHECK ((sensitivity = ANY (ARRAY['NORMAL'::text, 'PERSONAL'::text, 'PRIVATE'::text, 'CONFIDENTIAL'::text]))),
-    CONSTRAINT mailitems_sent_status_check CHECK ((sent_status = ANY (ARRAY['unsent'::text, 'sending'::text, 'retrying'::text, 'sent'::text, 'failed'::text])))
+    last_mod_user name NOT NULL
 );
+ALTER TABLE ONLY dbmail.mailitems ALTER COLUMN sent_status SET STATISTICS 0;
 
 ALTER TABLE dbmail.mailitems ALTER COLUMN mailitem_id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME dbmail.mailitems_mailitem_id_seq
@@ -2927,7 +2951,7 @@ CREATE VIEW dbmail.sysmail_allitems WITH (security_barrier='true') AS
     m.send_attempts,
     m.last_error,
         CASE
-            WHEN (m.sent_status = ANY (ARRAY['unsent'::text, 'retrying'::text])) THEN m.next_attempt_at
+            WHEN ((m.sent_status)::text = ANY (ARRAY['unsent'::text, 'retrying'::text])) THEN m.next_attempt_at
             ELSE NULL::timestamp with time zone
         END AS next_attempt_at,
     m.sent_by,
@@ -2992,7 +3016,7 @@ CREATE VIEW dbmail.sysmail_faileditems WITH (security_barrier='true') AS
     sysmail_allitems.sent_by,
     sysmail_allitems.smtp_response
    FROM dbmail.sysmail_allitems
-  WHERE (sysmail_allitems.sent_status = 'failed'::text);
+  WHERE ((sysmail_allitems.sent_status)::text = 'failed'::text);
 
 CREATE VIEW dbmail.sysmail_mailattachments WITH (security_barrier='true') AS
  SELECT a.attachment_id,
@@ -3049,7 +3073,7 @@ CREATE VIEW dbmail.sysmail_sentitems WITH (security_barrier='true') AS
     sysmail_allitems.sent_by,
     sysmail_allitems.smtp_response
    FROM dbmail.sysmail_allitems
-  WHERE (sysmail_allitems.sent_status = 'sent'::text);
+  WHERE ((sysmail_allitems.sent_status)::text = 'sent'::text);
 
 CREATE VIEW dbmail.sysmail_unsentitems WITH (security_barrier='true') AS
  SELECT sysmail_allitems.mailitem_id,
@@ -3092,7 +3116,7 @@ CREATE VIEW dbmail.sysmail_unsentitems WITH (security_barrier='true') AS
     sysmail_allitems.sent_by,
     sysmail_allitems.smtp_response
    FROM dbmail.sysmail_allitems
-  WHERE (sysmail_allitems.sent_status = ANY (ARRAY['unsent'::text, 'sending'::text, 'retrying'::text]));
+  WHERE ((sysmail_allitems.sent_status)::text = ANY (ARRAY['unsent'::text, 'sending'::text, 'retrying'::text]));
 
 CREATE TABLE dbmail.system_state (
     singleton boolean DEFAULT true NOT NULL,
@@ -3158,13 +3182,13 @@ CREATE INDEX event_log_date_idx ON dbmail.event_log USING btree (log_date);
 
 CREATE INDEX event_log_mailitem_idx ON dbmail.event_log USING btree (mailitem_id) WHERE (mailitem_id IS NOT NULL);
 
-CREATE INDEX mailitems_due_idx ON dbmail.mailitems USING btree (next_attempt_at, mailitem_id) WHERE (sent_status = ANY (ARRAY['unsent'::text, 'retrying'::text]));
+CREATE INDEX mailitems_due_idx ON dbmail.mailitems USING btree (next_attempt_at, mailitem_id) WHERE ((sent_status)::text = ANY (ARRAY['unsent'::text, 'retrying'::text]));
 
 CREATE UNIQUE INDEX mailitems_idempotency_key ON dbmail.mailitems USING btree (send_request_user, idempotency_key) WHERE (idempotency_key IS NOT NULL);
 
-CREATE INDEX mailitems_leased_idx ON dbmail.mailitems USING btree (lease_expires_at) WHERE (sent_status = 'sending'::text);
+CREATE INDEX mailitems_leased_idx ON dbmail.mailitems USING btree (lease_expires_at) WHERE ((sent_status)::text = 'sending'::text);
 
-CREATE INDEX mailitems_profile_pending_idx ON dbmail.mailitems USING btree (profile_id) WHERE (sent_status = ANY (ARRAY['unsent'::text, 'sending'::text, 'retrying'::text]));
+CREATE INDEX mailitems_profile_pending_idx ON dbmail.mailitems USING btree (profile_id) WHERE ((sent_status)::text = ANY (ARRAY['unsent'::text, 'sending'::text, 'retrying'::text]));
 
 CREATE INDEX mailitems_request_date_idx ON dbmail.mailitems USING btree (send_request_date);
 
@@ -3301,8 +3325,6 @@ REVOKE ALL ON FUNCTION dbmail.live_senders() FROM PUBLIC;
 REVOKE ALL ON FUNCTION dbmail.log_event(event_type text, description text, mailitem_id bigint, account_id integer, process_id integer, sender_id text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.log_event(event_type text, description text, mailitem_id bigint, account_id integer, process_id integer, sender_id text) TO dbmail_sender;
 
-REVOKE ALL ON FUNCTION dbmail.memberships(member oid) FROM PUBLIC;
-
 REVOKE ALL ON FUNCTION dbmail.message_id_for(mailitem_id bigint, profile_id integer, from_address jsonb) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.normalise_setting(parameter_name text, parameter_value text) FROM PUBLIC;
@@ -3391,9 +3413,6 @@ GRANT ALL ON FUNCTION dbmail.sp_send_dbmail(profile_name text, recipients text, 
 
 REVOKE ALL ON FUNCTION dbmail.sp_update_operator(name text, new_name text, enabled boolean, email_address text, pager_address text, weekday_pager_start_time integer, weekday_pager_end_time integer, saturday_pager_start_time integer, saturday_pager_end_time integer, sunday_pager_start_time integer, sunday_pager_end_time integer, pager_days integer, netsend_address text, category_name text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.sp_update_operator(name text, new_name text, enabled boolean, email_address text, pager_address text, weekday_pager_start_time integer, weekday_pager_end_time integer, saturday_pager_start_time integer, saturday_pager_end_time integer, sunday_pager_start_time integer, sunday_pager_end_time integer, pager_days integer, netsend_address text, category_name text) TO dbmail_admin;
-
-REVOKE ALL ON FUNCTION dbmail.stamp_caller() FROM PUBLIC;
-GRANT ALL ON FUNCTION dbmail.stamp_caller() TO dbmail_user;
 
 REVOKE ALL ON FUNCTION dbmail.sysmail_add_account_sp(account_name text, email_address text, display_name text, replyto_address text, description text, mailserver_name text, mailserver_type text, port integer, username text, password text, use_default_credentials boolean, enable_ssl boolean, security text, timeout integer, tls_reject_unauthorized boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.sysmail_add_account_sp(account_name text, email_address text, display_name text, replyto_address text, description text, mailserver_name text, mailserver_type text, port integer, username text, password text, use_default_credentials boolean, enable_ssl boolean, security text, timeout integer, tls_reject_unauthorized boolean) TO dbmail_admin;

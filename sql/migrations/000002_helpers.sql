@@ -24,19 +24,9 @@ BEGIN
 END;
 $$;
 
--- Called by a public entry point running as the caller, before it calls a SECURITY DEFINER function
--- that acts for the caller (see dbmail.caller_stamps).
-CREATE FUNCTION dbmail.stamp_caller() RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-  INSERT INTO dbmail.caller_stamps DEFAULT VALUES;
-END;
-$$;
-
--- Inside a SECURITY DEFINER function: the current_user of the entry point that called it (the newest
--- stamp of this backend and transaction, consumed). Raises when there is none: the function was called
+-- Inside a SECURITY DEFINER function: the current_user of the entry point that called it, which ran
+-- `INSERT INTO dbmail.caller_stamps DEFAULT VALUES` as the caller just before (the newest stamp of this
+-- backend and transaction, consumed). Raises when there is none: the function was called
 -- directly instead of through its entry point.
 CREATE FUNCTION dbmail.take_caller_stamp(entry_point text) RETURNS name
 LANGUAGE plpgsql

@@ -14,55 +14,45 @@ AS $$
   SELECT ROW(filename, content, content_type)::dbmail.attachment;
 $$;
 
--- The roles a role belongs to, directly or through other roles (not counting superuser powers, which
--- pg_has_role would: a superuser is not a member of every role's default profile).
-CREATE FUNCTION dbmail.memberships(member oid) RETURNS oid[]
-LANGUAGE plpgsql STABLE
-AS $$
-BEGIN
-  RETURN ARRAY(
-    WITH RECURSIVE belongs(roleid) AS (
-      SELECT m.roleid FROM pg_auth_members m WHERE m.member = memberships.member
-      UNION
-      SELECT m.roleid FROM pg_auth_members m JOIN belongs b ON m.member = b.roleid)
-    SELECT b.roleid FROM belongs b);
-END;
-$$;
-
 -- The profile a message is sent with. Named: it must exist and the role must be allowed to use it (an
 -- admin, or a grant to public, to the role, or to a role it is a member of). Not named: the role's own
--- default, else a default granted to one of its roles, else the public default.
+-- default, else a default granted to one of its roles, else the public default. The role's memberships
+-- are walked in pg_auth_members rather than with pg_has_role, which counts a superuser as a member of
+-- every role (a superuser is not a member of every role's default profile).
 CREATE FUNCTION dbmail.resolve_profile(sender name, profile_name text) RETURNS integer
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
+  named integer;
   chosen integer;
   sender_oid oid := to_regrole(quote_ident(sender));
-  grantees oid[];
 BEGIN
   IF profile_name IS NOT NULL THEN
-    SELECT p.profile_id INTO chosen FROM dbmail.profiles p WHERE lower(p.name) = lower(btrim(profile_name));
-    IF chosen IS NULL THEN
+    SELECT p.profile_id INTO named FROM dbmail.profiles p WHERE lower(p.name) = lower(btrim(profile_name));
+    IF named IS NULL THEN
       PERFORM dbmail.raise_error('42704', 'profile_name', profile_name, 'no such profile');
     END IF;
-    IF NOT dbmail.is_admin(sender) AND NOT EXISTS (
-      SELECT FROM dbmail.principal_profiles pp
-      WHERE pp.profile_id = chosen
-        AND pp.principal_id = ANY (ARRAY[0::oid, sender_oid] || dbmail.memberships(sender_oid))
-    ) THEN
-      PERFORM dbmail.raise_error('42501', 'profile_name', profile_name,
-        format('role %s may not use this profile (an admin can grant it with sysmail_add_principalprofile_sp)',
-               sender));
+    IF dbmail.is_admin(sender) THEN
+      RETURN named;
     END IF;
-    RETURN chosen;
   END IF;
-  grantees := ARRAY[0::oid, sender_oid] || dbmail.memberships(sender_oid);
+  -- One statement (each costs as much as the rest of the function): the named profile if one of the
+  -- role's grants covers it, else the best of its defaults.
+  WITH RECURSIVE belongs(roleid) AS (
+    SELECT m.roleid FROM pg_auth_members m WHERE m.member = sender_oid
+    UNION
+    SELECT m.roleid FROM pg_auth_members m JOIN belongs b ON m.member = b.roleid)
   SELECT pp.profile_id INTO chosen
   FROM dbmail.principal_profiles pp
-  WHERE pp.is_default AND pp.principal_id = ANY (grantees)
+  WHERE (pp.profile_id = named OR (named IS NULL AND pp.is_default))
+    AND (pp.principal_id IN (0, sender_oid) OR pp.principal_id IN (SELECT b.roleid FROM belongs b))
   ORDER BY pp.principal_id = sender_oid DESC, pp.principal_id = 0, pp.profile_id
   LIMIT 1;
-  IF chosen IS NULL THEN
+  IF chosen IS NULL AND named IS NOT NULL THEN
+    PERFORM dbmail.raise_error('42501', 'profile_name', profile_name,
+      format('role %s may not use this profile (an admin can grant it with sysmail_add_principalprofile_sp)',
+             sender));
+  ELSIF chosen IS NULL THEN
     PERFORM dbmail.raise_error('55000', 'profile_name', NULL,
       format('no default profile is configured for role %s; name a profile, or have an admin set a default '
              '(sysmail_add_principalprofile_sp with is_default => true)', sender));
@@ -200,20 +190,24 @@ BEGIN
 END;
 $$;
 
--- The Message-ID every attempt carries: unique per item and installation, with the sending domain.
+-- The Message-ID every attempt carries: unique per item and installation, with the sending domain (of
+-- from_address, else of the profile's first account).
 CREATE FUNCTION dbmail.message_id_for(mailitem_id bigint, profile_id integer, from_address jsonb) RETURNS text
 LANGUAGE plpgsql STABLE
 AS $$
+DECLARE
+  domain text := dbmail.address_domain(from_address ->> 'address');
+  installation text;
 BEGIN
-  RETURN '<dbmail.' || mailitem_id || '.'
-    || (SELECT replace(s.installation_id::text, '-', '') FROM dbmail.system_state s) || '@'
-    || COALESCE(dbmail.address_domain(from_address ->> 'address'),
-         (SELECT dbmail.address_domain(a.email_address)
-            FROM dbmail.profile_accounts pa JOIN dbmail.accounts a ON a.account_id = pa.account_id
-           WHERE pa.profile_id = message_id_for.profile_id
-           ORDER BY pa.sequence_number, pa.account_id LIMIT 1),
-         'localhost')
-    || '>';
+  IF domain IS NULL THEN
+    SELECT dbmail.address_domain(a.email_address) INTO domain
+    FROM dbmail.profile_accounts pa JOIN dbmail.accounts a ON a.account_id = pa.account_id
+    WHERE pa.profile_id = message_id_for.profile_id
+    ORDER BY pa.sequence_number, pa.account_id
+    LIMIT 1;
+  END IF;
+  SELECT replace(s.installation_id::text, '-', '') INTO installation FROM dbmail.system_state s;
+  RETURN '<dbmail.' || mailitem_id || '.' || installation || '@' || COALESCE(domain, 'localhost') || '>';
 END;
 $$;
 
@@ -259,13 +253,26 @@ DECLARE
   mail_size bigint := 0;
   recent bigint;
 BEGIN
-  replay := idempotency_key IS NOT NULL AND EXISTS (
-    SELECT FROM dbmail.mailitems m
-    WHERE m.send_request_user = sender AND m.idempotency_key = queue_mail.idempotency_key);
-  max_recipients := CASE WHEN replay THEN 0 ELSE dbmail.setting('MaxRecipientsPerMail')::bigint END;
-  max_size := CASE WHEN replay THEN 0 ELSE dbmail.setting('MaxMailSize')::bigint END;
-  max_per_day := CASE WHEN replay OR dbmail.is_admin(sender) THEN 0
-                      ELSE dbmail.setting('MaxMailsPerUserPerDay')::bigint END;
+  -- Every lookup below is a statement of its own, and each costs as much as the checks around it: they
+  -- are as few as the work allows (the three limits in one statement, the replay probe only with a key).
+  replay := false;
+  IF idempotency_key IS NOT NULL THEN
+    replay := EXISTS (SELECT FROM dbmail.mailitems m
+                      WHERE m.send_request_user = sender AND m.idempotency_key = queue_mail.idempotency_key);
+  END IF;
+  SELECT max(s.paramvalue) FILTER (WHERE s.paramname = 'MaxRecipientsPerMail')::bigint,
+         max(s.paramvalue) FILTER (WHERE s.paramname = 'MaxMailSize')::bigint,
+         max(s.paramvalue) FILTER (WHERE s.paramname = 'MaxMailsPerUserPerDay')::bigint
+  INTO max_recipients, max_size, max_per_day
+  FROM dbmail.settings s
+  WHERE s.paramname IN ('MaxRecipientsPerMail', 'MaxMailSize', 'MaxMailsPerUserPerDay');
+  IF replay THEN
+    max_recipients := 0;
+    max_size := 0;
+  END IF;
+  IF replay OR dbmail.is_admin(sender) THEN
+    max_per_day := 0;
+  END IF;
   PERFORM dbmail.check_send_arguments(subject, body, COALESCE(body_format, 'TEXT'), importance, sensitivity,
     query, execute_query_database, attach_query_result_as_file, query_result_header, query_result_width,
     query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
@@ -402,10 +409,12 @@ BEGIN
     WHERE m.send_request_user = sender AND m.idempotency_key = queue_mail.idempotency_key;
     RETURN new_id;
   END IF;
-  INSERT INTO dbmail.attachments (mailitem_id, filename, content_type, filesize, attachment, last_mod_user)
-  SELECT new_id, f.filename, f.content_type, octet_length(f.content), f.content, sender
-  FROM unnest(files) WITH ORDINALITY AS f(filename, content, content_type, n)
-  ORDER BY f.n;
+  IF cardinality(files) > 0 THEN
+    INSERT INTO dbmail.attachments (mailitem_id, filename, content_type, filesize, attachment, last_mod_user)
+    SELECT new_id, f.filename, f.content_type, octet_length(f.content), f.content, sender
+    FROM unnest(files) WITH ORDINALITY AS f(filename, content, content_type, n)
+    ORDER BY f.n;
+  END IF;
   IF send_at IS NULL OR send_at <= now() THEN
     PERFORM pg_notify('dbmail_queue', '');
   END IF;
@@ -481,7 +490,8 @@ BEGIN
       END IF;
     END;
   END IF;
-  PERFORM dbmail.stamp_caller();
+  -- The stamp that tells queue_mail who is calling (see dbmail.caller_stamps).
+  INSERT INTO dbmail.caller_stamps DEFAULT VALUES;
   new_id := dbmail.queue_mail(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
     body_format, importance, sensitivity, file_attachments, query, execute_query_database,
     attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
@@ -591,7 +601,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  PERFORM dbmail.stamp_caller();
+  INSERT INTO dbmail.caller_stamps DEFAULT VALUES;
   RETURN dbmail.delete_mailitems(sent_before, sent_status);
 END;
 $$;

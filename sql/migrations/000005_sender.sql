@@ -147,8 +147,8 @@ BEGIN
   END IF;
 
   RETURN QUERY
-  SELECT m.mailitem_id, m.profile_id, m.envelope, m.subject, m.body, m.body_format, m.importance,
-         m.sensitivity, m.from_address, m.reply_to, m.headers, m.message_id, m.send_attempts,
+  SELECT m.mailitem_id, m.profile_id, m.envelope, m.subject, m.body, m.body_format::text, m.importance::text,
+         m.sensitivity::text, m.from_address, m.reply_to, m.headers, m.message_id, m.send_attempts,
          (SELECT count(*)::integer FROM dbmail.attachments a WHERE a.mailitem_id = m.mailitem_id),
          m.lease_expires_at
   FROM dbmail.mailitems m

@@ -68,7 +68,7 @@ GRANT EXECUTE ON FUNCTION
   dbmail.sysmail_delete_mailitems_sp(timestamptz, text),
   dbmail.delete_mailitems(timestamptz, text),
   -- Called by the entry points above (which run as the caller) and by the views.
-  dbmail.stamp_caller(), dbmail.is_admin(name), dbmail.raise_error(text, text, text, text), dbmail.show_value(text)
+  dbmail.is_admin(name), dbmail.raise_error(text, text, text, text), dbmail.show_value(text)
 TO dbmail_user;
 -- Only default values: the stamp records the inserting role itself (see 000001).
 GRANT INSERT (transaction_id) ON dbmail.caller_stamps TO dbmail_user;

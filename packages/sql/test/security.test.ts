@@ -90,7 +90,6 @@ const USER_FUNCTIONS = [
   "show_value",
   "sp_notify_operator",
   "sp_send_dbmail",
-  "stamp_caller",
   "sysmail_delete_mailitems_sp",
   "text_line",
 ];
