@@ -507,6 +507,8 @@ DECLARE
   -- claims of one transaction apart.
   claimed bigint[] := '{}';
   fresh bigint[];
+  -- last_mod_user of the claimed items, once rather than per row.
+  modifier name;
 BEGIN
   IF claimer IS NULL OR btrim(claimer) = '' THEN
     PERFORM dbmail.raise_error('22004', 'sender_id', claimer, 'a sender needs an id');
@@ -520,6 +522,32 @@ BEGIN
   IF NOT (SELECT st.started FROM dbmail.system_state st) THEN
     RETURN;
   END IF;
+  modifier := dbmail.caller_role();
+
+  -- The common case, no expired lease (one probe of mailitems_leased_idx): one statement claims the
+  -- due items and returns them, 3 statements a call in all (the general path below takes 5).
+  IF NOT EXISTS (SELECT FROM dbmail.mailitems x WHERE x.sent_status = 'sending' AND x.lease_expires_at < now()) THEN
+    RETURN QUERY
+    WITH taken AS (
+      UPDATE dbmail.mailitems m SET sent_status = 'sending', lease_owner = claimer, lease_expires_at = lease_end,
+        last_mod_date = now(), last_mod_user = modifier
+      WHERE m.mailitem_id IN (
+        SELECT x.mailitem_id FROM dbmail.mailitems x
+        WHERE x.sent_status IN ('unsent', 'retrying') AND x.next_attempt_at <= now()
+        ORDER BY x.next_attempt_at, x.mailitem_id
+        LIMIT batch_size FOR UPDATE SKIP LOCKED)
+      RETURNING m.*)
+    SELECT t.mailitem_id, t.profile_id, t.envelope, t.subject, t.body, t.body_format::text, t.importance::text,
+           t.sensitivity::text, t.from_address, t.reply_to, t.headers, t.message_id, t.send_attempts,
+           (SELECT count(*)::integer FROM dbmail.attachments a WHERE a.mailitem_id = t.mailitem_id),
+           t.lease_expires_at
+    FROM taken t
+    ORDER BY t.mailitem_id;
+    IF NOT FOUND THEN
+      UPDATE dbmail.senders s SET last_empty_claim_at = now() WHERE s.sender_id = claimer;
+    END IF;
+    RETURN;
+  END IF;
 
   -- Items whose sender stopped reporting (it died after claiming): whether the SMTP server accepted
   -- them is unknown. UnknownOutcomePolicy retry sends them again (same Message-ID, so a duplicate can
@@ -529,7 +557,7 @@ BEGIN
       UPDATE dbmail.mailitems m SET sent_status = 'failed', sent_date = now(), lease_owner = NULL,
         lease_expires_at = NULL, send_attempts = m.send_attempts + 1,
         last_error = 'outcome unknown: the sender sending it stopped reporting (UnknownOutcomePolicy fail)',
-        last_mod_date = now(), last_mod_user = dbmail.caller_role()
+        last_mod_date = now(), last_mod_user = modifier
       WHERE m.mailitem_id IN (
         SELECT x.mailitem_id FROM dbmail.mailitems x
         WHERE x.sent_status = 'sending' AND x.lease_expires_at < now()
@@ -545,7 +573,7 @@ BEGIN
   ELSE
     FOR expired IN
       UPDATE dbmail.mailitems m SET lease_owner = claimer, lease_expires_at = lease_end,
-        last_mod_date = now(), last_mod_user = dbmail.caller_role()
+        last_mod_date = now(), last_mod_user = modifier
       WHERE m.mailitem_id IN (
         SELECT x.mailitem_id FROM dbmail.mailitems x
         WHERE x.sent_status = 'sending' AND x.lease_expires_at < now()
@@ -564,7 +592,7 @@ BEGIN
   IF cardinality(claimed) < batch_size THEN
     WITH taken AS (
       UPDATE dbmail.mailitems m SET sent_status = 'sending', lease_owner = claimer, lease_expires_at = lease_end,
-        last_mod_date = now(), last_mod_user = dbmail.caller_role()
+        last_mod_date = now(), last_mod_user = modifier
       WHERE m.mailitem_id IN (
         SELECT x.mailitem_id FROM dbmail.mailitems x
         WHERE x.sent_status IN ('unsent', 'retrying') AND x.next_attempt_at <= now()

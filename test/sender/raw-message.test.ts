@@ -1,7 +1,7 @@
 // The direct composition of messages without attachments (packages/sender/src/smtp/raw-message.ts) against
 // nodemailer's own (MailComposer): both delivered over real SMTP to smtp-server, then the bytes that arrived
 // and mailparser's reading of them compared, for awkward inputs.
-import nodemailer, { type Transporter } from "nodemailer";
+import nodemailer, { type SendMailOptions, type Transporter } from "nodemailer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Address, ClaimedItem, ProfileAccount } from "../../packages/sender/src/sender/queries.js";
 import { composeForSending, composeMessage, messageFields } from "../../packages/sender/src/smtp/compose.js";
@@ -71,7 +71,7 @@ function item(overrides: Partial<ClaimedItem> = {}): ClaimedItem {
 
 const BASE_BOUNDARY = "0123456789abcdef";
 
-async function deliver(options: nodemailer.SendMailOptions): Promise<ReceivedMail> {
+async function deliver(options: SendMailOptions): Promise<ReceivedMail> {
   const before = smtp.received.length;
   await transport.sendMail(options);
   return (await smtp.waitFor(before + 1))[before] as ReceivedMail;
