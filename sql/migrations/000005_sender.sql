@@ -72,7 +72,6 @@ DECLARE
   -- Exactly the items this call claimed: now() is fixed for a transaction, so lease_end cannot tell two
   -- claims of one transaction apart.
   claimed bigint[] := '{}';
-  fresh bigint[];
   -- last_mod_user of the claimed items, once rather than per row.
   modifier name;
 BEGIN
@@ -90,98 +89,72 @@ BEGIN
   END IF;
   modifier := dbmail.caller_role();
 
-  -- The common case, no expired lease (one probe of mailitems_leased_idx): one statement claims the
-  -- due items and returns them, 3 statements a call in all (the general path below takes 5).
-  IF NOT EXISTS (SELECT FROM dbmail.mailitems x WHERE x.sent_status = 'sending' AND x.lease_expires_at < now()) THEN
-    RETURN QUERY
-    WITH taken AS (
-      UPDATE dbmail.mailitems m SET sent_status = 'sending', lease_owner = claimer, lease_expires_at = lease_end,
-        last_mod_date = now(), last_mod_user = modifier
-      WHERE m.mailitem_id IN (
-        SELECT x.mailitem_id FROM dbmail.mailitems x
-        WHERE x.sent_status IN ('unsent', 'retrying') AND x.next_attempt_at <= now()
-        ORDER BY x.next_attempt_at, x.mailitem_id
-        LIMIT batch_size FOR UPDATE SKIP LOCKED)
-      RETURNING m.*)
-    SELECT t.mailitem_id, t.profile_id, t.envelope, t.subject, t.body, t.body_format::text, t.importance::text,
-           t.sensitivity::text, t.from_address, t.reply_to, t.headers, t.message_id, t.send_attempts,
-           (SELECT count(*)::integer FROM dbmail.attachments a WHERE a.mailitem_id = t.mailitem_id),
-           t.lease_expires_at
-    FROM taken t
-    ORDER BY t.mailitem_id;
-    IF NOT FOUND THEN
-      UPDATE dbmail.senders s SET last_empty_claim_at = now() WHERE s.sender_id = claimer;
-    END IF;
-    RETURN;
-  END IF;
-
   -- Items whose sender stopped reporting (it died after claiming): whether the SMTP server accepted
   -- them is unknown. UnknownOutcomePolicy retry sends them again (same Message-ID, so a duplicate can
   -- be recognised); fail gives up on them, for mail where a duplicate is worse than none.
-  IF dbmail.setting('UnknownOutcomePolicy') = 'fail' THEN
-    FOR expired IN
-      UPDATE dbmail.mailitems m SET sent_status = 'failed', sent_date = now(), lease_owner = NULL,
-        lease_expires_at = NULL, send_attempts = m.send_attempts + 1,
-        last_error = 'outcome unknown: the sender sending it stopped reporting (UnknownOutcomePolicy fail)',
-        last_mod_date = now(), last_mod_user = modifier
-      WHERE m.mailitem_id IN (
-        SELECT x.mailitem_id FROM dbmail.mailitems x
-        WHERE x.sent_status = 'sending' AND x.lease_expires_at < now()
-        ORDER BY x.lease_expires_at LIMIT batch_size FOR UPDATE SKIP LOCKED)
-      RETURNING m.mailitem_id
-    LOOP
-      PERFORM dbmail.log_event('error',
-        format('Mail Id %s: the sender sending it stopped reporting before an outcome was recorded; whether '
-               'it was delivered is unknown, and UnknownOutcomePolicy is fail, so it is not sent again',
-               expired.mailitem_id),
-        expired.mailitem_id, NULL, NULL, claimer);
-    END LOOP;
-  ELSE
-    FOR expired IN
-      UPDATE dbmail.mailitems m SET lease_owner = claimer, lease_expires_at = lease_end,
-        last_mod_date = now(), last_mod_user = modifier
-      WHERE m.mailitem_id IN (
-        SELECT x.mailitem_id FROM dbmail.mailitems x
-        WHERE x.sent_status = 'sending' AND x.lease_expires_at < now()
-        ORDER BY x.lease_expires_at LIMIT batch_size FOR UPDATE SKIP LOCKED)
-      RETURNING m.mailitem_id
-    LOOP
-      claimed := claimed || expired.mailitem_id;
-      PERFORM dbmail.log_event('warning',
-        format('Mail Id %s: the sender sending it stopped reporting before an outcome was recorded; whether '
-               'it was delivered is unknown (outcome unknown), so it is sent again with the same Message-ID',
-               expired.mailitem_id),
-        expired.mailitem_id, NULL, NULL, claimer);
-    END LOOP;
+  -- There usually are none: one probe of mailitems_leased_idx says so, and the claim is then 3 statements.
+  IF EXISTS (SELECT FROM dbmail.mailitems x WHERE x.sent_status = 'sending' AND x.lease_expires_at < now()) THEN
+    IF dbmail.setting('UnknownOutcomePolicy') = 'fail' THEN
+      FOR expired IN
+        UPDATE dbmail.mailitems m SET sent_status = 'failed', sent_date = now(), lease_owner = NULL,
+          lease_expires_at = NULL, send_attempts = m.send_attempts + 1,
+          last_error = 'outcome unknown: the sender sending it stopped reporting (UnknownOutcomePolicy fail)',
+          last_mod_date = now(), last_mod_user = modifier
+        WHERE m.mailitem_id IN (
+          SELECT x.mailitem_id FROM dbmail.mailitems x
+          WHERE x.sent_status = 'sending' AND x.lease_expires_at < now()
+          ORDER BY x.lease_expires_at LIMIT batch_size FOR UPDATE SKIP LOCKED)
+        RETURNING m.mailitem_id
+      LOOP
+        PERFORM dbmail.log_event('error',
+          format('Mail Id %s: the sender sending it stopped reporting before an outcome was recorded; whether '
+                 'it was delivered is unknown, and UnknownOutcomePolicy is fail, so it is not sent again',
+                 expired.mailitem_id),
+          expired.mailitem_id, NULL, NULL, claimer);
+      END LOOP;
+    ELSE
+      FOR expired IN
+        UPDATE dbmail.mailitems m SET lease_owner = claimer, lease_expires_at = lease_end,
+          last_mod_date = now(), last_mod_user = modifier
+        WHERE m.mailitem_id IN (
+          SELECT x.mailitem_id FROM dbmail.mailitems x
+          WHERE x.sent_status = 'sending' AND x.lease_expires_at < now()
+          ORDER BY x.lease_expires_at LIMIT batch_size FOR UPDATE SKIP LOCKED)
+        RETURNING m.mailitem_id
+      LOOP
+        claimed := claimed || expired.mailitem_id;
+        PERFORM dbmail.log_event('warning',
+          format('Mail Id %s: the sender sending it stopped reporting before an outcome was recorded; whether '
+                 'it was delivered is unknown (outcome unknown), so it is sent again with the same Message-ID',
+                 expired.mailitem_id),
+          expired.mailitem_id, NULL, NULL, claimer);
+      END LOOP;
+    END IF;
   END IF;
 
-  IF cardinality(claimed) < batch_size THEN
-    WITH taken AS (
-      UPDATE dbmail.mailitems m SET sent_status = 'sending', lease_owner = claimer, lease_expires_at = lease_end,
-        last_mod_date = now(), last_mod_user = modifier
-      WHERE m.mailitem_id IN (
-        SELECT x.mailitem_id FROM dbmail.mailitems x
-        WHERE x.sent_status IN ('unsent', 'retrying') AND x.next_attempt_at <= now()
-        ORDER BY x.next_attempt_at, x.mailitem_id
-        LIMIT batch_size - cardinality(claimed) FOR UPDATE SKIP LOCKED)
-      RETURNING m.mailitem_id)
-    SELECT array_agg(t.mailitem_id) INTO fresh FROM taken t;
-    claimed := claimed || COALESCE(fresh, '{}');
-  END IF;
-
-  IF cardinality(claimed) = 0 THEN
-    UPDATE dbmail.senders s SET last_empty_claim_at = now() WHERE s.sender_id = claimer;
-    RETURN;
-  END IF;
-
+  -- Due items, as many as the batch has room for, claimed and returned in one statement with the items
+  -- whose leases were taken over above.
   RETURN QUERY
-  SELECT m.mailitem_id, m.profile_id, m.envelope, m.subject, m.body, m.body_format::text, m.importance::text,
-         m.sensitivity::text, m.from_address, m.reply_to, m.headers, m.message_id, m.send_attempts,
-         (SELECT count(*)::integer FROM dbmail.attachments a WHERE a.mailitem_id = m.mailitem_id),
-         m.lease_expires_at
-  FROM dbmail.mailitems m
-  WHERE m.mailitem_id = ANY (claimed)
-  ORDER BY m.mailitem_id;
+  WITH taken AS (
+    UPDATE dbmail.mailitems m SET sent_status = 'sending', lease_owner = claimer, lease_expires_at = lease_end,
+      last_mod_date = now(), last_mod_user = modifier
+    WHERE m.mailitem_id IN (
+      SELECT x.mailitem_id FROM dbmail.mailitems x
+      WHERE x.sent_status IN ('unsent', 'retrying') AND x.next_attempt_at <= now()
+      ORDER BY x.next_attempt_at, x.mailitem_id
+      LIMIT batch_size - cardinality(claimed) FOR UPDATE SKIP LOCKED)
+    RETURNING m.*)
+  SELECT t.mailitem_id, t.profile_id, t.envelope, t.subject, t.body, t.body_format::text, t.importance::text,
+         t.sensitivity::text, t.from_address, t.reply_to, t.headers, t.message_id, t.send_attempts,
+         (SELECT count(*)::integer FROM dbmail.attachments a WHERE a.mailitem_id = t.mailitem_id),
+         t.lease_expires_at
+  FROM (SELECT * FROM taken
+        UNION ALL
+        SELECT m.* FROM dbmail.mailitems m WHERE m.mailitem_id = ANY (claimed)) t
+  ORDER BY t.mailitem_id;
+  IF NOT FOUND THEN
+    UPDATE dbmail.senders s SET last_empty_claim_at = now() WHERE s.sender_id = claimer;
+  END IF;
 END;
 $$;
 
