@@ -1,8 +1,10 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import {
   chmodSync,
+  copyFileSync,
   lstatSync,
+  mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
@@ -24,6 +26,8 @@ import { TestSmtpServer } from "./support/smtp.js";
 
 const cli = new URL("../packages/sender/dist/cli.js", import.meta.url).pathname;
 const docsPath = new URL("../docs/cli.md", import.meta.url).pathname;
+const launcherPath = new URL("../packages/sender/bin/dbmail.js", import.meta.url).pathname;
+const senderPackagePath = new URL("../packages/sender/package.json", import.meta.url).pathname;
 
 /** Every exit code the CLI documents in --help (and must document in docs/cli.md). */
 const exitCodes = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
@@ -316,6 +320,48 @@ describe("dbmail --help and the command line", () => {
     expect(absent.stderr).toContain(missing);
   });
 
+  it("--version prints the package's version", async () => {
+    const { version } = JSON.parse(readFileSync(senderPackagePath, "utf8")) as { version: string };
+    const result = await run(["--version"]);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toBe(`dbmail ${version}\n`);
+  });
+
+  it("the committed launcher (the bin npm links at install) says to build when the CLI is not built", async () => {
+    // A copy of the launcher in a package directory without dist/, as right after `npm ci`.
+    const dir = tmpDir();
+    mkdirSync(join(dir, "bin"));
+    copyFileSync(launcherPath, join(dir, "bin", "dbmail.js"));
+    writeFileSync(join(dir, "package.json"), '{"type": "module"}');
+    const result = spawnSync(process.execPath, [join(dir, "bin", "dbmail.js"), "--version"], {
+      encoding: "utf8",
+    });
+    expect(result.status).toBe(1);
+    expect(result.stderr).toBe(
+      "dbmail: the CLI is not built yet: run `npm run build` at the root of the pg-dbmail checkout, then try again\n",
+    );
+    // And in place, it runs the built CLI with the arguments given.
+    const built = spawnSync(process.execPath, [launcherPath, "--version"], { encoding: "utf8" });
+    expect(built.status).toBe(0);
+    expect(built.stdout).toMatch(/^dbmail \d+\.\d+\.\d+/);
+  });
+
+  it("an unusable database URL exits 2 in one line naming where it came from, without the password", async () => {
+    for (const command of ["migrate", "status", "start"]) {
+      const flag = await run([command, "--database-url", "postgres://me:hunter2@db:99999/app"]);
+      expect(flag.code, command).toBe(2);
+      expect(flag.stderr, command).toBe(
+        'dbmail: --database-url: "postgres://me:****@db:99999/app": not a usable PostgreSQL URL ' +
+          "(Invalid URL); the form is postgres://user:password@host:port/database\n",
+      );
+      const env = await run([command], { DATABASE_URL: "db.example.com/app" });
+      expect(env.code, command).toBe(2);
+      expect(env.stderr, command).toContain(
+        'DATABASE_URL: "db.example.com/app": not a usable PostgreSQL URL',
+      );
+    }
+  });
+
   it("send-test without --to exits 2", async () => {
     const result = await run(["send-test", "--profile", "p", "--database-url", db.url]);
     expect(result.code).toBe(2);
@@ -356,6 +402,38 @@ describe("connecting", () => {
       const result = await run(["start", "--database-url", withDatabase(db.adminUrl, name)]);
       expect(result.code).toBe(9);
       expect(result.stderr).toContain("dbmail migrate");
+    } finally {
+      await withClient(db.adminUrl, (c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+    }
+  });
+
+  it("status and send-test as a login without the dbmail role they need exit 3 in one line naming it", async () => {
+    const plain = await db.createRole("cli_norole");
+    const user = await db.createRole("cli_user", { memberOf: ["dbmail_user"] });
+    for (const role of [plain, user]) {
+      const status = await run(["status", "--database-url", role.url]);
+      expect(status.code).toBe(3);
+      expect(status.stdout).toBe("");
+      expect(status.stderr).toBe(
+        `dbmail: status needs dbmail_admin: the login "${role.name}" is not a member; ` +
+          `GRANT dbmail_admin TO "${role.name}", or connect as a login that is\n`,
+      );
+    }
+    const sendTest = await run(["send-test", "--to", "a@example.org", "--database-url", plain.url]);
+    expect(sendTest.code).toBe(3);
+    expect(sendTest.stderr).toBe(
+      `dbmail: send-test needs dbmail_user: the login "${plain.name}" is not a member; ` +
+        `GRANT dbmail_user TO "${plain.name}", or connect as a login that is\n`,
+    );
+  });
+
+  it("status in a database without schema dbmail exits 9 saying to migrate", async () => {
+    const name = `dbmail_test_bare_${suffix()}`;
+    await withClient(db.adminUrl, (c) => c.query(`CREATE DATABASE ${name}`));
+    try {
+      const result = await run(["status", "--database-url", withDatabase(db.adminUrl, name)]);
+      expect(result.code).toBe(9);
+      expect(result.stderr).toMatch(/has no schema dbmail: install it with dbmail migrate\n$/);
     } finally {
       await withClient(db.adminUrl, (c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
     }
@@ -543,14 +621,15 @@ describe("dbmail status", () => {
     expect(json.code, json.stderr).toBe(0);
     const parsed = JSON.parse(json.stdout) as {
       status: string;
-      queue: { length: string | number; live_senders: number; senders: { sender_id: string }[] };
-      failures: { mailitem_id: string | number; subject: string; last_error: string | null }[];
+      queue: { length: number; live_senders: number; senders: { sender_id: string }[] };
+      failures: { mailitem_id: number; subject: string; last_error: string | null }[];
     };
     expect(parsed.status).toBe("STARTED");
-    expect(Number(parsed.queue.length)).toBe(0);
+    // Numbers as numbers, not as the strings node-postgres gives for bigint.
+    expect(parsed.queue.length).toBe(0);
     expect(parsed.queue.live_senders).toBe(1);
     expect(parsed.queue.senders.map((s) => s.sender_id)).toEqual([senderId]);
-    const failure = parsed.failures.find((f) => String(f.mailitem_id) === failedId);
+    const failure = parsed.failures.find((f) => f.mailitem_id === Number(failedId));
     expect(failure?.subject).toBe("this one fails");
     expect(failure?.last_error).toBeTruthy();
     expect(text.stdout).toContain(failure?.last_error as string);
@@ -566,7 +645,7 @@ describe("dbmail status", () => {
     expect(stalled.stdout).toMatch(/live senders: 0\b/);
     expect(stalled.stdout).toContain("STALLED");
     const stalledJson = JSON.parse((await run(["status", "--json", "--database-url", statusDb.url])).stdout);
-    expect(Number(stalledJson.queue.length)).toBe(2);
+    expect(stalledJson.queue.length).toBe(2);
     expect(stalledJson.queue.live_senders).toBe(0);
     expect(stalledJson.queue.stalled).toBe(true);
   });

@@ -7,8 +7,10 @@ import { runStart, startHelp } from "./commands/start.js";
 import { runStatus, statusHelp } from "./commands/status.js";
 import { optionSpecs } from "./config/options.js";
 import { CliError, ExitCode } from "./exit-codes.js";
+import { packageVersion } from "./version.js";
 
 const help = `Usage: dbmail <command> [options]
+       dbmail --version
 
 pg-dbmail: SQL Server's Database Mail for PostgreSQL.
 
@@ -112,6 +114,10 @@ async function main(argv: string[]): Promise<void> {
   const [name, ...rest] = argv;
   if (name === undefined || name === "-h" || name === "--help" || name === "help") {
     process.stdout.write(help);
+    return;
+  }
+  if (name === "--version" || name === "-v" || name === "version") {
+    process.stdout.write(`dbmail ${packageVersion}\n`);
     return;
   }
   const command = commands[name];

@@ -7,7 +7,7 @@ export const ExitCode = {
   failure: 1,
   /** Bad command line: unknown command or option, missing value. */
   usage: 2,
-  /** The database could not be reached or refused the login. */
+  /** The database could not be reached, refused the login, or the login lacks the dbmail role needed. */
   connection: 3,
   /** The database's schema is newer than this pg-dbmail. */
   databaseAhead: 4,

@@ -1,5 +1,6 @@
 import { connect, databaseUrlFrom } from "../connection.js";
 import { CliError, ExitCode } from "../exit-codes.js";
+import { requireRole } from "./require-role.js";
 
 export const sendTestHelp = `Usage: dbmail send-test --to ADDRESS [--profile NAME] [--subject TEXT] [--body TEXT]
                        [--timeout SECONDS] [--database-url URL]
@@ -33,8 +34,10 @@ export async function runSendTest(options: SendTestOptions): Promise<void> {
   if (!Number.isInteger(timeoutSeconds) || timeoutSeconds < 1) {
     throw new CliError(`--timeout: "${options.timeout}": must be a whole number of seconds`, ExitCode.usage);
   }
-  const client = await connect(databaseUrlFrom(options.databaseUrl), "dbmail send-test");
+  const url = databaseUrlFrom(options.databaseUrl);
+  const client = await connect(url, "dbmail send-test");
   try {
+    await requireRole(client, url, "dbmail_user", "send-test");
     const { rows } = await client
       .query<{ id: string }>(
         `SELECT dbmail.sp_send_dbmail(profile_name => $1, recipients => $2, subject => $3, body => $4) AS id`,

@@ -1,4 +1,5 @@
 import { connect, databaseUrlFrom, describe } from "../connection.js";
+import { requireRole } from "./require-role.js";
 
 export const statusHelp = `Usage: dbmail status [--database-url URL] [--json]
 
@@ -24,6 +25,7 @@ export async function runStatus(options: { databaseUrl?: string; json?: boolean 
   const url = databaseUrlFrom(options.databaseUrl);
   const client = await connect(url, "dbmail status");
   try {
+    await requireRole(client, url, "dbmail_admin", "status");
     const status = (
       await client.query<{ status: string }>("SELECT dbmail.sysmail_help_status_sp() AS status")
     ).rows[0]?.status;
@@ -36,7 +38,13 @@ export async function runStatus(options: { databaseUrl?: string; json?: boolean 
       )
     ).rows;
     if (options.json) {
-      console.log(JSON.stringify({ status, queue, failures }, null, 2));
+      // bigint columns arrive as strings (node-postgres keeps them exact); these counts and ids fit a number.
+      const json = {
+        status,
+        queue: { ...queue, length: Number(queue.length) },
+        failures: failures.map((f) => ({ ...f, mailitem_id: Number(f.mailitem_id) })),
+      };
+      console.log(JSON.stringify(json, null, 2));
       return;
     }
     console.log(`${describe(url)}: Database Mail is ${status}`);

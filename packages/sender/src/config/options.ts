@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
+import { checkedDatabaseUrl, databaseUrlFrom } from "../connection.js";
 import { CliError, ExitCode } from "../exit-codes.js";
 
 /** One database the sender serves. Without a url, libpq's PG* environment variables are used. */
@@ -191,15 +192,15 @@ export function resolveOptions(sources: OptionSources): SenderOptions {
 
 function resolveDatabases(sources: OptionSources, file: Record<string, unknown>): DatabaseTarget[] {
   const flag = sources.flags["database-url"];
-  if (typeof flag === "string") return [{ name: nameOf(flag), url: flag }];
-  if (sources.env.DATABASE_URL)
-    return [{ name: nameOf(sources.env.DATABASE_URL), url: sources.env.DATABASE_URL }];
+  const url = databaseUrlFrom(typeof flag === "string" ? flag : undefined, sources.env);
+  if (url) return [{ name: nameOf(url), url }];
   if (Array.isArray(file.databases)) {
     return file.databases.map((entry, i) => {
       const url = typeof entry === "string" ? entry : (entry as { url?: unknown }).url;
       if (typeof url !== "string" || url === "") {
         throw new CliError(`${sources.configFile}: databases[${i}]: needs a "url"`, ExitCode.usage);
       }
+      checkedDatabaseUrl(url, `${sources.configFile}: databases[${i}].url`);
       const name = typeof entry === "object" && typeof entry.name === "string" ? entry.name : nameOf(url);
       return { name, url };
     });

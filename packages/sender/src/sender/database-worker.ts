@@ -1,4 +1,3 @@
-import { createRequire } from "node:module";
 import { hostname } from "node:os";
 import pg from "pg";
 import pgListen, { type Subscriber } from "pg-listen";
@@ -9,15 +8,13 @@ import { composeForSending, type MessageAttachment } from "../smtp/compose.js";
 import { deliver, LeaseLostError, type SentInfo } from "../smtp/deliver.js";
 import { type FinalCheck, withFinalCheck } from "../smtp/final-check.js";
 import type { Transports } from "../smtp/transports.js";
+import { packageVersion } from "../version.js";
 import { AccountsCache } from "./accounts-cache.js";
 import { ATTACHMENT_CHUNK_BYTES, chunkedStream } from "./attachment-stream.js";
 import { checkSchema } from "./check-schema.js";
 import { OutcomeRecorder } from "./outcomes.js";
 import * as q from "./queries.js";
 import { Wakeup } from "./wakeup.js";
-
-// Reported in dbmail.senders, so operators can see which version each sender runs.
-const senderVersion = (createRequire(import.meta.url)("../../package.json") as { version: string }).version;
 
 /** Outcomes per record_outcomes call, at most. */
 const OUTCOME_BATCH = 100;
@@ -457,7 +454,7 @@ export class DatabaseWorker {
 
   private async beat(): Promise<void> {
     try {
-      const state = await q.heartbeat(this.pool, this.options.senderId, hostname(), senderVersion);
+      const state = await q.heartbeat(this.pool, this.options.senderId, hostname(), packageVersion);
       if (state.started !== this.started) {
         this.started = state.started;
         if (!this.started) void this.giveBackReady();

@@ -46,6 +46,22 @@ const PRIORITY: Record<ClaimedItem["importance"], "high" | "low" | undefined> = 
   LOW: "low",
 };
 
+/**
+ * How the plain-text part of an HTML mail is derived: tables (a query result with
+ * query_result_format HTML, say) become aligned columns, their header cells as written, instead of
+ * cells run together.
+ */
+const HTML_TO_TEXT = {
+  wordwrap: 78,
+  selectors: [
+    {
+      selector: "table",
+      format: "dataTable",
+      options: { uppercaseHeaderCells: false, leadingLineBreaks: 1 },
+    },
+  ],
+};
+
 function toMailAddress(address: Address): Mail.Address {
   return { name: address.name ?? "", address: address.address };
 }
@@ -63,7 +79,7 @@ export function messageFields(item: ClaimedItem, account: ProfileAccount): Messa
     subject: item.subject,
     // HTML goes out as multipart/alternative with a plain-text part for clients that show no HTML.
     ...(html
-      ? { html: item.body ?? "", text: convert(item.body ?? "", { wordwrap: 78 }) }
+      ? { html: item.body ?? "", text: convert(item.body ?? "", HTML_TO_TEXT) }
       : { text: item.body ?? "" }),
     priority: PRIORITY[item.importance],
     messageId: item.message_id,
