@@ -162,6 +162,36 @@ CREATE FUNCTION dbmail.attachment(filename text, content bytea, content_type tex
   SELECT ROW(filename, content, content_type)::dbmail.attachment;
 $$;
 
+CREATE FUNCTION dbmail.begin_migration(version integer, name text, previous_name text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  file text := pg_catalog.lpad(begin_migration.version::text, 6, '0') || '_' || begin_migration.name;
+  previous_file text := pg_catalog.lpad((begin_migration.version - 1)::text, 6, '0') || '_' || previous_name;
+  current_version integer;
+  recorded_previous text;
+BEGIN
+  PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('pg-dbmail migrations', 0));
+  IF EXISTS (SELECT FROM dbmail.migrations m WHERE m.version = begin_migration.version) THEN
+    RAISE EXCEPTION USING ERRCODE = '55000', MESSAGE = file || ' is already applied to this database';
+  END IF;
+  SELECT COALESCE(max(m.version), 0) INTO current_version FROM dbmail.migrations m;
+  IF current_version <> begin_migration.version - 1 THEN
+    RAISE EXCEPTION USING ERRCODE = '55000',
+      MESSAGE = format('%s needs %s first; this database is at version %s',
+                       file, previous_file, current_version);
+  END IF;
+  SELECT pg_catalog.lpad(m.version::text, 6, '0') || '_' || m.name INTO recorded_previous
+  FROM dbmail.migrations m WHERE m.version = begin_migration.version - 1;
+  IF recorded_previous IS DISTINCT FROM previous_file THEN
+    RAISE EXCEPTION USING ERRCODE = '55000',
+      MESSAGE = format('%s follows %s, but this database''s version %s is %s', file, previous_file,
+                       current_version, recorded_previous);
+  END IF;
+END;
+$$;
+
 CREATE FUNCTION dbmail.caller_role() RETURNS name
     LANGUAGE plpgsql STABLE PARALLEL SAFE
     AS $$
@@ -1590,6 +1620,13 @@ BEGIN
   END LOOP;
   RETURN files;
 END;
+$_$;
+
+CREATE FUNCTION dbmail.record_migration(version integer, name text, checksum text) RETURNS void
+    LANGUAGE sql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+  INSERT INTO dbmail.migrations (version, name, checksum) VALUES ($1, $2, $3);
 $_$;
 
 CREATE FUNCTION dbmail.record_outcome(mailitem_id bigint, sender_id text, outcome text, account_id integer DEFAULT NULL::integer, smtp_response text DEFAULT NULL::text, error text DEFAULT NULL::text, account_errors jsonb DEFAULT NULL::jsonb, process_id integer DEFAULT NULL::integer) RETURNS text
@@ -3244,6 +3281,8 @@ REVOKE ALL ON FUNCTION dbmail.apply_outcome(mailitem_id bigint, sender_id text, 
 REVOKE ALL ON FUNCTION dbmail.attachment(filename text, content bytea, content_type text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.attachment(filename text, content bytea, content_type text) TO dbmail_user;
 
+REVOKE ALL ON FUNCTION dbmail.begin_migration(version integer, name text, previous_name text) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION dbmail.caller_role() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.check_account(account_name text, email_address text, display_name text, replyto_address text, mailserver_name text, port integer, username text, password text, use_default_credentials boolean, security text, timeout integer, tls_reject_unauthorized boolean) FROM PUBLIC;
@@ -3351,6 +3390,8 @@ REVOKE ALL ON FUNCTION dbmail.raise_error(sqlstate text, parameter text, value t
 GRANT ALL ON FUNCTION dbmail.raise_error(sqlstate text, parameter text, value text, problem text) TO dbmail_user;
 
 REVOKE ALL ON FUNCTION dbmail.read_attachment_files(file_attachments text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.record_migration(version integer, name text, checksum text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.record_outcome(mailitem_id bigint, sender_id text, outcome text, account_id integer, smtp_response text, error text, account_errors jsonb, process_id integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.record_outcome(mailitem_id bigint, sender_id text, outcome text, account_id integer, smtp_response text, error text, account_errors jsonb, process_id integer) TO dbmail_sender;

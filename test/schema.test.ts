@@ -1,6 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { migrate } from "../packages/sql/src/index.js";
 import { TestDatabase, withClient } from "./support/database.js";
 import { withDatabase } from "./support/global-setup.js";
 import { dumpSchema, toolMajorVersion } from "./support/schema-dump.js";
@@ -52,10 +53,11 @@ describe("schema", () => {
     );
   });
 
-  it("is the same whether installed by `dbmail migrate` or by `psql -1 -f` on each file in order", async (ctx) => {
+  it("is the same, with the same dbmail.migrations rows, installed by `dbmail migrate`, by `psql -1 -f` on each file in order, or by migrate(url)", async (ctx) => {
     if (!clientToolsMatch()) return ctx.skip();
     const viaCli = await emptyDatabase("cli");
     const viaPsql = await emptyDatabase("psql");
+    const viaApi = await emptyDatabase("api");
     try {
       execFileSync("node", [cli, "migrate", "--database-url", viaCli], { encoding: "utf8" });
       for (const file of readdirSync(migrationsDir)
@@ -69,10 +71,30 @@ describe("schema", () => {
           },
         );
       }
-      expect(dumpSchema(viaPsql)).toBe(dumpSchema(viaCli));
+      await migrate(viaApi, { migrationsDir });
+      const cliSchema = dumpSchema(viaCli);
+      expect(dumpSchema(viaPsql)).toBe(cliSchema);
+      expect(dumpSchema(viaApi)).toBe(cliSchema);
+      const cliRows = await migrationRows(viaCli);
+      expect(cliRows.map((r) => r.version)).toEqual(
+        readdirSync(migrationsDir)
+          .filter((f) => f.endsWith(".sql"))
+          .map((_, i) => i + 1),
+      );
+      expect(await migrationRows(viaPsql)).toEqual(cliRows);
+      expect(await migrationRows(viaApi)).toEqual(cliRows);
     } finally {
       await dropDatabase(viaCli);
       await dropDatabase(viaPsql);
+      await dropDatabase(viaApi);
     }
   });
 });
+
+async function migrationRows(url: string) {
+  return withClient(
+    url,
+    async (c) =>
+      (await c.query("SELECT version, name, checksum FROM dbmail.migrations ORDER BY version")).rows,
+  );
+}

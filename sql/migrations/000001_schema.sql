@@ -2,7 +2,23 @@
 --
 -- Everything lives in schema dbmail. Tables are private: users, admins and the sender reach them only
 -- through the functions and views of the later files (000005 lists every privilege in one place).
--- Apply with `dbmail migrate`, or with `psql -1 -f` on each file in order.
+-- Apply with `dbmail migrate`, or with `psql -v ON_ERROR_STOP=1 -1 -f FILE` on each file in order: each
+-- file starts with a guard and ends by recording itself in dbmail.migrations, either way.
+
+-- The guard. Later files call dbmail.begin_migration (below); this one cannot, as nothing exists yet.
+-- It waits for any other migrator (`dbmail migrate` holds this lock for its whole run; a session that
+-- holds it gets it again at once), then refuses to run twice.
+DO $$
+BEGIN
+  PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('pg-dbmail migrations', 0));
+  IF pg_catalog.to_regclass('dbmail.migrations') IS NOT NULL THEN
+    RAISE EXCEPTION USING ERRCODE = '55000', MESSAGE = '000001_schema is already applied to this database';
+  ELSIF pg_catalog.to_regnamespace('dbmail') IS NOT NULL THEN
+    RAISE EXCEPTION USING ERRCODE = '55000',
+      MESSAGE = '000001_schema: schema dbmail exists already, but was not installed by these migrations';
+  END IF;
+END
+$$;
 
 CREATE SCHEMA dbmail;
 COMMENT ON SCHEMA dbmail IS 'pg-dbmail: Database Mail for PostgreSQL';
@@ -31,7 +47,8 @@ COMMENT ON ROLE dbmail_sender IS 'pg-dbmail: what the sender process logs in as:
 -- Admins can send too, with any profile (as sysadmin can in SQL Server).
 GRANT dbmail_user TO dbmail_admin;
 
--- Applied migrations: written by the migrator in the same transaction as each file.
+-- Applied migrations: each file records itself with its last statement (dbmail.record_migration), in
+-- its own transaction, whether `dbmail migrate` or `psql -1 -f` runs it.
 CREATE TABLE dbmail.migrations (
   version integer PRIMARY KEY,
   name text NOT NULL,
@@ -39,6 +56,52 @@ CREATE TABLE dbmail.migrations (
   applied_at timestamptz NOT NULL DEFAULT now(),
   applied_by name NOT NULL DEFAULT current_user
 );
+
+-- The first statement of every later file: waits for any other migrator (the advisory lock `dbmail
+-- migrate` holds for its whole run; a session that holds it gets it again at once), then refuses a file
+-- that is already applied, or whose predecessor is not, before the file changes anything. Called by
+-- whoever applies the migrations (the owner of schema dbmail, or a superuser), from any search_path.
+CREATE FUNCTION dbmail.begin_migration(version integer, name text, previous_name text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  file text := pg_catalog.lpad(begin_migration.version::text, 6, '0') || '_' || begin_migration.name;
+  previous_file text := pg_catalog.lpad((begin_migration.version - 1)::text, 6, '0') || '_' || previous_name;
+  current_version integer;
+  recorded_previous text;
+BEGIN
+  PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('pg-dbmail migrations', 0));
+  IF EXISTS (SELECT FROM dbmail.migrations m WHERE m.version = begin_migration.version) THEN
+    RAISE EXCEPTION USING ERRCODE = '55000', MESSAGE = file || ' is already applied to this database';
+  END IF;
+  SELECT COALESCE(max(m.version), 0) INTO current_version FROM dbmail.migrations m;
+  IF current_version <> begin_migration.version - 1 THEN
+    RAISE EXCEPTION USING ERRCODE = '55000',
+      MESSAGE = format('%s needs %s first; this database is at version %s',
+                       file, previous_file, current_version);
+  END IF;
+  SELECT pg_catalog.lpad(m.version::text, 6, '0') || '_' || m.name INTO recorded_previous
+  FROM dbmail.migrations m WHERE m.version = begin_migration.version - 1;
+  IF recorded_previous IS DISTINCT FROM previous_file THEN
+    RAISE EXCEPTION USING ERRCODE = '55000',
+      MESSAGE = format('%s follows %s, but this database''s version %s is %s', file, previous_file,
+                       current_version, recorded_previous);
+  END IF;
+END;
+$$;
+REVOKE ALL ON FUNCTION dbmail.begin_migration(integer, text, text) FROM PUBLIC;
+
+-- The last statement of every file: records it. The checksum is the sha256 of the file's text above
+-- that statement (`npm run migrations:seal` writes it), so `dbmail migrate` accepts a database installed
+-- with psql, and refuses one whose files changed after they were applied.
+CREATE FUNCTION dbmail.record_migration(version integer, name text, checksum text) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+  INSERT INTO dbmail.migrations (version, name, checksum) VALUES ($1, $2, $3);
+$$;
+REVOKE ALL ON FUNCTION dbmail.record_migration(integer, text, text) FROM PUBLIC;
 
 -- One row: whether delivery is started, and this installation's identity (part of every Message-ID).
 CREATE TABLE dbmail.system_state (
@@ -268,3 +331,7 @@ CREATE TABLE dbmail.senders (
   last_empty_claim_at timestamptz,
   stopped_at timestamptz
 );
+
+-- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
+-- (written by `npm run migrations:seal`).
+SELECT dbmail.record_migration(1, 'schema', 'e7acc62810dfa181bf750fdfae6670d11b223df0fb0e8301d32fc0b0848c708f');

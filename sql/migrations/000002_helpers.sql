@@ -2,6 +2,9 @@
 -- profiles/accounts/settings, and the event-log writer. Only the few the public entry points and views
 -- call in the caller's own context are granted to users (000006 lists every grant).
 
+-- The guard: waits for any other migrator; refuses this file if applied already or out of order.
+SELECT dbmail.begin_migration(2, 'helpers', 'schema');
+
 -- The session's current role (SET ROLE), else the session user: who is at the keyboard, recorded as
 -- last_mod_user by the configuration procedures. Inside a SECURITY DEFINER function current_user is
 -- the function's owner; the 'role' setting cannot be set to a role the session may not become.
@@ -421,3 +424,7 @@ BEGIN
   RETURN new_id;
 END;
 $$;
+
+-- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
+-- (written by `npm run migrations:seal`).
+SELECT dbmail.record_migration(2, 'helpers', 'a34f5b0aa05357b599dfa17df8481666cea8a59ea9f87258b01efe1a25fb146b');

@@ -3,6 +3,9 @@
 -- without the @; every function is SECURITY DEFINER with a pinned search_path because admins have no
 -- rights on the tables themselves.
 
+-- The guard: waits for any other migrator; refuses this file if applied already or out of order.
+SELECT dbmail.begin_migration(3, 'configuration', 'helpers');
+
 -- Which of a pair of parameters (thing_id, thing_name) the caller gave, for naming it in an error.
 CREATE FUNCTION dbmail.given_name(thing text, name text) RETURNS text
 LANGUAGE sql IMMUTABLE
@@ -749,3 +752,7 @@ AS $$
   WHERE $1 IS NULL OR s.paramname = dbmail.find_setting($1)
   ORDER BY s.paramname;
 $$;
+
+-- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
+-- (written by `npm run migrations:seal`).
+SELECT dbmail.record_migration(3, 'configuration', '95518be6078f0ad1644aa8a9b5dd6a589fff771e47ece0d86c3b513a29fcc553');

@@ -2,6 +2,9 @@
 -- it in the caller's transaction with a NOTIFY on dbmail_queue. Also the queue controls (start, stop,
 -- status, queue) and the clean-up procedures.
 
+-- The guard: waits for any other migrator; refuses this file if applied already or out of order.
+SELECT dbmail.begin_migration(4, 'send', 'configuration');
+
 -- An in-memory attachment: SELECT dbmail.sp_send_dbmail(..., attachments => ARRAY[
 --   dbmail.attachment('report.csv', convert_to(csv, 'UTF8'), 'text/csv')])
 CREATE TYPE dbmail.attachment AS (filename text, content bytea, content_type text);
@@ -662,3 +665,7 @@ BEGIN
   RETURN deleted;
 END;
 $$;
+
+-- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
+-- (written by `npm run migrations:seal`).
+SELECT dbmail.record_migration(4, 'send', 'ab9691dc73dae31c67ef9e0cafc44a2751bff630908881a47eb900fca67231ec');

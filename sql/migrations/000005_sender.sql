@@ -2,6 +2,9 @@
 -- items under a lease, sends them, and reports each outcome; retry timing and the final status are
 -- decided here, in one place, so every sender behaves alike and a restart loses nothing.
 
+-- The guard: waits for any other migrator; refuses this file if applied already or out of order.
+SELECT dbmail.begin_migration(5, 'sender', 'send');
+
 -- The installed schema version, so a sender can refuse a database older or newer than itself.
 CREATE FUNCTION dbmail.schema_version() RETURNS integer
 LANGUAGE plpgsql STABLE
@@ -440,3 +443,7 @@ END;
 $$;
 REVOKE ALL ON FUNCTION dbmail.sender_attachment_chunk(text, bigint, bigint, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION dbmail.sender_attachment_chunk(text, bigint, bigint, integer) TO dbmail_sender;
+
+-- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
+-- (written by `npm run migrations:seal`).
+SELECT dbmail.record_migration(5, 'sender', '241d507ec44fc20bd0707f7b63aeb3a4f3f8b888adf2b2b7a9fbe85080fadc0e');

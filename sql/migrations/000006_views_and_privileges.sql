@@ -4,6 +4,9 @@
 -- querying role): dbmail_user members see their own items, attachments and events; admins see all. They are
 -- security barriers, so a user's own functions in a WHERE clause cannot see rows the filter removes.
 
+-- The guard: waits for any other migrator; refuses this file if applied already or out of order.
+SELECT dbmail.begin_migration(6, 'views_and_privileges', 'sender');
+
 CREATE VIEW dbmail.sysmail_allitems WITH (security_barrier) AS
 SELECT m.mailitem_id, m.profile_id, m.recipients, m.copy_recipients, m.blind_copy_recipients, m.subject,
        m.body, m.body_format, m.importance, m.sensitivity, m.file_attachments, m.attachment_encoding,
@@ -117,3 +120,7 @@ GRANT EXECUTE ON FUNCTION
   dbmail.sysmail_help_status_sp()
 TO dbmail_sender;
 GRANT EXECUTE ON FUNCTION dbmail.schema_version() TO dbmail_admin;
+
+-- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
+-- (written by `npm run migrations:seal`).
+SELECT dbmail.record_migration(6, 'views_and_privileges', 'cde8d67c8690425ecfee2284f497aebea6e09b718c0762230f1ad0262b32cf00');

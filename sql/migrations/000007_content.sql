@@ -3,6 +3,9 @@
 -- JSON), reading file attachments (only from AttachmentDirectories), content types, and the checks of
 -- every attachment (MaxFileSize, ProhibitedExtensions) and of the whole mail (MaxMailSize).
 
+-- The guard: waits for any other migrator; refuses this file if applied already or out of order.
+SELECT dbmail.begin_migration(7, 'content', 'views_and_privileges');
+
 -- A MIME type from a file name's last extension.
 CREATE FUNCTION dbmail.content_type_for(filename text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
@@ -387,3 +390,7 @@ GRANT EXECUTE ON FUNCTION
   dbmail.format_html(text[], boolean[], text[], integer, boolean),
   dbmail.html_escape(text)
 TO dbmail_user;
+
+-- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
+-- (written by `npm run migrations:seal`).
+SELECT dbmail.record_migration(7, 'content', 'e0b8090375f7e096dfee7f30ea4bf509d76bab8203f7e981a3746270bc19c664');

@@ -2,6 +2,9 @@
 -- team mailbox to notify (SQL Server Agent's sp_add_operator and friends, for admins); sp_notify_operator
 -- mails one as the caller; notify_job_failures (Beyond) mails one about failed pg_cron job runs.
 
+-- The guard: waits for any other migrator; refuses this file if applied already or out of order.
+SELECT dbmail.begin_migration(8, 'operators', 'content');
+
 -- Names are unique ignoring case, as profiles and accounts are. Times are SQL Server's HHMMSS integers
 -- on a 24-hour clock (090000 = 9:00). pager_days is a bitmask: 1 Sunday, 2 Monday, 4 Tuesday,
 -- 8 Wednesday, 16 Thursday, 32 Friday, 64 Saturday. Nothing pages or sends net send messages here: the
@@ -533,3 +536,7 @@ GRANT EXECUTE ON FUNCTION
   dbmail.job_failure_operator(text),
   dbmail.claim_job_failure(integer, bigint, bigint, timestamptz)
 TO dbmail_admin;
+
+-- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
+-- (written by `npm run migrations:seal`).
+SELECT dbmail.record_migration(8, 'operators', '480482a7463b014f62028a143089633ce686c8e68c47500b478dff5a811649ce');

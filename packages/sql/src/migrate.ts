@@ -1,6 +1,6 @@
 import pg from "pg";
 import { MigrationError } from "./errors.js";
-import { type MigrationFile, readMigrationFiles } from "./migration-files.js";
+import { MIGRATION_LOCK_KEY, type MigrationFile, readMigrationFiles } from "./migration-files.js";
 
 export interface MigrateOptions {
   /** Report what would be applied without changing anything. */
@@ -28,13 +28,10 @@ interface AppliedRow {
   checksum: string;
 }
 
-// A fixed key: every migrator of one database serialises on it (advisory locks are per database).
-const LOCK_KEY = "hashtextextended('pg-dbmail migrations', 0)";
-
 /**
- * Applies every pending migration to the database, each file in its own transaction together with its
- * row in dbmail.migrations, all under one advisory lock so concurrent migrators apply each file once.
- * Refuses a database that is ahead of this code or whose applied files changed.
+ * Applies every pending migration to the database, each file in its own transaction (the file's last
+ * statement records it in dbmail.migrations), all under one advisory lock so concurrent migrators apply
+ * each file once. Refuses a database that is ahead of this code or whose applied files changed.
  */
 export async function migrate(
   target: pg.Client | string,
@@ -51,17 +48,19 @@ export async function migrate(
     try {
       return await applyPending(client, files, options);
     } finally {
-      await client.query(`SELECT pg_advisory_unlock(${LOCK_KEY})`);
+      await client.query(`SELECT pg_advisory_unlock(${MIGRATION_LOCK_KEY})`);
     }
   } finally {
     if (typeof target === "string") await client.end();
   }
 }
 
+// Every migrator of one database serialises on one key (advisory locks are per database), and so does
+// each file's guard: `psql -1 -f` of a file waits for a running `dbmail migrate`, and the other way round.
 async function takeLock(client: pg.Client, timeoutMs: number): Promise<void> {
   await client.query(`SET lock_timeout = ${Math.max(1, Math.floor(timeoutMs))}`);
   try {
-    await client.query(`SELECT pg_advisory_lock(${LOCK_KEY})`);
+    await client.query(`SELECT pg_advisory_lock(${MIGRATION_LOCK_KEY})`);
   } catch (error) {
     if ((error as { code?: string }).code === "55P03") {
       throw new MigrationError(
@@ -114,8 +113,8 @@ async function readApplied(client: pg.Client): Promise<AppliedRow[]> {
   if (history.length === 0 && state.objects > 0) {
     throw new MigrationError(
       "UNTRACKED_SCHEMA",
-      "schema dbmail exists but no migration is recorded in dbmail.migrations: it was installed by other " +
-        "means (psql, another tool); keep using that tool, or drop schema dbmail and migrate again",
+      "schema dbmail exists but no migration is recorded in dbmail.migrations: it was not installed from " +
+        "these migration files; keep using what installed it, or drop schema dbmail and migrate again",
     );
   }
   return history;
@@ -143,15 +142,23 @@ function checkHistory(applied: AppliedRow[], files: MigrationFile[]): void {
   }
 }
 
+// The file records itself (its last statement), exactly as it does under `psql -1 -f`; this checks that
+// it did, before committing.
 async function applyOne(client: pg.Client, file: MigrationFile): Promise<void> {
   await client.query("BEGIN");
   try {
     await client.query(file.sql);
-    await client.query("INSERT INTO dbmail.migrations (version, name, checksum) VALUES ($1, $2, $3)", [
-      file.version,
-      file.name,
-      file.checksum,
-    ]);
+    const { rows } = await client.query<{ name: string; checksum: string }>(
+      "SELECT name, checksum FROM dbmail.migrations WHERE version = $1",
+      [file.version],
+    );
+    const row = rows[0];
+    if (row?.name !== file.name || row.checksum !== file.checksum) {
+      throw new Error(
+        `it did not record itself in dbmail.migrations as version ${file.version} (${file.name}) with ` +
+          `checksum ${file.checksum.slice(0, 12)}… (found ${row ? `${row.name}, ${row.checksum.slice(0, 12)}…` : "no row"})`,
+      );
+    }
     await client.query("COMMIT");
   } catch (error) {
     await client.query("ROLLBACK");
