@@ -553,7 +553,27 @@ BEGIN
   END IF;
   modifier := dbmail.caller_role();
 
-  -- Items whose sender stopped reporting (it died after claiming): whether the SMTP server accepted
+  -- A sender that stopped heartbeating (killed, its host lost) is known dead 30 seconds after its last
+  -- heartbeat: its leases are cut at that moment, so the takeover below claims its items now instead of
+  -- when their leases would have run out (300 s by default). A sender that is alive but stuck keeps
+  -- heartbeating, and its lease stays the bound. Usually no sender has died: one probe of
+  -- senders_live_idx says so. Dead senders are taken one claimer at a time (SKIP LOCKED, in id order).
+  IF EXISTS (SELECT FROM dbmail.senders s
+             WHERE s.stopped_at IS NULL AND s.last_heartbeat < now() - interval '30 seconds') THEN
+    WITH dead AS (
+      UPDATE dbmail.senders s SET stopped_at = s.last_heartbeat + interval '30 seconds'
+      WHERE s.sender_id IN (
+        SELECT x.sender_id FROM dbmail.senders x
+        WHERE x.stopped_at IS NULL AND x.last_heartbeat < now() - interval '30 seconds'
+        ORDER BY x.sender_id FOR UPDATE SKIP LOCKED)
+      RETURNING s.sender_id, s.stopped_at)
+    UPDATE dbmail.mailitems m SET lease_expires_at = d.stopped_at
+    FROM dead d
+    WHERE m.sent_status = 'sending' AND m.lease_expires_at > d.stopped_at AND m.lease_owner = d.sender_id;
+  END IF;
+
+  -- Items whose sender stopped reporting (it died after claiming, its lease expired or was cut above):
+  -- whether the SMTP server accepted
   -- them is unknown. UnknownOutcomePolicy retry sends them again (same Message-ID, so a duplicate can
   -- be recognised); fail gives up on them, for mail where a duplicate is worse than none.
   -- There usually are none: one probe of mailitems_leased_idx says so, and the claim is then 3 statements.
@@ -698,6 +718,8 @@ BEGIN
   IF lease_seconds IS NULL OR lease_seconds NOT BETWEEN 1 AND 86400 THEN
     PERFORM dbmail.raise_error('22023', 'lease_seconds', lease_seconds::text, 'must be from 1 to 86400');
   END IF;
+  UPDATE dbmail.senders s SET last_heartbeat = now()
+  WHERE s.sender_id = extend_leases.sender_id AND s.stopped_at IS NULL;
   -- Locked by key and owner, then checked: sent_status in the WHERE could make the planner walk a
   -- partial index (see apply_outcome).
   SELECT COALESCE(array_agg(h.mailitem_id ORDER BY h.mailitem_id) FILTER (WHERE h.sent_status = 'sending'), '{}')
@@ -2463,9 +2485,11 @@ CREATE FUNCTION dbmail.sysmail_help_queue_sp(queue_type text DEFAULT NULL::text)
   WHERE $1 IS NOT NULL AND lower($1) <> 'mail';
   WITH queue AS (
     SELECT count(*) AS waiting,
-           -- Due: waiting items whose time has come, and items whose sender died holding them.
+           -- Due: waiting items whose time has come, and items whose sender died holding them (its
+           -- lease expired, or it is no longer live: the next claim takes them over).
            count(*) FILTER (WHERE (m.sent_status <> 'sending' AND m.next_attempt_at <= now())
-                               OR (m.sent_status = 'sending' AND m.lease_expires_at < now())) AS due,
+                               OR (m.sent_status = 'sending' AND (m.lease_expires_at < now()
+                                   OR m.lease_owner NOT IN (SELECT l.sender_id FROM dbmail.live_senders() l)))) AS due,
            min(m.send_request_date) AS oldest
     FROM dbmail.mailitems m WHERE m.sent_status IN ('unsent', 'sending', 'retrying')
   ), live AS (
@@ -3243,6 +3267,8 @@ CREATE UNIQUE INDEX principal_profiles_one_default ON dbmail.principal_profiles 
 CREATE INDEX profile_accounts_account_idx ON dbmail.profile_accounts USING btree (account_id);
 
 CREATE UNIQUE INDEX profiles_name_key ON dbmail.profiles USING btree (lower(name));
+
+CREATE INDEX senders_live_idx ON dbmail.senders USING btree (last_heartbeat) WHERE (stopped_at IS NULL);
 
 ALTER TABLE ONLY dbmail.account_secrets
     ADD CONSTRAINT account_secrets_account_id_fkey FOREIGN KEY (account_id) REFERENCES dbmail.accounts(account_id) ON DELETE CASCADE;

@@ -515,10 +515,9 @@ describe("dbmail start: flag > environment > config file > default", () => {
     ).toBe(id.flag);
   });
 
-  it("DATABASE_URL over the config file's databases, and an environment value over a bad file value", async () => {
+  it("an environment value over a bad file value", async () => {
     const id = ids();
-    const nowhere = `postgres://postgres@127.0.0.1:${await freePort()}/nowhere`;
-    const config = writeConfig({ databases: [{ url: nowhere }], senderId: id.file, batchSize: 0 });
+    const config = writeConfig({ senderId: id.file, batchSize: 0 });
     expect(
       await senderIdOf(
         ["--config", config],
@@ -526,6 +525,47 @@ describe("dbmail start: flag > environment > config file > default", () => {
         Object.values(id),
       ),
     ).toBe(id.env);
+  });
+
+  it("a database URL together with a config file that lists databases exits 2 naming both", async () => {
+    const config = writeConfig({ databases: [{ name: "one", url: db.url }] });
+    const fromEnv = await run(["start", "--config", config], { DATABASE_URL: db.url });
+    expect(fromEnv.code).toBe(2);
+    expect(fromEnv.stderr).toBe(
+      `dbmail: DATABASE_URL and the "databases" of ${config}: give one or the other ` +
+        "(DATABASE_URL serves one database; the config file's list serves several)\n",
+    );
+    const fromFlag = await run(["start", "--config", config, "--database-url", db.url]);
+    expect(fromFlag.code).toBe(2);
+    expect(fromFlag.stderr).toContain(`--database-url and the "databases" of ${config}`);
+  });
+
+  it("a config file's databases must be a list of distinct databases with URLs", async () => {
+    const cases: [unknown, string][] = [
+      [[], "databases: must be a non-empty list"],
+      [[{ name: "a" }], 'databases[0]: needs a "url"'],
+      [[{ name: "a", url: "mysql://x/y" }], "databases[0].url"],
+      [
+        [
+          { name: "a", url: db.url },
+          { name: "a", url: `${db.url}_other` },
+        ],
+        'databases[1]: the name "a" as databases[0]',
+      ],
+      [
+        [
+          { name: "a", url: db.url },
+          { name: "b", url: db.url },
+        ],
+        "databases[1]: the same URL as databases[0]",
+      ],
+    ];
+    for (const [databases, message] of cases) {
+      const config = writeConfig({ databases });
+      const result = await run(["start", "--config", config]);
+      expect(result.code, message).toBe(2);
+      expect(result.stderr, message).toContain(`${config}: ${message}`);
+    }
   });
 });
 
@@ -573,6 +613,61 @@ describe("dbmail start --config with two databases", () => {
     }
     const result = await stop(proc);
     expect(result.code, result.stderr).toBe(0);
+  });
+
+  it("names a database it cannot serve and serves the others; SIGHUP re-reads the databases", {
+    timeout: 60_000,
+  }, async () => {
+    for (const target of [db, db2]) {
+      await addAccount(target, "hup", smtp);
+      await addProfile(target, "hup", "hup");
+    }
+    const arrived = (subject: string) => smtp.received.some((m) => m.parsed.subject === subject);
+    const senderId = `hup-${suffix()}`;
+    const missing = withDatabase(db.adminUrl, `dbmail_missing_${suffix()}`);
+    const settings = { senderId, pollIntervalMs: 200 };
+    const config = writeConfig({
+      databases: [
+        { name: "one", url: db.url },
+        { name: "missing", url: missing },
+      ],
+      ...settings,
+    });
+    const proc = launch(["start", "--config", config]);
+    // The database that does not exist is named in the log and retried; the other is served.
+    await proc.waitForOutput(/"database":"missing".*the database does not exist/);
+    await liveSender(db, [senderId]);
+    await sendMail(db, "hup", "served while another database is missing");
+    await eventually(async () => arrived("served while another database is missing"));
+
+    // Database two is added, database one removed.
+    await sendMail(db2, "hup", "waiting for the reload");
+    await sleep(600);
+    expect(arrived("waiting for the reload")).toBe(false);
+    writeFileSync(config, JSON.stringify({ databases: [{ name: "two", url: db2.url }], ...settings }));
+    proc.child.kill("SIGHUP");
+    await eventually(async () => arrived("waiting for the reload"));
+    // One was given back cleanly: its sender row says stopped, and its mail is no longer sent.
+    await eventually(async () => {
+      const { rows } = await db.query("SELECT stopped_at FROM dbmail.senders WHERE sender_id = $1", [
+        senderId,
+      ]);
+      return rows[0]?.stopped_at !== null;
+    });
+    await sendMail(db, "hup", "after one was removed");
+    await sleep(800);
+    expect(arrived("after one was removed")).toBe(false);
+
+    // A config file that cannot be used on SIGHUP changes nothing.
+    writeFileSync(config, "{ not json");
+    proc.child.kill("SIGHUP");
+    await proc.waitForOutput(/the config file cannot be used; still serving the same databases/);
+    await sendMail(db2, "hup", "still served");
+    await eventually(async () => arrived("still served"));
+
+    const result = await stop(proc);
+    expect(result.code, result.stderr).toBe(0);
+    expect(output(result)).not.toMatch(/"level":(50|60).*"database":"two"/);
   });
 });
 

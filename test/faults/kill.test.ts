@@ -107,6 +107,40 @@ it("1. kill -9 the sender mid-drain, repeatedly: nothing lost, duplicates only f
   expect(recoveries.every((r) => Number.isFinite(r))).toBe(true);
 });
 
+it("1b. kill -9 with the default 300 s lease: the dead sender's items are taken over once it is known dead", {
+  timeout: 180_000,
+}, async () => {
+  const mails = LONG ? 5000 : 1000;
+  const ids = await queue(db, mails, "dead");
+  const victim = spawnSender(role.url, shortId("dead"));
+  await until(
+    async () => {
+      if (!victim.alive()) throw new Error(`sender exited: ${victim.output().slice(-1000)}`);
+      return tally([smtp], ids).arrived >= mails / 4 && (await leasedBy(db, victim.id)).length > 0;
+    },
+    60_000,
+    () => `arrived ${tally([smtp], ids).arrived}; ${victim.output().slice(-500)}`,
+    20,
+  );
+  await kill9(victim);
+  const killedAt = new Date();
+  const inFlight = new Set(await leasedBy(db, victim.id));
+  const survivor = spawnSender(role.url, shortId("survivor"));
+  await drained(db, [smtp], ids, 150_000);
+  const recovery = await secondsUntilSent(db, [...inFlight], killedAt);
+  const t = checkDuplicates(ids, [inFlight]);
+  recordResult({
+    scenario: "1b. kill -9, default 300 s lease",
+    mails,
+    lost: t.missing.length,
+    duplicates: t.extraCopies,
+    maxRecoverySeconds: recovery,
+    notes: `${inFlight.size} in flight at the kill; taken over by ${survivor.id} once the killed sender's heartbeat was 30 s old, not when its leases ran out (300 s)`,
+  });
+  // 30 s until the heartbeat says dead, then a poll (5 s) and the resend: far below the 300 s lease.
+  expect(recovery).toBeLessThan(60);
+});
+
 it("2. three senders, one killed and restarted repeatedly: no duplicates from the live ones", {
   timeout: LONG ? 1_500_000 : 120_000,
 }, async () => {

@@ -128,13 +128,13 @@ it("3. PostgreSQL restarted (fast, immediate) and connections terminated mid-dra
   await drained(db, [smtp], ids, LONG ? 600_000 : 60_000);
   for (const s of senders) expect(s.alive(), `${s.id} still runs`).toBe(true);
   // Both listen again: a sender's listening connection last ran its LISTEN or, once the drain took
-  // longer than pg-listen's paranoid check interval (10 s, as in the long mode), that check.
+  // longer than the listener's check interval (10 s, as in the long mode), that check.
   const listening = await until(
     async () => {
       const { rows } = await db.query<{ n: string }>(
         `SELECT count(DISTINCT application_name) AS n FROM pg_stat_activity
           WHERE application_name LIKE 'dbmail sender%'
-            AND (query LIKE 'LISTEN%' OR query = 'SELECT pg_backend_pid()')`,
+            AND (query LIKE 'LISTEN%' OR query LIKE 'SELECT pg_listening_channels()%')`,
       );
       return Number(rows[0]?.n) === senders.length;
     },

@@ -100,6 +100,12 @@ async function helpQueue(): Promise<QueueRow> {
   return rows[0] as QueueRow;
 }
 
+/**
+ * Where a backend is a sender's LISTEN connection: its last statement was the LISTEN or, after the
+ * listener's periodic check, the check.
+ */
+const LISTENING = "(query LIKE 'LISTEN%' OR query LIKE 'SELECT pg_listening_channels()%')";
+
 /** The backends a sender holds, by its application_name ('dbmail sender <id>'). */
 async function backendsOf(senderId: string, where = "true") {
   const { rows } = await db.query<{ pid: number; query: string; state: string }>(
@@ -229,7 +235,7 @@ describe("waking up", () => {
     // A slow poll, so a delivery much faster than it can only have been woken by a notification.
     await sender({ senderId: id, pollIntervalMs: 3000 });
     const listening = await eventually(async () => {
-      const rows = await backendsOf(id, "query LIKE 'LISTEN%' AND state = 'idle'");
+      const rows = await backendsOf(id, `${LISTENING} AND state = 'idle'`);
       return rows.length === 1 ? rows[0] : undefined;
     });
     const { rows: killed } = await db.query<{ ok: boolean }>("SELECT pg_terminate_backend($1) AS ok", [
@@ -243,7 +249,7 @@ describe("waking up", () => {
 
     // The LISTEN connection comes back on a new backend...
     await eventually(async () => {
-      const rows = await backendsOf(id, "query LIKE 'LISTEN%' AND state = 'idle'");
+      const rows = await backendsOf(id, `${LISTENING} AND state = 'idle'`);
       return rows.length === 1 && rows[0]?.pid !== listening.pid;
     }, 10_000);
     await sleep(300);
@@ -282,7 +288,7 @@ describe("waking up", () => {
     await expectDeliveredOnce(ids, 40_000);
     expect(terminations).toBeGreaterThanOrEqual(4);
     // It is still listening afterwards.
-    await eventually(async () => (await backendsOf(id, "query LIKE 'LISTEN%'")).length === 1, 10_000);
+    await eventually(async () => (await backendsOf(id, LISTENING)).length === 1, 10_000);
   });
 });
 

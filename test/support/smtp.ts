@@ -55,6 +55,8 @@ export interface TestSmtpServerOptions {
 /** A real SMTP server on 127.0.0.1, scripted to accept, refuse, stall or drop. */
 export class TestSmtpServer {
   readonly received: ReceivedMail[] = [];
+  /** Connections opened to this server so far (a pooled sender opens few and reuses them). */
+  connections = 0;
   behaviour: Behaviour;
   private server?: SMTPServer;
   private waiters: (() => void)[] = [];
@@ -124,6 +126,7 @@ export class TestSmtpServer {
         }
       },
       onConnect: (_session, callback) => {
+        this.connections++;
         if (!this.behaviour.stallGreeting) callback();
       },
       onMailFrom: (address, _session, callback) =>

@@ -6,7 +6,8 @@ import { runSendTest, sendTestHelp } from "./commands/send-test.js";
 import { runStart, startHelp } from "./commands/start.js";
 import { runStatus, statusHelp } from "./commands/status.js";
 import { optionSpecs } from "./config/options.js";
-import { CliError, ExitCode } from "./exit-codes.js";
+import { CliError, ExitCode, refusalExitCodes } from "./exit-codes.js";
+import { DatabaseRefusedError } from "./sender/errors.js";
 import { packageVersion } from "./version.js";
 
 const help = `Usage: dbmail <command> [options]
@@ -142,6 +143,10 @@ main(process.argv.slice(2)).then(
     if (error instanceof CliError) {
       process.stderr.write(`dbmail: ${error.message}\n`);
       process.exit(error.exitCode);
+    }
+    if (error instanceof DatabaseRefusedError) {
+      process.stderr.write(`dbmail: ${error.message}\n`);
+      process.exit(refusalExitCodes[error.code]);
     }
     const detail = error instanceof Error ? (error.stack ?? error.message) : String(error);
     process.stderr.write(`dbmail: unexpected error: ${detail}\n`);

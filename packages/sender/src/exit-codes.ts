@@ -1,4 +1,5 @@
 import type { MigrationErrorCode } from "@pg-dbmail/sql";
+import type { RefusalCode } from "./sender/errors.js";
 
 /** The dbmail CLI's exit codes (documented in docs/cli.md). */
 export const ExitCode = {
@@ -33,6 +34,15 @@ export const migrationExitCodes: Record<MigrationErrorCode, number> = {
   UNTRACKED_SCHEMA: ExitCode.untrackedSchema,
   LOCK_TIMEOUT: ExitCode.lockTimeout,
   MIGRATION_FAILED: ExitCode.migrationFailed,
+};
+
+export const refusalExitCodes: Record<RefusalCode, number> = {
+  LOGIN_REFUSED: ExitCode.connection,
+  NO_DATABASE: ExitCode.connection,
+  NOT_A_SENDER: ExitCode.connection,
+  SCHEMA_MISSING: ExitCode.notInstalled,
+  SCHEMA_OLDER: ExitCode.notInstalled,
+  SCHEMA_NEWER: ExitCode.databaseAhead,
 };
 
 /** An error the CLI reports as one line and exits with `exitCode`. */

@@ -461,6 +461,59 @@ describe("claim_mailitems", () => {
     expect(one(logged).description).toMatch(/same Message-ID/);
   });
 
+  it("takes a dead sender's items over at once, though their leases run on", async () => {
+    const id = await send();
+    await heartbeat(s1, A);
+    const [first] = await claim(s1, A, 20, 300);
+    await heartbeat(s2, B);
+    // A still heartbeats: its lease holds.
+    expect(await claimIds(s2, B)).toEqual([]);
+    // A was killed: its last heartbeat is 31 s old, its lease has 269 s to run.
+    await db.query(
+      "UPDATE dbmail.senders SET last_heartbeat = now() - interval '31 seconds' WHERE sender_id = $1",
+      [A],
+    );
+    const [second, ...rest] = await claim(s2, B);
+    expect(rest).toEqual([]);
+    expect(second?.mailitem_id).toBe(id);
+    expect(second?.message_id).toBe(first?.message_id);
+    expect((await item(id)).lease_owner).toBe(B);
+    const logged = await events(id);
+    expect(logged.map((e) => [e.event_type, e.sender_id])).toEqual([["warning", B]]);
+    expect(one(logged).description).toMatch(/outcome unknown.*same Message-ID/);
+    // A counts as stopped from the moment it was known dead (30 s after its last heartbeat).
+    const { rows } = await db.query<{ dead_at: boolean }>(
+      "SELECT stopped_at = last_heartbeat + interval '30 seconds' AS dead_at FROM dbmail.senders WHERE sender_id = $1",
+      [A],
+    );
+    expect(one(rows).dead_at).toBe(true);
+    // Should A come back after all, the item is no longer its own.
+    const { rows: held } = await s1.query<{ held: string[] }>("SELECT dbmail.extend_leases($1, $2) AS held", [
+      A,
+      [id],
+    ]);
+    expect(one(held).held).toEqual([]);
+  });
+
+  it("counts a sender that renews its leases as alive, however old its last heartbeat", async () => {
+    const id = await send();
+    await heartbeat(s1, A);
+    await claim(s1, A);
+    await db.query(
+      "UPDATE dbmail.senders SET last_heartbeat = now() - interval '31 seconds' WHERE sender_id = $1",
+      [A],
+    );
+    const { rows } = await s1.query<{ held: string[] }>("SELECT dbmail.extend_leases($1, $2) AS held", [
+      A,
+      [id],
+    ]);
+    expect(one(rows).held).toEqual([id]);
+    await heartbeat(s2, B);
+    expect(await claimIds(s2, B)).toEqual([]);
+    expect((await item(id)).lease_owner).toBe(A);
+    expect((await queue()).live_senders).toBe(2);
+  });
+
   it("with UnknownOutcomePolicy fail, fails an item whose sender stopped reporting instead of sending it again", async () => {
     const id = await send();
     await claim(s1, A);
@@ -1262,6 +1315,15 @@ describe("sender_heartbeat and sender_stopped", () => {
     expect(q).toMatchObject({ live_senders: 1, stalled: false });
     await db.query("UPDATE dbmail.senders SET last_heartbeat = now() - interval '31 seconds'");
     expect((await queue()).stalled).toBe(true);
+  });
+
+  it("reports stalled when the only sender holding mail died, before its lease runs out", async () => {
+    await send();
+    await heartbeat(s1, A);
+    await claim(s1, A, 20, 300);
+    expect(await queue()).toMatchObject({ live_senders: 1, stalled: false });
+    await db.query("UPDATE dbmail.senders SET last_heartbeat = now() - interval '31 seconds'");
+    expect(await queue()).toMatchObject({ live_senders: 0, stalled: true });
   });
 
   it("does not report stalled while Database Mail is stopped", async () => {

@@ -193,20 +193,56 @@ export function resolveOptions(sources: OptionSources): SenderOptions {
 function resolveDatabases(sources: OptionSources, file: Record<string, unknown>): DatabaseTarget[] {
   const flag = sources.flags["database-url"];
   const url = databaseUrlFrom(typeof flag === "string" ? flag : undefined, sources.env);
-  if (url) return [{ name: nameOf(url), url }];
-  if (Array.isArray(file.databases)) {
-    return file.databases.map((entry, i) => {
-      const url = typeof entry === "string" ? entry : (entry as { url?: unknown }).url;
-      if (typeof url !== "string" || url === "") {
-        throw new CliError(`${sources.configFile}: databases[${i}]: needs a "url"`, ExitCode.usage);
-      }
-      checkedDatabaseUrl(url, `${sources.configFile}: databases[${i}].url`);
-      const name = typeof entry === "object" && typeof entry.name === "string" ? entry.name : nameOf(url);
-      return { name, url };
-    });
+  if (file.databases !== undefined) {
+    // One URL and a list of databases: which was meant is anybody's guess, so neither wins silently.
+    if (url) {
+      const given = typeof flag === "string" ? "--database-url" : "DATABASE_URL";
+      throw new CliError(
+        `${given} and the "databases" of ${sources.configFile}: give one or the other ` +
+          `(${given} serves one database; the config file's list serves several)`,
+        ExitCode.usage,
+      );
+    }
+    return databasesOfConfig(file.databases, sources.configFile as string);
   }
+  if (url) return [{ name: nameOf(url), url }];
   // No URL anywhere: node-postgres reads PGHOST, PGDATABASE, ... itself.
   return [{ name: process.env.PGDATABASE ?? "default" }];
+}
+
+/** The config file's "databases": a non-empty list of URLs or {name, url}, names and URLs each once. */
+function databasesOfConfig(list: unknown, configFile: string): DatabaseTarget[] {
+  const where = `${configFile}: databases`;
+  if (!Array.isArray(list) || list.length === 0) {
+    throw new CliError(
+      `${where}: must be a non-empty list of database URLs or {"name", "url"} objects`,
+      ExitCode.usage,
+    );
+  }
+  const targets = list.map((entry: unknown, i) => {
+    const given =
+      typeof entry === "object" && entry !== null ? (entry as { name?: unknown; url?: unknown }) : {};
+    const url = typeof entry === "string" ? entry : given.url;
+    if (typeof url !== "string" || url === "") {
+      throw new CliError(`${where}[${i}]: needs a "url"`, ExitCode.usage);
+    }
+    checkedDatabaseUrl(url, `${where}[${i}].url`);
+    if (given.name !== undefined && (typeof given.name !== "string" || given.name.trim() === "")) {
+      throw new CliError(`${where}[${i}].name: must be a non-empty string`, ExitCode.usage);
+    }
+    return { name: (given.name as string | undefined) ?? nameOf(url), url };
+  });
+  targets.forEach((target, i) => {
+    const first = targets.findIndex((t) => t.name === target.name || t.url === target.url);
+    if (first < i) {
+      const what = targets[first]?.name === target.name ? `the name "${target.name}"` : "the same URL";
+      throw new CliError(
+        `${where}[${i}]: ${what} as databases[${first}]; each database once`,
+        ExitCode.usage,
+      );
+    }
+  });
+  return targets;
 }
 
 function nameOf(url: string): string {

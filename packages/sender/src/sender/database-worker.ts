@@ -1,19 +1,21 @@
 import { hostname } from "node:os";
 import pg from "pg";
-import pgListen, { type Subscriber } from "pg-listen";
 import type { DatabaseTarget, SenderOptions } from "../config/options.js";
-import { CliError } from "../exit-codes.js";
 import type { Logger } from "../log.js";
 import { composeForSending, type MessageAttachment } from "../smtp/compose.js";
 import { deliver, LeaseLostError, type SentInfo } from "../smtp/deliver.js";
 import { type FinalCheck, withFinalCheck } from "../smtp/final-check.js";
-import type { Transports } from "../smtp/transports.js";
+import { Transports } from "../smtp/transports.js";
 import { packageVersion } from "../version.js";
 import { AccountsCache } from "./accounts-cache.js";
 import { ATTACHMENT_CHUNK_BYTES, chunkedStream } from "./attachment-stream.js";
+import { backoffMs } from "./backoff.js";
 import { checkSchema } from "./check-schema.js";
+import { DatabaseRefusedError } from "./errors.js";
 import { OutcomeRecorder } from "./outcomes.js";
 import * as q from "./queries.js";
+import { isTransient } from "./transient-errors.js";
+import { WakeListener } from "./wake-listener.js";
 import { Wakeup } from "./wakeup.js";
 
 /** Outcomes per record_outcomes call, at most. */
@@ -33,14 +35,32 @@ export function databasePoolSize(concurrency: number): number {
 }
 
 /**
+ * A sender whose heartbeat is this old is taken for dead, and its items are taken over at once, leases
+ * or not (dbmail.claim_mailitems and dbmail.live_senders say 30 seconds too).
+ */
+const SENDER_DEAD_AFTER_MS = 30_000;
+
+/** The channels a sender listens on: new mail, delivery started/stopped, configuration changed. */
+const CHANNELS = ["dbmail_queue", "dbmail_control", "dbmail_config"] as const;
+
+/** Where a worker is: waiting for its database to be usable, refused by it (and retrying), or serving. */
+export type WorkerState =
+  | { state: "connecting"; reason?: string }
+  | { state: "refused"; reason: string }
+  | { state: "serving" }
+  | { state: "stopped" };
+
+/**
  * Serves one database: wakes on NOTIFY dbmail_queue and also polls (a lost notification only delays
  * mail), claims due items under a lease, delivers them with at most `concurrency` in flight, and records
  * each outcome. Pauses while Database Mail is stopped. Survives the database going away: queries retry
- * with backoff and the LISTEN connection reconnects and catches up.
+ * with backoff and the LISTEN connection reconnects and catches up. Everything it holds (connections,
+ * SMTP pools, caches, leases) is its own: databases served by one process never share state.
  */
 export class DatabaseWorker {
   private readonly pool: pg.Pool;
-  private readonly subscriber: Subscriber;
+  private readonly listener: WakeListener;
+  private readonly transports: Transports;
   private readonly accounts: AccountsCache;
   private readonly wakeup = new Wakeup();
   /** Items being delivered (until the SMTP server has answered): at most `concurrency`. */
@@ -61,11 +81,21 @@ export class DatabaseWorker {
    * starts and before it ends (after a long pause, say, another sender may have taken the item over).
    */
   private readonly surelyHeldUntil = new Map<string, number>();
+  /**
+   * Until when (monotonic clock) this sender is surely not yet taken for dead: a few seconds inside
+   * SENDER_DEAD_AFTER_MS from its last heartbeat or lease renewal that succeeded, counted from when it
+   * was asked for. Past it, another sender may take its items over however long their leases run.
+   */
+  private aliveUntil = 0;
   private readonly log: Logger;
   private started = true;
   private stopping = false;
+  /** Resolves when the worker serves, or has given up because it was stopped. */
+  private serving?: Promise<void>;
   private loop?: Promise<void>;
   private timers: NodeJS.Timeout[] = [];
+  /** Where the worker is, for the log and for health checks. */
+  state: WorkerState = { state: "connecting" };
   /** When mail was last claimed (or the worker started): for --exit-when-idle. */
   lastActivity = Date.now();
   /** DatabaseMailExeMinimumLifeTime, in seconds, as last read from the database. */
@@ -74,17 +104,30 @@ export class DatabaseWorker {
   constructor(
     readonly target: DatabaseTarget,
     private readonly options: SenderOptions,
-    private readonly transports: Transports,
     log: Logger,
   ) {
     this.log = log.child({ database: target.name });
-    const connection = {
+    const applicationName = `dbmail sender ${options.senderId}`;
+    this.pool = new pg.Pool({
       connectionString: target.url,
-      application_name: `dbmail sender ${options.senderId}`,
-    };
-    this.pool = new pg.Pool({ ...connection, max: databasePoolSize(options.concurrency) });
+      application_name: applicationName,
+      max: databasePoolSize(options.concurrency),
+    });
     // An idle client's connection can drop (database restart); the pool replaces it on the next query.
     this.pool.on("error", (error) => this.log.warn({ err: error.message }, "database connection lost"));
+    this.listener = new WakeListener({
+      connectionString: target.url,
+      applicationName,
+      channels: CHANNELS,
+      checkIntervalMs: 10_000,
+    });
+    this.transports = new Transports({
+      poolSize: options.smtpPoolSize,
+      timeoutSeconds: options.smtpTimeoutSeconds,
+      defaultCredentials: options.smtpUsername
+        ? { user: options.smtpUsername, pass: options.smtpPassword ?? "" }
+        : undefined,
+    });
     this.accounts = new AccountsCache(this.pool);
     // The SMTP server has spoken: keep trying to record it through a database outage, so the item is not
     // sent a second time after its lease expires.
@@ -97,75 +140,86 @@ export class DatabaseWorker {
       onWritten: () => this.wakeup.wake(),
     });
     this.outcomeBacklog = Math.max(OUTCOME_BATCH, 2 * options.concurrency);
-    // pg-listen is CommonJS: its default export arrives as a property of the module.
-    this.subscriber = pgListen.default(connection, {
-      parse: (payload: string) => payload,
-      paranoidChecking: 10_000,
-      retryLimit: Number.POSITIVE_INFINITY,
-      retryTimeout: Number.POSITIVE_INFINITY,
-      // Capped exponential backoff with jitter, so many senders do not reconnect in lockstep.
-      retryInterval: (attempt: number) =>
-        Math.min(30_000, 250 * 2 ** Math.min(attempt, 7)) * (0.5 + Math.random()),
-    });
   }
 
-  /** Connects, checks the schema, and starts serving. Throws on what retrying cannot fix. */
-  async start(): Promise<void> {
-    if (!(await this.untilDatabaseReady())) return;
-    this.subscriber.notifications.on("dbmail_queue", () => this.wakeup.wake());
-    this.subscriber.notifications.on("dbmail_control", (payload: string) => {
-      this.started = payload !== "stopped";
-      this.log.info({ started: this.started }, this.started ? "delivery started" : "delivery stopped");
-      if (!this.started) void this.giveBackReady();
-      this.wakeup.wake();
+  /**
+   * Starts serving once the database is usable, waiting out transient states (starting up, restarting,
+   * unreachable) with backoff. A refusal (the login, its role, the schema) is thrown when `failFast`
+   * (a sender serving only this database has nothing else to do); otherwise it is logged, shown in
+   * `state`, and retried with backoff while the sender's other databases are served. Resolves when
+   * serving, or, without failFast, at once.
+   */
+  start({ failFast }: { failFast: boolean }): Promise<void> {
+    this.serving ??= this.untilDatabaseReady(failFast).then((ready) => (ready ? this.serve() : undefined));
+    return failFast ? this.serving : Promise.resolve();
+  }
+
+  private async serve(): Promise<void> {
+    this.listener.on("notification", (channel) => {
+      if (channel === "dbmail_queue") this.wakeup.wake();
+      // Anyone may NOTIFY: read whether delivery is started from the database, never from the payload.
+      else if (channel === "dbmail_control") void this.beat();
+      else if (channel === "dbmail_config") this.accounts.invalidate();
     });
-    this.subscriber.notifications.on("dbmail_config", () => this.accounts.invalidate());
-    this.subscriber.events.on("error", (error) =>
-      this.log.warn({ err: error.message }, "LISTEN connection error"),
+    this.listener.on("lost", (error) =>
+      this.log.warn({ err: error.message }, "LISTEN connection lost; reconnecting (polling meanwhile)"),
     );
-    this.subscriber.events.on("reconnect", (attempt) => this.log.info({ attempt }, "LISTEN reconnecting"));
-    // After every (re)connect, look for what arrived while no notification could be heard.
-    this.subscriber.events.on("connected", () => this.wakeup.wake());
-    await this.subscriber.connect();
-    // One at a time: they share one connection.
-    for (const channel of ["dbmail_queue", "dbmail_control", "dbmail_config"])
-      await this.subscriber.listenTo(channel);
+    // After every (re)connect, look for what arrived while no notification could be heard, and re-read
+    // whether delivery is started.
+    this.listener.on("connected", () => {
+      this.wakeup.wake();
+      void this.beat();
+    });
+    this.listener.start();
     await this.beat();
     this.timers.push(setInterval(() => void this.beat(), this.options.heartbeatIntervalMs));
     this.timers.push(setInterval(() => void this.renewLeases(), (this.options.leaseSeconds * 1000) / 3));
     this.loop = this.run();
+    this.state = { state: "serving" };
     this.log.info("serving");
   }
 
-  /**
-   * Waits for the database to answer (it may be starting, or restarting) and checks its schema. Returns
-   * false when stopped meanwhile. Refusals the database gives (login, schema, role) are thrown at once.
-   */
-  private async untilDatabaseReady(): Promise<boolean> {
+  /** Waits until the database is usable (see start()). Returns false when stopped meanwhile. */
+  private async untilDatabaseReady(failFast: boolean): Promise<boolean> {
     for (let attempt = 0; !this.stopping; attempt++) {
       try {
         await checkSchema(this.pool);
         return true;
       } catch (error) {
-        if ((error as { code?: string }).code?.length === 5 || error instanceof CliError) throw error;
-        const delay = Math.min(30_000, 250 * 2 ** Math.min(attempt, 7));
-        this.log.warn({ err: (error as Error).message, retryInMs: delay }, "database unreachable; retrying");
+        const refused = error instanceof DatabaseRefusedError;
+        if (failFast && !isTransient(error)) {
+          throw refused
+            ? new DatabaseRefusedError(error.code, `database ${this.target.name}: ${error.message}`, {
+                cause: error,
+              })
+            : error;
+        }
+        const delay = backoffMs(attempt);
+        const reason = (error as Error).message;
+        if (refused || !isTransient(error)) {
+          this.state = { state: "refused", reason };
+          this.log.error({ err: reason, retryInMs: delay }, "cannot serve this database; retrying");
+        } else {
+          this.state = { state: "connecting", reason };
+          this.log.warn({ err: reason, retryInMs: delay }, "database unreachable; retrying");
+        }
         await this.wakeup.sleep(delay);
       }
     }
     return false;
   }
 
-  /** Stops claiming, lets messages in flight finish (up to the timeout), releases the rest. */
   /** Stops waiting and claiming at once; stop() then finishes the shutdown. */
   halt(): void {
     this.stopping = true;
     this.wakeup.wake();
   }
 
+  /** Stops claiming, lets messages in flight finish (up to the timeout), releases the rest. */
   async stop(timeoutMs: number): Promise<void> {
     this.halt();
     for (const timer of this.timers) clearInterval(timer);
+    await this.serving?.catch(() => {});
     await this.loop;
     await this.giveBackReady();
     // Messages in flight finish, and every outcome known is recorded, before anything is given back.
@@ -185,9 +239,11 @@ export class DatabaseWorker {
     }
     // Whatever could not be recorded by now stays 'sending' and comes back after its lease.
     this.outcomes.close();
-    await q.senderStopped(this.pool, this.options.senderId).catch(() => {});
-    await this.subscriber.close().catch(() => {});
+    if (this.loop) await q.senderStopped(this.pool, this.options.senderId).catch(() => {});
+    await this.listener.close();
+    this.transports.closeAll();
     await this.pool.end().catch(() => {});
+    this.state = { state: "stopped" };
   }
 
   private async run(): Promise<void> {
@@ -229,7 +285,7 @@ export class DatabaseWorker {
         }
       } catch (error) {
         failures++;
-        const delay = Math.min(30_000, 250 * 2 ** Math.min(failures, 7));
+        const delay = backoffMs(failures);
         this.log.warn({ err: (error as Error).message, retryInMs: delay }, "claim failed");
         await this.wakeup.sleep(delay);
         continue;
@@ -248,18 +304,31 @@ export class DatabaseWorker {
     this.surelyHeldUntil.set(id, Math.max(until, this.surelyHeldUntil.get(id) ?? 0));
   }
 
+  /** Notes that the database counted this sender alive in answer to a query sent at `asked`. */
+  private markAlive(asked: number): void {
+    this.aliveUntil = Math.max(this.aliveUntil, asked + SENDER_DEAD_AFTER_MS - 5000);
+  }
+
   /** Whether the item is surely still this sender's by the local clock alone. */
   private surelyHeld(id: string): boolean {
-    return performance.now() < (this.surelyHeldUntil.get(id) ?? 0);
+    const now = performance.now();
+    return now < this.aliveUntil && now < (this.surelyHeldUntil.get(id) ?? 0);
   }
 
   /** Whether this sender still holds the item: known locally, or confirmed (and renewed) in the database. */
   private async stillHeld(id: string): Promise<boolean> {
     if (this.surelyHeld(id)) return true;
-    const asked = performance.now();
-    const held = await q.extendLeases(this.pool, this.options.senderId, [id], this.options.leaseSeconds);
-    if (held.has(id)) this.markHeld(id, asked);
+    const held = await this.extendLeases([id]);
     return held.has(id);
+  }
+
+  /** Renews the leases of the items this sender still holds (which also counts as alive); returns them. */
+  private async extendLeases(ids: string[]): Promise<Set<string>> {
+    const asked = performance.now();
+    const held = await q.extendLeases(this.pool, this.options.senderId, ids, this.options.leaseSeconds);
+    this.markAlive(asked);
+    for (const id of held) this.markHeld(id, asked);
+    return held;
   }
 
   /**
@@ -454,9 +523,12 @@ export class DatabaseWorker {
 
   private async beat(): Promise<void> {
     try {
+      const asked = performance.now();
       const state = await q.heartbeat(this.pool, this.options.senderId, hostname(), packageVersion);
+      this.markAlive(asked);
       if (state.started !== this.started) {
         this.started = state.started;
+        this.log.info(this.started ? "delivery started" : "delivery stopped");
         if (!this.started) void this.giveBackReady();
         this.wakeup.wake();
       }
@@ -471,9 +543,7 @@ export class DatabaseWorker {
     const ids = [...this.ready.keys(), ...this.inFlight.keys(), ...this.outcomes.ids()];
     if (ids.length === 0) return;
     try {
-      const asked = performance.now();
-      const held = await q.extendLeases(this.pool, this.options.senderId, ids, this.options.leaseSeconds);
-      for (const id of held) this.markHeld(id, asked);
+      const held = await this.extendLeases(ids);
       const lost = ids.filter((id) => !held.has(id));
       if (lost.length > 0) this.log.warn({ lost }, "leases lost (items reclaimed or deleted)");
     } catch (error) {

@@ -1,5 +1,5 @@
+import { backoffMs } from "./backoff.js";
 import type { Outcome, PendingOutcome } from "./queries.js";
-import { backoffMs } from "./retrying.js";
 
 /** Writes a batch of outcomes; answers each item's status afterwards (or 'lease_lost') by its id. */
 export type WriteOutcomes = (batch: PendingOutcome[]) => Promise<Map<string, string>>;
@@ -100,7 +100,7 @@ export class OutcomeRecorder {
         failures = 0;
         for (const entry of batch) entry.resolve(statuses.get(entry.mailitemId) ?? "lease_lost");
       } catch (error) {
-        const delay = backoffMs(failures++);
+        const delay = backoffMs(failures++, { baseMs: 200, maxMs: 10_000 });
         const retryAt = Date.now() + delay;
         this.writing = [];
         const kept = batch.filter((entry) => entry.deadline >= retryAt);
