@@ -16,8 +16,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { freePort, portIsFree } from "../packages/dev/src/local-postgres.js";
 import { describe as withoutPassword } from "../packages/sender/src/connection.js";
-import { freePort, portIsFree } from "../packages/sender/src/dev/local-postgres.js";
 import type { Sender } from "../packages/sender/src/sender/sender.js";
 import { TestDatabase, type TestRole, withClient } from "./support/database.js";
 import { withDatabase } from "./support/global-setup.js";
@@ -30,7 +30,7 @@ const launcherPath = new URL("../packages/sender/bin/dbmail.js", import.meta.url
 const senderPackagePath = new URL("../packages/sender/package.json", import.meta.url).pathname;
 
 /** Every exit code the CLI documents in --help (and must document in docs/cli.md). */
-const exitCodes = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+const exitCodes = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13];
 
 /** Every option of `dbmail start` with its environment variable. */
 const startOptions: [flag: string, env: string][] = [
@@ -614,7 +614,6 @@ describe("dbmail start --config with two databases", () => {
     const result = await stop(proc);
     expect(result.code, result.stderr).toBe(0);
   });
-
   it("names a database it cannot serve and serves the others; SIGHUP re-reads the databases", {
     timeout: 60_000,
   }, async () => {
@@ -830,6 +829,7 @@ describe("dbmail dev", () => {
       expect(stdout).toMatch(/^\s*psql '[^']+'/m);
       // A URL the user gave is shown without its password (the tests' own URL may carry one).
       expect(stdout).toContain(`psql '${withoutPassword(url)}'`);
+      expect(stdout).toContain(`export DATABASE_URL='${withoutPassword(url)}'`);
       const select = sendLine(stdout);
 
       await withClient(url, (c) => c.query(select));
@@ -885,6 +885,28 @@ describe("dbmail dev", () => {
     chmodSync(dataDir, 0o755);
     const { port, proc, stdout, psqlUrl } = await devWithOwnPostgres(dataDir);
     try {
+      // What to paste in another terminal: DATABASE_URL (its own server's password is a fixed dev one),
+      // with which the other commands reach the dev database (cleanEnv has no DATABASE_URL or PG*).
+      const exported = stdout.match(/^\s*export DATABASE_URL='([^']+)'\s*$/m)?.[1];
+      expect(exported, stdout).toBe(psqlUrl);
+      const status = await run(["status"], { DATABASE_URL: exported });
+      expect(status.code, output(status)).toBe(0);
+      expect(status.stdout).toContain("/dbmail_dev: Database Mail is STARTED");
+      expect(status.stdout).toMatch(/live senders: 1\b/);
+      for (const command of ["npx dbmail status", "npx dbmail send-test --to you@example.com"]) {
+        expect(stdout).toMatch(new RegExp(`^\\s+${command}\\s`, "m"));
+      }
+      expect(stdout).toContain(`npx dbmail dev --list --data-dir '${dataDir}'`);
+
+      // A second dbmail dev on the same data directory: one line, exit 13, and the first goes on.
+      const second = await run(["dev", "--data-dir", dataDir, "--port", String(await freePort())]);
+      expect(second.code, output(second)).toBe(13);
+      expect(second.stdout).toBe("");
+      expect(second.stderr).toBe(
+        `dbmail: ${dataDir} is in use by another dbmail dev (pid ${proc.child.pid}): stop it, or use another --data-dir\n`,
+      );
+      expect(proc.child.exitCode).toBeNull();
+
       const client = new pg.Client({ connectionString: psqlUrl });
       await client.connect();
       try {

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort, startLocalPostgres } from "@pg-dbmail/sender/dev/local-postgres";
+import { freePort, startLocalPostgres } from "@pg-dbmail/dev/local-postgres";
 import { migrate } from "@pg-dbmail/sql";
 import pg from "pg";
 

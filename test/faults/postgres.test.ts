@@ -7,11 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import {
-  freePort,
-  type LocalPostgres,
-  startLocalPostgres,
-} from "../../packages/sender/src/dev/local-postgres.js";
+import { freePort, type LocalPostgres, startLocalPostgres } from "../../packages/dev/src/local-postgres.js";
 import { migrate } from "../../packages/sql/src/index.js";
 import { migrationsDir } from "../support/global-setup.js";
 import { addAccount } from "../support/sender.js";

@@ -3,7 +3,7 @@
 // drop or be down.
 import { randomBytes } from "node:crypto";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { freePort } from "../../packages/sender/src/dev/local-postgres.js";
+import { freePort } from "../../packages/dev/src/local-postgres.js";
 import type { Sender } from "../../packages/sender/src/sender/sender.js";
 import { TestDatabase, type TestRole } from "../support/database.js";
 import { addAccount, startSender } from "../support/sender.js";

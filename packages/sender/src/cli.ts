@@ -20,7 +20,7 @@ Commands:
   start       run the sender: deliver queued mail over SMTP
   status      show the queue, the live senders and recent failures
   send-test   send a test mail through a profile and wait for its outcome
-  dev         run everything locally (its own PostgreSQL, a mail catcher, the sender)
+  dev         run everything locally: a PostgreSQL, a mail catcher, the sender (needs @pg-dbmail/dev)
 
 Run 'dbmail <command> --help' for a command's options.
 
@@ -31,7 +31,8 @@ Environment:
 Exit codes: 0 ok, 1 unexpected failure, 2 bad command line, 3 cannot connect or log in, 4 database newer
 than this pg-dbmail, 5 an applied migration changed, 6 schema installed by other means, 7 migration
 lock timeout, 8 a migration failed (rolled back), 9 schema dbmail missing or older (run dbmail migrate),
-10 send-test: the mail failed, 11 send-test: no outcome in time.
+10 send-test: the mail failed, 11 send-test: no outcome in time, 12 dev: @pg-dbmail/dev is not
+installed, 13 dev: the data directory is in use by another dbmail dev.
 `;
 
 type Options = NonNullable<ParseArgsConfig["options"]>;

@@ -26,6 +26,10 @@ export const ExitCode = {
   testMailFailed: 10,
   /** send-test: no outcome within --timeout. */
   testMailTimeout: 11,
+  /** dev: @pg-dbmail/dev is not installed. */
+  devNotInstalled: 12,
+  /** dev: the data directory is in use by another dbmail dev (or a PostgreSQL one left running). */
+  devDataDirInUse: 13,
 } as const;
 
 export const migrationExitCodes: Record<MigrationErrorCode, number> = {

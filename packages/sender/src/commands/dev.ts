@@ -1,31 +1,38 @@
-import { join, resolve } from "node:path";
-import { defaults } from "../config/options.js";
-import { connect, databaseUrlFrom, describe } from "../connection.js";
-import { demoProfile, ensureDemoProfile } from "../dev/demo-profile.js";
-import { freePort, type LocalPostgres, portIsFree, startLocalPostgres } from "../dev/local-postgres.js";
-import { listCaughtMail, startMailCatcher } from "../dev/mail-catcher.js";
-import { createLogger } from "../log.js";
-import { Sender } from "../sender/sender.js";
-import { migrateOrExplain } from "./migrate.js";
+import { createRequire } from "node:module";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { CliError, ExitCode } from "../exit-codes.js";
+
+// `dbmail dev` is a command of this CLI, but what it runs (a PostgreSQL from npm binaries, an SMTP mail
+// catcher, a mail parser: most of the install's size) lives in @pg-dbmail/dev, a development dependency
+// that production installs and the container image leave out. It is loaded only when `dbmail dev` runs,
+// by name, so this package neither depends on it nor refers to its types: the contract is below.
 
 export const devHelp = `Usage: dbmail dev [--database-url URL] [--data-dir DIR] [--port N]
        dbmail dev --list [--data-dir DIR]
 
 Runs pg-dbmail locally: with no database URL, starts a PostgreSQL of its own (data kept in DIR),
 installs schema dbmail, creates a demo profile that sends to a local mail catcher, starts the sender,
-and prints a psql connection string and a ready-to-paste SELECT dbmail.sp_send_dbmail(...). Every mail
-sent lands in DIR/mail as an .eml file. Ctrl-C stops everything.
+and prints what to paste: export DATABASE_URL=... (for dbmail status, send-test and dev --list in
+another terminal), a psql connection string and a ready-to-paste SELECT dbmail.sp_send_dbmail(...).
+Every mail sent lands in DIR/mail as an .eml file. Ctrl-C stops everything.
+
+Needs the development package: npm install --save-dev @pg-dbmail/dev (a checkout of the repository
+has it).
 
 Options:
   --database-url URL   use this database instead of starting one (default: DATABASE_URL)
-  --data-dir DIR       where the local PostgreSQL and the caught mail are kept (default: .dbmail)
+  --data-dir DIR       where the local PostgreSQL and the caught mail are kept (default: .dbmail);
+                       one dbmail dev at a time per directory
   --port N             the local PostgreSQL's port (default: 54329, or a free one if taken)
   --list               list the mail caught so far and exit
   -h, --help           show this help
+
+Exit codes: 12 @pg-dbmail/dev is not installed, 13 DIR is in use by another dbmail dev; and those of
+dbmail --help.
 `;
 
-const devDatabase = "dbmail_dev";
-
+/** What `dbmail dev` is given (the command line, checked). */
 export interface DevOptions {
   databaseUrl?: string;
   dataDir?: string;
@@ -33,98 +40,69 @@ export interface DevOptions {
   list?: boolean;
 }
 
+/** What @pg-dbmail/dev exports for the CLI. */
+export interface DevModule {
+  runDev(options: DevOptions): Promise<void>;
+}
+
+const devPackage = "@pg-dbmail/dev";
+
 export async function runDev(options: DevOptions): Promise<void> {
-  const dataDir = resolve(options.dataDir ?? ".dbmail");
-  const mailDir = join(dataDir, "mail");
-  if (options.list) {
-    const caught = await listCaughtMail(mailDir);
-    if (caught.length === 0) console.log(`no mail caught yet in ${mailDir}`);
-    for (const m of caught) console.log(`${m.file}\n  from ${m.from} to ${m.to}: ${m.subject}`);
-    return;
-  }
-  let local: LocalPostgres | undefined;
-  let url = databaseUrlFrom(options.databaseUrl);
-  if (!url) {
-    local = await startOwnPostgres(join(dataDir, "postgres"), options.port);
-    url = await ensureDatabase(local.url, devDatabase);
-  }
-  const catcher = await startMailCatcher({
-    dir: mailDir,
-    port: (await portIsFree(2525)) ? 2525 : await freePort(),
-    onMessage: (m) => console.log(`caught mail from ${m.from} to ${m.to}: "${m.subject}"\n  ${m.file}`),
-  });
-  const client = await connect(url, "dbmail dev");
+  const dev = await loadDevPackage();
   try {
-    await migrateOrExplain(client);
-    await ensureDemoProfile(client, catcher.port);
-  } finally {
-    await client.end();
+    await dev.runDev(options);
+  } catch (error) {
+    throw asCliError(error);
   }
-  const log = createLogger("warn", { component: "sender" });
-  const sender = new Sender(
-    {
-      ...defaults,
-      databases: [{ name: devDatabase, url }],
-      senderId: `dbmail-dev:${process.pid}`,
-      pollIntervalMs: 1000,
-    },
-    log,
+}
+
+/**
+ * Imports @pg-dbmail/dev: next to this package (a project that installed both, a checkout), else from the
+ * current directory's project (this CLI run by npx or installed globally, the project having the package).
+ */
+async function loadDevPackage(): Promise<DevModule> {
+  try {
+    // A specifier in a variable: TypeScript leaves it alone (no reference to the package's types).
+    return (await import(devPackage)) as DevModule;
+  } catch (error) {
+    if (!isMissing(error)) throw cannotLoad(error);
+  }
+  try {
+    const entry = createRequire(join(process.cwd(), "package.json")).resolve(devPackage);
+    return (await import(pathToFileURL(entry).href)) as DevModule;
+  } catch (error) {
+    if (!isMissing(error)) throw cannotLoad(error);
+  }
+  throw new CliError(
+    `dev needs the development package: npm install --save-dev ${devPackage}`,
+    ExitCode.devNotInstalled,
   );
-  await sender.start();
-  printWelcome(url, local !== undefined, catcher.port, mailDir);
-  await untilSignal();
-  await sender.stop(5000);
-  await catcher.stop();
-  if (local) await local.stop();
 }
 
-async function startOwnPostgres(dir: string, requestedPort: string | undefined): Promise<LocalPostgres> {
-  const wanted = requestedPort ? Number(requestedPort) : 54329;
-  const port = (await portIsFree(wanted)) ? wanted : await freePort();
-  console.log(`starting PostgreSQL on 127.0.0.1:${port} (data in ${dir}) ...`);
-  return startLocalPostgres({ dataDir: dir, port });
+/** Whether `error` says that @pg-dbmail/dev itself is not installed (not that something it needs is missing). */
+function isMissing(error: unknown): boolean {
+  const { code, message } = error as { code?: string; message?: string };
+  return (
+    (code === "ERR_MODULE_NOT_FOUND" || code === "MODULE_NOT_FOUND") &&
+    typeof message === "string" &&
+    message.includes(`'${devPackage}'`)
+  );
 }
 
-async function ensureDatabase(serverUrl: string, name: string): Promise<string> {
-  const client = await connect(serverUrl, "dbmail dev");
-  try {
-    const { rows } = await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [name]);
-    if (rows.length === 0) await client.query(`CREATE DATABASE ${name}`);
-  } finally {
-    await client.end();
+function cannotLoad(error: unknown): CliError {
+  const reason = error instanceof Error ? error.message.split("\n")[0] : String(error);
+  return new CliError(`cannot load ${devPackage}: ${reason}`, ExitCode.failure, { cause: error });
+}
+
+/**
+ * The development package throws this package's CliError; when it was loaded from another copy of this
+ * package (npx, a global install), that is another class, so recognise it by its shape.
+ */
+function asCliError(error: unknown): unknown {
+  if (error instanceof CliError) return error;
+  const { name, message, exitCode } = error as { name?: string; message?: string; exitCode?: unknown };
+  if (name === "CliError" && typeof message === "string" && typeof exitCode === "number") {
+    return new CliError(message, exitCode, { cause: error });
   }
-  const url = new URL(serverUrl);
-  url.pathname = `/${name}`;
-  return url.toString();
-}
-
-function printWelcome(url: string, ownPostgres: boolean, catcherPort: number, mailDir: string): void {
-  console.log(`
-pg-dbmail is running in ${describe(url)}
-
-  psql '${ownPostgres ? url : describe(url)}'
-
-then paste:
-
-  SELECT dbmail.sp_send_dbmail(recipients => 'you@example.com', subject => 'Hello from PostgreSQL', body => 'It works.');
-  SELECT mailitem_id, subject, sent_status, sent_date FROM dbmail.sysmail_allitems ORDER BY mailitem_id DESC;
-
-The profile '${demoProfile}' is every user's default; it sends to the mail catcher on 127.0.0.1:${catcherPort},
-which keeps each mail in ${mailDir} (list them: dbmail dev --list).
-
-Ctrl-C to stop.
-`);
-}
-
-function untilSignal(): Promise<void> {
-  return new Promise((resolveSignal) => {
-    const stop = () => {
-      process.off("SIGINT", stop);
-      process.off("SIGTERM", stop);
-      console.log("\nstopping ...");
-      resolveSignal();
-    };
-    process.on("SIGINT", stop);
-    process.on("SIGTERM", stop);
-  });
+  return error;
 }

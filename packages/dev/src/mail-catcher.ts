@@ -11,6 +11,12 @@ export interface CaughtMail {
   subject: string;
 }
 
+/** The running catcher. */
+export interface MailCatcher {
+  port: number;
+  stop(): Promise<void>;
+}
+
 /**
  * A local SMTP server that accepts every message and keeps it as an .eml file in `dir`, so mail sent
  * through the demo profile can be opened with any mail client or read as text.
@@ -19,7 +25,7 @@ export async function startMailCatcher(options: {
   dir: string;
   port: number;
   onMessage: (mail: CaughtMail) => void;
-}): Promise<{ port: number; stop: () => Promise<void> }> {
+}): Promise<MailCatcher> {
   mkdirSync(options.dir, { recursive: true });
   let count = 0;
   const server = new SMTPServer({

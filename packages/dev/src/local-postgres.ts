@@ -13,14 +13,27 @@ export interface LocalPostgres {
   port: number;
   /** "fast" (default) rolls back and checkpoints; "immediate" (SIGQUIT) exits at once, crash recovery next start. */
   stop(mode?: "fast" | "immediate"): Promise<void>;
+  /**
+   * Ends recovery of a server started with `standby`, as `pg_ctl promote` does; resolves when it
+   * accepts connections.
+   */
+  promote(): Promise<void>;
 }
 
 export interface LocalPostgresOptions {
   dataDir: string;
   port: number;
+  /**
+   * Start in standby mode with hot_standby off and no primary (an existing data directory): the server
+   * refuses every connection with SQLSTATE 57P03, "the database system is not accepting connections",
+   * as one that is starting up or recovering does, until promote(). Tests use it to show a client
+   * waiting that state out.
+   */
+  standby?: boolean;
 }
 
 const READY = /database system is ready to accept connections/;
+const STANDBY = /entering standby mode/;
 
 /** Starts PostgreSQL on 127.0.0.1:port, initialising dataDir on first use. */
 export async function startLocalPostgres(options: LocalPostgresOptions): Promise<LocalPostgres> {
@@ -29,6 +42,7 @@ export async function startLocalPostgres(options: LocalPostgresOptions): Promise
   // Possibly elsewhere than asked, when the postgres user cannot reach it (see prepareDataDir).
   const dataDir = prepareDataDir(runAs, options.dataDir);
   if (!existsSync(join(dataDir, "PG_VERSION"))) initdb(bin, dataDir, runAs);
+  if (options.standby) writeFileSync(join(dataDir, "standby.signal"), "");
   const server = spawn(
     join(bin, "postgres"),
     [
@@ -40,13 +54,14 @@ export async function startLocalPostgres(options: LocalPostgresOptions): Promise
       "listen_addresses=127.0.0.1",
       "-c",
       "unix_socket_directories=",
+      ...(options.standby ? ["-c", "hot_standby=off"] : []),
     ],
     { ...runAs, stdio: ["ignore", "pipe", "pipe"] },
   );
   // Never leave a server behind when this process ends, however it ends.
   const killOnExit = () => server.kill("SIGINT");
   process.once("exit", killOnExit);
-  await untilReady(server);
+  await untilLogged(server, options.standby ? STANDBY : READY);
   return {
     url: `postgres://postgres:postgres@127.0.0.1:${options.port}/postgres`,
     port: options.port,
@@ -57,6 +72,12 @@ export async function startLocalPostgres(options: LocalPostgresOptions): Promise
       // fast shutdown: roll back open transactions, write a checkpoint; immediate: quit, recover on start
       server.kill(mode === "immediate" ? "SIGQUIT" : "SIGINT");
       await exited;
+    },
+    promote: async () => {
+      const ready = untilLogged(server, READY);
+      writeFileSync(join(dataDir, "promote"), "");
+      server.kill("SIGUSR1");
+      await ready;
     },
   };
 }
@@ -114,35 +135,37 @@ function bestLocale(): string {
   return "C";
 }
 
-function untilReady(server: ChildProcess): Promise<void> {
+/** Resolves when the server's log shows `pattern`; rejects when it exits first or after 60 s. */
+function untilLogged(server: ChildProcess, pattern: RegExp): Promise<void> {
   return new Promise((resolve, reject) => {
     let output = "";
-    let settled = false;
-    const settle = (error?: Error) => {
-      if (settled) return;
-      settled = true;
+    // The server logs to stderr for as long as it runs: the stream keeps flowing (and is dropped) after
+    // this wait ends; only the part up to `pattern` is kept.
+    const onLog = (chunk: Buffer) => {
+      output += chunk.toString();
+      if (pattern.test(output)) settle();
+    };
+    const onExit = (code: number | null) =>
+      settle(new Error(`PostgreSQL exited with code ${code} while starting:\n${output}`));
+    const timer = setTimeout(
+      () => settle(new Error(`PostgreSQL did not log ${pattern} within 60 s:\n${output}`)),
+      60_000,
+    );
+    function settle(error?: Error) {
       clearTimeout(timer);
+      server.stderr?.off("data", onLog);
+      server.off("exit", onExit);
       if (error) {
         server.kill("SIGKILL");
         reject(error);
       } else {
         resolve();
       }
-    };
-    const timer = setTimeout(
-      () => settle(new Error(`PostgreSQL did not start within 60 s:\n${output}`)),
-      60_000,
-    );
-    // The server logs to stderr for as long as it runs: keep draining it, keep only the start-up part.
-    server.stderr?.on("data", (chunk: Buffer) => {
-      if (settled) return;
-      output += chunk.toString();
-      if (READY.test(output)) settle();
-    });
+    }
+    server.stderr?.on("data", onLog);
+    server.stderr?.resume();
     server.stdout?.resume();
-    server.once("exit", (code) =>
-      settle(new Error(`PostgreSQL exited with code ${code} while starting:\n${output}`)),
-    );
+    server.once("exit", onExit);
   });
 }
 
