@@ -743,6 +743,24 @@ describe("dbmail status", () => {
     expect(stalledJson.queue.live_senders).toBe(0);
     expect(stalledJson.queue.stalled).toBe(true);
   });
+
+  it("shows what came from users and SMTP servers without letting it drive the terminal", async () => {
+    const id = await sendMail(statusDb, "broken", "will be replaced");
+    // Written directly: sp_send_dbmail refuses control characters in a subject; a server's reply is
+    // stored made safe; this is what an older sender, or a hand-made row, might have left.
+    await statusDb.query(
+      `UPDATE dbmail.mailitems SET sent_status = 'failed', sent_date = now(),
+         subject = E'subject \\u001b]0;pwned\\u0007 \\u202eevil',
+         last_error = E'550 \\u001b[2J\\u001b[31mcleared your screen' WHERE mailitem_id = $1`,
+      [id],
+    );
+    const result = await run(["status", "--database-url", statusDb.url]);
+    expect(result.code, result.stderr).toBe(0);
+    for (const control of ["\u001b", "\u0007", "\u202e"]) expect(result.stdout).not.toContain(control);
+    expect(result.stdout).toContain(
+      '"subject \\x1b]0;pwned\\x07 \\u202eevil": 550 \\x1b[2J\\x1b[31mcleared your screen',
+    );
+  });
 });
 
 // ---------------------------------------------------------------------------------------------------

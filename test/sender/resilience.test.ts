@@ -359,6 +359,24 @@ describe("sysmail_stop_sp and sysmail_start_sp", () => {
   });
 });
 
+describe("notifications are hints", () => {
+  it("a NOTIFY dbmail_control 'stopped' from a role without dbmail rights does not pause delivery", {
+    timeout: 30_000,
+  }, async () => {
+    await sender();
+    const nobody = await db.createRole("nobody_notify");
+    const client = await db.connect(nobody);
+    // Anyone who can connect can notify any channel, with any payload.
+    await client.query("SELECT pg_notify('dbmail_control', 'stopped')");
+    await client.query("NOTIFY dbmail_control, 'stopped'");
+    await sleep(300);
+    const ids = await queue(20, "spoofed");
+    await expectDeliveredOnce(ids, 10_000);
+    const { rows } = await db.query<{ status: string }>("SELECT dbmail.sysmail_help_status_sp() AS status");
+    expect(rows[0]?.status).toBe("STARTED");
+  });
+});
+
 describe("heartbeat", () => {
   it("shows the live sender while it runs; none, and stalled, after it stopped", async () => {
     const id = shortId("hb");

@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -439,6 +440,37 @@ describe("authentication", () => {
     const id = await send(profile);
     await expectFailed(id, new RegExp(file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")));
     expect(server.received).toHaveLength(0);
+  });
+
+  it("'file:' refuses a FIFO, a directory and an oversized file, without blocking the sender", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "dbmail-tls-auth-"));
+    tempDirs.push(dir);
+    const fifo = join(dir, "fifo");
+    execFileSync("mkfifo", [fifo]);
+    const big = join(dir, "big");
+    writeFileSync(big, Buffer.alloc(65 * 1024, "x"));
+    const { server } = await startServer({ starttls: true, auth: { user: "gina", pass: "ok" } });
+    await startSender();
+    // A FIFO nobody writes to would block a plain read (and the whole sender with it) forever.
+    for (const [path, why] of [
+      [fifo, /is not a regular file/],
+      [dir, /is not a regular file/],
+      [big, /is 66560 bytes; a secret file may have at most 65536/],
+    ] as const) {
+      const { profile } = await accountAndProfile(server, {
+        security: "starttls",
+        username: "gina",
+        password: `file:${path}`,
+      });
+      await expectFailed(await send(profile), why);
+    }
+    // Still delivering.
+    const { accountId, profile } = await accountAndProfile(server, {
+      security: "starttls",
+      username: "gina",
+      password: "ok",
+    });
+    await expectSent(await send(profile, "after the refused secrets"), accountId);
   });
 
   it("use_default_credentials logs in with the sender's --smtp-username / --smtp-password", async () => {

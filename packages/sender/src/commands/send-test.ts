@@ -1,5 +1,6 @@
 import { connect, databaseUrlFrom } from "../connection.js";
 import { CliError, ExitCode } from "../exit-codes.js";
+import { safeText } from "../safe-text.js";
 import { requireRole } from "./require-role.js";
 
 export const sendTestHelp = `Usage: dbmail send-test --to ADDRESS [--profile NAME] [--subject TEXT] [--body TEXT]
@@ -69,19 +70,19 @@ export async function runSendTest(options: SendTestOptions): Promise<void> {
       ).rows[0];
       if (item?.sent_status === "sent") {
         console.log(
-          `mail ${id} sent through account ${item.sent_account_id}: ${item.smtp_response ?? "accepted"}`,
+          `mail ${id} sent through account ${item.sent_account_id}: ${safeText(item.smtp_response ?? "accepted")}`,
         );
         return;
       }
       if (item?.sent_status === "failed") {
         throw new CliError(
-          `mail ${id} failed: ${item.last_error ?? "no reason recorded"}`,
+          `mail ${id} failed: ${safeText(item.last_error ?? "no reason recorded")}`,
           ExitCode.testMailFailed,
         );
       }
       if (item?.last_error && item.last_error !== lastError) {
         lastError = item.last_error;
-        console.log(`mail ${id} is ${item.sent_status}: ${item.last_error}`);
+        console.log(`mail ${id} is ${item.sent_status}: ${safeText(item.last_error)}`);
       }
       await new Promise((resolve) => setTimeout(resolve, 250));
     }

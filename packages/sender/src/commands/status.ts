@@ -1,4 +1,5 @@
 import { connect, databaseUrlFrom, describe } from "../connection.js";
+import { safeText } from "../safe-text.js";
 import { requireRole } from "./require-role.js";
 
 export const statusHelp = `Usage: dbmail status [--database-url URL] [--json]
@@ -56,14 +57,16 @@ export async function runStatus(options: { databaseUrl?: string; json?: boolean 
     console.log(`live senders: ${queue.live_senders}`);
     for (const s of queue.senders) {
       console.log(
-        `  ${s.sender_id} on ${s.hostname} (pid ${s.process_id}), last heartbeat ${s.last_heartbeat}`,
+        safeText(
+          `  ${s.sender_id} on ${s.hostname} (pid ${s.process_id}), last heartbeat ${s.last_heartbeat}`,
+        ),
       );
     }
     console.log(failures.length === 0 ? "no failed mail" : "latest failures:");
+    // What is shown comes from users and SMTP servers: never let it drive the terminal.
     for (const f of failures) {
-      console.log(
-        `  ${f.mailitem_id} to ${f.recipients ?? "(bcc only)"} "${f.subject}": ${f.last_error ?? "no error recorded"}`,
-      );
+      const line = `${f.mailitem_id} to ${f.recipients ?? "(bcc only)"} "${f.subject}": ${f.last_error ?? "no error recorded"}`;
+      console.log(`  ${safeText(line)}`);
     }
   } finally {
     await client.end();

@@ -2,6 +2,7 @@ import { hostname } from "node:os";
 import pg from "pg";
 import type { DatabaseTarget, SenderOptions } from "../config/options.js";
 import type { Logger } from "../log.js";
+import { safeText } from "../safe-text.js";
 import { composeForSending, type MessageAttachment } from "../smtp/compose.js";
 import { deliver, LeaseLostError, type SentInfo } from "../smtp/deliver.js";
 import { type FinalCheck, withFinalCheck } from "../smtp/final-check.js";
@@ -137,6 +138,11 @@ export class DatabaseWorker {
       giveUpAfterMs: options.leaseSeconds * 1000,
       onRetry: (error, outcomes) =>
         this.log.warn({ err: error.message, outcomes }, "recording outcomes failed; retrying"),
+      onRefused: (mailitemId, error) =>
+        this.log.error(
+          { mailitemId, err: safeText(error.message, 500) },
+          "the database refused this outcome's text: recorded without it",
+        ),
       onWritten: () => this.wakeup.wake(),
     });
     this.outcomeBacklog = Math.max(OUTCOME_BATCH, 2 * options.concurrency);

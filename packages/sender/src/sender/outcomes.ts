@@ -1,5 +1,7 @@
+import { safeText } from "../safe-text.js";
 import { backoffMs } from "./backoff.js";
 import type { Outcome, PendingOutcome } from "./queries.js";
+import { isTransient } from "./transient-errors.js";
 
 /** Writes a batch of outcomes; answers each item's status afterwards (or 'lease_lost') by its id. */
 export type WriteOutcomes = (batch: PendingOutcome[]) => Promise<Map<string, string>>;
@@ -12,6 +14,8 @@ export interface OutcomeRecorderOptions {
   /** How long an outcome is retried through a database outage before it is given up. */
   giveUpAfterMs: number;
   onRetry?: (error: Error, outcomes: number) => void;
+  /** An outcome the database refused was recorded without its texts (see writeApart). */
+  onRefused?: (mailitemId: string, error: Error) => void;
   /** After every write, successful or not: room may have been made. */
   onWritten?: () => void;
 }
@@ -26,9 +30,11 @@ interface Entry extends PendingOutcome {
  * Records outcomes in batches, one write (one commit) at a time: a write waits `delayMs` for company,
  * and an outcome that arrives while a write is under way goes into the next one, so at high rates the
  * batches grow with the commit time instead of the commits queueing up. An outcome thus reaches the
- * database at most `delayMs` plus two writes after it arrived. A failed write is
- * retried, whole, with capped backoff; an outcome still unwritten `giveUpAfterMs` after it arrived is
- * given up (its promise rejects): its item stays 'sending' and is claimed again after its lease.
+ * database at most `delayMs` plus two writes after it arrived. A write that failed for a transient
+ * reason (the database away) is retried, whole, with capped backoff; an outcome still unwritten
+ * `giveUpAfterMs` after it arrived is given up (its promise rejects): its item stays 'sending' and is
+ * claimed again after its lease. A write the database refused (something in one outcome it cannot
+ * store) is written again one outcome at a time, so that one outcome never holds back the others.
  */
 export class OutcomeRecorder {
   private queue: Entry[] = [];
@@ -82,6 +88,46 @@ export class OutcomeRecorder {
     this.wakeRetry?.();
   }
 
+  /**
+   * Writes each outcome of a refused batch alone. One the database refuses on its own is written again
+   * without its texts (the server's reply, the errors), which are what can be unstorable, with a note
+   * of why: the item gets its status (sent, retrying, failed) instead of staying 'sending' and being
+   * sent again after every lease. Returns those that hit a transient error, to be retried as usual.
+   */
+  private async writeApart(batch: Entry[]): Promise<{ entries: Entry[]; error?: unknown }> {
+    const unwritten: Entry[] = [];
+    let lastError: unknown;
+    for (const entry of batch) {
+      try {
+        entry.resolve(await this.writeOne(entry.mailitemId, entry.outcome));
+      } catch (error) {
+        if (isTransient(error)) {
+          unwritten.push(entry);
+          lastError = error;
+          continue;
+        }
+        try {
+          const status = await this.writeOne(entry.mailitemId, withoutTexts(entry.outcome, error as Error));
+          this.options.onRefused?.(entry.mailitemId, error as Error);
+          entry.resolve(status);
+        } catch (again) {
+          if (isTransient(again)) {
+            unwritten.push(entry);
+            lastError = again;
+          } else {
+            entry.reject(again as Error);
+          }
+        }
+      }
+    }
+    return { entries: unwritten, error: unwritten.length > 0 ? lastError : undefined };
+  }
+
+  private async writeOne(mailitemId: string, outcome: Outcome): Promise<string> {
+    const statuses = await this.write([{ mailitemId, outcome }]);
+    return statuses.get(mailitemId) ?? "lease_lost";
+  }
+
   private async flush(): Promise<void> {
     for (let failures = 0; this.queue.length > 0; ) {
       if (
@@ -99,7 +145,21 @@ export class OutcomeRecorder {
         this.writing = [];
         failures = 0;
         for (const entry of batch) entry.resolve(statuses.get(entry.mailitemId) ?? "lease_lost");
-      } catch (error) {
+      } catch (refused) {
+        let error = refused;
+        if (!isTransient(refused)) {
+          // Not the connection: something in the batch. Settle each outcome on its own; only those the
+          // database could not be reached for come back to be retried.
+          const unwritten = await this.writeApart(batch);
+          if (unwritten.error === undefined) {
+            this.writing = [];
+            failures = 0;
+            this.options.onWritten?.();
+            continue;
+          }
+          error = unwritten.error;
+          batch.splice(0, batch.length, ...unwritten.entries);
+        }
         const delay = backoffMs(failures++, { baseMs: 200, maxMs: 10_000 });
         const retryAt = Date.now() + delay;
         this.writing = [];
@@ -127,4 +187,16 @@ export class OutcomeRecorder {
       this.options.onWritten?.();
     }
   }
+}
+
+/** The outcome without the texts the database refused, and a note of why in their place. */
+function withoutTexts(outcome: Outcome, error: Error): Outcome {
+  const note = `(not stored: the database refused this outcome's text: ${safeText(error.message, 200)})`;
+  return {
+    status: outcome.status,
+    accountId: outcome.accountId,
+    smtpResponse: outcome.smtpResponse === undefined ? undefined : note,
+    error: outcome.error === undefined ? undefined : note,
+    accountErrors: outcome.accountErrors.map((e) => ({ account_id: e.account_id, error: note })),
+  };
 }

@@ -1,6 +1,7 @@
 import type Mail from "nodemailer/lib/mailer/index.js";
+import { safeText } from "../safe-text.js";
 import type { ClaimedItem, Outcome, ProfileAccount } from "../sender/queries.js";
-import { describeSmtpError, isPermanent, type SmtpError } from "./classify.js";
+import { describeSmtpError, isPermanent, type SmtpError, serverText } from "./classify.js";
 
 export interface SentInfo {
   response: string;
@@ -67,10 +68,12 @@ export async function deliver(
   return { status: allPermanent ? "failed" : "retrying", error, accountErrors };
 }
 
-/** The server's reply, plus the recipients it refused when it accepted the others. */
+/** The server's reply (made safe to store), plus the recipients it refused when it accepted the others. */
 function responseOf(info: SentInfo): string {
+  const response = serverText(info.response ?? "");
   const rejected = (info.rejected ?? []).map((r) => (typeof r === "string" ? r : r.address));
-  if (rejected.length === 0) return info.response;
-  const reasons = (info.rejectedErrors ?? []).map(describeSmtpError).join("; ");
-  return `${info.response}; refused recipients: ${rejected.join(", ")}${reasons ? ` (${reasons})` : ""}`;
+  if (rejected.length === 0) return response;
+  // Each part is safe already; the reasons are cut as a whole, so the list of refused recipients stays.
+  const reasons = safeText((info.rejectedErrors ?? []).map(describeSmtpError).join("; "), 4000);
+  return `${response}; refused recipients: ${rejected.join(", ")}${reasons ? ` (${reasons})` : ""}`;
 }
