@@ -556,15 +556,21 @@ BEGIN
   -- A sender that stopped heartbeating (killed, its host lost) is known dead 30 seconds after its last
   -- heartbeat: its leases are cut at that moment, so the takeover below claims its items now instead of
   -- when their leases would have run out (300 s by default). A sender that is alive but stuck keeps
-  -- heartbeating, and its lease stays the bound. Usually no sender has died: one probe of
-  -- senders_live_idx says so. Dead senders are taken one claimer at a time (SKIP LOCKED, in id order).
+  -- heartbeating, and its lease stays the bound. Never the claimer itself: it is claiming, so alive (its
+  -- heartbeat may be old after an outage, and its own items in flight must not come back to it). Not in
+  -- the first 30 seconds after the server started: nobody could heartbeat while it was down, and one
+  -- sender's first claim may come before another's first heartbeat. Usually no sender has died: one
+  -- probe of senders_live_idx says so. Dead senders are taken one claimer at a time (SKIP LOCKED).
   IF EXISTS (SELECT FROM dbmail.senders s
-             WHERE s.stopped_at IS NULL AND s.last_heartbeat < now() - interval '30 seconds') THEN
+             WHERE s.stopped_at IS NULL AND s.last_heartbeat < now() - interval '30 seconds'
+               AND s.sender_id <> claimer)
+     AND pg_postmaster_start_time() < now() - interval '30 seconds' THEN
     WITH dead AS (
       UPDATE dbmail.senders s SET stopped_at = s.last_heartbeat + interval '30 seconds'
       WHERE s.sender_id IN (
         SELECT x.sender_id FROM dbmail.senders x
         WHERE x.stopped_at IS NULL AND x.last_heartbeat < now() - interval '30 seconds'
+          AND x.sender_id <> claimer
         ORDER BY x.sender_id FOR UPDATE SKIP LOCKED)
       RETURNING s.sender_id, s.stopped_at)
     UPDATE dbmail.mailitems m SET lease_expires_at = d.stopped_at

@@ -395,6 +395,20 @@ describe("connecting", () => {
     expect(output(result)).not.toContain(password);
   });
 
+  it("start against a host name that does not resolve keeps retrying, naming it, and SIGTERM exits 0", async () => {
+    const proc = launch([
+      "start",
+      "--database-url",
+      `postgres://dbmail:${password}@no-such-host.invalid/app`,
+    ]);
+    await proc.waitForOutput(/ENOTFOUND no-such-host\.invalid.*database unreachable; retrying/);
+    await sleep(500);
+    expect(proc.child.exitCode).toBeNull();
+    const result = await stop(proc);
+    expect(result.code, output(result)).toBe(0);
+    expect(output(result)).not.toContain(password);
+  });
+
   it("start against a database without schema dbmail exits 9 and says to run dbmail migrate", async () => {
     const name = `${db.name}_empty`;
     await withClient(db.adminUrl, (c) => c.query(`CREATE DATABASE ${name}`));

@@ -14,7 +14,7 @@ export const ExitCode = {
   databaseAhead: 4,
   /** An applied migration's file changed since it was applied. */
   checksumMismatch: 5,
-  /** Schema dbmail exists but was not installed by dbmail migrate. */
+  /** Schema dbmail exists but dbmail.migrations records no migration (installed by some other means). */
   untrackedSchema: 6,
   /** Another migration held the lock too long. */
   lockTimeout: 7,

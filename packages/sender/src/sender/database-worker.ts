@@ -95,6 +95,10 @@ export class DatabaseWorker {
   private serving?: Promise<void>;
   private loop?: Promise<void>;
   private timers: NodeJS.Timeout[] = [];
+  /** The heartbeat under way, if any. */
+  private beating?: Promise<void>;
+  /** Whether a heartbeat got through: the sender is in dbmail.senders, and must say when it stops. */
+  private registered = false;
   /** Where the worker is, for the log and for health checks. */
   state: WorkerState = { state: "connecting" };
   /** When mail was last claimed (or the worker started): for --exit-when-idle. */
@@ -178,6 +182,8 @@ export class DatabaseWorker {
     });
     this.listener.start();
     await this.beat();
+    // Stopped while the first heartbeat was on its way: start nothing that stop() would miss.
+    if (this.stopping) return;
     this.timers.push(setInterval(() => void this.beat(), this.options.heartbeatIntervalMs));
     this.timers.push(setInterval(() => void this.renewLeases(), (this.options.leaseSeconds * 1000) / 3));
     this.loop = this.run();
@@ -224,8 +230,8 @@ export class DatabaseWorker {
   /** Stops claiming, lets messages in flight finish (up to the timeout), releases the rest. */
   async stop(timeoutMs: number): Promise<void> {
     this.halt();
-    for (const timer of this.timers) clearInterval(timer);
     await this.serving?.catch(() => {});
+    for (const timer of this.timers) clearInterval(timer);
     await this.loop;
     await this.giveBackReady();
     // Messages in flight finish, and every outcome known is recorded, before anything is given back.
@@ -245,7 +251,9 @@ export class DatabaseWorker {
     }
     // Whatever could not be recorded by now stays 'sending' and comes back after its lease.
     this.outcomes.close();
-    if (this.loop) await q.senderStopped(this.pool, this.options.senderId).catch(() => {});
+    // After the last heartbeat, which would count the sender as live again.
+    await this.beating;
+    if (this.registered) await q.senderStopped(this.pool, this.options.senderId).catch(() => {});
     await this.listener.close();
     this.transports.closeAll();
     await this.pool.end().catch(() => {});
@@ -275,8 +283,11 @@ export class DatabaseWorker {
           if (items.length > 0) {
             this.lastActivity = Date.now();
             for (const item of items) {
-              this.ready.set(item.mailitem_id, item);
-              this.markHeld(item.mailitem_id, asked);
+              // One this sender still holds (its lease ran out in a long outage, and this claim took it
+              // back) is being sent, or its outcome is on its way: never start it a second time.
+              const id = item.mailitem_id;
+              if (!this.inFlight.has(id) && !this.outcomes.has(id)) this.ready.set(id, item);
+              this.markHeld(id, asked);
             }
             // Delivery was stopped while this claim was on its way (its transaction began before the
             // stop committed): give the batch back rather than holding it until delivery starts again.
@@ -527,10 +538,20 @@ export class DatabaseWorker {
     }
   }
 
-  private async beat(): Promise<void> {
+  /** Heartbeats (see beatOnce), one at a time, never once stopping has begun. */
+  private beat(): Promise<void> {
+    if (this.stopping) return Promise.resolve();
+    this.beating ??= this.beatOnce().finally(() => {
+      this.beating = undefined;
+    });
+    return this.beating;
+  }
+
+  private async beatOnce(): Promise<void> {
     try {
       const asked = performance.now();
       const state = await q.heartbeat(this.pool, this.options.senderId, hostname(), packageVersion);
+      this.registered = true;
       this.markAlive(asked);
       if (state.started !== this.started) {
         this.started = state.started;

@@ -58,6 +58,14 @@ export class OutcomeRecorder {
     return [...this.writing, ...this.queue].map((e) => e.mailitemId);
   }
 
+  /** Whether an outcome of the item is waiting or being written. */
+  has(mailitemId: string): boolean {
+    return (
+      this.writing.some((e) => e.mailitemId === mailitemId) ||
+      this.queue.some((e) => e.mailitemId === mailitemId)
+    );
+  }
+
   /** Queues an outcome; resolves to the item's status once written, or 'lease_lost'. */
   record(mailitemId: string, outcome: Outcome): Promise<string> {
     return new Promise((resolve, reject) => {

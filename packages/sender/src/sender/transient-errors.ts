@@ -30,6 +30,8 @@ const TRANSIENT_NETWORK_CODES = new Set([
   "ENETUNREACH",
   "ENETDOWN",
   "EAI_AGAIN",
+  // A host name that does not resolve: a typo stays in the log, retried; a DNS outage passes.
+  "ENOTFOUND",
 ]);
 
 // node-postgres reports a connection lost mid-query, or a connect that timed out, without a code.
