@@ -67,6 +67,9 @@ BEGIN
     RETURN 'not a valid e-mail address (the domain)';
   ELSIF domain_part ~ '(^|\.)[^.\[]{64,}(\.|$)' THEN
     RETURN 'a part of the domain is longer than 63 characters';
+  ELSIF address ~ '[<>]' THEN
+    -- Valid in a quoted local part or a domain literal, but rewritten by mail programs.
+    RETURN 'contains < or >, which mail programs rewrite (the mail would go to another address)';
   END IF;
   RETURN NULL;
 END;
@@ -264,7 +267,8 @@ CREATE FUNCTION dbmail.check_attachment(parameter text, filename text, size bigi
     AS $_$
 DECLARE
   -- Judged as it will be stored (trimmed): a trailing space must not hide a prohibited extension.
-  extension text := lower(substring(btrim(filename, E' \t') FROM '\.([^.]*)$'));
+  trimmed text := btrim(filename, E' \t');
+  extension text := lower(substring(trimmed FROM '\.([^.]*)$'));
   max_size bigint := dbmail.setting('MaxFileSize')::bigint;
 BEGIN
   IF filename IS NULL OR btrim(filename) = '' THEN
@@ -273,6 +277,22 @@ BEGIN
   PERFORM dbmail.check_header_text(parameter, filename);
   IF filename ~ '[/\\]' OR length(filename) > 255 THEN
     PERFORM dbmail.raise_error('22023', parameter, filename, 'must be a file name of at most 255 characters, not a path');
+  END IF;
+  -- Tab, C1 controls (NEL among them), Unicode spaces other than the plain space, and the format and
+  -- other default-ignorable characters (soft hyphen, zero-width and direction marks, joiners,
+  -- variation selectors, fillers, BOM, tags).
+  IF trimmed ~ '[\t\u0080-\u00a0\u00ad\u034f\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u115f\u1160\u1680\u17b4\u17b5\u180b-\u180f\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff]' THEN
+    PERFORM dbmail.raise_error('22023', parameter, filename,
+      'a file name may not contain invisible, space-like or control characters other than a plain space '
+      '(a receiver drops or changes them, and with them what the extension looks like)');
+  END IF;
+  IF strpos(trimmed, ':') > 0 THEN
+    PERFORM dbmail.raise_error('22023', parameter, filename,
+      'a file name may not contain a colon (Windows reads what follows it as an alternate data stream: x.exe::$DATA is x.exe)');
+  END IF;
+  IF right(trimmed, 1) = '.' THEN
+    PERFORM dbmail.raise_error('22023', parameter, filename,
+      'a file name may not end with a dot (Windows drops trailing dots and spaces, and the extension before them counts)');
   END IF;
   IF extension = ANY (string_to_array(dbmail.setting('ProhibitedExtensions'), ',')) THEN
     PERFORM dbmail.raise_error('22023', parameter, filename,
@@ -338,7 +358,7 @@ CREATE FUNCTION dbmail.check_mail_size(parameter text, value text, size bigint, 
 BEGIN
   IF max_size > 0 AND size > max_size THEN
     PERFORM dbmail.raise_error('54000', parameter, value,
-      format('the mail would be %s bytes (subject, body and attachments), more than MaxMailSize (%s bytes)',
+      format('the mail would be %s bytes (subject, addresses, headers, body and attachments), more than MaxMailSize (%s bytes)',
              size, max_size));
   END IF;
 END;
@@ -516,6 +536,7 @@ CREATE FUNCTION dbmail.claim_job_failure(operator_id integer, runid bigint, jobi
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
+  SELECT dbmail.require_admin();  -- AdminRoles (000010)
   WITH claimed AS (
     INSERT INTO dbmail.notified_job_runs (operator_id, runid, jobid, run_ended_at)
     VALUES ($1, $2, $3, $4)
@@ -692,6 +713,8 @@ CREATE FUNCTION dbmail.delete_mailitems(sent_before timestamp with time zone, se
     AS $$
 DECLARE
   deleter name := dbmail.take_caller_stamp('sysmail_delete_mailitems_sp');
+  deleter_oid oid := to_regrole(quote_ident(deleter));
+  deleter_is_admin boolean := dbmail.is_admin(deleter);
   status text := lower(btrim(sent_status));
   deleted bigint;
 BEGIN
@@ -706,7 +729,7 @@ BEGIN
   DELETE FROM dbmail.mailitems m
   WHERE (sent_before IS NULL OR m.send_request_date < sent_before)
     AND (status IS NULL OR m.sent_status = status)
-    AND (m.send_request_user = deleter OR dbmail.is_admin(deleter));
+    AND (deleter_is_admin OR (m.send_request_user = deleter AND m.send_request_role = deleter_oid));
   GET DIAGNOSTICS deleted = ROW_COUNT;
   PERFORM dbmail.log_event('information',
     format('Mail items deletion was initiated by %s; %s items deleted', deleter, deleted));
@@ -895,113 +918,178 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION dbmail.format_csv(names text[], cells text[], row_count integer, header boolean) RETURNS text
-    LANGUAGE plpgsql IMMUTABLE
+CREATE FUNCTION dbmail.format_query_result(relation regclass, json_rows boolean, result_format text, header boolean, width integer, separator text, no_padding boolean, no_truncate boolean, max_bytes bigint) RETURNS text
+    LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
-    AS $$
+    AS $_$
 DECLARE
-  columns integer := cardinality(names);
+  format_name text := upper(result_format);
+  first_row json;
+  names text[];
+  numeric_columns boolean[];
+  columns integer;
+  cut bigint := max_bytes + 1;
+  shown text;        -- SQL: the row's values as TEXT shows them (text[], no NULLs), over alias t
+  values_ text;      -- SQL: the row's values cut to `cut` characters (text[], NULL for NULL), over alias t
+  measure text;
+  over boolean;
+  maxes integer[];
+  widths integer[];
+  line_sql text;
+  r record;
+  piece text;
   lines text[] := '{}';
-  r integer;
+  total bigint := 0;
+  row_count bigint := 0;
+  trailer text;
+  prefix text;
+  formatted text;
 BEGIN
-  IF header THEN
-    lines := lines || dbmail.csv_line(names);
+  IF json_rows THEN
+    EXECUTE format('SELECT t.j FROM %s t LIMIT 1', relation) INTO first_row;
+    names := ARRAY(SELECT e.key FROM json_each(first_row) e);
+    numeric_columns := ARRAY(SELECT json_typeof(e.value) = 'number' FROM json_each(first_row) e);
+    shown := format('ARRAY(SELECT COALESCE(pg_catalog.substr(e.value, 1, %s), ''NULL'') FROM '
+                    'pg_catalog.json_each_text(t.j) WITH ORDINALITY AS e(key, value, k) ORDER BY e.k)',
+                    CASE WHEN no_truncate THEN cut ELSE 256 END);
+    values_ := format('ARRAY(SELECT pg_catalog.substr(e.value, 1, %s) FROM '
+                      'pg_catalog.json_each_text(t.j) WITH ORDINALITY AS e(key, value, k) ORDER BY e.k)', cut);
+  ELSE
+    SELECT array_agg(a.attname::text ORDER BY a.attnum),
+           array_agg(a.atttypid IN (20, 21, 23, 26, 700, 701, 790, 1700) ORDER BY a.attnum),
+           'ARRAY[' || string_agg(format('COALESCE(pg_catalog.substr(t.%I::text, 1, %s), ''NULL'')', a.attname,
+                                         CASE WHEN no_truncate THEN cut ELSE 256 END), ', ' ORDER BY a.attnum) || ']',
+           'ARRAY[' || string_agg(format('pg_catalog.substr(t.%I::text, 1, %s)', a.attname, cut), ', '
+                                  ORDER BY a.attnum) || ']::text[]'
+      INTO names, numeric_columns, shown, values_
+    FROM pg_attribute a WHERE a.attrelid = relation AND a.attnum > 0 AND NOT a.attisdropped;
   END IF;
-  FOR r IN 1 .. row_count LOOP
-    lines := lines || dbmail.csv_line(cells[(r - 1) * columns + 1 : r * columns]);
-  END LOOP;
-  RETURN CASE WHEN cardinality(lines) = 0 THEN '' ELSE array_to_string(lines, E'\r\n') || E'\r\n' END;
-END;
-$$;
+  columns := cardinality(names);
 
-CREATE FUNCTION dbmail.format_html(names text[], numeric_columns boolean[], cells text[], row_count integer, header boolean) RETURNS text
-    LANGUAGE plpgsql IMMUTABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
-    AS $$
-DECLARE
-  columns integer := cardinality(names);
-  cell_style text := 'border:1px solid #d0d7de;padding:4px 8px';
-  html text := '<table style="border-collapse:collapse;font-family:Arial,Helvetica,sans-serif;font-size:13px">';
-  r integer;
-BEGIN
-  IF header THEN
-    html := html || '<thead><tr>' || array_to_string(ARRAY(
-      SELECT format('<th style="%s;background:#f6f8fa;text-align:%s">%s</th>', cell_style,
-                    CASE WHEN numeric_columns[k] THEN 'right' ELSE 'left' END, dbmail.html_escape(names[k]))
-      FROM generate_series(1, columns) k), '') || '</tr></thead>';
+  IF format_name = 'JSON' THEN
+    -- json_agg puts ", " between rows (and a line break before each composite row but the first): at
+    -- least 2 bytes each, and 2 for the brackets.
+    EXECUTE format('SELECT EXISTS (SELECT FROM (SELECT sum(octet_length(%s) + 2) OVER (ROWS BETWEEN UNBOUNDED '
+                   'PRECEDING AND CURRENT ROW) AS run FROM %s t) w WHERE w.run > $1)',
+                   CASE WHEN json_rows THEN 't.j::text' ELSE 'pg_catalog.row_to_json(t)::text' END, relation)
+      INTO over USING max_bytes;
+    IF over THEN
+      RETURN NULL;
+    END IF;
+    EXECUTE format('SELECT COALESCE(pg_catalog.json_agg(%s), ''[]''::pg_catalog.json)::text FROM %s t',
+                   CASE WHEN json_rows THEN 't.j' ELSE 't' END, relation)
+      INTO formatted;
+    RETURN CASE WHEN octet_length(formatted) > max_bytes THEN NULL ELSE formatted END;
   END IF;
-  html := html || '<tbody>';
-  FOR r IN 1 .. row_count LOOP
-    html := html || '<tr>' || array_to_string(ARRAY(
-      SELECT format('<td style="%s%s">%s</td>', cell_style,
-                    CASE WHEN numeric_columns[k] THEN ';text-align:right' ELSE '' END,
-                    COALESCE(dbmail.html_escape(cells[(r - 1) * columns + k]), '<span style="color:#8c959f">NULL</span>'))
-      FROM generate_series(1, columns) k), '') || '</tr>';
-  END LOOP;
-  RETURN html || '</tbody></table>';
-END;
-$$;
 
-CREATE FUNCTION dbmail.format_result(names text[], numeric_columns boolean[], cells text[], row_count integer, result_format text, header boolean, width integer, separator text, no_padding boolean, no_truncate boolean) RETURNS text
-    LANGUAGE plpgsql IMMUTABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
-    AS $$
-BEGIN
-  RETURN CASE upper(result_format)
-    WHEN 'CSV' THEN dbmail.format_csv(names, cells, row_count, header)
-    WHEN 'HTML' THEN dbmail.format_html(names, numeric_columns, cells, row_count, header)
-    ELSE dbmail.format_text(names, numeric_columns, cells, row_count, header, width, separator, no_padding, no_truncate)
-  END;
-END;
-$$;
-
-CREATE FUNCTION dbmail.format_text(names text[], numeric_columns boolean[], cells text[], row_count integer, header boolean, width integer, separator text, no_padding boolean, no_truncate boolean) RETURNS text
-    LANGUAGE plpgsql IMMUTABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
-    AS $$
-DECLARE
-  columns integer := cardinality(names);
-  widths integer[] := '{}';
-  shown text[] := '{}';
-  lines text[] := '{}';
-  line text;
-  cell text;
-  i integer;
-  r integer;
-BEGIN
-  -- cells is row-major: cell (r, i) is cells[(r - 1) * columns + i].
-  FOR r IN 1 .. row_count LOOP
-    FOR i IN 1 .. columns LOOP
-      cell := COALESCE(cells[(r - 1) * columns + i], 'NULL');
-      IF NOT no_truncate THEN
-        cell := left(cell, 256);
+  IF format_name = 'CSV' THEN
+    IF header THEN
+      lines := lines || dbmail.csv_line(names);
+      total := octet_length(lines[1]) + 2;
+    END IF;
+    FOR r IN EXECUTE format('SELECT dbmail.csv_line(%s) AS line FROM %s t', values_, relation) LOOP
+      total := total + octet_length(r.line) + 2;
+      IF total > max_bytes THEN
+        RETURN NULL;
       END IF;
-      shown := shown || cell;
+      lines := lines || r.line;
     END LOOP;
-  END LOOP;
-  FOR i IN 1 .. columns LOOP
-    widths := widths || GREATEST(CASE WHEN header THEN length(names[i]) ELSE 0 END,
-      (SELECT max(length(shown[(r2 - 1) * columns + i])) FROM generate_series(1, row_count) r2), 1);
-  END LOOP;
-  IF header THEN
-    lines := lines || dbmail.text_line(names, widths, array_fill(false, ARRAY[columns]), separator, no_padding);
-    lines := lines || array_to_string(ARRAY(SELECT repeat('-', CASE WHEN no_padding THEN length(names[k]) ELSE widths[k] END)
-                                            FROM generate_series(1, columns) k), separator);
+    IF total > max_bytes THEN
+      RETURN NULL;
+    END IF;
+    RETURN CASE WHEN cardinality(lines) = 0 THEN '' ELSE array_to_string(lines, E'\r\n') || E'\r\n' END;
   END IF;
-  FOR r IN 1 .. row_count LOOP
-    lines := lines || dbmail.text_line(shown[(r - 1) * columns + 1 : r * columns], widths, numeric_columns,
-                                       separator, no_padding);
+
+  IF format_name = 'HTML' THEN
+    prefix := '<table style="border-collapse:collapse;font-family:Arial,Helvetica,sans-serif;font-size:13px">';
+    IF header THEN
+      prefix := prefix || '<thead><tr>' || array_to_string(ARRAY(
+        SELECT format('<th style="%s;background:#f6f8fa;text-align:%s">%s</th>', 'border:1px solid #d0d7de;padding:4px 8px',
+                      CASE WHEN numeric_columns[k] THEN 'right' ELSE 'left' END, dbmail.html_escape(names[k]))
+        FROM generate_series(1, columns) k), '') || '</tr></thead>';
+    END IF;
+    prefix := prefix || '<tbody>';
+    total := octet_length(prefix) + octet_length('</tbody></table>');
+    IF total > max_bytes THEN
+      RETURN NULL;
+    END IF;
+    FOR r IN EXECUTE format('SELECT dbmail.html_row(%s, $1) AS line FROM %s t', values_, relation)
+      USING numeric_columns LOOP
+      total := total + octet_length(r.line);
+      IF total > max_bytes THEN
+        RETURN NULL;
+      END IF;
+      lines := lines || r.line;
+    END LOOP;
+    RETURN prefix || array_to_string(lines, '') || '</tbody></table>';
+  END IF;
+
+  -- TEXT. A row is shown at least as long as its values and separators without padding (padding only
+  -- adds spaces, and the line is trimmed of trailing spaces either way).
+  measure := CASE WHEN no_padding THEN format('array_to_string(%s, %L)', shown, separator)
+                  ELSE format('rtrim(array_to_string(%s, %L), '' '')', shown, separator) END;
+  EXECUTE format('SELECT EXISTS (SELECT FROM (SELECT sum(octet_length(%s) + 1) OVER (ROWS BETWEEN UNBOUNDED '
+                 'PRECEDING AND CURRENT ROW) AS run FROM %s t) w WHERE w.run > $1)', measure, relation)
+    INTO over USING max_bytes;
+  IF over THEN
+    RETURN NULL;
+  END IF;
+  IF no_padding OR columns = 0 THEN
+    -- (No columns: the JSON rows of a result without rows, whose names could not be learned.)
+    line_sql := format('SELECT %s AS line FROM %s t', measure, relation);
+  ELSE
+    EXECUTE format('SELECT array_agg(w.width ORDER BY w.k) FROM (SELECT u.k, max(length(u.v)) AS width '
+                   'FROM %s t, unnest(%s) WITH ORDINALITY AS u(v, k) GROUP BY u.k) w', relation, shown)
+      INTO maxes;
+    widths := ARRAY(SELECT GREATEST(CASE WHEN header THEN length(names[k]) ELSE 0 END, maxes[k], 1)
+                    FROM generate_series(1, columns) k);
+    -- The shown values once per row (OFFSET 0 keeps the planner from computing them once per column).
+    line_sql := format('SELECT rtrim(array_to_string(ARRAY[%s], %L), '' '') AS line FROM (SELECT %s AS s FROM %s t OFFSET 0) q',
+      (SELECT string_agg(format(CASE WHEN numeric_columns[k] THEN 'lpad(q.s[%s], %s)' ELSE 'rpad(q.s[%s], %s)' END,
+                                k, widths[k]), ', ' ORDER BY k)
+       FROM generate_series(1, columns) k),
+      separator, shown, relation);
+  END IF;
+  IF header THEN
+    lines := ARRAY[
+      CASE WHEN no_padding THEN array_to_string(names, separator)
+           ELSE rtrim(array_to_string(ARRAY(SELECT rpad(names[k], widths[k]) FROM generate_series(1, columns) k),
+                                      separator), ' ') END,
+      array_to_string(ARRAY(SELECT repeat('-', CASE WHEN no_padding THEN length(names[k]) ELSE widths[k] END)
+                            FROM generate_series(1, columns) k), separator)];
+    IF NOT no_padding THEN
+      lines := ARRAY(SELECT p FROM unnest(lines) WITH ORDINALITY AS l(line, n),
+                       unnest(CASE WHEN length(l.line) <= width THEN ARRAY[l.line] ELSE dbmail.wrap_line(l.line, width) END)
+                       WITH ORDINALITY AS w(p, k)
+                     ORDER BY l.n, w.k);
+    END IF;
+    total := (SELECT sum(octet_length(h) + 1) FROM unnest(lines) h);
+  END IF;
+  FOR r IN EXECUTE line_sql LOOP
+    row_count := row_count + 1;
+    IF no_padding OR length(r.line) <= width THEN
+      total := total + octet_length(r.line) + 1;
+      IF total > max_bytes THEN
+        RETURN NULL;
+      END IF;
+      lines := lines || r.line;
+    ELSE
+      FOREACH piece IN ARRAY dbmail.wrap_line(r.line, width) LOOP
+        total := total + octet_length(piece) + 1;
+        lines := lines || piece;
+      END LOOP;
+      IF total > max_bytes THEN
+        RETURN NULL;
+      END IF;
+    END IF;
   END LOOP;
-  -- Wrap lines longer than the width, as sqlcmd does (no_padding overrides the width).
-  lines := CASE WHEN no_padding THEN lines ELSE ARRAY(
-    SELECT substr(l.line, (k - 1) * width + 1, width)
-    FROM unnest(lines) WITH ORDINALITY AS l(line, n),
-         generate_series(1, GREATEST(1, ceil(length(l.line)::numeric / width)::integer)) k
-    ORDER BY l.n, k) END;
-  RETURN array_to_string(lines || ''::text || format('(%s %s affected)', row_count,
-    CASE WHEN row_count = 1 THEN 'row' ELSE 'rows' END), E'\n');
+  trailer := format('(%s %s affected)', row_count, CASE WHEN row_count = 1 THEN 'row' ELSE 'rows' END);
+  IF total + 1 + octet_length(trailer) > max_bytes THEN
+    RETURN NULL;
+  END IF;
+  RETURN array_to_string(lines || ''::text || trailer, E'\n');
 END;
-$$;
+$_$;
 
 CREATE FUNCTION dbmail.given_name(thing text, name text) RETURNS text
     LANGUAGE sql IMMUTABLE
@@ -1019,12 +1107,29 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION dbmail.is_admin(role_name name) RETURNS boolean
-    LANGUAGE plpgsql STABLE PARALLEL SAFE
+CREATE FUNCTION dbmail.html_row(cells text[], numeric_columns boolean[]) RETURNS text
+    LANGUAGE sql IMMUTABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
+  SELECT '<tr>' || array_to_string(ARRAY(
+    SELECT format('<td style="%s%s">%s</td>', 'border:1px solid #d0d7de;padding:4px 8px',
+                  CASE WHEN numeric_columns[k] THEN ';text-align:right' ELSE '' END,
+                  COALESCE(dbmail.html_escape(cells[k]), '<span style="color:#8c959f">NULL</span>'))
+    FROM generate_series(1, cardinality(cells)) k), '') || '</tr>';
+$$;
+
+CREATE FUNCTION dbmail.is_admin(role_name name) RETURNS boolean
+    LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  roles text;
 BEGIN
-  RETURN pg_has_role(role_name, 'dbmail_admin', 'USAGE');
+  IF NOT pg_has_role(role_name, 'dbmail_admin', 'USAGE') THEN
+    RETURN false;  -- the usual case, without reading a setting
+  END IF;
+  SELECT s.paramvalue INTO roles FROM dbmail.settings s WHERE s.paramname = 'AdminRoles';
+  RETURN COALESCE(roles, '') = '' OR dbmail.unconfined(role_name) OR dbmail.role_listed(role_name, roles);
 END;
 $$;
 
@@ -1032,6 +1137,7 @@ CREATE FUNCTION dbmail.job_failure_operator(operator_name text) RETURNS TABLE(op
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
+  SELECT dbmail.require_admin();  -- AdminRoles (000010)
   DELETE FROM dbmail.notified_job_runs n WHERE n.run_ended_at < now() - interval '30 days';
   SELECT o.operator_id, o.enabled, o.email_address FROM dbmail.operators o
   WHERE o.operator_id = dbmail.find_operator(NULL, $1, NULL, 'operator_name');
@@ -1061,9 +1167,17 @@ CREATE FUNCTION dbmail.log_event(event_type text, description text, mailitem_id 
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
-  level integer := COALESCE(dbmail.setting('LoggingLevel')::integer, 2);
+  level integer;
+  sender_roles text;
   new_id bigint;
 BEGIN
+  SELECT COALESCE(max(s.paramvalue) FILTER (WHERE s.paramname = 'LoggingLevel')::integer, 2),
+         max(s.paramvalue) FILTER (WHERE s.paramname = 'SenderRoles')
+    INTO level, sender_roles
+  FROM dbmail.settings s WHERE s.paramname IN ('LoggingLevel', 'SenderRoles');
+  IF sender_roles <> '' AND pg_has_role(dbmail.caller_role(), 'dbmail_sender', 'USAGE') THEN
+    PERFORM dbmail.require_sender();
+  END IF;
   IF event_type IS NULL OR event_type NOT IN ('success', 'information', 'warning', 'error') THEN
     PERFORM dbmail.raise_error('22023', 'event_type', event_type,
       'must be one of success, information, warning, error');
@@ -1103,7 +1217,7 @@ END;
 $$;
 
 CREATE FUNCTION dbmail.normalise_setting(parameter_name text, parameter_value text) RETURNS text
-    LANGUAGE plpgsql IMMUTABLE
+    LANGUAGE plpgsql STABLE
     AS $_$
 DECLARE
   trimmed text := btrim(parameter_value);
@@ -1156,6 +1270,21 @@ BEGIN
                    dbmail.show_value(item)));
         END IF;
         items := items || COALESCE(NULLIF(rtrim(item, '/'), ''), '/');
+      END LOOP;
+      RETURN array_to_string(items, ';');
+    WHEN 'AdminRoles', 'SenderRoles' THEN
+      -- Role names as PostgreSQL spells them (case matters), each once.
+      FOREACH item IN ARRAY string_to_array(trimmed, ';') LOOP
+        item := btrim(item);
+        CONTINUE WHEN item = '';
+        IF NOT EXISTS (SELECT FROM pg_roles r WHERE r.rolname = item) THEN
+          PERFORM dbmail.raise_error('42704', 'parameter_value', parameter_value,
+            format('%s: no role is named %s (role names are case-sensitive)', parameter_name,
+                   dbmail.show_value(item)));
+        END IF;
+        IF item <> ALL (items) THEN
+          items := items || item;
+        END IF;
       END LOOP;
       RETURN array_to_string(items, ';');
     ELSE
@@ -1266,57 +1395,49 @@ END;
 $$;
 
 CREATE FUNCTION dbmail.parse_address_list(parameter text, list text) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE
+    AS $$
+  SELECT dbmail.parse_addresses(parameter, list, 0, 0, false);
+$$;
+
+CREATE FUNCTION dbmail.parse_addresses(parameter text, list text, counted bigint, max_count bigint, header_field boolean) RETURNS jsonb
     LANGUAGE plpgsql IMMUTABLE
     AS $_$
 DECLARE
   entries text[];
   entry text;
-  ch text;
-  current_entry text := '';
-  in_quotes boolean := false;
-  escaped boolean := false;
-  result jsonb := '[]';
+  parsed jsonb[] := '{}';
+  n bigint := counted;
+  lt integer;
+  inner_part text;
   display_name text;
   address text;
   problem text;
 BEGIN
   IF list IS NULL OR btrim(list) = '' THEN
-    RETURN result;
+    RETURN '[]';
   END IF;
-  PERFORM dbmail.check_header_text(parameter, list);
+  IF list ~ '[\x01-\x08\x0a-\x1f\x7f]' THEN
+    PERFORM dbmail.raise_error('22023', parameter, list, 'line breaks and control characters are not allowed here');
+  END IF;
   IF strpos(list, '"') = 0 THEN
-    -- The common case, without quoted display names: no character loop needed.
+    -- The common case, without quoted display names.
     IF strpos(list, ',') > 0 THEN
       PERFORM dbmail.raise_error('22023', parameter, list, 'use '';'' to separate addresses');
     END IF;
     entries := string_to_array(list, ';');
   ELSE
-    entries := '{}';
-    FOREACH ch IN ARRAY regexp_split_to_array(list, '') LOOP
-      IF escaped THEN
-        escaped := false;
-      ELSIF in_quotes AND ch = '\' THEN
-        escaped := true;
-      ELSIF ch = '"' THEN
-        in_quotes := NOT in_quotes;
-      ELSIF NOT in_quotes AND ch = ',' THEN
-        PERFORM dbmail.raise_error('22023', parameter, list, 'use '';'' to separate addresses');
-      ELSIF NOT in_quotes AND ch = ';' THEN
-        entries := entries || current_entry;
-        current_entry := '';
-        CONTINUE;
-      END IF;
-      current_entry := current_entry || ch;
-    END LOOP;
-    IF in_quotes THEN
-      PERFORM dbmail.raise_error('22023', parameter, list, 'a double quote is not closed');
-    END IF;
-    entries := entries || current_entry;
+    entries := dbmail.split_quoted_list(parameter, list);
   END IF;
 
   FOREACH entry IN ARRAY entries LOOP
     entry := btrim(entry, E' \t');
     CONTINUE WHEN entry = '';
+    n := n + 1;
+    IF max_count > 0 AND n > max_count THEN
+      PERFORM dbmail.raise_error('54000', parameter, list,
+        format('more than MaxRecipientsPerMail (%s) recipients, to, cc and bcc together', max_count));
+    END IF;
     display_name := NULL;
     address := entry;
     IF right(entry, 1) = '>' THEN
@@ -1324,16 +1445,28 @@ BEGIN
         PERFORM dbmail.raise_error('22023', parameter, entry, 'not a valid e-mail address (a > without <)');
       END IF;
       -- `Name <address>`: the address is inside the last pair of angle brackets.
-      address := btrim(substring(entry FROM '<([^<>]*)>$'));
-      display_name := btrim(substring(entry FROM '^(.*)<[^<>]*>$'));
-      IF address IS NULL THEN
+      lt := length(entry) - strpos(reverse(entry), '<') + 1;
+      inner_part := substr(entry, lt + 1, length(entry) - lt - 1);
+      IF strpos(inner_part, '>') > 0 THEN
         PERFORM dbmail.raise_error('22023', parameter, entry, 'not a valid e-mail address');
+      END IF;
+      address := btrim(inner_part);
+      display_name := btrim(left(entry, lt - 1));
+      -- Quoted, a name of 256 characters takes at most 514 (each one escaped, and the quotes).
+      IF length(display_name) > 514 THEN
+        PERFORM dbmail.raise_error('22023', parameter, entry, 'the display name is longer than 256 characters');
       END IF;
       IF display_name ~ '^".*"$' THEN
         display_name := regexp_replace(substr(display_name, 2, length(display_name) - 2), '\\(.)', '\1', 'g');
       ELSIF display_name ~ '[<>"]' THEN
         PERFORM dbmail.raise_error('22023', parameter, entry,
           'a display name with special characters must be in double quotes');
+      ELSIF header_field AND strpos(display_name, ':') > 0 THEN
+        PERFORM dbmail.raise_error('22023', parameter, entry,
+          'a display name followed by a colon is group syntax, which is not allowed here (put a name with a colon in double quotes)');
+      END IF;
+      IF length(display_name) > 256 THEN
+        PERFORM dbmail.raise_error('22023', parameter, entry, 'the display name is longer than 256 characters');
       END IF;
       display_name := NULLIF(display_name, '');
     END IF;
@@ -1341,9 +1474,9 @@ BEGIN
     IF problem IS NOT NULL THEN
       PERFORM dbmail.raise_error('22023', parameter, entry, problem);
     END IF;
-    result := result || jsonb_build_array(jsonb_build_object('name', display_name, 'address', address));
+    parsed := parsed || jsonb_build_object('name', display_name, 'address', address);
   END LOOP;
-  RETURN result;
+  RETURN to_jsonb(parsed);
 END;
 $_$;
 
@@ -1365,7 +1498,7 @@ CREATE FUNCTION dbmail.parse_single_address(parameter text, value text) RETURNS 
     LANGUAGE plpgsql IMMUTABLE
     AS $$
 DECLARE
-  parsed jsonb := dbmail.parse_address_list(parameter, value);
+  parsed jsonb := dbmail.parse_addresses(parameter, value, 0, 0, true);
 BEGIN
   IF jsonb_array_length(parsed) > 1 THEN
     PERFORM dbmail.raise_error('22023', parameter, value, 'only one address is allowed here');
@@ -1384,6 +1517,13 @@ CREATE FUNCTION dbmail.principal_name(principal_id oid) RETURNS text
     ELSE (SELECT r.rolname::text FROM pg_catalog.pg_roles r WHERE r.oid = principal_id) END;
 $$;
 
+CREATE FUNCTION dbmail.query_result_limit() RETURNS bigint
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+  SELECT s.paramvalue::bigint FROM dbmail.settings s WHERE s.paramname = 'MaxFileSize';
+$$;
+
 CREATE FUNCTION dbmail.queue_mail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, query_result text) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -1392,6 +1532,12 @@ CREATE FUNCTION dbmail.queue_mail(profile_name text, recipients text, copy_recip
 #variable_conflict use_column
 DECLARE
   sender name := dbmail.take_caller_stamp('sp_send_dbmail');
+  sender_oid oid;
+  call_stack text;
+  own_frame text;
+  to_list jsonb;
+  cc_list jsonb;
+  bcc_list jsonb;
   envelope jsonb;
   parsed_from jsonb;
   the_profile integer;
@@ -1407,16 +1553,45 @@ DECLARE
   max_recipients bigint;
   max_size bigint;
   max_per_day bigint;
-  recipient_count bigint := 0;
-  mail_size bigint := 0;
+  header_size bigint := 0;
+  fixed_size bigint;
+  mail_size bigint;
   recent bigint;
+  bucket_mails integer;
 BEGIN
+  IF sender IN ('dbmail_user', 'dbmail_admin', 'dbmail_sender') THEN
+    PERFORM dbmail.raise_error('42501', 'caller', sender::text,
+      'mail cannot be sent as a dbmail group role: it would be anonymous (every member of the role may SET ROLE '
+      'to it and read it); RESET ROLE, or SET ROLE to a role of your own, first');
+  END IF;
+  IF query IS NOT NULL THEN
+    -- Only send_with_query ran the query whose result this is. The call stack's first line is this
+    -- function's frame, the second its caller's, each '<language''s words>dbmail.<name>(<argument
+    -- types>)...' (whatever lc_messages says): only objects of schema dbmail are named so, and only its
+    -- owner creates them.
+    GET DIAGNOSTICS call_stack = PG_CONTEXT;
+    own_frame := split_part(call_stack, E'\n', 1);
+    IF strpos(own_frame, 'dbmail.queue_mail(') = 0
+       OR NOT starts_with(split_part(call_stack, E'\n', 2),
+                          left(own_frame, strpos(own_frame, 'dbmail.queue_mail(') - 1) || 'dbmail.send_with_query(') THEN
+      PERFORM dbmail.raise_error('42501', 'query', query,
+        'a query is run, and its result recorded, only through dbmail.sp_send_dbmail (queue_mail does not take one)');
+    END IF;
+  END IF;
+  sender_oid := to_regrole(quote_ident(sender));
+  IF sender_oid IS NULL THEN
+    PERFORM dbmail.raise_error('42704', 'caller', sender::text, 'no such role (it was dropped meanwhile)');
+  END IF;
   -- Every lookup below is a statement of its own, and each costs as much as the checks around it: they
   -- are as few as the work allows (the three limits in one statement, the replay probe only with a key).
   replay := false;
   IF idempotency_key IS NOT NULL THEN
-    replay := EXISTS (SELECT FROM dbmail.mailitems m
-                      WHERE m.send_request_user = sender AND m.idempotency_key = queue_mail.idempotency_key);
+    -- Locked until this transaction ends: a concurrent delete of the item waits (or, if it committed
+    -- first, the item is not found and this is a new mail, checked as one).
+    PERFORM FROM dbmail.mailitems m
+    WHERE m.send_request_role = sender_oid AND m.idempotency_key = queue_mail.idempotency_key
+    FOR KEY SHARE;
+    replay := FOUND;
   END IF;
   SELECT max(s.paramvalue) FILTER (WHERE s.paramname = 'MaxRecipientsPerMail')::bigint,
          max(s.paramvalue) FILTER (WHERE s.paramname = 'MaxMailSize')::bigint,
@@ -1427,50 +1602,69 @@ BEGIN
   IF replay THEN
     max_recipients := 0;
     max_size := 0;
-  END IF;
-  IF replay OR dbmail.is_admin(sender) THEN
     max_per_day := 0;
   END IF;
   PERFORM dbmail.check_send_arguments(subject, body, COALESCE(body_format, 'TEXT'), importance, sensitivity,
     query, execute_query_database, attach_query_result_as_file, query_result_header, query_result_width,
     query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
     query_result_no_padding, file_attachments, attachments, headers, idempotency_key, query_result_format);
-  envelope := jsonb_build_object(
-    'to', dbmail.parse_address_list('recipients', recipients),
-    'cc', dbmail.parse_address_list('copy_recipients', copy_recipients),
-    'bcc', dbmail.parse_address_list('blind_copy_recipients', blind_copy_recipients));
-  IF envelope -> 'to' = '[]' AND envelope -> 'cc' = '[]' AND envelope -> 'bcc' = '[]' THEN
+
+  -- MaxMailSize, before anything is parsed: subject, the address lists as given, the headers and the body.
+  IF headers IS NOT NULL THEN
+    SELECT COALESCE(sum(octet_length(h.key) + octet_length(h.value)), 0) INTO header_size
+    FROM jsonb_each_text(headers) h;
+  END IF;
+  fixed_size := COALESCE(octet_length(subject), 0) + COALESCE(octet_length(recipients), 0)
+    + COALESCE(octet_length(copy_recipients), 0) + COALESCE(octet_length(blind_copy_recipients), 0)
+    + COALESCE(octet_length(from_address), 0) + COALESCE(octet_length(reply_to), 0) + header_size;
+  mail_size := fixed_size + COALESCE(octet_length(body), 0);
+  IF max_size > 0 AND mail_size > max_size THEN
+    -- Name what pushed it over, in this order.
+    mail_size := COALESCE(octet_length(subject), 0);
+    PERFORM dbmail.check_mail_size('subject', subject, mail_size, max_size);
+    mail_size := mail_size + COALESCE(octet_length(recipients), 0);
+    PERFORM dbmail.check_mail_size('recipients', recipients, mail_size, max_size);
+    mail_size := mail_size + COALESCE(octet_length(copy_recipients), 0);
+    PERFORM dbmail.check_mail_size('copy_recipients', copy_recipients, mail_size, max_size);
+    mail_size := mail_size + COALESCE(octet_length(blind_copy_recipients), 0);
+    PERFORM dbmail.check_mail_size('blind_copy_recipients', blind_copy_recipients, mail_size, max_size);
+    mail_size := mail_size + COALESCE(octet_length(from_address), 0);
+    PERFORM dbmail.check_mail_size('from_address', from_address, mail_size, max_size);
+    mail_size := mail_size + COALESCE(octet_length(reply_to), 0);
+    PERFORM dbmail.check_mail_size('reply_to', reply_to, mail_size, max_size);
+    mail_size := mail_size + header_size;
+    PERFORM dbmail.check_mail_size('headers', headers::text, mail_size, max_size);
+    mail_size := mail_size + COALESCE(octet_length(body), 0);
+    PERFORM dbmail.check_mail_size('body', body, mail_size, max_size);
+  END IF;
+
+  -- MaxRecipientsPerMail: every address of the three lists counts, as it is parsed; the list that goes
+  -- over is named.
+  to_list := dbmail.parse_addresses('recipients', recipients, 0, max_recipients, false);
+  cc_list := dbmail.parse_addresses('copy_recipients', copy_recipients, jsonb_array_length(to_list),
+    max_recipients, false);
+  bcc_list := dbmail.parse_addresses('blind_copy_recipients', blind_copy_recipients,
+    jsonb_array_length(to_list) + jsonb_array_length(cc_list), max_recipients, false);
+  IF to_list = '[]' AND cc_list = '[]' AND bcc_list = '[]' THEN
     PERFORM dbmail.raise_error('22004', 'recipients, copy_recipients, blind_copy_recipients', NULL,
       'a message needs at least one recipient');
   END IF;
-  -- MaxRecipientsPerMail: every parsed address of the three lists counts; the list that goes over is named.
-  IF max_recipients > 0 THEN
-    recipient_count := jsonb_array_length(envelope -> 'to');
-    IF recipient_count > max_recipients THEN
-      PERFORM dbmail.raise_error('54000', 'recipients', recipients, format(
-        '%s recipients (to, cc and bcc together) is more than MaxRecipientsPerMail (%s)', recipient_count, max_recipients));
-    END IF;
-    recipient_count := recipient_count + jsonb_array_length(envelope -> 'cc');
-    IF recipient_count > max_recipients THEN
-      PERFORM dbmail.raise_error('54000', 'copy_recipients', copy_recipients, format(
-        '%s recipients (to, cc and bcc together) is more than MaxRecipientsPerMail (%s)', recipient_count, max_recipients));
-    END IF;
-    recipient_count := recipient_count + jsonb_array_length(envelope -> 'bcc');
-    IF recipient_count > max_recipients THEN
-      PERFORM dbmail.raise_error('54000', 'blind_copy_recipients', blind_copy_recipients, format(
-        '%s recipients (to, cc and bcc together) is more than MaxRecipientsPerMail (%s)', recipient_count, max_recipients));
-    END IF;
+  envelope := jsonb_build_object('to', to_list, 'cc', cc_list, 'bcc', bcc_list);
+  IF from_address IS NOT NULL THEN
+    parsed_from := dbmail.parse_single_address('from_address', from_address);
   END IF;
-  parsed_from := dbmail.parse_single_address('from_address', from_address);
-  PERFORM dbmail.parse_single_address('reply_to', reply_to);
+  IF reply_to IS NOT NULL THEN
+    PERFORM dbmail.parse_single_address('reply_to', reply_to);
+  END IF;
   the_profile := dbmail.resolve_profile(sender, profile_name);
 
-  -- MaxMailsPerUserPerDay (SQL Server's planned error 14657): items this role queued in the last 24
-  -- hours, counted on mailitems_user_date_idx. The per-role lock makes concurrent sends count each other.
-  IF max_per_day > 0 THEN
-    PERFORM pg_advisory_xact_lock(hashtext('dbmail.MaxMailsPerUserPerDay'), hashtext(sender));
-    SELECT count(*) INTO recent FROM dbmail.mailitems m
-    WHERE m.send_request_user = sender AND m.send_request_date > now() - interval '1 day';
+  -- MaxMailsPerUserPerDay (SQL Server's planned error 14657): the mails this role queued in this hour
+  -- (UTC) and the 24 before it, from the ledger (so never fewer than in the last 24 hours). The
+  -- per-role lock makes concurrent sends count each other. Admins are exempt.
+  IF max_per_day > 0 AND NOT dbmail.is_admin(sender) THEN
+    PERFORM pg_advisory_xact_lock(hashtext('dbmail.MaxMailsPerUserPerDay'), hashtext(sender_oid::text));
+    SELECT COALESCE(sum(c.mails), 0) INTO recent FROM dbmail.daily_mail_counts c
+    WHERE c.role_id = sender_oid AND c.hour_start >= date_trunc('hour', now(), 'UTC') - interval '24 hours';
     IF recent >= max_per_day THEN
       PERFORM dbmail.raise_error('54000', 'send_request_user', sender, format(
         'has queued %s mails in the last 24 hours, the MaxMailsPerUserPerDay limit (%s); try again later or ask an admin to raise it',
@@ -1478,12 +1672,7 @@ BEGIN
     END IF;
   END IF;
 
-  -- MaxMailSize, counted as the mail grows: subject, body, attachments, then the query result.
-  mail_size := COALESCE(octet_length(subject), 0);
-  PERFORM dbmail.check_mail_size('subject', subject, mail_size, max_size);
-  mail_size := mail_size + COALESCE(octet_length(body), 0);
-  PERFORM dbmail.check_mail_size('body', body, mail_size, max_size);
-
+  -- MaxMailSize, as the mail grows: each attachment (name, content type and content), then the query result.
   FOREACH attached IN ARRAY COALESCE(attachments, '{}') LOOP
     IF attached IS NULL OR attached.content IS NULL THEN
       PERFORM dbmail.raise_error('22004', 'attachments', attached.filename, 'an attachment needs content (bytea)');
@@ -1497,14 +1686,16 @@ BEGIN
         format('not a MIME type (type/subtype) for %s', attached.filename));
     END IF;
     attached.content_type := COALESCE(attached.content_type, dbmail.content_type_for(attached.filename));
-    mail_size := mail_size + octet_length(attached.content);
+    mail_size := mail_size + octet_length(attached.filename) + octet_length(attached.content_type)
+      + octet_length(attached.content);
     PERFORM dbmail.check_mail_size('attachments', attached.filename, mail_size, max_size);
     files := files || attached;
   END LOOP;
   IF NULLIF(btrim(file_attachments), '') IS NOT NULL THEN
     files := files || dbmail.read_attachment_files(file_attachments);
-    mail_size := COALESCE(octet_length(subject), 0) + COALESCE(octet_length(body), 0)
-      + (SELECT COALESCE(sum(octet_length(f.content)), 0) FROM unnest(files) f);
+    mail_size := fixed_size + COALESCE(octet_length(body), 0)
+      + (SELECT COALESCE(sum(octet_length(f.filename) + octet_length(f.content_type) + octet_length(f.content)), 0)
+         FROM unnest(files) f);
     PERFORM dbmail.check_mail_size('file_attachments', file_attachments, mail_size, max_size);
   END IF;
   IF query IS NOT NULL AND query_result IS NOT NULL THEN
@@ -1533,8 +1724,9 @@ BEGIN
       body := CASE WHEN COALESCE(body, '') = '' THEN '' ELSE body || E'\n' END || query_result;
     END IF;
     -- The whole mail again: an inline result grows the body (HTML escaping can grow it further).
-    mail_size := COALESCE(octet_length(subject), 0) + COALESCE(octet_length(body), 0)
-      + (SELECT COALESCE(sum(octet_length(f.content)), 0) FROM unnest(files) f);
+    mail_size := fixed_size + COALESCE(octet_length(body), 0)
+      + (SELECT COALESCE(sum(octet_length(f.filename) + octet_length(f.content_type) + octet_length(f.content)), 0)
+         FROM unnest(files) f);
     PERFORM dbmail.check_mail_size('query', query, mail_size, max_size);
   END IF;
 
@@ -1545,7 +1737,7 @@ BEGIN
     attach_query_result_as_file, query_result_header, query_result_width, query_result_separator,
     exclude_query_output, append_query_error, query_no_truncate, query_result_no_padding,
     query_attachment_filename, query_result_format, from_address, reply_to, headers, send_at,
-    idempotency_key, message_id, next_attempt_at, send_request_user, last_mod_user)
+    idempotency_key, message_id, next_attempt_at, send_request_user, send_request_role, last_mod_user)
   OVERRIDING SYSTEM VALUE
   VALUES (
     next_id, the_profile, NULLIF(btrim(recipients), ''), NULLIF(btrim(copy_recipients), ''),
@@ -1557,15 +1749,30 @@ BEGIN
     query_no_truncate, query_result_no_padding, query_attachment_filename,
     upper(btrim(query_result_format)), NULLIF(btrim(from_address), ''), NULLIF(btrim(reply_to), ''),
     headers, send_at, idempotency_key, dbmail.message_id_for(next_id, the_profile, parsed_from),
-    GREATEST(COALESCE(send_at, now()), now()), sender, sender)
-  ON CONFLICT (send_request_user, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    GREATEST(COALESCE(send_at, now()), now()), sender, sender_oid, sender)
+  ON CONFLICT (send_request_role, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
   RETURNING m.mailitem_id INTO new_id;
 
   IF new_id IS NULL THEN
     -- The same key from the same role: the message is already queued (or sent); nothing new is queued.
     SELECT m.mailitem_id INTO new_id FROM dbmail.mailitems m
-    WHERE m.send_request_user = sender AND m.idempotency_key = queue_mail.idempotency_key;
+    WHERE m.send_request_role = sender_oid AND m.idempotency_key = queue_mail.idempotency_key;
     RETURN new_id;
+  END IF;
+  IF replay THEN
+    -- Cannot happen (the replayed item is locked): never queue a mail that skipped the limits.
+    PERFORM dbmail.raise_error('40001', 'idempotency_key', idempotency_key,
+      'the item this key replays disappeared during the call; try again');
+  END IF;
+  IF max_per_day > 0 THEN
+    INSERT INTO dbmail.daily_mail_counts AS c (role_id, hour_start, mails)
+    VALUES (sender_oid, date_trunc('hour', now(), 'UTC'), 1)
+    ON CONFLICT ON CONSTRAINT daily_mail_counts_pkey DO UPDATE SET mails = c.mails + 1
+    RETURNING c.mails INTO bucket_mails;
+    IF bucket_mails = 1 THEN
+      -- A new hour for this role: forget what no count looks at any more.
+      DELETE FROM dbmail.daily_mail_counts c WHERE c.hour_start < date_trunc('hour', now(), 'UTC') - interval '24 hours';
+    END IF;
   END IF;
   IF cardinality(files) > 0 THEN
     INSERT INTO dbmail.attachments (mailitem_id, filename, content_type, filesize, attachment, last_mod_user)
@@ -1635,15 +1842,25 @@ BEGIN
       PERFORM dbmail.raise_error('58P01', 'file_attachments', path, 'no such file on the database server');
     ELSIF info.isdir THEN
       PERFORM dbmail.raise_error('22023', 'file_attachments', path, 'is a directory, not a file');
+    ELSIF info.size = 0 THEN
+      PERFORM dbmail.raise_error('22023', 'file_attachments', path,
+        'is empty, or not a regular file (a FIFO, a device, a socket, or a file the kernel makes up, as in /proc, '
+        'all show size 0): only regular files with content are attached');
     END IF;
     name := substring(path FROM '[^/]+$');
     PERFORM dbmail.check_attachment('file_attachments', name, info.size);
     BEGIN
-      content := pg_read_binary_file(path);
+      -- At most one byte more than the size checked (a bytea holds at most 1073741819 bytes read so).
+      content := pg_read_binary_file(path, 0, LEAST(info.size + 1, 1073741819));
     EXCEPTION WHEN OTHERS THEN
       PERFORM dbmail.raise_error('58030', 'file_attachments', path,
         format('the database server cannot read it: %s', SQLERRM));
     END;
+    IF octet_length(content) > info.size THEN
+      PERFORM dbmail.raise_error('58030', 'file_attachments', path,
+        format('grew while it was read (it had %s bytes when its size was checked); attach it when it is complete',
+               info.size));
+    END IF;
     files := files || ROW(name, content, dbmail.content_type_for(name))::dbmail.attachment;
   END LOOP;
   RETURN files;
@@ -1724,6 +1941,49 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION dbmail.require_admin() RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+  roles text := dbmail.setting('AdminRoles');
+  caller name;
+BEGIN
+  IF COALESCE(roles, '') = '' THEN
+    RETURN true;
+  END IF;
+  caller := dbmail.caller_role();
+  IF dbmail.unconfined(caller)
+     OR (pg_has_role(caller, 'dbmail_admin', 'USAGE') AND dbmail.role_listed(caller, roles)) THEN
+    RETURN true;
+  END IF;
+  PERFORM dbmail.raise_error('42501', 'caller', caller::text,
+    format('may not use the dbmail_admin procedures in database %s: AdminRoles allows them only to members '
+           'of the roles it lists', current_database()));
+  RETURN false;
+END;
+$$;
+
+CREATE FUNCTION dbmail.require_sender() RETURNS void
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  roles text := dbmail.setting('SenderRoles');
+  caller name;
+BEGIN
+  IF COALESCE(roles, '') = '' THEN
+    RETURN;
+  END IF;
+  caller := dbmail.caller_role();
+  IF dbmail.unconfined(caller) OR dbmail.role_listed(caller, roles) THEN
+    RETURN;
+  END IF;
+  PERFORM dbmail.raise_error('42501', 'caller', caller::text,
+    format('may not act as a sender in database %s: SenderRoles allows the sender functions only to members '
+           'of the roles it lists', current_database()));
+END;
+$$;
+
 CREATE FUNCTION dbmail.resolve_profile(sender name, profile_name text) RETURNS integer
     LANGUAGE plpgsql STABLE
     AS $$
@@ -1785,82 +2045,64 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION dbmail.run_query(query text, result_format text, header boolean, width integer, separator text, no_padding boolean, no_truncate boolean) RETURNS text
+CREATE FUNCTION dbmail.role_listed(role_name name, roles text) RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$
+  SELECT EXISTS (
+    SELECT FROM pg_catalog.unnest(pg_catalog.string_to_array(roles, ';')) AS l(listed)
+    JOIN pg_catalog.pg_roles r ON r.rolname = l.listed
+    WHERE pg_catalog.pg_has_role(role_name, r.oid, 'MEMBER'));
+$$;
+
+CREATE FUNCTION dbmail.run_query(query text, caller_search_path text, OUT relation regclass, OUT json_rows boolean) RETURNS record
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
 DECLARE
-  result_table text := 'dbmail_query_' || pg_catalog.replace(pg_catalog.gen_random_uuid()::text, '-', '');
+  result_table text := 'dbmail_query_' || replace(gen_random_uuid()::text, '-', '');
+  trimmed text := regexp_replace(query, '[;[:space:]]+$', '');
   -- The newline keeps a trailing -- comment from swallowing the closing parenthesis.
-  subquery text := '(' || pg_catalog.regexp_replace(query, '[;[:space:]]+$', '') || E'\n) dbmail_query';
-  relation pg_catalog.regclass;
-  names text[];
-  numeric_columns boolean[];
-  cells text[];
-  rows_2d text[];
-  row_count integer;
-  formatted text;
+  subquery text := '(' || trimmed || E'\n) dbmail_query';
+  probe_sql text := 'SELECT * FROM ' || subquery;
+  table_sql text := format('CREATE TEMPORARY TABLE %I AS SELECT * FROM %s', result_table, subquery);
+  json_sql text := format('CREATE TEMPORARY TABLE %I AS SELECT pg_catalog.row_to_json(dbmail_query) AS j FROM %s',
+                          result_table, subquery);
+  several boolean := strpos(trimmed, ';') > 0;
+  probe refcursor;
+  columns integer;
 BEGIN
+  json_rows := false;
+  PERFORM pg_catalog.set_config('search_path', caller_search_path, true);
   BEGIN
-    EXECUTE pg_catalog.format('CREATE TEMPORARY TABLE %I AS SELECT * FROM %s', result_table, subquery);
+    OPEN probe FOR EXECUTE probe_sql;
+    CLOSE probe;
+    EXECUTE table_sql;
   EXCEPTION
     WHEN duplicate_column THEN
-      -- Columns with the same name (SELECT a.id, b.id; or unnamed ones): a table cannot hold them.
-      RETURN dbmail.run_query_as_json(subquery, result_format, header, width, separator, no_padding, no_truncate);
+      EXECUTE json_sql;
+      json_rows := true;
+    WHEN invalid_cursor_definition THEN
+      PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+      RAISE EXCEPTION USING ERRCODE = '42601',
+        MESSAGE = 'must be one statement that returns rows (this one closes the parenthesis sp_send_dbmail puts around it, and adds statements)';
     WHEN syntax_error THEN
+      PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
       -- sp_send_dbmail prefixes the message with the query. A ; that broke the subquery: say why.
-      IF pg_catalog.strpos(pg_catalog.regexp_replace(query, '[;[:space:]]+$', ''), ';') > 0 THEN
-        RAISE EXCEPTION USING ERRCODE = '42601',
-          MESSAGE = pg_catalog.format('must be one statement that returns rows (%s)', SQLERRM);
+      IF several THEN
+        RAISE EXCEPTION USING ERRCODE = '42601', MESSAGE = format('must be one statement that returns rows (%s)', SQLERRM);
       END IF;
       RAISE;
   END;
-  relation := pg_catalog.format('pg_temp.%I', result_table)::pg_catalog.regclass;
-  SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum),
-         pg_catalog.array_agg(a.atttypid IN (20, 21, 23, 26, 700, 701, 790, 1700) ORDER BY a.attnum)
-    INTO names, numeric_columns
-  FROM pg_catalog.pg_attribute a WHERE a.attrelid = relation AND a.attnum > 0 AND NOT a.attisdropped;
-  IF names IS NULL THEN
-    RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'returns no columns';
+  PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+  relation := format('pg_temp.%I', result_table)::regclass;
+  IF NOT json_rows THEN
+    SELECT count(*) INTO columns FROM pg_attribute a WHERE a.attrelid = relation AND a.attnum > 0 AND NOT a.attisdropped;
+    IF columns = 0 THEN
+      RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'returns no columns';
+    END IF;
   END IF;
-  IF pg_catalog.upper(result_format) = 'JSON' THEN
-    EXECUTE pg_catalog.format('SELECT COALESCE(pg_catalog.json_agg(t), ''[]''::pg_catalog.json)::text FROM %s t', relation)
-      INTO formatted;
-  ELSE
-    -- One row per row, each a text array; unnest flattens them row after row.
-    EXECUTE pg_catalog.format('SELECT pg_catalog.array_agg(ARRAY[%s]::text[]) FROM %s t',
-      (SELECT pg_catalog.string_agg(pg_catalog.format('t.%I::text', n), ', ') FROM pg_catalog.unnest(names) n),
-      relation)
-      INTO rows_2d;
-    row_count := COALESCE(pg_catalog.array_length(rows_2d, 1), 0);
-    cells := ARRAY(SELECT pg_catalog.unnest(rows_2d));
-    formatted := dbmail.format_result(names, numeric_columns, cells, row_count, result_format, header, width,
-                                      separator, no_padding, no_truncate);
-  END IF;
-  EXECUTE pg_catalog.format('DROP TABLE %s', relation);
-  RETURN formatted;
 END;
 $_$;
-
-CREATE FUNCTION dbmail.run_query_as_json(subquery text, result_format text, header boolean, width integer, separator text, no_padding boolean, no_truncate boolean) RETURNS text
-    LANGUAGE plpgsql
-    AS $$
-DECLARE
-  rows_json pg_catalog.json;
-BEGIN
-  EXECUTE pg_catalog.format('SELECT pg_catalog.json_agg(pg_catalog.row_to_json(dbmail_query)) FROM %s', subquery)
-    INTO rows_json;
-  IF pg_catalog.upper(result_format) = 'JSON' THEN
-    RETURN COALESCE(rows_json::text, '[]');
-  END IF;
-  RETURN dbmail.format_result(
-    ARRAY(SELECT e.key FROM pg_catalog.json_each(rows_json -> 0) e),
-    ARRAY(SELECT pg_catalog.json_typeof(e.value) = 'number' FROM pg_catalog.json_each(rows_json -> 0) e),
-    ARRAY(SELECT e.value FROM pg_catalog.json_array_elements(rows_json) WITH ORDINALITY AS r(item, n),
-                 LATERAL pg_catalog.json_each_text(r.item) WITH ORDINALITY AS e(key, value, k) ORDER BY r.n, e.k),
-    COALESCE(pg_catalog.json_array_length(rows_json), 0), result_format, header, width, separator, no_padding,
-    no_truncate);
-END;
-$$;
 
 CREATE FUNCTION dbmail.schema_version() RETURNS integer
     LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -1868,6 +2110,60 @@ CREATE FUNCTION dbmail.schema_version() RETURNS integer
     AS $$
 BEGIN
   RETURN (SELECT max(m.version) FROM dbmail.migrations m);
+END;
+$$;
+
+CREATE FUNCTION dbmail.send_with_query(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, caller_search_path text) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  query_result text;
+  failure text;
+  failure_state text;
+  result_table regclass;
+  json_rows boolean;
+  result_limit bigint;
+BEGIN
+  -- Refuse bad arguments before running anything.
+  PERFORM dbmail.check_send_arguments(subject, body, COALESCE(body_format, 'TEXT'), importance,
+    sensitivity, query, execute_query_database, attach_query_result_as_file, query_result_header,
+    query_result_width, query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
+    query_result_no_padding, file_attachments, attachments, headers, idempotency_key, query_result_format);
+  BEGIN
+    SELECT q.relation, q.json_rows INTO result_table, json_rows FROM dbmail.run_query(query, caller_search_path) q;
+  EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS failure = MESSAGE_TEXT, failure_state = RETURNED_SQLSTATE;
+    IF NOT append_query_error THEN
+      PERFORM dbmail.raise_error(failure_state, 'query', query, failure);
+    END IF;
+    -- append_query_error: send anyway, with the error in the body where an inline result would be.
+    failure := 'Query failed: ' || failure;
+    IF NOT attach_query_result_as_file THEN
+      query_result := CASE WHEN upper(query_result_format) = 'HTML' THEN dbmail.html_escape(failure) ELSE failure END;
+    ELSE
+      body := CASE WHEN COALESCE(body, '') = '' THEN '' ELSE body || E'\n' END
+              || CASE WHEN upper(COALESCE(body_format, 'TEXT')) = 'HTML' THEN dbmail.html_escape(failure) ELSE failure END;
+    END IF;
+  END;
+  IF result_table IS NOT NULL THEN
+    result_limit := dbmail.query_result_limit();
+    query_result := dbmail.format_query_result(result_table, json_rows, query_result_format, query_result_header,
+      query_result_width, query_result_separator, query_result_no_padding, query_no_truncate, result_limit);
+    EXECUTE format('DROP TABLE %s', result_table);
+    IF query_result IS NULL THEN
+      PERFORM dbmail.raise_error('54000', 'query', query,
+        format('the result is more than MaxFileSize (%s bytes)', result_limit));
+    END IF;
+  END IF;
+  -- The stamp that tells queue_mail who is calling (see dbmail.caller_stamps).
+  INSERT INTO dbmail.caller_stamps DEFAULT VALUES;
+  RETURN dbmail.queue_mail(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
+    body_format, importance, sensitivity, file_attachments, query, execute_query_database,
+    attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
+    query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
+    query_result_no_padding, from_address, reply_to, attachments, headers, send_at, idempotency_key,
+    query_result_format, query_result);
 END;
 $$;
 
@@ -1989,6 +2285,7 @@ CREATE FUNCTION dbmail.sp_add_operator(name text DEFAULT NULL::text, enabled boo
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
+  admin_checked boolean := dbmail.require_admin();  -- AdminRoles (000010)
   new_name text := btrim(sp_add_operator.name);
   new_email text := NULLIF(btrim(sp_add_operator.email_address), '');
   new_pager text := NULLIF(btrim(sp_add_operator.pager_address), '');
@@ -2023,6 +2320,7 @@ CREATE FUNCTION dbmail.sp_delete_operator(name text DEFAULT NULL::text) RETURNS 
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
+  admin_checked boolean := dbmail.require_admin();  -- AdminRoles (000010)
   target integer := dbmail.find_operator(NULL, sp_delete_operator.name, NULL, 'name');
 BEGIN
   DELETE FROM dbmail.operators o WHERE o.operator_id = target;
@@ -2033,6 +2331,7 @@ CREATE FUNCTION dbmail.sp_help_operator(operator_name text DEFAULT NULL::text, o
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
+  SELECT dbmail.require_admin();  -- AdminRoles (000010)
   -- An unknown operator is an error, not an empty list.
   SELECT dbmail.find_operator($2, $1, 'operator_id', 'operator_name', false);
   SELECT o.operator_id, o.name, o.enabled, o.email_address, o.pager_address, o.weekday_pager_start_time,
@@ -2062,45 +2361,25 @@ CREATE FUNCTION dbmail.sp_send_dbmail(profile_name text DEFAULT NULL::text, reci
     LANGUAGE plpgsql
     AS $$
 DECLARE
-  query_result text;
-  failure text;
-  failure_state text;
   new_id bigint;
 BEGIN
-  IF query IS NOT NULL THEN
-    -- Refuse bad arguments before running anything.
-    PERFORM dbmail.check_send_arguments(subject, body, COALESCE(body_format, 'TEXT'), importance,
-      sensitivity, query, execute_query_database, attach_query_result_as_file, query_result_header,
-      query_result_width, query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
-      query_result_no_padding, file_attachments, attachments, headers, idempotency_key, query_result_format);
-    BEGIN
-      query_result := dbmail.run_query(query, query_result_format, query_result_header, query_result_width,
-        query_result_separator, query_result_no_padding, query_no_truncate);
-    EXCEPTION WHEN OTHERS THEN
-      GET STACKED DIAGNOSTICS failure = MESSAGE_TEXT, failure_state = RETURNED_SQLSTATE;
-      IF NOT append_query_error THEN
-        PERFORM dbmail.raise_error(failure_state, 'query', query, failure);
-      END IF;
-      -- append_query_error: send anyway, with the error in the body where an inline result would be.
-      failure := 'Query failed: ' || failure;
-      IF NOT attach_query_result_as_file THEN
-        query_result := CASE WHEN pg_catalog.upper(query_result_format) = 'HTML' THEN dbmail.html_escape(failure)
-                             ELSE failure END;
-      ELSE
-        body := CASE WHEN COALESCE(body, '') = '' THEN '' ELSE body || E'\n' END
-                || CASE WHEN pg_catalog.upper(COALESCE(body_format, 'TEXT')) = 'HTML'
-                        THEN dbmail.html_escape(failure) ELSE failure END;
-      END IF;
-    END;
+  IF query IS NULL THEN
+    -- The stamp that tells queue_mail who is calling (see dbmail.caller_stamps).
+    INSERT INTO dbmail.caller_stamps DEFAULT VALUES;
+    new_id := dbmail.queue_mail(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
+      body_format, importance, sensitivity, file_attachments, query, execute_query_database,
+      attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
+      query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
+      query_result_no_padding, from_address, reply_to, attachments, headers, send_at, idempotency_key,
+      query_result_format, NULL);
+  ELSE
+    new_id := dbmail.send_with_query(profile_name, recipients, copy_recipients, blind_copy_recipients, subject,
+      body, body_format, importance, sensitivity, file_attachments, query, execute_query_database,
+      attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
+      query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
+      query_result_no_padding, from_address, reply_to, attachments, headers, send_at, idempotency_key,
+      query_result_format, pg_catalog.current_setting('search_path'));
   END IF;
-  -- The stamp that tells queue_mail who is calling (see dbmail.caller_stamps).
-  INSERT INTO dbmail.caller_stamps DEFAULT VALUES;
-  new_id := dbmail.queue_mail(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
-    body_format, importance, sensitivity, file_attachments, query, execute_query_database,
-    attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
-    query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
-    query_result_no_padding, from_address, reply_to, attachments, headers, send_at, idempotency_key,
-    query_result_format, query_result);
   -- What SQL Server prints; exclude_query_output silences it.
   IF NOT COALESCE(exclude_query_output, false) THEN
     RAISE NOTICE 'Mail (Id: %) queued.', new_id;
@@ -2114,6 +2393,7 @@ CREATE FUNCTION dbmail.sp_update_operator(name text DEFAULT NULL::text, new_name
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
+  admin_checked boolean := dbmail.require_admin();  -- AdminRoles (000010)
   target integer := dbmail.find_operator(NULL, sp_update_operator.name, NULL, 'name');
   stored dbmail.operators;
   merged_name text;
@@ -2169,11 +2449,32 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION dbmail.split_quoted_list(parameter text, list text) RETURNS text[]
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+DECLARE
+  outside text := regexp_replace(list, '"(?:[^"\\]|\\.)*"', '', 'g');
+  joined text;
+BEGIN
+  -- Before the quote left open, if any: what follows it is inside quotes.
+  IF strpos(split_part(outside, '"', 1), ',') > 0 THEN
+    PERFORM dbmail.raise_error('22023', parameter, list, 'use '';'' to separate addresses');
+  ELSIF strpos(outside, '"') > 0 THEN
+    PERFORM dbmail.raise_error('22023', parameter, list, 'a double quote is not closed');
+  END IF;
+  -- Control characters are refused before this, so \x01 marks the separators.
+  SELECT string_agg(CASE WHEN t.token[1] = ';' THEN E'\x01' ELSE t.token[1] END, '' ORDER BY t.n) INTO joined
+  FROM regexp_matches(list, '"(?:[^"\\]|\\.)*"|[^";]+|;', 'g') WITH ORDINALITY AS t(token, n);
+  RETURN string_to_array(joined, E'\x01');
+END;
+$$;
+
 CREATE FUNCTION dbmail.sysmail_add_account_sp(account_name text DEFAULT NULL::text, email_address text DEFAULT NULL::text, display_name text DEFAULT NULL::text, replyto_address text DEFAULT NULL::text, description text DEFAULT NULL::text, mailserver_name text DEFAULT NULL::text, mailserver_type text DEFAULT 'SMTP'::text, port integer DEFAULT 25, username text DEFAULT NULL::text, password text DEFAULT NULL::text, use_default_credentials boolean DEFAULT false, enable_ssl boolean DEFAULT false, security text DEFAULT NULL::text, timeout integer DEFAULT NULL::integer, tls_reject_unauthorized boolean DEFAULT true) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
+  admin_checked boolean := dbmail.require_admin();  -- AdminRoles (000010)
   new_id integer;
   resolved_security text := dbmail.resolve_security(enable_ssl, security);
   clean_username text := NULLIF(btrim(username), '');
@@ -2211,6 +2512,7 @@ CREATE FUNCTION dbmail.sysmail_add_principalprofile_sp(principal_id oid DEFAULT 
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
+  admin_checked boolean := dbmail.require_admin();  -- AdminRoles (000010)
   the_principal oid := dbmail.find_principal(principal_id, principal_name);
   the_profile integer := dbmail.find_profile(profile_id, profile_name);
 BEGIN
@@ -2237,6 +2539,7 @@ CREATE FUNCTION dbmail.sysmail_add_profile_sp(profile_name text DEFAULT NULL::te
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
+  admin_checked boolean := dbmail.require_admin();  -- AdminRoles (000010)
   new_id integer;
 BEGIN
   PERFORM dbmail.check_profile_name(profile_name);
@@ -2256,6 +2559,7 @@ CREATE FUNCTION dbmail.sysmail_add_profileaccount_sp(profile_id integer DEFAULT 
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
+  admin_checked boolean := dbmail.require_admin();  -- AdminRoles (000010)
   the_profile integer := dbmail.find_profile(profile_id, profile_name);
   the_account integer := dbmail.find_account(account_id, account_name);
 BEGIN
@@ -2279,14 +2583,33 @@ CREATE FUNCTION dbmail.sysmail_configure_sp(parameter_name text DEFAULT NULL::te
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
+  admin_checked boolean := dbmail.require_admin();
   setting_name text := dbmail.find_setting(parameter_name);
   setting_value text := dbmail.normalise_setting(setting_name, parameter_value);
+  caller name := dbmail.caller_role();
 BEGIN
+  IF setting_name = 'AdminRoles' AND setting_value <> '' AND NOT dbmail.unconfined(caller)
+     AND NOT (pg_has_role(caller, 'dbmail_admin', 'USAGE') AND dbmail.role_listed(caller, setting_value)) THEN
+    PERFORM dbmail.raise_error('22023', 'parameter_value', parameter_value,
+      format('AdminRoles would take your own admin rights in this database away (role %s is a member of none '
+             'of these roles); list a role of yours too', caller));
+  END IF;
   UPDATE dbmail.settings s SET
     paramvalue = setting_value,
     description = COALESCE(sysmail_configure_sp.description, s.description),
-    last_mod_date = now(), last_mod_user = dbmail.caller_role()
+    last_mod_date = now(), last_mod_user = caller
   WHERE s.paramname = setting_name;
+  IF setting_name = 'MaxMailsPerUserPerDay' AND setting_value <> '0' THEN
+    -- What the ledger did not see while the limit was off: the mail items of the last 25 hours. Where it
+    -- has a count already (the limit was on; items may have been deleted since), the larger one stays.
+    INSERT INTO dbmail.daily_mail_counts AS c (role_id, hour_start, mails)
+    SELECT m.send_request_role, date_trunc('hour', m.send_request_date, 'UTC'), count(*)
+    FROM dbmail.mailitems m
+    WHERE m.send_request_date >= date_trunc('hour', now(), 'UTC') - interval '24 hours'
+      AND m.send_request_role IS NOT NULL
+    GROUP BY 1, 2
+    ON CONFLICT ON CONSTRAINT daily_mail_counts_pkey DO UPDATE SET mails = GREATEST(c.mails, excluded.mails);
+  END IF;
   PERFORM dbmail.config_changed();
 END;
 $$;
@@ -2296,6 +2619,7 @@ CREATE FUNCTION dbmail.sysmail_delete_account_sp(account_id integer DEFAULT NULL
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
+  admin_checked boolean := dbmail.require_admin();  -- AdminRoles (000010)
   target integer := dbmail.find_account(account_id, account_name);
 BEGIN
   DELETE FROM dbmail.accounts a WHERE a.account_id = target;
@@ -2308,6 +2632,7 @@ CREATE FUNCTION dbmail.sysmail_delete_log_sp(logged_before timestamp with time z
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
+  admin_checked boolean := dbmail.require_admin();  -- AdminRoles (000010)
   kind text := lower(btrim(event_type));
   deleted bigint;
 BEGIN
@@ -2341,6 +2666,7 @@ CREATE FUNCTION dbmail.sysmail_delete_principalprofile_sp(principal_id oid DEFAU
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
+  admin_checked boolean := dbmail.require_admin();  -- AdminRoles (000010)
   -- A dropped role's grant can still be removed by its OID, so the OID is not checked against pg_roles.
   the_principal oid := CASE WHEN principal_name IS NULL THEN principal_id
                             ELSE dbmail.find_principal(principal_id, principal_name, false) END;
@@ -2366,6 +2692,7 @@ CREATE FUNCTION dbmail.sysmail_delete_profile_sp(profile_id integer DEFAULT NULL
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
+  admin_checked boolean := dbmail.require_admin();  -- AdminRoles (000010)
   target integer := dbmail.find_profile(profile_id, profile_name);
   target_name text;
   waiting integer;
@@ -2400,6 +2727,7 @@ CREATE FUNCTION dbmail.sysmail_delete_profileaccount_sp(profile_id integer DEFAU
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
+  admin_checked boolean := dbmail.require_admin();  -- AdminRoles (000010)
   the_profile integer := dbmail.find_profile(profile_id, profile_name, false);
   the_account integer := dbmail.find_account(account_id, account_name, false);
 BEGIN
@@ -2422,6 +2750,7 @@ CREATE FUNCTION dbmail.sysmail_help_account_sp(account_id integer DEFAULT NULL::
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
+  SELECT dbmail.require_admin();  -- AdminRoles (000010)
   SELECT dbmail.find_account($1, $2, false);  -- an unknown account is an error, not an empty list
   SELECT a.account_id, a.name, a.description, a.email_address, a.display_name, a.replyto_address,
          a.mailserver_type, a.mailserver_name, a.port, a.username, a.use_default_credentials,
@@ -2440,6 +2769,7 @@ CREATE FUNCTION dbmail.sysmail_help_configure_sp(parameter_name text DEFAULT NUL
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
+  SELECT dbmail.require_admin();  -- AdminRoles (000010)
   SELECT CASE WHEN $1 IS NOT NULL THEN dbmail.find_setting($1) END;  -- an unknown name is an error
   SELECT s.paramname, s.paramvalue, s.description FROM dbmail.settings s
   WHERE $1 IS NULL OR s.paramname = dbmail.find_setting($1)
@@ -2450,6 +2780,7 @@ CREATE FUNCTION dbmail.sysmail_help_principalprofile_sp(principal_id oid DEFAULT
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
+  SELECT dbmail.require_admin();  -- AdminRoles (000010)
   SELECT dbmail.find_principal($1, $2, false), dbmail.find_profile($3, $4, false);
   SELECT pp.principal_id, dbmail.principal_name(pp.principal_id), p.profile_id, p.name, pp.is_default
   FROM dbmail.principal_profiles pp
@@ -2463,6 +2794,7 @@ CREATE FUNCTION dbmail.sysmail_help_profile_sp(profile_id integer DEFAULT NULL::
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
+  SELECT dbmail.require_admin();  -- AdminRoles (000010)
   SELECT dbmail.find_profile($1, $2, false);  -- an unknown profile is an error, not an empty list
   SELECT p.profile_id, p.name, p.description FROM dbmail.profiles p
   WHERE ($1 IS NULL AND $2 IS NULL) OR p.profile_id = dbmail.find_profile($1, $2, false)
@@ -2473,6 +2805,7 @@ CREATE FUNCTION dbmail.sysmail_help_profileaccount_sp(profile_id integer DEFAULT
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
+  SELECT dbmail.require_admin();  -- AdminRoles (000010)
   SELECT dbmail.find_profile($1, $2, false), dbmail.find_account($3, $4, false);
   SELECT p.profile_id, p.name, a.account_id, a.name, pa.sequence_number
   FROM dbmail.profile_accounts pa
@@ -2487,6 +2820,7 @@ CREATE FUNCTION dbmail.sysmail_help_queue_sp(queue_type text DEFAULT NULL::text)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
+  SELECT dbmail.require_admin();  -- AdminRoles (000010)
   SELECT dbmail.raise_error('22023', 'queue_type', $1, 'must be mail (pg-dbmail has no separate status queue)')
   WHERE $1 IS NOT NULL AND lower($1) <> 'mail';
   WITH queue AS (
@@ -2526,6 +2860,7 @@ CREATE FUNCTION dbmail.sysmail_start_sp() RETURNS void
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
+  SELECT dbmail.require_admin();  -- AdminRoles (000010)
   SELECT dbmail.set_started(true);
 $$;
 
@@ -2533,6 +2868,7 @@ CREATE FUNCTION dbmail.sysmail_stop_sp() RETURNS void
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
+  SELECT dbmail.require_admin();  -- AdminRoles (000010)
   SELECT dbmail.set_started(false);
 $$;
 
@@ -2541,6 +2877,7 @@ CREATE FUNCTION dbmail.sysmail_update_account_sp(account_id integer DEFAULT NULL
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
+  admin_checked boolean := dbmail.require_admin();  -- AdminRoles (000010)
   target integer;
   stored dbmail.accounts;
   merged dbmail.accounts;
@@ -2620,6 +2957,7 @@ CREATE FUNCTION dbmail.sysmail_update_principalprofile_sp(principal_id oid DEFAU
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
+  admin_checked boolean := dbmail.require_admin();  -- AdminRoles (000010)
   the_principal oid := dbmail.find_principal(principal_id, principal_name);
   the_profile integer := dbmail.find_profile(profile_id, profile_name);
 BEGIN
@@ -2648,6 +2986,7 @@ CREATE FUNCTION dbmail.sysmail_update_profile_sp(profile_id integer DEFAULT NULL
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
+  admin_checked boolean := dbmail.require_admin();  -- AdminRoles (000010)
   target integer;
   new_name text;
 BEGIN
@@ -2683,6 +3022,7 @@ CREATE FUNCTION dbmail.sysmail_update_profileaccount_sp(profile_id integer DEFAU
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
+  admin_checked boolean := dbmail.require_admin();  -- AdminRoles (000010)
   the_profile integer := dbmail.find_profile(profile_id, profile_name);
   the_account integer := dbmail.find_account(account_id, account_name);
 BEGIN
@@ -2719,17 +3059,30 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION dbmail.text_line(values_ text[], widths integer[], right_aligned boolean[], separator text, no_padding boolean) RETURNS text
+CREATE FUNCTION dbmail.unconfined(role_name name) RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$
+  SELECT pg_catalog.pg_has_role(role_name,
+    (SELECT n.nspowner FROM pg_catalog.pg_namespace n WHERE n.nspname = 'dbmail'), 'USAGE');
+$$;
+
+CREATE FUNCTION dbmail.wrap_line(line text, width integer) RETURNS text[]
     LANGUAGE plpgsql IMMUTABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
+DECLARE
+  bytes bytea;
+  encoding name;
 BEGIN
-  IF no_padding THEN
-    RETURN array_to_string(ARRAY(SELECT COALESCE(v, '') FROM unnest(values_) v), separator);
+  IF octet_length(line) = length(line) THEN
+    bytes := textsend(line);
+    encoding := current_setting('server_encoding');
+    RETURN ARRAY(SELECT convert_from(substring(bytes FROM (k - 1) * width + 1 FOR width), encoding)
+                 FROM generate_series(1, (octet_length(bytes) + width - 1) / width) k);
   END IF;
-  RETURN rtrim(array_to_string(ARRAY(
-    SELECT CASE WHEN right_aligned[k] THEN lpad(values_[k], widths[k]) ELSE rpad(values_[k], widths[k]) END
-    FROM generate_series(1, cardinality(values_)) k), separator), ' ');
+  RETURN ARRAY(SELECT string_agg(u.c, '' ORDER BY u.i)
+               FROM unnest(string_to_array(line, NULL)) WITH ORDINALITY AS u(c, i)
+               GROUP BY (u.i - 1) / width ORDER BY (u.i - 1) / width);
 END;
 $$;
 
@@ -2795,8 +3148,11 @@ CREATE TABLE dbmail.caller_stamps (
     stamp_id bigint NOT NULL,
     role_name name DEFAULT CURRENT_USER NOT NULL,
     backend_pid integer DEFAULT pg_backend_pid() NOT NULL,
-    transaction_id xid8 DEFAULT pg_current_xact_id() NOT NULL
+    transaction_id xid8 DEFAULT pg_current_xact_id() NOT NULL,
+    inserted boolean DEFAULT true
 );
+
+COMMENT ON COLUMN dbmail.caller_stamps.inserted IS 'Means nothing: users may insert into this column only, so that INSERT ... DEFAULT VALUES is allowed and every other column takes its default';
 
 ALTER TABLE dbmail.caller_stamps ALTER COLUMN stamp_id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME dbmail.caller_stamps_stamp_id_seq
@@ -2805,6 +3161,12 @@ ALTER TABLE dbmail.caller_stamps ALTER COLUMN stamp_id ADD GENERATED ALWAYS AS I
     NO MINVALUE
     NO MAXVALUE
     CACHE 1
+);
+
+CREATE TABLE dbmail.daily_mail_counts (
+    role_id oid NOT NULL,
+    hour_start timestamp with time zone NOT NULL,
+    mails integer NOT NULL
 );
 
 CREATE TABLE dbmail.event_log (
@@ -2875,7 +3237,8 @@ CREATE TABLE dbmail.mailitems (
     smtp_response text,
     sent_by text,
     last_mod_date timestamp with time zone DEFAULT now() NOT NULL,
-    last_mod_user name NOT NULL
+    last_mod_user name NOT NULL,
+    send_request_role oid
 );
 ALTER TABLE ONLY dbmail.mailitems ALTER COLUMN sent_status SET STATISTICS 0;
 
@@ -3025,7 +3388,7 @@ CREATE VIEW dbmail.sysmail_allitems WITH (security_barrier='true') AS
     m.sent_by,
     m.smtp_response
    FROM dbmail.mailitems m
-  WHERE ((m.send_request_user = CURRENT_USER) OR ( SELECT dbmail.is_admin(CURRENT_USER) AS is_admin));
+  WHERE (((m.send_request_user = CURRENT_USER) AND (m.send_request_role = ( SELECT (to_regrole(quote_ident((CURRENT_USER)::text)))::oid AS to_regrole))) OR ( SELECT dbmail.is_admin(CURRENT_USER) AS is_admin));
 
 CREATE VIEW dbmail.sysmail_event_log WITH (security_barrier='true') AS
  SELECT e.log_id,
@@ -3041,7 +3404,7 @@ CREATE VIEW dbmail.sysmail_event_log WITH (security_barrier='true') AS
    FROM dbmail.event_log e
   WHERE (( SELECT dbmail.is_admin(CURRENT_USER) AS is_admin) OR (e.mailitem_id IN ( SELECT m.mailitem_id
            FROM dbmail.mailitems m
-          WHERE (m.send_request_user = CURRENT_USER))));
+          WHERE ((m.send_request_user = CURRENT_USER) AND (m.send_request_role = ( SELECT (to_regrole(quote_ident((CURRENT_USER)::text)))::oid AS to_regrole))))));
 
 CREATE VIEW dbmail.sysmail_faileditems WITH (security_barrier='true') AS
  SELECT sysmail_allitems.mailitem_id,
@@ -3098,7 +3461,7 @@ CREATE VIEW dbmail.sysmail_mailattachments WITH (security_barrier='true') AS
    FROM dbmail.attachments a
   WHERE (( SELECT dbmail.is_admin(CURRENT_USER) AS is_admin) OR (a.mailitem_id IN ( SELECT m.mailitem_id
            FROM dbmail.mailitems m
-          WHERE (m.send_request_user = CURRENT_USER))));
+          WHERE ((m.send_request_user = CURRENT_USER) AND (m.send_request_role = ( SELECT (to_regrole(quote_ident((CURRENT_USER)::text)))::oid AS to_regrole))))));
 
 CREATE VIEW dbmail.sysmail_sentitems WITH (security_barrier='true') AS
  SELECT sysmail_allitems.mailitem_id,
@@ -3207,6 +3570,9 @@ ALTER TABLE ONLY dbmail.attachments
 ALTER TABLE ONLY dbmail.caller_stamps
     ADD CONSTRAINT caller_stamps_pkey PRIMARY KEY (stamp_id);
 
+ALTER TABLE ONLY dbmail.daily_mail_counts
+    ADD CONSTRAINT daily_mail_counts_pkey PRIMARY KEY (role_id, hour_start);
+
 ALTER TABLE ONLY dbmail.event_log
     ADD CONSTRAINT event_log_pkey PRIMARY KEY (log_id);
 
@@ -3252,15 +3618,13 @@ CREATE INDEX event_log_mailitem_idx ON dbmail.event_log USING btree (mailitem_id
 
 CREATE INDEX mailitems_due_idx ON dbmail.mailitems USING btree (next_attempt_at, mailitem_id) WHERE ((sent_status)::text = ANY (ARRAY['unsent'::text, 'retrying'::text]));
 
-CREATE UNIQUE INDEX mailitems_idempotency_key ON dbmail.mailitems USING btree (send_request_user, idempotency_key) WHERE (idempotency_key IS NOT NULL);
+CREATE UNIQUE INDEX mailitems_idempotency_key ON dbmail.mailitems USING btree (send_request_role, idempotency_key) WHERE (idempotency_key IS NOT NULL);
 
 CREATE INDEX mailitems_leased_idx ON dbmail.mailitems USING btree (lease_expires_at) WHERE ((sent_status)::text = 'sending'::text);
 
 CREATE INDEX mailitems_profile_pending_idx ON dbmail.mailitems USING btree (profile_id) WHERE ((sent_status)::text = ANY (ARRAY['unsent'::text, 'sending'::text, 'retrying'::text]));
 
 CREATE INDEX mailitems_request_date_idx ON dbmail.mailitems USING btree (send_request_date);
-
-CREATE INDEX mailitems_user_date_idx ON dbmail.mailitems USING btree (send_request_user, send_request_date);
 
 CREATE INDEX mailitems_user_idx ON dbmail.mailitems USING btree (send_request_user, mailitem_id);
 
@@ -3369,22 +3733,16 @@ REVOKE ALL ON FUNCTION dbmail.find_profile(profile_id integer, profile_name text
 
 REVOKE ALL ON FUNCTION dbmail.find_setting(parameter_name text) FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION dbmail.format_csv(names text[], cells text[], row_count integer, header boolean) FROM PUBLIC;
-GRANT ALL ON FUNCTION dbmail.format_csv(names text[], cells text[], row_count integer, header boolean) TO dbmail_user;
-
-REVOKE ALL ON FUNCTION dbmail.format_html(names text[], numeric_columns boolean[], cells text[], row_count integer, header boolean) FROM PUBLIC;
-GRANT ALL ON FUNCTION dbmail.format_html(names text[], numeric_columns boolean[], cells text[], row_count integer, header boolean) TO dbmail_user;
-
-REVOKE ALL ON FUNCTION dbmail.format_result(names text[], numeric_columns boolean[], cells text[], row_count integer, result_format text, header boolean, width integer, separator text, no_padding boolean, no_truncate boolean) FROM PUBLIC;
-GRANT ALL ON FUNCTION dbmail.format_result(names text[], numeric_columns boolean[], cells text[], row_count integer, result_format text, header boolean, width integer, separator text, no_padding boolean, no_truncate boolean) TO dbmail_user;
-
-REVOKE ALL ON FUNCTION dbmail.format_text(names text[], numeric_columns boolean[], cells text[], row_count integer, header boolean, width integer, separator text, no_padding boolean, no_truncate boolean) FROM PUBLIC;
-GRANT ALL ON FUNCTION dbmail.format_text(names text[], numeric_columns boolean[], cells text[], row_count integer, header boolean, width integer, separator text, no_padding boolean, no_truncate boolean) TO dbmail_user;
+REVOKE ALL ON FUNCTION dbmail.format_query_result(relation regclass, json_rows boolean, result_format text, header boolean, width integer, separator text, no_padding boolean, no_truncate boolean, max_bytes bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.format_query_result(relation regclass, json_rows boolean, result_format text, header boolean, width integer, separator text, no_padding boolean, no_truncate boolean, max_bytes bigint) TO dbmail_user;
 
 REVOKE ALL ON FUNCTION dbmail.given_name(thing text, name text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.html_escape(value text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.html_escape(value text) TO dbmail_user;
+
+REVOKE ALL ON FUNCTION dbmail.html_row(cells text[], numeric_columns boolean[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.html_row(cells text[], numeric_columns boolean[]) TO dbmail_user;
 
 REVOKE ALL ON FUNCTION dbmail.is_admin(role_name name) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.is_admin(role_name name) TO dbmail_user;
@@ -3409,11 +3767,16 @@ GRANT ALL ON FUNCTION dbmail.operator_address(id integer, name text) TO dbmail_u
 
 REVOKE ALL ON FUNCTION dbmail.parse_address_list(parameter text, list text) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION dbmail.parse_addresses(parameter text, list text, counted bigint, max_count bigint, header_field boolean) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION dbmail.parse_bare_address(parameter text, value text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.parse_single_address(parameter text, value text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.principal_name(principal_id oid) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.query_result_limit() FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.query_result_limit() TO dbmail_user;
 
 REVOKE ALL ON FUNCTION dbmail.queue_mail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, query_result text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.queue_mail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, query_result text) TO dbmail_user;
@@ -3434,19 +3797,26 @@ GRANT ALL ON FUNCTION dbmail.record_outcomes(sender_id text, outcomes jsonb, pro
 REVOKE ALL ON FUNCTION dbmail.release_mailitems(sender_id text, mailitem_ids bigint[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.release_mailitems(sender_id text, mailitem_ids bigint[]) TO dbmail_sender;
 
+REVOKE ALL ON FUNCTION dbmail.require_admin() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.require_sender() FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.require_sender() TO dbmail_sender;
+
 REVOKE ALL ON FUNCTION dbmail.resolve_profile(sender name, profile_name text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.resolve_security(enable_ssl boolean, security text) FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION dbmail.run_query(query text, result_format text, header boolean, width integer, separator text, no_padding boolean, no_truncate boolean) FROM PUBLIC;
-GRANT ALL ON FUNCTION dbmail.run_query(query text, result_format text, header boolean, width integer, separator text, no_padding boolean, no_truncate boolean) TO dbmail_user;
+REVOKE ALL ON FUNCTION dbmail.role_listed(role_name name, roles text) FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION dbmail.run_query_as_json(subquery text, result_format text, header boolean, width integer, separator text, no_padding boolean, no_truncate boolean) FROM PUBLIC;
-GRANT ALL ON FUNCTION dbmail.run_query_as_json(subquery text, result_format text, header boolean, width integer, separator text, no_padding boolean, no_truncate boolean) TO dbmail_user;
+REVOKE ALL ON FUNCTION dbmail.run_query(query text, caller_search_path text, OUT relation regclass, OUT json_rows boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.run_query(query text, caller_search_path text, OUT relation regclass, OUT json_rows boolean) TO dbmail_user;
 
 REVOKE ALL ON FUNCTION dbmail.schema_version() FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.schema_version() TO dbmail_sender;
 GRANT ALL ON FUNCTION dbmail.schema_version() TO dbmail_admin;
+
+REVOKE ALL ON FUNCTION dbmail.send_with_query(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, caller_search_path text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.send_with_query(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, caller_search_path text) TO dbmail_user;
 
 REVOKE ALL ON FUNCTION dbmail.sender_accounts() FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.sender_accounts() TO dbmail_sender;
@@ -3487,6 +3857,8 @@ GRANT ALL ON FUNCTION dbmail.sp_send_dbmail(profile_name text, recipients text, 
 
 REVOKE ALL ON FUNCTION dbmail.sp_update_operator(name text, new_name text, enabled boolean, email_address text, pager_address text, weekday_pager_start_time integer, weekday_pager_end_time integer, saturday_pager_start_time integer, saturday_pager_end_time integer, sunday_pager_start_time integer, sunday_pager_end_time integer, pager_days integer, netsend_address text, category_name text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.sp_update_operator(name text, new_name text, enabled boolean, email_address text, pager_address text, weekday_pager_start_time integer, weekday_pager_end_time integer, saturday_pager_start_time integer, saturday_pager_end_time integer, sunday_pager_start_time integer, sunday_pager_end_time integer, pager_days integer, netsend_address text, category_name text) TO dbmail_admin;
+
+REVOKE ALL ON FUNCTION dbmail.split_quoted_list(parameter text, list text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.sysmail_add_account_sp(account_name text, email_address text, display_name text, replyto_address text, description text, mailserver_name text, mailserver_type text, port integer, username text, password text, use_default_credentials boolean, enable_ssl boolean, security text, timeout integer, tls_reject_unauthorized boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.sysmail_add_account_sp(account_name text, email_address text, display_name text, replyto_address text, description text, mailserver_name text, mailserver_type text, port integer, username text, password text, use_default_credentials boolean, enable_ssl boolean, security text, timeout integer, tls_reject_unauthorized boolean) TO dbmail_admin;
@@ -3563,10 +3935,12 @@ GRANT ALL ON FUNCTION dbmail.sysmail_update_profileaccount_sp(profile_id integer
 
 REVOKE ALL ON FUNCTION dbmail.take_caller_stamp(entry_point text) FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION dbmail.text_line(values_ text[], widths integer[], right_aligned boolean[], separator text, no_padding boolean) FROM PUBLIC;
-GRANT ALL ON FUNCTION dbmail.text_line(values_ text[], widths integer[], right_aligned boolean[], separator text, no_padding boolean) TO dbmail_user;
+REVOKE ALL ON FUNCTION dbmail.unconfined(role_name name) FROM PUBLIC;
 
-GRANT INSERT(transaction_id) ON TABLE dbmail.caller_stamps TO dbmail_user;
+REVOKE ALL ON FUNCTION dbmail.wrap_line(line text, width integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.wrap_line(line text, width integer) TO dbmail_user;
+
+GRANT INSERT(inserted) ON TABLE dbmail.caller_stamps TO dbmail_user;
 
 GRANT SELECT ON TABLE dbmail.sysmail_allitems TO dbmail_user;
 

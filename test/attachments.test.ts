@@ -2,8 +2,20 @@
 // `file_attachments` read by the database server from the AttachmentDirectories only, every one checked
 // against MaxFileSize and ProhibitedExtensions, stored with the item and delivered byte-exact by the sender
 // to a real SMTP server.
+import { execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  closeSync,
+  constants,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Attachment } from "mailparser";
@@ -431,6 +443,45 @@ describe("in-memory attachment refusals", () => {
     expectError(error, "22023", "attachments", "evil.exe ");
   });
 
+  // Issue 13: before 000010 each of these passed ProhibitedExtensions (the last extension was "exe.",
+  // "exe\u00a0", "exe::$data", ...), and a receiver saved the file as x.exe.
+  it.each([
+    ["a trailing dot", "evil.exe.", "end with a dot"],
+    ["trailing dots and spaces", "evil.exe . .", "end with a dot"],
+    ["a no-break space after the extension", "evil.exe\u00a0", "invisible, space-like or control characters"],
+    [
+      "a zero-width space after the extension",
+      "evil.exe\u200b",
+      "invisible, space-like or control characters",
+    ],
+    ["NEL (U+0085) after the extension", "evil.exe\u0085", "invisible, space-like or control characters"],
+    ["a tab inside the name", "evil\t.exe.txt", "invisible, space-like or control characters"],
+    ["a right-to-left override", "invoice\u202etxt.exe", "invisible, space-like or control characters"],
+    ["an NTFS alternate data stream", "evil.exe::$DATA", "a colon"],
+    ["a colon and a stream name", "evil.exe:stream.txt", "a colon"],
+  ])(
+    "refuses a name a receiver reads differently: %s, naming the file",
+    async (_label, filename, problem) => {
+      const error = await refused({ attachments: [{ filename, content: Buffer.from("MZ") }] });
+      expectError(error, "22023", "attachments", filename);
+      expect(error.message).toContain(problem);
+      const query = await refused({
+        query: "SELECT 1",
+        attach_query_result_as_file: true,
+        query_attachment_filename: filename,
+      });
+      expectError(query, "22023", "query_attachment_filename", filename);
+    },
+  );
+
+  it("still accepts plain spaces, inner dots and non-ASCII letters in a name", async () => {
+    const names = ["my report.final.pdf", "Bericht für März.csv", "東京 データ.txt"];
+    const id = await send({
+      attachments: names.map((filename) => ({ filename, content: Buffer.from("x") })),
+    });
+    expect((await stored(id)).map((r) => r.filename)).toEqual(names);
+  });
+
   it("refuses the whole message when one attachment of several is bad", async () => {
     const error = await refused({
       attachments: [
@@ -736,6 +787,58 @@ describe("file attachments", () => {
     writeFile(join(allowed, "report.exe.txt"), "fine");
     const id = await send({ file_attachments: join(allowed, "report.exe.txt") });
     expect((await stored(id)).map((r) => r.filename)).toEqual(["report.exe.txt"]);
+  });
+
+  it("refuses a file whose name a receiver reads differently (evil.exe., evil.exe::$DATA, a no-break space)", async () => {
+    for (const name of ["evil.exe.", "evil.exe::$DATA", "evil.exe\u00a0"]) {
+      const path = join(allowed, name);
+      writeFile(path, "MZ");
+      expectError(await refused({ file_attachments: path }), "22023", "file_attachments", name);
+    }
+  });
+
+  // Issue 13: before 000010 a FIFO was opened, which blocks the backend in the kernel until a writer
+  // comes, beyond statement_timeout, pg_cancel_backend and pg_terminate_backend; here a writer comes,
+  // so the attack ends, and its data was attached.
+  it("refuses a FIFO at once, without opening it", async () => {
+    const fifo = join(allowed, "pipe.txt");
+    execFileSync("mkfifo", ["-m", "666", fifo]);
+    try {
+      let settled = false;
+      const attempt = refused({ file_attachments: fifo }).finally(() => {
+        settled = true;
+      });
+      while (!settled) {
+        try {
+          // Succeeds only while a reader has the FIFO open: then the database is blocked reading it.
+          const fd = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
+          writeSync(fd, "data from the pipe");
+          closeSync(fd);
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== "ENXIO") throw error;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      const error = await attempt;
+      expectError(error, "22023", "file_attachments", fifo);
+      expect(error.message).toContain("not a regular file");
+    } finally {
+      rmSync(fifo, { force: true });
+    }
+  });
+
+  // Before: a device (a symbolic link to one) was read to its end, or to 1 GB, past MaxFileSize; a file
+  // that the kernel makes up (in /proc) shows size 0 too, and was read.
+  it("refuses a device and a /proc file, both of size 0, without reading them; and an empty file", async () => {
+    symlinkSync("/dev/null", join(allowed, "device.txt"));
+    symlinkSync("/proc/self/status", join(allowed, "status.txt"));
+    writeFile(join(allowed, "empty.txt"), "");
+    for (const name of ["device.txt", "status.txt", "empty.txt"]) {
+      const path = join(allowed, name);
+      const error = await refused({ file_attachments: path });
+      expectError(error, "22023", "file_attachments", path);
+      expect(error.message).toContain("is empty, or not a regular file");
+    }
   });
 
   it("refuses a path with a line break", async () => {

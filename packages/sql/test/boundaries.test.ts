@@ -566,15 +566,6 @@ describe("header injection through the parameters not covered elsewhere", () => 
     ["headers (name)", { headers: JSON.stringify({ "X-A\r\nBcc": "v" }) }],
     ["headers (value)", { headers: JSON.stringify({ "X-Tag": "a\r\nBcc: evil@attacker.example" }) }],
     ["headers (an overridden From)", { headers: JSON.stringify({ From: "boss@x.org" }) }],
-    [
-      "query_attachment_filename",
-      {
-        query: "SELECT 1",
-        query_result: "1",
-        attach_query_result_as_file: true,
-        query_attachment_filename: "a\r\nb.csv",
-      },
-    ],
   ])(
     "a direct call to queue_mail (stamped by hand) refuses a line break in %s, nothing queued",
     async (_label, overrides) => {
@@ -582,6 +573,29 @@ describe("header injection through the parameters not covered elsewhere", () => 
       expect(error.code, error.message).toBe("22023");
     },
   );
+
+  it("a line break in query_attachment_filename is refused, and a direct call to queue_mail takes no query at all", async () => {
+    const error = await refusedUnchanged(() =>
+      send(aliceClient, {
+        query: "SELECT 1",
+        attach_query_result_as_file: true,
+        query_attachment_filename: "a\r\nb.csv",
+      }),
+    );
+    expect(error.code, error.message).toBe("22023");
+    expect(error.message.startsWith("query_attachment_filename: "), error.message).toBe(true);
+    // Directly, with a result of its own making: refused before the name is looked at (000010).
+    const direct = await refusedUnchanged(() =>
+      queueMailDirectly(aliceClient, {
+        query: "SELECT 1",
+        query_result: "1",
+        attach_query_result_as_file: true,
+        query_attachment_filename: "a\r\nb.csv",
+      }),
+    );
+    expect(direct.code, direct.message).toBe("42501");
+    expect(direct.message.startsWith('query: "SELECT 1": '), direct.message).toBe(true);
+  });
 
   it("a direct call to queue_mail refuses an in-memory attachment whose name or content type has a line break", async () => {
     for (const attachment of [

@@ -1047,6 +1047,7 @@ describe("settings", () => {
     expect(rows.map((r) => [r.paramname, r.paramvalue])).toEqual([
       ["AccountRetryAttempts", "1"],
       ["AccountRetryDelay", "60"],
+      ["AdminRoles", ""],
       ["AttachmentDirectories", ""],
       ["DatabaseMailExeMinimumLifeTime", "600"],
       ["DefaultAttachmentEncoding", "MIME"],
@@ -1056,6 +1057,7 @@ describe("settings", () => {
       ["MaxMailsPerUserPerDay", "0"],
       ["MaxRecipientsPerMail", "100"],
       ["ProhibitedExtensions", "exe,dll,vbs,js"],
+      ["SenderRoles", ""],
       ["UnknownOutcomePolicy", "retry"],
     ]);
     expect(rows.every((r) => typeof r.description === "string" && r.description !== "")).toBe(true);
@@ -1074,7 +1076,7 @@ describe("settings", () => {
         "SELECT paramvalue, last_mod_user FROM dbmail.settings WHERE paramname = 'AccountRetryAttempts'",
       ),
     ).toEqual([{ paramvalue: "3", last_mod_user: adminRole.name }]);
-    expect(await su("SELECT count(*)::int AS n FROM dbmail.settings")).toEqual([{ n: 12 }]);
+    expect(await su("SELECT count(*)::int AS n FROM dbmail.settings")).toEqual([{ n: 14 }]);
   });
 
   it("a NULL description keeps the old one; a new one replaces it", async () => {

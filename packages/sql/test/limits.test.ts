@@ -133,9 +133,10 @@ async function withSettings<T>(values: Record<string, string>, fn: () => Promise
   }
 }
 
-/** Empties the queue, so that each daily-limit test starts from no mail. */
+/** Empties the queue and MaxMailsPerUserPerDay's ledger, so that each daily-limit test starts from no mail. */
 async function clearQueue(): Promise<void> {
   await db.query("DELETE FROM dbmail.mailitems");
+  await db.query("DELETE FROM dbmail.daily_mail_counts");
 }
 
 beforeAll(async () => {
@@ -220,8 +221,9 @@ describe("the settings", () => {
 });
 
 describe("MaxRecipientsPerMail", () => {
-  const problem = (n: number, max: number) =>
-    `${n} recipients (to, cc and bcc together) is more than MaxRecipientsPerMail (${max})`;
+  // Counted as the lists are parsed: the refusal comes at the first address over the limit (000010).
+  const problem = (_n: number, max: number) =>
+    `more than MaxRecipientsPerMail (${max}) recipients, to, cc and bcc together`;
 
   it("accepts exactly the limit and one under, to, cc and bcc together", async () => {
     await withSettings({ MaxRecipientsPerMail: "5" }, async () => {
@@ -288,7 +290,7 @@ describe("MaxRecipientsPerMail", () => {
     const error = await refused(message({ recipients: addresses(101) }));
     expect(error.code).toBe("54000");
     expect(error.message).toMatch(
-      /^recipients: ".*": 101 recipients \(to, cc and bcc together\) is more than MaxRecipientsPerMail \(100\)$/,
+      /^recipients: ".*": more than MaxRecipientsPerMail \(100\) recipients, to, cc and bcc together$/,
     );
   });
 
@@ -308,18 +310,21 @@ describe("MaxRecipientsPerMail", () => {
 
 describe("MaxMailSize", () => {
   const problem = (size: number, max: number) =>
-    `the mail would be ${size} bytes (subject, body and attachments), more than MaxMailSize (${max} bytes)`;
-  // subject "Test" is 4 bytes.
+    `the mail would be ${size} bytes (subject, addresses, headers, body and attachments), more than MaxMailSize (${max} bytes)`;
+  // subject "Test" (4 bytes) and recipients "to@example.org" (14 bytes): every mail below has them.
+  const FIXED = 18;
   const LIMIT = 1000;
+  // What an attachment counts besides its content: its name and its content type.
+  const BIN = "application/octet-stream".length;
 
   it("accepts a mail of exactly MaxMailSize bytes and one byte under", async () => {
     await withSettings({ MaxMailSize: String(LIMIT) }, async () => {
-      await send(message({ body: "x".repeat(LIMIT - 4) }));
-      await send(message({ body: "x".repeat(LIMIT - 5) }));
+      await send(message({ body: "x".repeat(LIMIT - FIXED) }));
+      await send(message({ body: "x".repeat(LIMIT - FIXED - 1) }));
       await send(
         message({
           body: "x".repeat(500),
-          attachments: [{ filename: "a.bin", content: Buffer.alloc(LIMIT - 504) }],
+          attachments: [{ filename: "a.bin", content: Buffer.alloc(LIMIT - FIXED - 500 - 5 - BIN) }],
         }),
       );
     });
@@ -327,17 +332,17 @@ describe("MaxMailSize", () => {
 
   it("refuses one byte over, naming the body, and queues nothing", async () => {
     await withSettings({ MaxMailSize: String(LIMIT) }, async () => {
-      const body = "x".repeat(LIMIT - 3);
+      const body = "x".repeat(LIMIT - FIXED + 1);
       expectError(await refused(message({ body })), "54000", "body", body, problem(LIMIT + 1, LIMIT));
     });
   });
 
   it("counts bytes, not characters", async () => {
     await withSettings({ MaxMailSize: String(LIMIT) }, async () => {
-      // "é" is two bytes in UTF-8: 499 of them and the subject make 1002 bytes.
-      const body = "é".repeat(499);
+      // "é" is two bytes in UTF-8: 492 of them and the rest make 1002 bytes.
+      const body = "é".repeat(492);
       expectError(await refused(message({ body })), "54000", "body", body, problem(1002, LIMIT));
-      await send(message({ body: "é".repeat(498) }));
+      await send(message({ body: "é".repeat(491) }));
     });
   });
 
@@ -354,14 +359,15 @@ describe("MaxMailSize", () => {
     });
   });
 
-  it("names the in-memory attachment that went over", async () => {
+  it("names the in-memory attachment that went over, counting its name and content type", async () => {
     await withSettings({ MaxMailSize: String(LIMIT) }, async () => {
+      // 18 + 96 + (9 + 24 + 500) = 647; then 10 + 24 + 320 more: 1001.
       const error = await refused(
         message({
           body: "x".repeat(96),
           attachments: [
             { filename: "first.bin", content: Buffer.alloc(500) },
-            { filename: "second.bin", content: Buffer.alloc(401) },
+            { filename: "second.bin", content: Buffer.alloc(320) },
           ],
         }),
       );
@@ -369,13 +375,17 @@ describe("MaxMailSize", () => {
     });
   });
 
-  it("counts file attachments", async () => {
+  it("counts file attachments, with their names and content types", async () => {
     const path = join(directory, "report.csv");
     writeFileSync(path, Buffer.alloc(600, "a"));
     chmodSync(path, 0o644);
+    // report.csv (10) as text/csv (8), 600 bytes.
+    const file = 10 + 8 + 600;
     await withSettings({ MaxMailSize: String(LIMIT) }, async () => {
-      await send(message({ body: "x".repeat(LIMIT - 604), file_attachments: path }));
-      const error = await refused(message({ body: "x".repeat(LIMIT - 603), file_attachments: path }));
+      await send(message({ body: "x".repeat(LIMIT - FIXED - file), file_attachments: path }));
+      const error = await refused(
+        message({ body: "x".repeat(LIMIT - FIXED - file + 1), file_attachments: path }),
+      );
       expectError(error, "54000", "file_attachments", path, problem(LIMIT + 1, LIMIT));
     });
   });
@@ -399,14 +409,50 @@ describe("MaxMailSize", () => {
   });
 
   it("by default allows 10 MiB (10485760 bytes) and refuses a byte more", async () => {
-    await send(message({ body: "x".repeat(10485760 - 4) }));
-    const body = "x".repeat(10485760 - 3);
+    await send(message({ body: "x".repeat(10485760 - FIXED) }));
+    const body = "x".repeat(10485760 - FIXED + 1);
     expectError(await refused(message({ body })), "54000", "body", body, problem(10485761, 10485760));
   });
 
   it("0 means unlimited", async () => {
     await withSettings({ MaxMailSize: "0" }, async () => {
       await send(message({ body: "x".repeat(10485760) }));
+    });
+  });
+
+  // Issue 13: 20 MB of extra headers passed a 10 MB limit; display names did not count either.
+  it("counts the headers, names and values (20 headers of 998 bytes do not pass a 10 kB limit)", async () => {
+    const headers: Record<string, string> = {};
+    for (let i = 0; i < 20; i++) headers[`X-Filler-${String(i).padStart(2, "0")}`] = "h".repeat(998);
+    const value = JSON.stringify(headers);
+    await withSettings({ MaxMailSize: "10000" }, async () => {
+      const error = await refused(message({ body: "", headers: value }));
+      expect(error.code).toBe("54000");
+      // 18 fixed, then 20 * (11 + 998).
+      const stored = (await db.query<{ h: string }>("SELECT $1::jsonb::text AS h", [value])).rows[0]?.h ?? "";
+      expectError(error, "54000", "headers", stored, problem(FIXED + 20 * (11 + 998), 10000));
+      // Fewer fit: 9 headers are 9081 bytes.
+      const few: Record<string, string> = {};
+      for (let i = 0; i < 9; i++) few[`X-Filler-${String(i).padStart(2, "0")}`] = "h".repeat(998);
+      await send(message({ body: "", headers: JSON.stringify(few) }));
+    });
+  });
+
+  it("counts the address lists as given, display names included, and names the list that went over", async () => {
+    const name = "N".repeat(250);
+    const to = Array.from({ length: 4 }, (_, i) => `"${name}" <r${i}@example.org>`).join(";");
+    await withSettings({ MaxMailSize: String(LIMIT) }, async () => {
+      const error = await refused(message({ recipients: to, body: "" }));
+      expectError(error, "54000", "recipients", to, problem(4 + Buffer.byteLength(to), LIMIT));
+      const cc = `"${name}" <c@example.org>`;
+      const error2 = await refused(message({ copy_recipients: `${cc};${cc};${cc};${cc}`, body: "" }));
+      expect(error2.message).toMatch(/^copy_recipients: /);
+    });
+    // subject, recipients and from_address make 239 bytes; reply_to 221 more.
+    const from = `"${"F".repeat(200)}" <from@example.org>`;
+    await withSettings({ MaxMailSize: "400" }, async () => {
+      const error = await refused(message({ from_address: from, reply_to: from, body: "" }));
+      expectError(error, "54000", "reply_to", from, problem(FIXED + 2 * from.length, 400));
     });
   });
 });
@@ -446,22 +492,59 @@ describe("MaxMailsPerUserPerDay", () => {
     });
   });
 
-  it("counts only the last 24 hours", async () => {
+  it("counts the hour it is (UTC) and the 24 before it, from its ledger", async () => {
     await clearQueue();
     await withSettings({ MaxMailsPerUserPerDay: "2" }, async () => {
-      const older = await send(message());
-      const recent = await send(message());
+      await send(message());
+      await send(message());
       await refused(message());
+      // The two mails of this hour, moved back: one 25 hours (no longer counted), one 24 hours.
       await db.query(
-        "UPDATE dbmail.mailitems SET send_request_date = now() - interval '1 day 1 second' WHERE mailitem_id = $1",
-        [older],
+        `UPDATE dbmail.daily_mail_counts
+         SET hour_start = date_trunc('hour', now(), 'UTC') - interval '25 hours', mails = 1`,
       );
       await db.query(
-        "UPDATE dbmail.mailitems SET send_request_date = now() - interval '23 hours 59 minutes' WHERE mailitem_id = $1",
-        [recent],
+        `INSERT INTO dbmail.daily_mail_counts (role_id, hour_start, mails)
+         SELECT role_id, date_trunc('hour', now(), 'UTC') - interval '24 hours', 1 FROM dbmail.daily_mail_counts`,
       );
       await send(message());
       expectError(await refused(message()), "54000", "send_request_user", aliceRole.name, problem(2, 2));
+      // A new hour's first mail forgets what no count looks at any more.
+      const { rows } = await db.query<{ oldest: string }>(
+        `SELECT count(*) FILTER (WHERE hour_start < date_trunc('hour', now(), 'UTC') - interval '24 hours') AS oldest
+         FROM dbmail.daily_mail_counts`,
+      );
+      expect(Number(first(rows).oldest)).toBe(0);
+    });
+  });
+
+  // Issue 13: sysmail_delete_mailitems_sp(sent_status => ...) reset the count, so a role could send
+  // again and again.
+  it("keeps counting mail that was deleted since", async () => {
+    await clearQueue();
+    await withSettings({ MaxMailsPerUserPerDay: "2" }, async () => {
+      await send(message());
+      await send(message());
+      await refused(message());
+      const { rows } = await alice.query<{ n: string }>(
+        "SELECT dbmail.sysmail_delete_mailitems_sp(sent_status => 'unsent') AS n",
+      );
+      expect(Number(first(rows).n)).toBe(2);
+      expect(await queued()).toBe(0);
+      expectError(await refused(message()), "54000", "send_request_user", aliceRole.name, problem(2, 2));
+      // Nor does an admin's deletion of every item.
+      await boss.query("SELECT dbmail.sysmail_delete_mailitems_sp(sent_before => now() + interval '1 day')");
+      expectError(await refused(message()), "54000", "send_request_user", aliceRole.name, problem(2, 2));
+    });
+  });
+
+  it("counts, when it is turned on, the mail queued in the last 24 hours while it was off", async () => {
+    await clearQueue();
+    await send(message());
+    await send(message());
+    await withSettings({ MaxMailsPerUserPerDay: "3" }, async () => {
+      await send(message());
+      expectError(await refused(message()), "54000", "send_request_user", aliceRole.name, problem(3, 3));
     });
   });
 
@@ -528,24 +611,23 @@ describe("MaxMailsPerUserPerDay", () => {
     expect(await queued()).toBe(5);
   });
 
-  it("counts with an index scan on (send_request_user, send_request_date)", async () => {
+  it("counts with an index scan on the ledger's key (role, hour)", async () => {
     const client = await db.connect();
     try {
       await client.query("BEGIN");
-      await send(message());
-      // Many roles' items, so that a sequential scan would not pay.
+      // Many roles' hours, so that a sequential scan would not pay.
       await client.query(
-        `INSERT INTO dbmail.mailitems (profile_id, envelope, subject, message_id, send_request_user, last_mod_user, send_request_date)
-         SELECT m.profile_id, m.envelope, m.subject, m.message_id || g, 'user' || (g % 500), 'x', now() - (g % 72) * interval '1 hour'
-         FROM generate_series(1, 50000) g, (SELECT * FROM dbmail.mailitems LIMIT 1) m`,
+        `INSERT INTO dbmail.daily_mail_counts (role_id, hour_start, mails)
+         SELECT (100000 + g % 2000)::oid, date_trunc('hour', now(), 'UTC') - (g / 2000) * interval '1 hour', 1
+         FROM generate_series(1, 50000) g`,
       );
-      await client.query("ANALYZE dbmail.mailitems");
+      await client.query("ANALYZE dbmail.daily_mail_counts");
       const { rows } = await client.query<{ "QUERY PLAN": string }>(
-        `EXPLAIN SELECT count(*) FROM dbmail.mailitems m
-         WHERE m.send_request_user = 'user7' AND m.send_request_date > now() - interval '1 day'`,
+        `EXPLAIN SELECT COALESCE(sum(c.mails), 0) FROM dbmail.daily_mail_counts c
+         WHERE c.role_id = 100007 AND c.hour_start >= date_trunc('hour', now(), 'UTC') - interval '24 hours'`,
       );
       const plan = rows.map((r) => r["QUERY PLAN"]).join("\n");
-      expect(plan).toContain("mailitems_user_date_idx");
+      expect(plan).toContain("daily_mail_counts_pkey");
       expect(plan).not.toContain("Seq Scan");
     } finally {
       await client.query("ROLLBACK");

@@ -76,22 +76,21 @@ const USER_FUNCTIONS = [
   "check_send_arguments",
   "csv_line",
   "delete_mailitems",
-  "format_csv",
-  "format_html",
-  "format_result",
-  "format_text",
+  "format_query_result",
   "html_escape",
+  "html_row",
   "is_admin",
   "operator_address",
+  "query_result_limit",
   "queue_mail",
   "raise_error",
   "run_query",
-  "run_query_as_json",
+  "send_with_query",
   "show_value",
   "sp_notify_operator",
   "sp_send_dbmail",
   "sysmail_delete_mailitems_sp",
-  "text_line",
+  "wrap_line",
 ];
 
 /** dbmail.queue_mail's parameters in order, with their types and a harmless value. */
@@ -1029,7 +1028,10 @@ describe("dbmail_sender", () => {
        WHERE pronamespace = 'dbmail'::regnamespace AND has_function_privilege('dbmail_sender', oid, 'EXECUTE')
        ORDER BY 1`,
     );
-    expect(rows.map((r) => r.name)).toEqual([...SENDER_FUNCTIONS, "sysmail_help_status_sp"].sort());
+    // require_sender: whether SenderRoles lets this sender serve this database (000010).
+    expect(rows.map((r) => r.name)).toEqual(
+      [...SENDER_FUNCTIONS, "require_sender", "sysmail_help_status_sp"].sort(),
+    );
   });
 });
 

@@ -1243,13 +1243,14 @@ describe("sender_heartbeat and sender_stopped", () => {
     expect(restarted?.fresh).toBe(true);
   });
 
-  it("registers the sender and returns started and the twelve settings", async () => {
+  it("registers the sender and returns started and the fourteen settings", async () => {
     const beat = await heartbeat(s1, A, "mail-host", 1234, "0.9.0");
     expect(beat.started).toBe(true);
     expect(Object.keys(beat.settings).sort()).toEqual(
       [
         "AccountRetryAttempts",
         "AccountRetryDelay",
+        "AdminRoles",
         "AttachmentDirectories",
         "DatabaseMailExeMinimumLifeTime",
         "DefaultAttachmentEncoding",
@@ -1259,6 +1260,7 @@ describe("sender_heartbeat and sender_stopped", () => {
         "MaxMailsPerUserPerDay",
         "MaxRecipientsPerMail",
         "ProhibitedExtensions",
+        "SenderRoles",
         "UnknownOutcomePolicy",
       ].sort(),
     );

@@ -1,6 +1,7 @@
 import { EventEmitter } from "node:events";
 import pg from "pg";
 import { backoffMs } from "./backoff.js";
+import { Wakeup } from "./wakeup.js";
 
 export interface WakeListenerOptions {
   connectionString: string | undefined;
@@ -27,7 +28,8 @@ export class WakeListener extends EventEmitter<{
 }> {
   private closed = false;
   private running?: Promise<void>;
-  private interrupt?: () => void;
+  /** The waits between checks and between reconnects, which close() cuts short. */
+  private readonly pause = new Wakeup();
 
   constructor(private readonly options: WakeListenerOptions) {
     super();
@@ -40,7 +42,7 @@ export class WakeListener extends EventEmitter<{
 
   async close(): Promise<void> {
     this.closed = true;
-    this.interrupt?.();
+    this.pause.wake();
     await this.running;
   }
 
@@ -64,14 +66,14 @@ export class WakeListener extends EventEmitter<{
         failures = 0;
         this.emit("connected");
         while (!this.closed) {
-          await Promise.race([this.pause(this.options.checkIntervalMs), lost]);
+          await Promise.race([this.pause.sleep(this.options.checkIntervalMs), lost]);
           if (this.closed) break;
           await Promise.race([this.checkListening(client), lost]);
         }
       } catch (error) {
         if (this.closed) break;
         this.emit("lost", error as Error);
-        await this.pause(backoffMs(failures++));
+        await this.pause.sleep(backoffMs(failures++));
       } finally {
         client.removeAllListeners("notification");
         await client.end().catch(() => {});
@@ -88,19 +90,5 @@ export class WakeListener extends EventEmitter<{
     const listening = new Set(rows.map((r) => r.channel));
     const missing = this.options.channels.filter((channel) => !listening.has(channel));
     if (missing.length > 0) throw new Error(`no longer listening on ${missing.join(", ")}`);
-  }
-
-  /** A sleep that close() cuts short. */
-  private pause(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      const self = this;
-      function done() {
-        clearTimeout(timer);
-        self.interrupt = undefined;
-        resolve();
-      }
-      this.interrupt = done;
-    });
   }
 }
