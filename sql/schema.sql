@@ -75,7 +75,7 @@ BEGIN
 END;
 $_$;
 
-CREATE FUNCTION dbmail.apply_outcome(mailitem_id bigint, sender_id text, outcome text, account_id integer, smtp_response text, error text, account_errors jsonb, process_id integer, retry_rounds integer, retry_delay integer) RETURNS text
+CREATE FUNCTION dbmail.apply_outcome(mailitem_id bigint, sender_id text, lease_token uuid, outcome text, account_id integer, smtp_response text, error text, account_errors jsonb, process_id integer, retry_rounds integer, retry_delay integer) RETURNS text
     LANGUAGE plpgsql
     AS $$
 DECLARE
@@ -95,15 +95,16 @@ BEGIN
   IF account_errors IS NOT NULL AND jsonb_typeof(account_errors) <> 'array' THEN
     PERFORM dbmail.raise_error('22023', 'account_errors', account_errors::text, 'must be a JSON array');
   END IF;
-  -- The item by its key and owner, locked, and only then its status. With sent_status = 'sending' in
-  -- the WHERE, the planner may read the item through a partial index whose predicate that implies
+  -- The item by its key, owner and token, locked, and only then its status. With sent_status = 'sending'
+  -- in the WHERE, the planner may read the item through a partial index whose predicate that implies
   -- (mailitems_profile_pending_idx, mailitems_leased_idx) with no index condition, visiting every
   -- pending item to find one: it does whenever those indexes were empty at the table's last VACUUM or
   -- ANALYZE, as an idle queue's are, and a drain then costs the backlog's size per outcome. The
-  -- lease_owner condition implies no index predicate, so only the primary key serves.
+  -- lease_owner and lease_token conditions imply no index predicate, so only the primary key serves.
   SELECT m.sent_status, m.profile_id, m.send_attempts + 1 INTO current_status, item_profile, attempts
   FROM dbmail.mailitems m
   WHERE m.mailitem_id = apply_outcome.mailitem_id AND m.lease_owner = apply_outcome.sender_id
+    AND m.lease_token = apply_outcome.lease_token
   FOR UPDATE;
   IF NOT FOUND OR current_status <> 'sending' THEN
     RETURN 'lease_lost';
@@ -115,7 +116,8 @@ BEGIN
     new_status := 'sent';
     UPDATE dbmail.mailitems m SET sent_status = 'sent', sent_date = now(), sent_account_id = apply_outcome.account_id,
       smtp_response = apply_outcome.smtp_response, sent_by = apply_outcome.sender_id, send_attempts = attempts,
-      lease_owner = NULL, lease_expires_at = NULL, last_mod_date = now(), last_mod_user = dbmail.caller_role()
+      lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, last_mod_date = now(),
+      last_mod_user = dbmail.caller_role()
     WHERE m.mailitem_id = apply_outcome.mailitem_id;
     UPDATE dbmail.profiles p SET last_success_account_id = apply_outcome.account_id
     WHERE p.profile_id = item_profile AND p.last_success_account_id IS DISTINCT FROM apply_outcome.account_id
@@ -142,7 +144,8 @@ BEGIN
     next_attempt_at = CASE WHEN new_status = 'retrying' THEN now() + make_interval(secs => retry_delay)
                            ELSE m.next_attempt_at END,
     sent_date = CASE WHEN new_status = 'failed' THEN now() END,
-    lease_owner = NULL, lease_expires_at = NULL, last_mod_date = now(), last_mod_user = dbmail.caller_role()
+    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, last_mod_date = now(),
+    last_mod_user = dbmail.caller_role()
   WHERE m.mailitem_id = apply_outcome.mailitem_id;
   IF new_status = 'retrying' THEN
     PERFORM dbmail.log_event('warning', format('Mail Id %s could not be sent (round %s of %s), retrying in %s s: %s',
@@ -546,13 +549,17 @@ CREATE FUNCTION dbmail.claim_job_failure(operator_id integer, runid bigint, jobi
   SELECT EXISTS (SELECT FROM claimed);
 $_$;
 
-CREATE FUNCTION dbmail.claim_mailitems(sender_id text, batch_size integer DEFAULT 20, lease_seconds integer DEFAULT 300) RETURNS TABLE(mailitem_id bigint, profile_id integer, envelope jsonb, subject text, body text, body_format text, importance text, sensitivity text, from_address text, reply_to text, headers jsonb, message_id text, send_attempts integer, attachment_count integer, lease_expires_at timestamp with time zone)
+CREATE FUNCTION dbmail.claim_mailitems(sender_id text, batch_size integer DEFAULT 20, lease_seconds integer DEFAULT 300) RETURNS TABLE(mailitem_id bigint, profile_id integer, envelope jsonb, subject text, body text, body_format text, importance text, sensitivity text, from_address text, reply_to text, headers jsonb, message_id text, send_attempts integer, attachment_count integer, lease_expires_at timestamp with time zone, lease_token uuid)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
   claimer text := claim_mailitems.sender_id;
   lease_end timestamptz := now() + make_interval(secs => lease_seconds);
+  -- The proof of this claim: only the claimer learns it, and every later call about these items wants it.
+  token uuid := gen_random_uuid();
+  delivering boolean;
+  registered_by oid;
   expired record;
   -- Exactly the items this call claimed: now() is fixed for a transaction, so lease_end cannot tell two
   -- claims of one transaction apart.
@@ -560,6 +567,8 @@ DECLARE
   -- last_mod_user of the claimed items, once rather than per row.
   modifier name;
 BEGIN
+  -- Confined to the roles SenderRoles lists, where it lists any (000010).
+  PERFORM dbmail.require_sender();
   IF claimer IS NULL OR btrim(claimer) = '' THEN
     PERFORM dbmail.raise_error('22004', 'sender_id', claimer, 'a sender needs an id');
   END IF;
@@ -569,7 +578,15 @@ BEGIN
   IF lease_seconds IS NULL OR lease_seconds NOT BETWEEN 1 AND 86400 THEN
     PERFORM dbmail.raise_error('22023', 'lease_seconds', lease_seconds::text, 'must be from 1 to 86400');
   END IF;
-  IF NOT (SELECT st.started FROM dbmail.system_state st) THEN
+  -- Whether delivery is started, and who registered the claimer's id, in one statement. An id nobody
+  -- registered may claim (its first heartbeat may not have got through yet).
+  SELECT st.started, (SELECT s.login FROM dbmail.senders s WHERE s.sender_id = claimer)
+    INTO delivering, registered_by
+  FROM dbmail.system_state st;
+  IF NOT dbmail.may_use_sender_id(registered_by) THEN
+    PERFORM dbmail.raise_error('42501', 'sender_id', claimer, 'registered by another login');
+  END IF;
+  IF NOT delivering THEN
     RETURN;
   END IF;
   modifier := dbmail.caller_role();
@@ -608,7 +625,7 @@ BEGIN
     IF dbmail.setting('UnknownOutcomePolicy') = 'fail' THEN
       FOR expired IN
         UPDATE dbmail.mailitems m SET sent_status = 'failed', sent_date = now(), lease_owner = NULL,
-          lease_expires_at = NULL, send_attempts = m.send_attempts + 1,
+          lease_token = NULL, lease_expires_at = NULL, send_attempts = m.send_attempts + 1,
           last_error = 'outcome unknown: the sender sending it stopped reporting (UnknownOutcomePolicy fail)',
           last_mod_date = now(), last_mod_user = modifier
         WHERE m.mailitem_id IN (
@@ -625,7 +642,7 @@ BEGIN
       END LOOP;
     ELSE
       FOR expired IN
-        UPDATE dbmail.mailitems m SET lease_owner = claimer, lease_expires_at = lease_end,
+        UPDATE dbmail.mailitems m SET lease_owner = claimer, lease_token = token, lease_expires_at = lease_end,
           last_mod_date = now(), last_mod_user = modifier
         WHERE m.mailitem_id IN (
           SELECT x.mailitem_id FROM dbmail.mailitems x
@@ -647,8 +664,8 @@ BEGIN
   -- whose leases were taken over above.
   RETURN QUERY
   WITH taken AS (
-    UPDATE dbmail.mailitems m SET sent_status = 'sending', lease_owner = claimer, lease_expires_at = lease_end,
-      last_mod_date = now(), last_mod_user = modifier
+    UPDATE dbmail.mailitems m SET sent_status = 'sending', lease_owner = claimer, lease_token = token,
+      lease_expires_at = lease_end, last_mod_date = now(), last_mod_user = modifier
     WHERE m.mailitem_id IN (
       SELECT x.mailitem_id FROM dbmail.mailitems x
       WHERE x.sent_status IN ('unsent', 'retrying') AND x.next_attempt_at <= now()
@@ -658,7 +675,7 @@ BEGIN
   SELECT t.mailitem_id, t.profile_id, t.envelope, t.subject, t.body, t.body_format::text, t.importance::text,
          t.sensitivity::text, t.from_address, t.reply_to, t.headers, t.message_id, t.send_attempts,
          (SELECT count(*)::integer FROM dbmail.attachments a WHERE a.mailitem_id = t.mailitem_id),
-         t.lease_expires_at
+         t.lease_expires_at, t.lease_token
   FROM (SELECT * FROM taken
         UNION ALL
         SELECT m.* FROM dbmail.mailitems m WHERE m.mailitem_id = ANY (claimed)) t
@@ -737,24 +754,27 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION dbmail.extend_leases(sender_id text, mailitem_ids bigint[], lease_seconds integer DEFAULT 300) RETURNS bigint[]
+CREATE FUNCTION dbmail.extend_leases(sender_id text, mailitem_ids bigint[], lease_tokens uuid[], lease_seconds integer DEFAULT 300) RETURNS bigint[]
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
   held bigint[];
 BEGIN
+  -- Confined to the roles SenderRoles lists, where it lists any (000010).
+  PERFORM dbmail.require_sender();
   IF lease_seconds IS NULL OR lease_seconds NOT BETWEEN 1 AND 86400 THEN
     PERFORM dbmail.raise_error('22023', 'lease_seconds', lease_seconds::text, 'must be from 1 to 86400');
   END IF;
   UPDATE dbmail.senders s SET last_heartbeat = now()
-  WHERE s.sender_id = extend_leases.sender_id AND s.stopped_at IS NULL;
-  -- Locked by key and owner, then checked: sent_status in the WHERE could make the planner walk a
+  WHERE s.sender_id = extend_leases.sender_id AND s.stopped_at IS NULL AND dbmail.may_use_sender_id(s.login);
+  -- Locked by key, owner and token, then checked: sent_status in the WHERE could make the planner walk a
   -- partial index (see apply_outcome).
   SELECT COALESCE(array_agg(h.mailitem_id ORDER BY h.mailitem_id) FILTER (WHERE h.sent_status = 'sending'), '{}')
     INTO held
   FROM (SELECT m.mailitem_id, m.sent_status FROM dbmail.mailitems m
         WHERE m.mailitem_id = ANY (mailitem_ids) AND m.lease_owner = extend_leases.sender_id
+          AND m.lease_token = ANY (lease_tokens)
         ORDER BY m.mailitem_id FOR UPDATE) h;
   UPDATE dbmail.mailitems m SET lease_expires_at = now() + make_interval(secs => lease_seconds)
   WHERE m.mailitem_id = ANY (held);
@@ -1151,7 +1171,8 @@ CREATE TABLE dbmail.senders (
     started_at timestamp with time zone DEFAULT now() NOT NULL,
     last_heartbeat timestamp with time zone DEFAULT now() NOT NULL,
     last_empty_claim_at timestamp with time zone,
-    stopped_at timestamp with time zone
+    stopped_at timestamp with time zone,
+    login oid
 );
 
 CREATE FUNCTION dbmail.live_senders() RETURNS SETOF dbmail.senders
@@ -1194,6 +1215,18 @@ BEGIN
           log_event.process_id, log_event.sender_id, dbmail.caller_role())
   RETURNING log_id INTO new_id;
   RETURN new_id;
+END;
+$$;
+
+CREATE FUNCTION dbmail.may_use_sender_id(login oid) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    AS $$
+BEGIN
+  IF login IS NULL OR pg_get_userbyid(login) = session_user THEN
+    RETURN true;
+  END IF;
+  RETURN NOT EXISTS (SELECT FROM pg_roles r WHERE r.oid = may_use_sender_id.login)
+      OR EXISTS (SELECT FROM pg_roles r WHERE r.rolname = session_user AND r.rolsuper);
 END;
 $$;
 
@@ -1874,12 +1907,14 @@ CREATE FUNCTION dbmail.record_migration(version integer, name text, checksum tex
   INSERT INTO dbmail.migrations (version, name, checksum) VALUES ($1, $2, $3);
 $_$;
 
-CREATE FUNCTION dbmail.record_outcome(mailitem_id bigint, sender_id text, outcome text, account_id integer DEFAULT NULL::integer, smtp_response text DEFAULT NULL::text, error text DEFAULT NULL::text, account_errors jsonb DEFAULT NULL::jsonb, process_id integer DEFAULT NULL::integer) RETURNS text
+CREATE FUNCTION dbmail.record_outcome(mailitem_id bigint, sender_id text, lease_token uuid, outcome text, account_id integer DEFAULT NULL::integer, smtp_response text DEFAULT NULL::text, error text DEFAULT NULL::text, account_errors jsonb DEFAULT NULL::jsonb, process_id integer DEFAULT NULL::integer) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 BEGIN
-  RETURN dbmail.apply_outcome(mailitem_id, sender_id, outcome, account_id, smtp_response, error,
+  -- Confined to the roles SenderRoles lists, where it lists any (000010).
+  PERFORM dbmail.require_sender();
+  RETURN dbmail.apply_outcome(mailitem_id, sender_id, lease_token, outcome, account_id, smtp_response, error,
     account_errors, process_id, COALESCE(dbmail.setting('AccountRetryAttempts')::integer, 1),
     COALESCE(dbmail.setting('AccountRetryDelay')::integer, 60));
 END;
@@ -1894,19 +1929,22 @@ DECLARE
   retry_delay integer := COALESCE(dbmail.setting('AccountRetryDelay')::integer, 60);
   entry record;
 BEGIN
+  -- Confined to the roles SenderRoles lists, where it lists any (000010).
+  PERFORM dbmail.require_sender();
   IF outcomes IS NULL OR jsonb_typeof(outcomes) <> 'array' THEN
     PERFORM dbmail.raise_error('22023', 'outcomes', outcomes::text, 'must be a JSON array');
   END IF;
   FOR entry IN
     SELECT o.* FROM jsonb_to_recordset(outcomes) AS o(
-      mailitem_id bigint, outcome text, account_id integer, smtp_response text, error text, account_errors jsonb)
+      mailitem_id bigint, lease_token uuid, outcome text, account_id integer, smtp_response text, error text,
+      account_errors jsonb)
     ORDER BY o.mailitem_id
   LOOP
     IF entry.mailitem_id IS NULL THEN
       PERFORM dbmail.raise_error('22004', 'mailitem_id', NULL, 'every outcome names its mail item');
     END IF;
     mailitem_id := entry.mailitem_id;
-    status := dbmail.apply_outcome(entry.mailitem_id, record_outcomes.sender_id, entry.outcome,
+    status := dbmail.apply_outcome(entry.mailitem_id, record_outcomes.sender_id, entry.lease_token, entry.outcome,
       entry.account_id, entry.smtp_response, entry.error, entry.account_errors, record_outcomes.process_id,
       retry_rounds, retry_delay);
     RETURN NEXT;
@@ -1914,7 +1952,7 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION dbmail.release_mailitems(sender_id text, mailitem_ids bigint[]) RETURNS integer
+CREATE FUNCTION dbmail.release_mailitems(sender_id text, mailitem_ids bigint[], lease_tokens uuid[]) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -1922,15 +1960,18 @@ DECLARE
   held bigint[];
   released integer;
 BEGIN
-  -- Locked by key and owner, then checked: sent_status in the WHERE could make the planner walk a
+  -- Confined to the roles SenderRoles lists, where it lists any (000010).
+  PERFORM dbmail.require_sender();
+  -- Locked by key, owner and token, then checked: sent_status in the WHERE could make the planner walk a
   -- partial index (see apply_outcome).
   SELECT array_agg(h.mailitem_id) FILTER (WHERE h.sent_status = 'sending') INTO held
   FROM (SELECT m.mailitem_id, m.sent_status FROM dbmail.mailitems m
         WHERE m.mailitem_id = ANY (mailitem_ids) AND m.lease_owner = release_mailitems.sender_id
+          AND m.lease_token = ANY (lease_tokens)
         ORDER BY m.mailitem_id FOR UPDATE) h;
   UPDATE dbmail.mailitems m SET
     sent_status = CASE WHEN m.send_attempts = 0 THEN 'unsent' ELSE 'retrying' END,
-    next_attempt_at = now(), lease_owner = NULL, lease_expires_at = NULL,
+    next_attempt_at = now(), lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
     last_mod_date = now(), last_mod_user = dbmail.caller_role()
   WHERE m.mailitem_id = ANY (held);
   GET DIAGNOSTICS released = ROW_COUNT;
@@ -2171,6 +2212,7 @@ CREATE FUNCTION dbmail.sender_accounts() RETURNS TABLE(profile_id integer, profi
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
+  SELECT dbmail.require_sender();
   SELECT p.profile_id, p.name, a.account_id, pa.sequence_number,
          p.last_success_account_id IS NOT DISTINCT FROM a.account_id, a.name, a.email_address,
          a.display_name, a.replyto_address, a.mailserver_name, a.port, a.username, s.password,
@@ -2182,11 +2224,13 @@ CREATE FUNCTION dbmail.sender_accounts() RETURNS TABLE(profile_id integer, profi
   ORDER BY p.profile_id, pa.sequence_number, a.account_id;
 $$;
 
-CREATE FUNCTION dbmail.sender_attachment_chunk(sender_id text, attachment_id bigint, chunk_offset bigint, chunk_length integer) RETURNS bytea
+CREATE FUNCTION dbmail.sender_attachment_chunk(sender_id text, attachment_id bigint, lease_token uuid, chunk_offset bigint, chunk_length integer) RETURNS bytea
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 BEGIN
+  -- Confined to the roles SenderRoles lists, where it lists any (000010).
+  PERFORM dbmail.require_sender();
   -- A bytea holds at most 1 GB, so every valid offset fits substring()'s integer positions.
   IF chunk_offset IS NULL OR chunk_offset NOT BETWEEN 0 AND 1073741824 THEN
     PERFORM dbmail.raise_error('22023', 'chunk_offset', chunk_offset::text, 'must be from 0 to 1073741824');
@@ -2200,18 +2244,20 @@ BEGIN
     FROM dbmail.attachments a
     JOIN dbmail.mailitems m ON m.mailitem_id = a.mailitem_id
     WHERE a.attachment_id = sender_attachment_chunk.attachment_id
-      AND m.lease_owner = sender_attachment_chunk.sender_id);
+      AND m.lease_owner = sender_attachment_chunk.sender_id
+      AND m.lease_token = sender_attachment_chunk.lease_token);
 END;
 $$;
 
-CREATE FUNCTION dbmail.sender_attachments(sender_id text, mailitem_id bigint) RETURNS TABLE(attachment_id bigint, filename text, content_type text, filesize bigint, attachment bytea)
+CREATE FUNCTION dbmail.sender_attachments(sender_id text, mailitem_id bigint, lease_token uuid) RETURNS TABLE(attachment_id bigint, filename text, content_type text, filesize bigint, attachment bytea)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
+  SELECT dbmail.require_sender();
   SELECT a.attachment_id, a.filename, a.content_type, a.filesize, a.attachment
   FROM dbmail.attachments a
   JOIN dbmail.mailitems m ON m.mailitem_id = a.mailitem_id
-  WHERE a.mailitem_id = $2 AND m.lease_owner = $1
+  WHERE a.mailitem_id = $2 AND m.lease_owner = $1 AND m.lease_token = $3
   ORDER BY a.attachment_id;
 $_$;
 
@@ -2220,17 +2266,25 @@ CREATE FUNCTION dbmail.sender_heartbeat(sender_id text, hostname text DEFAULT NU
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 BEGIN
+  -- Confined to the roles SenderRoles lists, where it lists any (000010).
+  PERFORM dbmail.require_sender();
   IF sender_id IS NULL OR btrim(sender_id) = '' THEN
     PERFORM dbmail.raise_error('22004', 'sender_id', sender_id, 'a sender needs an id');
   END IF;
-  INSERT INTO dbmail.senders AS s (sender_id, hostname, process_id, version)
+  INSERT INTO dbmail.senders AS s (sender_id, hostname, process_id, version, login)
   VALUES (sender_heartbeat.sender_id, sender_heartbeat.hostname, sender_heartbeat.process_id,
-          sender_heartbeat.version)
+          sender_heartbeat.version, (SELECT r.oid FROM pg_roles r WHERE r.rolname = session_user))
   ON CONFLICT ON CONSTRAINT senders_pkey DO UPDATE SET
     last_heartbeat = now(), stopped_at = NULL,
     -- An id reused after a clean stop is a new start.
     started_at = CASE WHEN s.stopped_at IS NULL THEN s.started_at ELSE now() END,
-    hostname = excluded.hostname, process_id = excluded.process_id, version = excluded.version;
+    hostname = excluded.hostname, process_id = excluded.process_id, version = excluded.version,
+    login = CASE WHEN s.login IS NOT NULL AND EXISTS (SELECT FROM pg_roles r WHERE r.oid = s.login) THEN s.login
+                 ELSE excluded.login END
+  WHERE dbmail.may_use_sender_id(s.login);
+  IF NOT FOUND THEN
+    PERFORM dbmail.raise_error('42501', 'sender_id', sender_id, 'registered by another login');
+  END IF;
   -- Stamps are consumed in the transaction that made them; any left over were made by hand and
   -- committed. Remove those of transactions that have ended.
   DELETE FROM dbmail.caller_stamps c WHERE c.transaction_id < pg_snapshot_xmin(pg_current_snapshot());
@@ -2241,10 +2295,20 @@ END;
 $$;
 
 CREATE FUNCTION dbmail.sender_stopped(sender_id text) RETURNS void
-    LANGUAGE sql SECURITY DEFINER
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
-  UPDATE dbmail.senders s SET stopped_at = now() WHERE s.sender_id = sender_stopped.sender_id;
+DECLARE
+  registered_by oid;
+BEGIN
+  -- Confined to the roles SenderRoles lists, where it lists any (000010).
+  PERFORM dbmail.require_sender();
+  UPDATE dbmail.senders s SET stopped_at = now() WHERE s.sender_id = sender_stopped.sender_id
+  RETURNING s.login INTO registered_by;
+  IF FOUND AND NOT dbmail.may_use_sender_id(registered_by) THEN
+    PERFORM dbmail.raise_error('42501', 'sender_id', sender_id, 'registered by another login');
+  END IF;
+END;
 $$;
 
 CREATE FUNCTION dbmail.set_started(started boolean) RETURNS void
@@ -3238,7 +3302,8 @@ CREATE TABLE dbmail.mailitems (
     sent_by text,
     last_mod_date timestamp with time zone DEFAULT now() NOT NULL,
     last_mod_user name NOT NULL,
-    send_request_role oid
+    send_request_role oid,
+    lease_token uuid
 );
 ALTER TABLE ONLY dbmail.mailitems ALTER COLUMN sent_status SET STATISTICS 0;
 
@@ -3672,7 +3737,7 @@ REVOKE ALL ON FUNCTION dbmail.address_domain(address text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.address_problem(address text) FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION dbmail.apply_outcome(mailitem_id bigint, sender_id text, outcome text, account_id integer, smtp_response text, error text, account_errors jsonb, process_id integer, retry_rounds integer, retry_delay integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dbmail.apply_outcome(mailitem_id bigint, sender_id text, lease_token uuid, outcome text, account_id integer, smtp_response text, error text, account_errors jsonb, process_id integer, retry_rounds integer, retry_delay integer) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.attachment(filename text, content bytea, content_type text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.attachment(filename text, content bytea, content_type text) TO dbmail_user;
@@ -3720,8 +3785,8 @@ GRANT ALL ON FUNCTION dbmail.csv_line(fields text[]) TO dbmail_user;
 REVOKE ALL ON FUNCTION dbmail.delete_mailitems(sent_before timestamp with time zone, sent_status text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.delete_mailitems(sent_before timestamp with time zone, sent_status text) TO dbmail_user;
 
-REVOKE ALL ON FUNCTION dbmail.extend_leases(sender_id text, mailitem_ids bigint[], lease_seconds integer) FROM PUBLIC;
-GRANT ALL ON FUNCTION dbmail.extend_leases(sender_id text, mailitem_ids bigint[], lease_seconds integer) TO dbmail_sender;
+REVOKE ALL ON FUNCTION dbmail.extend_leases(sender_id text, mailitem_ids bigint[], lease_tokens uuid[], lease_seconds integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.extend_leases(sender_id text, mailitem_ids bigint[], lease_tokens uuid[], lease_seconds integer) TO dbmail_sender;
 
 REVOKE ALL ON FUNCTION dbmail.find_account(account_id integer, account_name text, required boolean) FROM PUBLIC;
 
@@ -3754,6 +3819,8 @@ REVOKE ALL ON FUNCTION dbmail.live_senders() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.log_event(event_type text, description text, mailitem_id bigint, account_id integer, process_id integer, sender_id text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.log_event(event_type text, description text, mailitem_id bigint, account_id integer, process_id integer, sender_id text) TO dbmail_sender;
+
+REVOKE ALL ON FUNCTION dbmail.may_use_sender_id(login oid) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.message_id_for(mailitem_id bigint, profile_id integer, from_address jsonb) FROM PUBLIC;
 
@@ -3788,14 +3855,14 @@ REVOKE ALL ON FUNCTION dbmail.read_attachment_files(file_attachments text) FROM 
 
 REVOKE ALL ON FUNCTION dbmail.record_migration(version integer, name text, checksum text) FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION dbmail.record_outcome(mailitem_id bigint, sender_id text, outcome text, account_id integer, smtp_response text, error text, account_errors jsonb, process_id integer) FROM PUBLIC;
-GRANT ALL ON FUNCTION dbmail.record_outcome(mailitem_id bigint, sender_id text, outcome text, account_id integer, smtp_response text, error text, account_errors jsonb, process_id integer) TO dbmail_sender;
+REVOKE ALL ON FUNCTION dbmail.record_outcome(mailitem_id bigint, sender_id text, lease_token uuid, outcome text, account_id integer, smtp_response text, error text, account_errors jsonb, process_id integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.record_outcome(mailitem_id bigint, sender_id text, lease_token uuid, outcome text, account_id integer, smtp_response text, error text, account_errors jsonb, process_id integer) TO dbmail_sender;
 
 REVOKE ALL ON FUNCTION dbmail.record_outcomes(sender_id text, outcomes jsonb, process_id integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.record_outcomes(sender_id text, outcomes jsonb, process_id integer) TO dbmail_sender;
 
-REVOKE ALL ON FUNCTION dbmail.release_mailitems(sender_id text, mailitem_ids bigint[]) FROM PUBLIC;
-GRANT ALL ON FUNCTION dbmail.release_mailitems(sender_id text, mailitem_ids bigint[]) TO dbmail_sender;
+REVOKE ALL ON FUNCTION dbmail.release_mailitems(sender_id text, mailitem_ids bigint[], lease_tokens uuid[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.release_mailitems(sender_id text, mailitem_ids bigint[], lease_tokens uuid[]) TO dbmail_sender;
 
 REVOKE ALL ON FUNCTION dbmail.require_admin() FROM PUBLIC;
 
@@ -3821,11 +3888,11 @@ GRANT ALL ON FUNCTION dbmail.send_with_query(profile_name text, recipients text,
 REVOKE ALL ON FUNCTION dbmail.sender_accounts() FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.sender_accounts() TO dbmail_sender;
 
-REVOKE ALL ON FUNCTION dbmail.sender_attachment_chunk(sender_id text, attachment_id bigint, chunk_offset bigint, chunk_length integer) FROM PUBLIC;
-GRANT ALL ON FUNCTION dbmail.sender_attachment_chunk(sender_id text, attachment_id bigint, chunk_offset bigint, chunk_length integer) TO dbmail_sender;
+REVOKE ALL ON FUNCTION dbmail.sender_attachment_chunk(sender_id text, attachment_id bigint, lease_token uuid, chunk_offset bigint, chunk_length integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sender_attachment_chunk(sender_id text, attachment_id bigint, lease_token uuid, chunk_offset bigint, chunk_length integer) TO dbmail_sender;
 
-REVOKE ALL ON FUNCTION dbmail.sender_attachments(sender_id text, mailitem_id bigint) FROM PUBLIC;
-GRANT ALL ON FUNCTION dbmail.sender_attachments(sender_id text, mailitem_id bigint) TO dbmail_sender;
+REVOKE ALL ON FUNCTION dbmail.sender_attachments(sender_id text, mailitem_id bigint, lease_token uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sender_attachments(sender_id text, mailitem_id bigint, lease_token uuid) TO dbmail_sender;
 
 REVOKE ALL ON FUNCTION dbmail.sender_heartbeat(sender_id text, hostname text, process_id integer, version text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.sender_heartbeat(sender_id text, hostname text, process_id integer, version text) TO dbmail_sender;

@@ -80,14 +80,15 @@ async function claimAndRecord(client: pg.Client, count: number): Promise<number>
   let recorded = 0;
   const started = performance.now();
   while (recorded < count) {
-    const { rows } = await client.query<{ mailitem_id: string }>({
+    const { rows } = await client.query<{ mailitem_id: string; lease_token: string }>({
       name: "claim",
-      text: "SELECT mailitem_id FROM dbmail.claim_mailitems('bench-backlog', $1, 300)",
+      text: "SELECT mailitem_id, lease_token FROM dbmail.claim_mailitems('bench-backlog', $1, 300)",
       values: [Math.min(CLAIM_BATCH, count - recorded)],
     });
     if (rows.length === 0) throw new Error(`the queue ran dry after ${recorded} of ${count} items`);
     const outcomes = rows.map((row) => ({
       mailitem_id: row.mailitem_id,
+      lease_token: row.lease_token,
       outcome: "sent",
       account_id: accountId,
       smtp_response: "250 OK",
@@ -264,18 +265,19 @@ async function hotPathPlans(client: pg.Client): Promise<string[]> {
     await client.query(
       "SELECT dbmail.sp_send_dbmail(recipients => 'plan@example.com', subject => 'Plan', body => 'x')",
     );
-    const { rows } = await client.query<{ mailitem_id: string }>(
-      "SELECT mailitem_id FROM dbmail.claim_mailitems('bench-backlog', 1, 300)",
+    const { rows } = await client.query<{ mailitem_id: string; lease_token: string }>(
+      "SELECT mailitem_id, lease_token FROM dbmail.claim_mailitems('bench-backlog', 1, 300)",
     );
     if (rows[0]) {
-      await client.query("SELECT dbmail.extend_leases('bench-backlog', ARRAY[$1::bigint], 300)", [
-        rows[0].mailitem_id,
-      ]);
+      await client.query(
+        "SELECT dbmail.extend_leases('bench-backlog', ARRAY[$1::bigint], ARRAY[$2::uuid], 300)",
+        [rows[0].mailitem_id, rows[0].lease_token],
+      );
       await client.query(
         `SELECT * FROM dbmail.record_outcomes('bench-backlog', jsonb_build_array(jsonb_build_object(
-           'mailitem_id', $1::bigint, 'outcome', 'sent', 'account_id', (SELECT min(account_id) FROM dbmail.accounts),
-           'smtp_response', '250 OK')))`,
-        [rows[0].mailitem_id],
+           'mailitem_id', $1::bigint, 'lease_token', $2::uuid, 'outcome', 'sent',
+           'account_id', (SELECT min(account_id) FROM dbmail.accounts), 'smtp_response', '250 OK')))`,
+        [rows[0].mailitem_id, rows[0].lease_token],
       );
     }
   } finally {

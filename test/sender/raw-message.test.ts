@@ -65,6 +65,7 @@ function item(overrides: Partial<ClaimedItem> = {}): ClaimedItem {
     message_id: `<${id}.test@example.com>`,
     send_attempts: 0,
     attachment_count: 0,
+    lease_token: "00000000-0000-4000-8000-000000000000",
     ...overrides,
   };
 }

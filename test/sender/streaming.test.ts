@@ -60,17 +60,22 @@ describe("dbmail.sender_attachment_chunk", () => {
       [id],
     );
     const attachmentId = stored[0]?.attachment_id as string;
-    const chunk = async (senderId: string, offset: number, length: number) =>
+    let token: string | null = null;
+    const chunk = async (senderId: string, offset: number, length: number, leaseToken = token) =>
       (
         await sender.query<{ chunk: Buffer | null }>(
-          "SELECT dbmail.sender_attachment_chunk($1, $2, $3, $4) AS chunk",
-          [senderId, attachmentId, offset, length],
+          "SELECT dbmail.sender_attachment_chunk($1, $2, $3, $4, $5) AS chunk",
+          [senderId, attachmentId, leaseToken, offset, length],
         )
       ).rows[0]?.chunk ?? null;
 
     expect(await chunk("s1", 0, 10)).toBeNull(); // not claimed yet
-    const claimed = await sender.query("SELECT mailitem_id FROM dbmail.claim_mailitems('s1', 100, 60)");
+    const claimed = await sender.query(
+      "SELECT mailitem_id, lease_token FROM dbmail.claim_mailitems('s1', 100, 60)",
+    );
     expect(claimed.rows.map((r) => String(r.mailitem_id))).toContain(id);
+    token = claimed.rows[0]?.lease_token;
+    expect(await chunk("s1", 0, 10, null)).toBeNull(); // not without the claim's lease token
 
     expect((await chunk("s1", 0, 1000))?.equals(content.subarray(0, 1000))).toBe(true);
     expect((await chunk("s1", 65_536, 32_768))?.equals(content.subarray(65_536, 98_304))).toBe(true);
@@ -98,8 +103,9 @@ describe("dbmail.sender_attachment_chunk", () => {
       expect(error.code).toBe("22023");
     }
 
-    await sender.query("SELECT dbmail.record_outcome($1, 's1', 'sent', $2)", [
+    await sender.query("SELECT dbmail.record_outcome($1, 's1', $2, 'sent', $3)", [
       id,
+      token,
       (await db.query<{ id: number }>("SELECT account_id AS id FROM dbmail.accounts")).rows[0]?.id,
     ]);
     expect(await chunk("s1", 0, 10)).toBeNull(); // no longer held

@@ -33,12 +33,13 @@ async function claimAndRecord(batch: number): Promise<{ claim: number; record: n
   try {
     const claim = await buffers(`SELECT * FROM dbmail.claim_mailitems('${SENDER}', ${batch}, 300)`);
     expect(claim.rows).toBe(batch);
-    const { rows } = await client.query<{ mailitem_id: string }>(
-      "SELECT mailitem_id FROM dbmail.mailitems WHERE lease_owner = $1",
+    const { rows } = await client.query<{ mailitem_id: string; lease_token: string }>(
+      "SELECT mailitem_id, lease_token FROM dbmail.mailitems WHERE lease_owner = $1",
       [SENDER],
     );
     const outcomes = rows.map((r) => ({
       mailitem_id: r.mailitem_id,
+      lease_token: r.lease_token,
       outcome: "sent",
       account_id: accountId,
     }));

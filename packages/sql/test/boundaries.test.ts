@@ -413,9 +413,12 @@ describe("query never runs with more privilege than its caller", () => {
 
   it.each([
     ["claim_mailitems", "SELECT * FROM dbmail.claim_mailitems('evil', 100, 60)"],
-    ["record_outcome", "SELECT dbmail.record_outcome(1, 'evil', 'sent', 1, '250 OK')"],
-    ["release_mailitems", "SELECT dbmail.release_mailitems('evil', ARRAY[1]::bigint[])"],
-    ["sender_attachments", "SELECT * FROM dbmail.sender_attachments('evil', 1)"],
+    [
+      "record_outcome",
+      "SELECT dbmail.record_outcome(1, 'evil', '00000000-0000-4000-8000-000000000000', 'sent', 1, '250 OK')",
+    ],
+    ["release_mailitems", "SELECT dbmail.release_mailitems('evil', ARRAY[1]::bigint[], ARRAY[NULL]::uuid[])"],
+    ["sender_attachments", "SELECT * FROM dbmail.sender_attachments('evil', 1, NULL)"],
     ["sender_heartbeat", "SELECT * FROM dbmail.sender_heartbeat('evil')"],
     ["log_event", "SELECT dbmail.log_event('error', 'forged event')"],
     ["sysmail_configure_sp", "SELECT dbmail.sysmail_configure_sp('AttachmentDirectories', '/')"],

@@ -98,13 +98,22 @@ describe("SenderRoles", () => {
     expect(logged.code).toBe("42501");
   });
 
-  it("in db1, the sender login cannot read the account passwords nor claim", async (ctx) => {
-    // The sender functions (sender_accounts, claim_mailitems, ...) call dbmail.require_sender() first;
-    // until they do, this attack is open and the test says so instead of failing.
-    const wired =
-      (await callsRequireSender(db1, "sender_accounts")) &&
-      (await callsRequireSender(db1, "claim_mailitems"));
-    if (!wired) return ctx.skip("the sender functions do not call dbmail.require_sender() yet");
+  it("in db1, the sender login cannot read the account passwords nor claim", async () => {
+    // Every sender function checks SenderRoles first.
+    for (const name of [
+      "sender_accounts",
+      "sender_heartbeat",
+      "sender_stopped",
+      "claim_mailitems",
+      "extend_leases",
+      "release_mailitems",
+      "record_outcome",
+      "record_outcomes",
+      "sender_attachments",
+      "sender_attachment_chunk",
+    ]) {
+      expect(await callsRequireSender(db1, name), name).toBe(true);
+    }
     const client = await connect(db1, mailer);
     const accounts = await errorOf(client.query("SELECT password FROM dbmail.sender_accounts()"));
     expect(accounts.code).toBe("42501");
@@ -125,8 +134,9 @@ describe("SenderRoles", () => {
     expect(rows.map((r) => r.password)).toContain(SECRET);
     const claimed = await client.query("SELECT * FROM dbmail.claim_mailitems('db1-sender', 10, 60)");
     expect(claimed.rows.length).toBeGreaterThan(0);
-    await client.query("SELECT dbmail.release_mailitems('db1-sender', $1)", [
+    await client.query("SELECT dbmail.release_mailitems('db1-sender', $1, $2)", [
       claimed.rows.map((r) => r.mailitem_id),
+      claimed.rows.map((r) => r.lease_token),
     ]);
   });
 
@@ -139,8 +149,9 @@ describe("SenderRoles", () => {
     expect(rows.map((r) => r.password)).toContain("db2-smtp-password");
     const claimed = await client.query("SELECT * FROM dbmail.claim_mailitems('db2-sender', 10, 60)");
     expect(claimed.rows.length).toBeGreaterThan(0);
-    await client.query("SELECT dbmail.release_mailitems('db2-sender', $1)", [
+    await client.query("SELECT dbmail.release_mailitems('db2-sender', $1, $2)", [
       claimed.rows.map((r) => r.mailitem_id),
+      claimed.rows.map((r) => r.lease_token),
     ]);
   });
 

@@ -950,17 +950,18 @@ describe("dbmail_sender", () => {
     );
     expect(beat.started).toBe(true);
     const mine = await send(aliceClient, { subject: "for the sender" });
-    const { rows: claimed } = await senderClient.query<{ mailitem_id: string }>(
-      "SELECT mailitem_id FROM dbmail.claim_mailitems($1, 10000, 60)",
+    const { rows: claimed } = await senderClient.query<{ mailitem_id: string; lease_token: string }>(
+      "SELECT mailitem_id, lease_token FROM dbmail.claim_mailitems($1, 10000, 60)",
       [senderId],
     );
     const ids = claimed.map((r) => String(r.mailitem_id));
+    const token = first(claimed).lease_token;
     expect(ids).toContain(mine);
     const outcome = first(
       (
         await senderClient.query<{ s: string }>(
-          "SELECT dbmail.record_outcome($1, $2, 'sent', $3, '250 OK') AS s",
-          [mine, senderId, accountId],
+          "SELECT dbmail.record_outcome($1, $2, $3, 'sent', $4, '250 OK') AS s",
+          [mine, senderId, token, accountId],
         )
       ).rows,
     ).s;
@@ -968,10 +969,10 @@ describe("dbmail_sender", () => {
     const rest = ids.filter((id) => id !== mine);
     const released = first(
       (
-        await senderClient.query<{ n: number }>("SELECT dbmail.release_mailitems($1, $2::bigint[]) AS n", [
-          senderId,
-          rest,
-        ])
+        await senderClient.query<{ n: number }>(
+          "SELECT dbmail.release_mailitems($1, $2::bigint[], ARRAY[$3::uuid]) AS n",
+          [senderId, rest, token],
+        )
       ).rows,
     ).n;
     expect(released).toBe(rest.length);

@@ -1,5 +1,7 @@
-// The sender protocol (sql/migrations/000005_sender.sql), called as a dbmail_sender login role:
-// heartbeats, claims under a lease, outcomes, releases, accounts and attachments, and the event log.
+// The sender protocol (sql/migrations/000005_sender.sql, 000009, 000010), called as dbmail_sender login
+// roles: heartbeats, claims under a lease, outcomes, releases, accounts and attachments, the event log, and
+// what a sender login cannot do to another sender's items and id.
+import { randomUUID } from "node:crypto";
 import type pg from "pg";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { errorOf, TestDatabase } from "../../../test/support/database.js";
@@ -25,6 +27,7 @@ interface ClaimedItem {
   send_attempts: number;
   attachment_count: number;
   lease_expires_at: Date;
+  lease_token: string;
 }
 
 interface ItemRow {
@@ -96,11 +99,17 @@ const A = "sender-a";
 const B = "sender-b";
 
 let db: TestDatabase;
-/** Connections as the dbmail_sender login role (any of them may speak for any sender_id). */
+/**
+ * Connections as one dbmail_sender login role (each may speak for any sender_id that login registered, or
+ * that nobody registered).
+ */
 let s1: pg.Client;
 let s2: pg.Client;
 let s3: pg.Client;
 let s4: pg.Client;
+/** Connections as a second dbmail_sender login: another sender process, or an attacker. */
+let o1: pg.Client;
+let o2: pg.Client;
 let senderRole: string;
 let primaryId: number;
 let backupId: number;
@@ -123,12 +132,23 @@ async function send(options: { subject?: string; sendAt?: string; profile?: stri
   return one(rows).id;
 }
 
+/**
+ * The lease token each sender_id got for each item from its latest claim, as a sender would keep it: the
+ * helpers below pass it along unless a test gives another.
+ */
+const tokens = new Map<string, string>();
+const tokenKey = (senderId: string, mailitemId: string) => `${senderId}\u0000${mailitemId}`;
+function tokenOf(senderId: string, mailitemId: string): string | null {
+  return tokens.get(tokenKey(senderId, mailitemId)) ?? null;
+}
+
 async function claim(client: pg.Client, senderId: string | null, batchSize = 20, leaseSeconds = 300) {
   const { rows } = await client.query<ClaimedItem>("SELECT * FROM dbmail.claim_mailitems($1, $2, $3)", [
     senderId,
     batchSize,
     leaseSeconds,
   ]);
+  for (const row of rows) tokens.set(tokenKey(senderId ?? "", row.mailitem_id), row.lease_token);
   return rows;
 }
 
@@ -142,6 +162,8 @@ interface OutcomeOptions {
   error?: string | null;
   accountErrors?: unknown;
   processId?: number | null;
+  /** The lease token to present; by default the one this sender_id's latest claim of the item returned. */
+  leaseToken?: string | null;
 }
 
 function recordOutcome(
@@ -153,8 +175,9 @@ function recordOutcome(
 ): Promise<string> {
   return client
     .query<{ result: string }>(
-      `SELECT dbmail.record_outcome(mailitem_id => $1, sender_id => $2, outcome => $3, account_id => $4::integer,
-         smtp_response => $5, error => $6, account_errors => $7::jsonb, process_id => $8::integer) AS result`,
+      `SELECT dbmail.record_outcome(mailitem_id => $1, sender_id => $2, lease_token => $9::uuid, outcome => $3,
+         account_id => $4::integer, smtp_response => $5, error => $6, account_errors => $7::jsonb,
+         process_id => $8::integer) AS result`,
       [
         mailitemId,
         senderId,
@@ -164,17 +187,39 @@ function recordOutcome(
         options.error ?? null,
         options.accountErrors === undefined ? null : JSON.stringify(options.accountErrors),
         options.processId ?? null,
+        options.leaseToken === undefined ? tokenOf(senderId, mailitemId) : options.leaseToken,
       ],
     )
     .then((r) => one(r.rows).result);
 }
 
-async function release(client: pg.Client, senderId: string, ids: string[]): Promise<number> {
+/** release_mailitems, by default with the tokens this sender_id's claims returned. */
+async function release(
+  client: pg.Client,
+  senderId: string,
+  ids: string[],
+  leaseTokens: (string | null)[] = ids.map((id) => tokenOf(senderId, id)),
+): Promise<number> {
   const { rows } = await client.query<{ n: number }>(
-    "SELECT dbmail.release_mailitems($1, $2::bigint[]) AS n",
-    [senderId, ids],
+    "SELECT dbmail.release_mailitems($1, $2::bigint[], $3::uuid[]) AS n",
+    [senderId, ids, leaseTokens],
   );
   return one(rows).n;
+}
+
+/** extend_leases, by default with the tokens this sender_id's claims returned; the ids still held. */
+async function extendLeases(
+  client: pg.Client,
+  senderId: string,
+  ids: string[],
+  leaseTokens: (string | null)[] = ids.map((id) => tokenOf(senderId, id)),
+  leaseSeconds = 300,
+): Promise<string[]> {
+  const { rows } = await client.query<{ held: string[] }>(
+    "SELECT dbmail.extend_leases($1, $2::bigint[], $3::uuid[], $4) AS held",
+    [senderId, ids, leaseTokens, leaseSeconds],
+  );
+  return one(rows).held;
 }
 
 async function heartbeat(
@@ -258,6 +303,9 @@ beforeAll(async () => {
   s2 = await db.connect(role);
   s3 = await db.connect(role);
   s4 = await db.connect(role);
+  const other = await db.createRole("other_sender", { memberOf: ["dbmail_sender"] });
+  o1 = await db.connect(other);
+  o2 = await db.connect(other);
 
   const add = async (sql: string) => one((await db.query<{ id: number }>(sql)).rows).id;
   primaryId = await add(
@@ -293,6 +341,7 @@ afterAll(async () => {
 });
 
 beforeEach(async () => {
+  tokens.clear();
   await db.query("DELETE FROM dbmail.mailitems");
   await db.query("DELETE FROM dbmail.senders");
   await db.query("UPDATE dbmail.profiles SET last_success_account_id = NULL");
@@ -503,11 +552,7 @@ describe("claim_mailitems", () => {
     );
     expect(one(rows).dead_at).toBe(true);
     // Should A come back after all, the item is no longer its own.
-    const { rows: held } = await s1.query<{ held: string[] }>("SELECT dbmail.extend_leases($1, $2) AS held", [
-      A,
-      [id],
-    ]);
-    expect(one(held).held).toEqual([]);
+    expect(await extendLeases(s1, A, [id])).toEqual([]);
   });
 
   it("never takes the claimer's own items back, however old its heartbeat (after an outage, say)", {
@@ -536,11 +581,7 @@ describe("claim_mailitems", () => {
       "UPDATE dbmail.senders SET last_heartbeat = now() - interval '31 seconds' WHERE sender_id = $1",
       [A],
     );
-    const { rows } = await s1.query<{ held: string[] }>("SELECT dbmail.extend_leases($1, $2) AS held", [
-      A,
-      [id],
-    ]);
-    expect(one(rows).held).toEqual([id]);
+    expect(await extendLeases(s1, A, [id])).toEqual([id]);
     await heartbeat(s2, B);
     expect(await claimIds(s2, B)).toEqual([]);
     expect((await item(id)).lease_owner).toBe(A);
@@ -968,6 +1009,7 @@ describe("record_outcome: lease_lost and bad arguments", () => {
 interface BatchOutcome {
   mailitem_id: string;
   outcome: string | null;
+  lease_token?: string | null;
   account_id?: number | null;
   smtp_response?: string | null;
   error?: string | null;
@@ -981,9 +1023,17 @@ async function recordOutcomes(
   outcomes: BatchOutcome[] | unknown,
   processId: number | null = null,
 ): Promise<[string, string][]> {
+  // Each entry gets the token this sender_id's claim returned, unless it names one (or is not an object).
+  const withTokens = Array.isArray(outcomes)
+    ? outcomes.map((o) =>
+        typeof o === "object" && o !== null && !("lease_token" in o) && "mailitem_id" in o
+          ? { ...o, lease_token: tokenOf(senderId, String(o.mailitem_id)) }
+          : o,
+      )
+    : outcomes;
   const { rows } = await client.query<{ mailitem_id: string; status: string }>(
     "SELECT * FROM dbmail.record_outcomes($1, $2::jsonb, $3::integer)",
-    [senderId, JSON.stringify(outcomes), processId],
+    [senderId, JSON.stringify(withTokens), processId],
   );
   return rows.map((r) => [r.mailitem_id, r.status]);
 }
@@ -1442,7 +1492,11 @@ describe("sender_accounts and sender_attachments", () => {
           content_type: string | null;
           filesize: string;
           attachment: Buffer;
-        }>("SELECT * FROM dbmail.sender_attachments($1, $2)", [sender, mailitem])
+        }>("SELECT * FROM dbmail.sender_attachments($1, $2, $3)", [
+          sender,
+          mailitem,
+          tokenOf(sender, mailitem),
+        ])
         .then((r) => r.rows);
 
     expect(await attachments(A, id)).toEqual([]);
@@ -1522,6 +1576,298 @@ describe("log_event", () => {
     const error = await errorOf(logEvent(s1, "error", ""));
     expect(error.code).toBe("22004");
     expect(error.message).toMatch(/^description: /);
+  });
+});
+
+describe("lease tokens", () => {
+  const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+  const storedToken = async (id: string) =>
+    one(
+      (
+        await db.query<{ t: string | null }>(
+          "SELECT lease_token AS t FROM dbmail.mailitems WHERE mailitem_id = $1",
+          [id],
+        )
+      ).rows,
+    ).t;
+
+  it("gives the items of one claim one random token, and every claim a new one", async () => {
+    const ids = [await send(), await send(), await send()];
+    const first = await claim(s1, A, 2);
+    const second = await claim(s1, A, 2);
+    expect(first.map((r) => r.mailitem_id)).toEqual(ids.slice(0, 2));
+    expect(first[0]?.lease_token).toMatch(UUID);
+    expect(first[1]?.lease_token).toBe(first[0]?.lease_token);
+    expect(second.map((r) => r.mailitem_id)).toEqual(ids.slice(2));
+    expect(second[0]?.lease_token).toMatch(UUID);
+    expect(second[0]?.lease_token).not.toBe(first[0]?.lease_token);
+    expect(await storedToken(one(second).mailitem_id)).toBe(one(second).lease_token);
+  });
+
+  it("drops the token when the lease ends: outcome recorded, released, failed as outcome unknown", async () => {
+    const [sent, released, unknown] = [await send(), await send(), await send()];
+    await claim(s1, A);
+    expect(await recordOutcome(s1, sent, A, "sent", { accountId: primaryId })).toBe("sent");
+    expect(await release(s1, A, [released])).toBe(1);
+    await expireLease(unknown);
+    await configure("UnknownOutcomePolicy", "fail");
+    try {
+      expect(await claimIds(s2, B)).toEqual([released]);
+      expect((await item(unknown)).sent_status).toBe("failed");
+    } finally {
+      await configure("UnknownOutcomePolicy", "retry");
+    }
+    expect(await storedToken(sent)).toBeNull();
+    expect(await storedToken(unknown)).toBeNull();
+    expect(await storedToken(released)).toBe(tokenOf(B, released));
+  });
+
+  it("gives an item taken over a new token, even when its own sender takes it back: the old one is worthless", async () => {
+    const id = await send();
+    const [first] = await claim(s1, A);
+    await expireLease(id);
+    const [again] = await claim(s1, A);
+    expect(again?.mailitem_id).toBe(id);
+    expect(again?.lease_token).not.toBe(first?.lease_token);
+    expect(await extendLeases(s1, A, [id], [first?.lease_token ?? null])).toEqual([]);
+    expect(
+      await recordOutcome(s1, id, A, "sent", { accountId: primaryId, leaseToken: first?.lease_token }),
+    ).toBe("lease_lost");
+    expect(await recordOutcome(s1, id, A, "sent", { accountId: primaryId })).toBe("sent");
+  });
+
+  it("shows the token in no view, and returns it from no function but claim_mailitems", async () => {
+    const { rows: columns } = await db.query<{ table_name: string }>(
+      `SELECT table_name FROM information_schema.columns
+       WHERE table_schema = 'dbmail' AND column_name LIKE '%token%' ORDER BY 1`,
+    );
+    expect(columns.map((c) => c.table_name)).toEqual(["mailitems"]);
+    const { rows: views } = await db.query(
+      "SELECT viewname FROM pg_views WHERE schemaname = 'dbmail' AND definition LIKE '%lease_token%'",
+    );
+    expect(views).toEqual([]);
+    const { rows: returning } = await db.query<{ proname: string }>(
+      `SELECT DISTINCT p.proname FROM pg_proc p, unnest(p.proargnames, p.proargmodes) AS a(name, mode)
+       WHERE p.pronamespace = 'dbmail'::regnamespace AND a.name LIKE '%token%' AND a.mode IN ('o', 'b', 't')`,
+    );
+    expect(returning.map((r) => r.proname)).toEqual(["claim_mailitems"]);
+  });
+});
+
+/**
+ * Issue 13: a sender login used another sender's id (shown in sent_by) to act on items it did not hold.
+ * Sender A (login s1) holds an item with two attachments; each attacker tries every call on it, and the
+ * item is left exactly as it was; then A does all of it.
+ */
+describe("a sender cannot act on an item another sender holds", () => {
+  const C = "sender-c";
+
+  interface Held {
+    id: string;
+    token: string;
+    /** The token of another claim of A's (another item). */
+    otherToken: string;
+    attachmentId: string;
+  }
+
+  async function held(): Promise<Held> {
+    const id = await send();
+    await db.query(
+      `INSERT INTO dbmail.attachments (mailitem_id, filename, content_type, filesize, attachment, last_mod_user)
+       VALUES ($1, 'secret.txt', 'text/plain', 6, convert_to('secret', 'UTF8'), 'postgres'),
+              ($1, 'more.txt', 'text/plain', 4, convert_to('more', 'UTF8'), 'postgres')`,
+      [id],
+    );
+    await send();
+    await heartbeat(s1, A);
+    await heartbeat(o1, C);
+    const [mine] = await claim(s1, A, 1);
+    const [other] = await claim(s1, A, 1);
+    const attachment = await db.query<{ id: string }>(
+      "SELECT min(attachment_id) AS id FROM dbmail.attachments WHERE mailitem_id = $1",
+      [id],
+    );
+    return {
+      id,
+      token: mine?.lease_token as string,
+      otherToken: other?.lease_token as string,
+      attachmentId: one(attachment.rows).id,
+    };
+  }
+
+  /** Everything about the item a call could change, and its events. */
+  async function state(id: string) {
+    const { rows } = await db.query(
+      `SELECT sent_status, sent_date, sent_account_id, smtp_response, sent_by, send_attempts, last_error,
+              next_attempt_at, lease_owner, lease_token, lease_expires_at, last_mod_date, last_mod_user
+       FROM dbmail.mailitems WHERE mailitem_id = $1`,
+      [id],
+    );
+    return { item: one(rows), events: await events(id) };
+  }
+
+  type Attacker = [string, () => pg.Client, string, (h: Held) => string | null];
+  const attackers: Attacker[] = [
+    ["another login, under A's sender_id, with a made-up token", () => o1, A, () => randomUUID()],
+    ["another login, under A's sender_id, without a token", () => o1, A, () => null],
+    ["another login, under its own sender_id, with A's token", () => o1, C, (h) => h.token],
+    ["A's login, under another sender_id, with A's token", () => s2, B, (h) => h.token],
+    ["A's sender_id without the token", () => s2, A, () => null],
+    ["A's sender_id with a made-up token", () => s2, A, () => randomUUID()],
+    ["A's sender_id with the token of another of A's claims", () => s2, A, (h) => h.otherToken],
+  ];
+
+  it.each(attackers)(
+    "%s: every call is lease_lost, empty or NULL, and changes nothing",
+    async (_who, client, senderId, tokenFor) => {
+      const h = await held();
+      const c = client();
+      const token = tokenFor(h);
+      // Let the lease have run a while, so a renewal would show.
+      await db.query(
+        "UPDATE dbmail.mailitems SET lease_expires_at = lease_expires_at - interval '1 minute' WHERE mailitem_id = $1",
+        [h.id],
+      );
+      const before = await state(h.id);
+
+      for (const outcome of ["sent", "retrying", "failed"]) {
+        expect(
+          await recordOutcome(c, h.id, senderId, outcome, {
+            accountId: primaryId,
+            smtpResponse: "250 forged",
+            error: "forged",
+            leaseToken: token,
+          }),
+        ).toBe("lease_lost");
+      }
+      expect(
+        await recordOutcomes(c, senderId, [
+          { mailitem_id: h.id, lease_token: token, outcome: "sent", account_id: primaryId },
+        ]),
+      ).toEqual([[h.id, "lease_lost"]]);
+      // An entry without lease_token (not through the helper, which would add this sender_id's).
+      const { rows: untokened } = await c.query("SELECT * FROM dbmail.record_outcomes($1, $2::jsonb)", [
+        senderId,
+        JSON.stringify([{ mailitem_id: h.id, outcome: "failed", error: "forged" }]),
+      ]);
+      expect(untokened).toEqual([{ mailitem_id: h.id, status: "lease_lost" }]);
+      expect(await extendLeases(c, senderId, [h.id], [token], 86400)).toEqual([]);
+      expect(await release(c, senderId, [h.id], [token])).toBe(0);
+      const { rows: attachments } = await c.query("SELECT * FROM dbmail.sender_attachments($1, $2, $3)", [
+        senderId,
+        h.id,
+        token,
+      ]);
+      expect(attachments).toEqual([]);
+      const { rows: chunk } = await c.query<{ chunk: Buffer | null }>(
+        "SELECT dbmail.sender_attachment_chunk($1, $2, $3, 0, 100) AS chunk",
+        [senderId, h.attachmentId, token],
+      );
+      expect(one(chunk).chunk).toBeNull();
+
+      expect(await state(h.id)).toEqual(before);
+
+      // The holder still does all of it.
+      const { rows: mine } = await s1.query<{ filename: string }>(
+        "SELECT filename FROM dbmail.sender_attachments($1, $2, $3)",
+        [A, h.id, h.token],
+      );
+      expect(mine.map((a) => a.filename)).toEqual(["secret.txt", "more.txt"]);
+      const { rows: piece } = await s1.query<{ chunk: Buffer | null }>(
+        "SELECT dbmail.sender_attachment_chunk($1, $2, $3, 0, 100) AS chunk",
+        [A, h.attachmentId, h.token],
+      );
+      expect(one(piece).chunk?.toString("utf8")).toBe("secret");
+      expect(await extendLeases(s1, A, [h.id], [h.token])).toEqual([h.id]);
+      expect(await recordOutcome(s1, h.id, A, "sent", { accountId: primaryId, leaseToken: h.token })).toBe(
+        "sent",
+      );
+      expect(await item(h.id)).toMatchObject({ sent_status: "sent", sent_by: A, lease_owner: null });
+    },
+  );
+
+  it("cannot release another sender's item, which A then releases", async () => {
+    const h = await held();
+    expect(await release(o1, A, [h.id], [randomUUID()])).toBe(0);
+    expect(await release(s2, A, [h.id], [null])).toBe(0);
+    expect((await item(h.id)).lease_owner).toBe(A);
+    expect(await release(s1, A, [h.id], [h.token])).toBe(1);
+    expect(await item(h.id)).toMatchObject({ sent_status: "unsent", lease_owner: null });
+  });
+});
+
+describe("a sender_id belongs to the login that registered it", () => {
+  const senderRow = async (id: string) =>
+    one(
+      (
+        await db.query<{ hostname: string; stopped_at: Date | null; age: number }>(
+          `SELECT hostname, stopped_at, extract(epoch FROM now() - last_heartbeat)::float8 AS age
+           FROM dbmail.senders WHERE sender_id = $1`,
+          [id],
+        )
+      ).rows,
+    );
+  const refusal = { code: "42501", message: `sender_id: "${A}": registered by another login` };
+
+  it("refuses another login's heartbeat under the id (42501), changing nothing", async () => {
+    await heartbeat(s1, A, "mine");
+    expect(await errorOf(heartbeat(o1, A, "evil"))).toMatchObject(refusal);
+    expect((await senderRow(A)).hostname).toBe("mine");
+  });
+
+  it("refuses another login's sender_stopped under the id, which stays live", async () => {
+    await heartbeat(s1, A);
+    expect(await errorOf(o1.query("SELECT dbmail.sender_stopped($1)", [A]))).toMatchObject(refusal);
+    expect((await senderRow(A)).stopped_at).toBeNull();
+    expect((await queue()).live_senders).toBe(1);
+  });
+
+  it("refuses another login's claim under the id, claiming nothing", async () => {
+    const id = await send();
+    await heartbeat(s1, A);
+    expect(await errorOf(claim(o1, A))).toMatchObject(refusal);
+    expect(await item(id)).toMatchObject({ sent_status: "unsent", lease_owner: null });
+    expect(await claimIds(s1, A)).toEqual([id]);
+  });
+
+  it("does not count another login's extend_leases under the id as its heartbeat", async () => {
+    await heartbeat(s1, A);
+    await db.query("UPDATE dbmail.senders SET last_heartbeat = now() - interval '20 seconds'");
+    expect(await extendLeases(o1, A, [], [])).toEqual([]);
+    expect((await senderRow(A)).age).toBeGreaterThan(19);
+    expect(await extendLeases(s2, A, [], [])).toEqual([]);
+    expect((await senderRow(A)).age).toBeLessThan(5);
+  });
+
+  it("lets the registering login use the id on every connection, and any login an id nobody registered", async () => {
+    await heartbeat(s1, A);
+    await heartbeat(s2, A);
+    await s3.query("SELECT dbmail.sender_stopped($1)", [A]);
+    await heartbeat(s4, A);
+    expect(await claim(o1, "nobody-registered-this")).toEqual([]);
+    await heartbeat(o2, "nobody-registered-this");
+    expect(await errorOf(heartbeat(s1, "nobody-registered-this"))).toMatchObject({ code: "42501" });
+  });
+
+  it("lets a superuser heartbeat and stop any id without taking it from its login", async () => {
+    await heartbeat(s1, A);
+    await heartbeat(await db.connect(), A);
+    await db.query("SELECT dbmail.sender_stopped($1)", [A]);
+    expect(await errorOf(heartbeat(o1, A))).toMatchObject(refusal);
+    await heartbeat(s1, A);
+    expect((await senderRow(A)).stopped_at).toBeNull();
+  });
+
+  it("frees the ids of a login that was dropped: the next login to heartbeat takes them", async () => {
+    const gone = await db.createRole("gone_sender", { memberOf: ["dbmail_sender"] });
+    const client = await db.connect(gone);
+    await heartbeat(client, "sender-gone");
+    expect(await errorOf(heartbeat(o1, "sender-gone"))).toMatchObject({ code: "42501" });
+    await client.end();
+    await db.query(`DROP ROLE ${gone.name}`);
+    await heartbeat(o1, "sender-gone");
+    expect(await errorOf(heartbeat(s1, "sender-gone"))).toMatchObject({ code: "42501" });
+    await heartbeat(o2, "sender-gone");
   });
 });
 

@@ -71,6 +71,13 @@ export class DatabaseWorker {
    * the next one at once instead of waiting for a claim, and claims stay whole batches.
    */
   private readonly ready = new Map<string, q.ClaimedItem>();
+  /**
+   * The lease token of every item this sender holds (claimed ahead, in flight, or its outcome on its way),
+   * from the claim that last leased it here: every call about the item carries it. Read when a call is
+   * made, so an item this sender took back after its lease ran out (a new claim, a new token) goes on
+   * under its new lease.
+   */
+  private readonly leases = new Map<string, string>();
   /** Outcomes the SMTP servers gave, on their way to the database (record_outcomes, in batches). */
   private readonly outcomes: OutcomeRecorder;
   /** Claims stop while this many outcomes wait to be recorded (the database is slow or away). */
@@ -136,19 +143,22 @@ export class DatabaseWorker {
     this.accounts = new AccountsCache(this.pool);
     // The SMTP server has spoken: keep trying to record it through a database outage, so the item is not
     // sent a second time after its lease expires.
-    this.outcomes = new OutcomeRecorder((batch) => q.recordOutcomes(this.pool, options.senderId, batch), {
-      maxBatch: OUTCOME_BATCH,
-      delayMs: OUTCOME_DELAY_MS,
-      giveUpAfterMs: options.leaseSeconds * 1000,
-      onRetry: (error, outcomes) =>
-        this.log.warn({ err: error.message, outcomes }, "recording outcomes failed; retrying"),
-      onRefused: (mailitemId, error) =>
-        this.log.error(
-          { mailitemId, err: safeText(error.message, 500) },
-          "the database refused this outcome's text: recorded without it",
-        ),
-      onWritten: () => this.wakeup.wake(),
-    });
+    this.outcomes = new OutcomeRecorder(
+      (batch) => q.recordOutcomes(this.pool, options.senderId, batch, this.leases),
+      {
+        maxBatch: OUTCOME_BATCH,
+        delayMs: OUTCOME_DELAY_MS,
+        giveUpAfterMs: options.leaseSeconds * 1000,
+        onRetry: (error, outcomes) =>
+          this.log.warn({ err: error.message, outcomes }, "recording outcomes failed; retrying"),
+        onRefused: (mailitemId, error) =>
+          this.log.error(
+            { mailitemId, err: safeText(error.message, 500) },
+            "the database refused this outcome's text: recorded without it",
+          ),
+        onWritten: () => this.wakeup.wake(),
+      },
+    );
     this.outcomeBacklog = Math.max(OUTCOME_BATCH, 2 * options.concurrency);
   }
 
@@ -243,7 +253,7 @@ export class DatabaseWorker {
       // Only what the SMTP servers have not answered yet: an item whose outcome is known but could not
       // be recorded stays 'sending' and is claimed again after its lease (outcome unknown).
       const ids = [...this.inFlight.keys()];
-      const released = await q.release(this.pool, this.options.senderId, ids).catch(() => 0);
+      const released = await q.release(this.pool, this.options.senderId, ids, this.leases).catch(() => 0);
       this.log.warn(
         { released, ids, unrecorded: this.outcomes.ids() },
         "released messages still in flight at shutdown",
@@ -286,6 +296,7 @@ export class DatabaseWorker {
               // One this sender still holds (its lease ran out in a long outage, and this claim took it
               // back) is being sent, or its outcome is on its way: never start it a second time.
               const id = item.mailitem_id;
+              this.leases.set(id, item.lease_token);
               if (!this.inFlight.has(id) && !this.outcomes.has(id)) this.ready.set(id, item);
               this.markHeld(id, asked);
             }
@@ -342,7 +353,13 @@ export class DatabaseWorker {
   /** Renews the leases of the items this sender still holds (which also counts as alive); returns them. */
   private async extendLeases(ids: string[]): Promise<Set<string>> {
     const asked = performance.now();
-    const held = await q.extendLeases(this.pool, this.options.senderId, ids, this.options.leaseSeconds);
+    const held = await q.extendLeases(
+      this.pool,
+      this.options.senderId,
+      ids,
+      this.leases,
+      this.options.leaseSeconds,
+    );
     this.markAlive(asked);
     for (const id of held) this.markHeld(id, asked);
     return held;
@@ -362,12 +379,13 @@ export class DatabaseWorker {
     const ids = [...this.ready.keys()];
     this.ready.clear();
     for (const id of ids) this.surelyHeldUntil.delete(id);
-    await q.release(this.pool, this.options.senderId, ids).catch((error: Error) => {
+    await q.release(this.pool, this.options.senderId, ids, this.leases).catch((error: Error) => {
       this.log.warn(
         { err: error.message, ids },
         "giving back claimed items failed; they return after their lease",
       );
     });
+    for (const id of ids) this.forget(id);
   }
 
   /** Starts waiting items while there is room (not while stopping or stopped: they are given back). */
@@ -395,8 +413,17 @@ export class DatabaseWorker {
       .catch((error: unknown) =>
         this.log.error({ mailitemId: id, err: (error as Error).message }, "delivery failed"),
       )
-      .finally(leave);
+      .finally(() => {
+        leave();
+        // Not delivered (lease lost, or an error): nothing more to say about the item.
+        if (!this.outcomes.has(id)) this.forget(id);
+      });
     this.inFlight.set(id, done);
+  }
+
+  /** Drops the lease token of an item this sender is done with, unless a later claim gave it back. */
+  private forget(id: string): void {
+    if (!this.ready.has(id) && !this.inFlight.has(id)) this.leases.delete(id);
   }
 
   private async record(item: q.ClaimedItem, outcome: q.Outcome, attempt: Attempt): Promise<void> {
@@ -411,6 +438,9 @@ export class DatabaseWorker {
         "the outcome could not be recorded: the item will be claimed again after its lease (outcome unknown)",
       );
       return;
+    } finally {
+      // Recorded, or given up: either way the item is done with here.
+      this.forget(item.mailitem_id);
     }
     if (outcome.status === "sent" && outcome.accountId !== undefined) {
       this.accounts.markSuccess(item.profile_id, outcome.accountId);
@@ -439,12 +469,18 @@ export class DatabaseWorker {
       prepared = await Promise.all([
         this.accounts.forProfile(item.profile_id),
         item.attachment_count > 0
-          ? q.attachments(this.pool, this.options.senderId, item.mailitem_id, ATTACHMENT_CHUNK_BYTES)
+          ? q.attachments(
+              this.pool,
+              this.options.senderId,
+              item.mailitem_id,
+              this.leases.get(item.mailitem_id),
+              ATTACHMENT_CHUNK_BYTES,
+            )
           : [],
       ]);
     } catch (error) {
       // Nothing was sent: give the item back at once rather than letting its lease run out.
-      await q.release(this.pool, this.options.senderId, [item.mailitem_id]).catch(() => {});
+      await q.release(this.pool, this.options.senderId, [item.mailitem_id], this.leases).catch(() => {});
       throw error;
     }
     const [accounts, attachments] = prepared;
@@ -465,7 +501,7 @@ export class DatabaseWorker {
       // Nothing went out. Should the lease merely have been unconfirmable (the database unreachable),
       // give the item back rather than let it expire into an "outcome unknown"; a no-op for an item
       // another sender holds.
-      await q.release(this.pool, this.options.senderId, [item.mailitem_id]).catch(() => {});
+      await q.release(this.pool, this.options.senderId, [item.mailitem_id], this.leases).catch(() => {});
       return undefined;
     }
     return { outcome, attempt };
@@ -500,6 +536,7 @@ export class DatabaseWorker {
             this.pool,
             this.options.senderId,
             a.attachment_id,
+            this.leases.get(id),
             offset,
             length,
           );

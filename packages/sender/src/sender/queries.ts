@@ -22,6 +22,8 @@ export interface ClaimedItem {
   message_id: string;
   send_attempts: number;
   attachment_count: number;
+  /** The claim's proof of the lease: every later call about the item carries it. */
+  lease_token: string;
 }
 
 /** One account of one profile, in failover order, as dbmail.sender_accounts returns it. */
@@ -92,7 +94,7 @@ export async function claim(
   const { rows } = await db.query<ClaimedItem>({
     name: "dbmail_claim",
     text: `SELECT mailitem_id, profile_id, envelope, subject, body, body_format, importance, sensitivity,
-                  from_address, reply_to, headers, message_id, send_attempts, attachment_count
+                  from_address, reply_to, headers, message_id, send_attempts, attachment_count, lease_token
            FROM dbmail.claim_mailitems($1, $2, $3)`,
     values: [senderId, batchSize, leaseSeconds],
   });
@@ -106,6 +108,12 @@ export interface PendingOutcome {
 }
 
 /**
+ * The lease token of each item a sender holds, by mailitem_id: from the claim that last leased it to the
+ * sender. An item missing from it is one the sender does not hold (the database says lease_lost).
+ */
+export type LeaseTokens = ReadonlyMap<string, string>;
+
+/**
  * Records many outcomes in one statement (one commit), each with exactly dbmail.record_outcome's effect; returns
  * each item's status afterwards, or 'lease_lost', by mailitem_id.
  */
@@ -113,6 +121,7 @@ export async function recordOutcomes(
   db: pg.Pool,
   senderId: string,
   outcomes: PendingOutcome[],
+  leases: LeaseTokens,
 ): Promise<Map<string, string>> {
   const { rows } = await db.query<{ mailitem_id: string; status: string }>({
     name: "dbmail_record_outcomes",
@@ -122,6 +131,7 @@ export async function recordOutcomes(
       JSON.stringify(
         outcomes.map(({ mailitemId, outcome }) => ({
           mailitem_id: mailitemId,
+          lease_token: leases.get(mailitemId) ?? null,
           outcome: outcome.status,
           account_id: outcome.accountId ?? null,
           smtp_response: outcome.smtpResponse ?? null,
@@ -135,24 +145,35 @@ export async function recordOutcomes(
   return new Map(rows.map((r) => [r.mailitem_id, r.status]));
 }
 
+/** The lease tokens of these items (the database ignores an item named without its token). */
+function tokensOf(ids: string[], leases: LeaseTokens): (string | null)[] {
+  return ids.map((id) => leases.get(id) ?? null);
+}
+
 export async function extendLeases(
   db: pg.Pool,
   senderId: string,
   ids: string[],
+  leases: LeaseTokens,
   leaseSeconds: number,
 ): Promise<Set<string>> {
   const { rows } = await db.query<{ held: string[] }>({
     name: "dbmail_extend_leases",
-    text: "SELECT dbmail.extend_leases($1, $2, $3) AS held",
-    values: [senderId, ids, leaseSeconds],
+    text: "SELECT dbmail.extend_leases($1, $2, $3, $4) AS held",
+    values: [senderId, ids, tokensOf(ids, leases), leaseSeconds],
   });
   return new Set(rows[0]?.held ?? []);
 }
 
-export async function release(db: pg.Pool, senderId: string, ids: string[]): Promise<number> {
+export async function release(
+  db: pg.Pool,
+  senderId: string,
+  ids: string[],
+  leases: LeaseTokens,
+): Promise<number> {
   const { rows } = await db.query<{ released: number }>(
-    "SELECT dbmail.release_mailitems($1, $2) AS released",
-    [senderId, ids],
+    "SELECT dbmail.release_mailitems($1, $2, $3) AS released",
+    [senderId, ids, tokensOf(ids, leases)],
   );
   return rows[0]?.released ?? 0;
 }
@@ -173,14 +194,15 @@ export async function attachments(
   db: pg.Pool,
   senderId: string,
   mailitemId: string,
+  leaseToken: string | undefined,
   inlineLimit: number,
 ): Promise<StoredAttachment[]> {
   const { rows } = await db.query<StoredAttachment>({
     name: "dbmail_attachments",
     text: `SELECT attachment_id, filename, content_type, octet_length(attachment) AS size,
-                  CASE WHEN octet_length(attachment) <= $3 THEN attachment END AS content
-           FROM dbmail.sender_attachments($1, $2)`,
-    values: [senderId, mailitemId, inlineLimit],
+                  CASE WHEN octet_length(attachment) <= $4 THEN attachment END AS content
+           FROM dbmail.sender_attachments($1, $2, $3)`,
+    values: [senderId, mailitemId, leaseToken ?? null, inlineLimit],
   });
   return rows;
 }
@@ -190,13 +212,14 @@ export async function attachmentChunk(
   db: pg.Pool,
   senderId: string,
   attachmentId: string,
+  leaseToken: string | undefined,
   offset: number,
   length: number,
 ): Promise<Buffer | null> {
   const { rows } = await db.query<{ chunk: Buffer | null }>({
     name: "dbmail_attachment_chunk",
-    text: "SELECT dbmail.sender_attachment_chunk($1, $2, $3, $4) AS chunk",
-    values: [senderId, attachmentId, offset, length],
+    text: "SELECT dbmail.sender_attachment_chunk($1, $2, $3, $4, $5) AS chunk",
+    values: [senderId, attachmentId, leaseToken ?? null, offset, length],
   });
   return rows[0]?.chunk ?? null;
 }
