@@ -18,10 +18,10 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Sender } from "@pg-dbmail/sender";
 import type { Attachment } from "mailparser";
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Sender } from "../packages/sender/src/sender/sender.js";
 import { errorOf, TestDatabase, type TestRole } from "./support/database.js";
 import { addAccount, eventually, startSender } from "./support/sender.js";
 import { type ReceivedMail, TestSmtpServer } from "./support/smtp.js";

@@ -14,11 +14,11 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { freePort, portIsFree } from "@pg-dbmail/dev/local-postgres";
+import type { Sender } from "@pg-dbmail/sender";
+import { describeDatabaseUrl as withoutPassword } from "@pg-dbmail/sender";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { freePort, portIsFree } from "../packages/dev/src/local-postgres.js";
-import { describe as withoutPassword } from "../packages/sender/src/connection.js";
-import type { Sender } from "../packages/sender/src/sender/sender.js";
 import { TestDatabase, type TestRole, withClient } from "./support/database.js";
 import { withDatabase } from "./support/global-setup.js";
 import { addAccount, eventually, startSender } from "./support/sender.js";

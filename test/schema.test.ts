@@ -1,7 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { migrate } from "@pg-dbmail/sql";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { migrate } from "../packages/sql/src/index.js";
 import { TestDatabase, withClient } from "./support/database.js";
 import { withDatabase } from "./support/global-setup.js";
 import { dumpSchema, toolMajorVersion } from "./support/schema-dump.js";

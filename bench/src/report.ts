@@ -2,9 +2,9 @@
 // the repetitions), the targets with met / not met, and every setting of every system.
 import { execFileSync } from "node:child_process";
 import { cpus, release, totalmem } from "node:os";
+import type { BenchResults } from "./config.js";
 import { withClient } from "./database.js";
 import type { DrainRun } from "./drain.js";
-import type { BenchResults } from "./run.js";
 import { format, type Summary, summarise } from "./stats.js";
 
 export async function describeMachine(

@@ -1,11 +1,12 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
-import { type BacklogResult, benchBacklog } from "./backlog.js";
+import { benchBacklog } from "./backlog.js";
 import { stopAllChildren } from "./children.js";
+import { type BenchResults, config, quick, sections, senderSettings } from "./config.js";
 import { benchServer, createBenchDatabase, dropAllBenchDatabases } from "./database.js";
-import { type DrainRun, drainOurs, drainReference, type SenderSettings } from "./drain.js";
-import { benchEnqueue, benchSetEnqueue, type EnqueueResult, type SetEnqueueResult } from "./enqueue.js";
-import { type LatencyResult, latencyGraphile, latencyOurs, latencyPgBoss } from "./latency.js";
+import { type DrainRun, drainOurs, drainReference } from "./drain.js";
+import { benchEnqueue, benchSetEnqueue } from "./enqueue.js";
+import { latencyGraphile, latencyOurs, latencyPgBoss } from "./latency.js";
 import { attachmentRun } from "./memory.js";
 import { graphileSettings, prepareGraphile } from "./references/graphile.js";
 import { nodemailerSettings } from "./references/nodemailer.js";
@@ -13,61 +14,9 @@ import { pgBossSettings, preparePgBoss } from "./references/pgboss.js";
 import { describeMachine, renderReport } from "./report.js";
 import { Sink } from "./sink-client.js";
 
-// npm run bench [-- --quick]: a short smoke run, or the full one. `--only drain,latency` runs some
-// sections (for working on the benchmark; the report then says which ones ran).
-const quick = process.argv.includes("--quick");
-const onlyArg = process.argv.find((a) => a.startsWith("--only="))?.slice("--only=".length);
-const sections = new Set(onlyArg ? onlyArg.split(",") : ["enqueue", "drain", "latency", "memory", "backlog"]);
-
-export const config = {
-  quick,
-  enqueue: { seconds: quick ? 2 : 5, repetitions: quick ? 2 : 5, clients: [1, 4] },
-  drain: { mails: quick ? 2000 : 20_000, repetitions: quick ? 1 : 3, senders: [1, 2, 4] },
-  latency: { samples: quick ? 30 : 200 },
-  memory: { repetitions: quick ? 1 : 3 },
-  backlog: {
-    history: quick ? 100_000 : 1_000_000,
-    waiting: quick ? 10_000 : 100_000,
-    seconds: quick ? 2 : 5,
-    repetitions: quick ? 1 : 3,
-  },
-  /** SMTP connections of every system, in total: the same for all, so only the queueing differs. */
-  connections: 8,
-};
-
-/**
- * The sender's settings with `senders` processes sharing the connections: each gets an equal share of
- * the SMTP pool, and twice as many messages in flight as connections, so a connection that finishes a
- * message finds the next one composed and waiting while outcomes are recorded.
- */
-export function senderSettings(senders: number): SenderSettings {
-  const pool = config.connections / senders;
-  return { concurrency: 2 * pool, batchSize: 20, smtpPoolSize: pool, pollIntervalMs: 5000, logLevel: "warn" };
-}
-
 const resultsDir = new URL("../results/", import.meta.url);
 const reportFile = new URL("../RESULTS.md", import.meta.url);
 const plansFile = new URL("../results/plans.txt", import.meta.url);
-
-export interface DrainResults {
-  mails: number;
-  /** Per system: one run per repetition, in order. */
-  runs: Record<string, DrainRun[]>;
-}
-
-export interface BenchResults {
-  date: string;
-  quick: boolean;
-  machine: Record<string, unknown>;
-  config: typeof config;
-  settings: Record<string, unknown>;
-  enqueue?: EnqueueResult[];
-  setEnqueue?: SetEnqueueResult;
-  drain?: DrainResults;
-  latency?: Record<string, LatencyResult>;
-  memory?: { attachment: DrainRun[] };
-  backlog?: Omit<BacklogResult, "plans">;
-}
 
 async function main(): Promise<void> {
   const loadAtStart = loadavg();

@@ -5,10 +5,10 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { freePort, type LocalPostgres, startLocalPostgres } from "@pg-dbmail/dev/local-postgres";
+import { migrate } from "@pg-dbmail/sql";
 import pg from "pg";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { freePort, type LocalPostgres, startLocalPostgres } from "../../packages/dev/src/local-postgres.js";
-import { migrate } from "../../packages/sql/src/index.js";
 import { migrationsDir } from "../support/global-setup.js";
 import { addAccount } from "../support/sender.js";
 import { TestSmtpServer } from "../support/smtp.js";

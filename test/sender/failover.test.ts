@@ -2,9 +2,9 @@
 // end to end: a real PostgreSQL, the in-process sender and real SMTP servers scripted to refuse, stall,
 // drop or be down.
 import { randomBytes } from "node:crypto";
+import { freePort } from "@pg-dbmail/dev/local-postgres";
+import type { Sender } from "@pg-dbmail/sender";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { freePort } from "../../packages/dev/src/local-postgres.js";
-import type { Sender } from "../../packages/sender/src/sender/sender.js";
 import { TestDatabase, type TestRole } from "../support/database.js";
 import { addAccount, startSender } from "../support/sender.js";
 import { type Behaviour, TestSmtpServer } from "../support/smtp.js";

@@ -4,8 +4,8 @@
 // batch, and its items were resent after every lease expiry. A raw TCP server speaks the SMTP here, so
 // that the test controls every byte of its replies.
 import { createServer, type Server, type Socket } from "node:net";
+import type { Sender } from "@pg-dbmail/sender";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Sender } from "../../packages/sender/src/sender/sender.js";
 import { TestDatabase } from "../support/database.js";
 import { addAccount, eventually, startSender } from "../support/sender.js";
 

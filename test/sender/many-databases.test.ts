@@ -2,9 +2,10 @@
 // accounts share id 1 but point at different SMTP servers each get their own pools, and a third that
 // cannot be served yet (no schema) is named, retried and served once it is fixed, while the others
 // keep delivering.
+
+import type { Sender } from "@pg-dbmail/sender";
+import { migrate } from "@pg-dbmail/sql";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Sender } from "../../packages/sender/src/sender/sender.js";
-import { migrate } from "../../packages/sql/src/index.js";
 import { TestDatabase, type TestRole, withClient } from "../support/database.js";
 import { migrationsDir, withDatabase } from "../support/global-setup.js";
 import { eventually, startSender } from "../support/sender.js";

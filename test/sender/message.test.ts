@@ -1,10 +1,10 @@
 // What a recipient sees: the message the sender composes from a queued item, delivered over real SMTP and
 // parsed with mailparser (SPEC sections 3 and 7).
 import { createHash, randomBytes } from "node:crypto";
+import type { Sender } from "@pg-dbmail/sender";
 import type { AddressObject, EmailAddress } from "mailparser";
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Sender } from "../../packages/sender/src/sender/sender.js";
 import { TestDatabase, type TestRole } from "../support/database.js";
 import { addAccount, eventually, startSender } from "../support/sender.js";
 import { type ReceivedMail, TestSmtpServer } from "../support/smtp.js";

@@ -3,7 +3,7 @@
 // and mailparser's reading of them compared, for awkward inputs.
 import nodemailer, { type SendMailOptions, type Transporter } from "nodemailer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Address, ClaimedItem, ProfileAccount } from "../../packages/sender/src/sender/queries.js";
+import type { Address, ClaimedItem, ProfileAccount } from "../../packages/sender/src/rows.js";
 import { composeForSending, composeMessage, messageFields } from "../../packages/sender/src/smtp/compose.js";
 import { composeRawMessage } from "../../packages/sender/src/smtp/raw-message.js";
 import { type ReceivedMail, TestSmtpServer } from "../support/smtp.js";

@@ -5,9 +5,8 @@
 // deliveries are counted exactly.
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import type { Sender, SenderOptions } from "@pg-dbmail/sender";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import type { SenderOptions } from "../../packages/sender/src/config/options.js";
-import type { Sender } from "../../packages/sender/src/sender/sender.js";
 import { TestDatabase, type TestRole } from "../support/database.js";
 import { addAccount, eventually, startSender } from "../support/sender.js";
 import { TestSmtpServer } from "../support/smtp.js";

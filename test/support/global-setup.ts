@@ -1,7 +1,7 @@
 import { fileURLToPath } from "node:url";
+import { migrate } from "@pg-dbmail/sql";
 import pg from "pg";
 import type { TestProject } from "vitest/node";
-import { migrate } from "../../packages/sql/src/index.js";
 import { providePostgres } from "./postgres.js";
 
 declare module "vitest" {

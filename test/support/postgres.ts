@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort, startLocalPostgres } from "../../packages/dev/src/local-postgres.js";
+import { freePort, startLocalPostgres } from "@pg-dbmail/dev/local-postgres";
 
 /** A PostgreSQL server the tests may create databases and roles in, as a superuser. */
 export interface ProvidedPostgres {

@@ -1,6 +1,4 @@
-import { defaults, type SenderOptions } from "../../packages/sender/src/config/options.js";
-import { createLogger } from "../../packages/sender/src/log.js";
-import { Sender } from "../../packages/sender/src/sender/sender.js";
+import { createLogger, senderDefaults as defaults, Sender, type SenderOptions } from "@pg-dbmail/sender";
 import type { TestDatabase, TestRole } from "./database.js";
 import type { TestSmtpServer } from "./smtp.js";
 

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
+import { freePort } from "@pg-dbmail/dev/local-postgres";
 import { type ParsedMail, simpleParser } from "mailparser";
 import { SMTPServer, type SMTPServerOptions } from "smtp-server";
-import { freePort } from "../../packages/dev/src/local-postgres.js";
 
 const tlsDir = new URL("../fixtures/tls/", import.meta.url);
 /** A self-signed certificate for localhost / 127.0.0.1 (test only). */

@@ -5,7 +5,7 @@ import { migrateHelp, runMigrate } from "./commands/migrate.js";
 import { runSendTest, sendTestHelp } from "./commands/send-test.js";
 import { runStart, startHelp } from "./commands/start.js";
 import { runStatus, statusHelp } from "./commands/status.js";
-import { optionSpecs } from "./config/options.js";
+import { optionFlags } from "./config/options.js";
 import { CliError, ExitCode, refusalExitCodes } from "./exit-codes.js";
 import { DatabaseRefusedError } from "./sender/errors.js";
 import { packageVersion } from "./version.js";
@@ -59,7 +59,7 @@ const commands: Record<string, Command> = {
       ...common,
       config: { type: "string" },
       ...Object.fromEntries(
-        optionSpecs.map((spec) => [spec.flag, { type: spec.kind === "boolean" ? "boolean" : "string" }]),
+        optionFlags.map(({ flag, boolean }) => [flag, { type: boolean ? "boolean" : "string" }]),
       ),
     } as Options,
     run: (v) => runStart(v),

@@ -6,4 +6,6 @@ export { type DatabaseTarget, defaults as senderDefaults, type SenderOptions } f
 export { connect, databaseUrlFrom, describe as describeDatabaseUrl } from "./connection.js";
 export { CliError, ExitCode } from "./exit-codes.js";
 export { createLogger, type Logger } from "./log.js";
+export type { WorkerState } from "./sender/database-worker.js";
+export { DatabaseRefusedError, type RefusalCode } from "./sender/errors.js";
 export { Sender } from "./sender/sender.js";

@@ -1,8 +1,9 @@
 // OutcomeRecorder alone, with a write function of the test's own standing in for record_outcomes: how
 // batches form, and that one outcome the database refuses holds back none of the others.
 import { describe, expect, it } from "vitest";
+import type { Outcome } from "../src/rows.js";
 import { OutcomeRecorder, type WriteOutcomes } from "../src/sender/outcomes.js";
-import type { Outcome, PendingOutcome } from "../src/sender/queries.js";
+import type { PendingOutcome } from "../src/sender/queries.js";
 
 const sent = (smtpResponse: string): Outcome => ({
   status: "sent",

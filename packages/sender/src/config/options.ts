@@ -10,159 +10,129 @@ export interface DatabaseTarget {
   url?: string;
 }
 
-/** Everything a sender process is configured with (see docs/sender.md). */
-export interface SenderOptions {
-  databases: DatabaseTarget[];
-  senderId: string;
-  batchSize: number;
-  concurrency: number;
-  leaseSeconds: number;
-  pollIntervalMs: number;
-  heartbeatIntervalMs: number;
-  shutdownTimeoutMs: number;
-  exitWhenIdle: boolean;
-  smtpPoolSize: number;
-  smtpTimeoutSeconds: number;
-  smtpUsername?: string;
-  smtpPassword?: string;
-  logLevel: "debug" | "info" | "warn" | "error";
-}
-
-type Scalar = Exclude<keyof SenderOptions, "databases">;
+type Kind = "integer" | "boolean" | "string" | "level";
 
 interface OptionSpec {
-  key: Scalar;
-  flag: string;
-  env: string;
-  kind: "integer" | "boolean" | "string" | "level";
+  kind: Kind;
+  /** The value when neither a flag, the environment nor the config file gives one. */
+  default?: number | boolean | string;
   min?: number;
   max?: number;
   description: string;
 }
 
-/** The one table of options: flag, environment variable, config-file key (= key), default, meaning. */
-export const optionSpecs: OptionSpec[] = [
-  {
-    key: "senderId",
-    flag: "sender-id",
-    env: "DBMAIL_SENDER_ID",
+/**
+ * Every option of `dbmail start`, once: its config-file key (the table's key), kind, range, default and
+ * meaning. The flag (`--batch-size`), the environment variable (`DBMAIL_BATCH_SIZE`), the parser and the
+ * `--help` lines are derived from it (see flagOf, envOf, optionsHelp).
+ */
+const OPTIONS = {
+  senderId: {
     kind: "string",
     description: "this sender's id in dbmail.senders and sent_by (default: host:pid:random)",
   },
-  {
-    key: "batchSize",
-    flag: "batch-size",
-    env: "DBMAIL_BATCH_SIZE",
+  batchSize: { kind: "integer", default: 20, min: 1, max: 1000, description: "items claimed per query" },
+  concurrency: {
     kind: "integer",
-    min: 1,
-    max: 1000,
-    description: "items claimed per query",
-  },
-  {
-    key: "concurrency",
-    flag: "concurrency",
-    env: "DBMAIL_CONCURRENCY",
-    kind: "integer",
+    default: 20,
     min: 1,
     max: 1000,
     description: "messages in flight per database",
   },
-  {
-    key: "leaseSeconds",
-    flag: "lease-seconds",
-    env: "DBMAIL_LEASE_SECONDS",
+  leaseSeconds: {
     kind: "integer",
+    default: 300,
     min: 10,
     max: 86400,
     description: "how long a claimed item stays this sender's without renewal",
   },
-  {
-    key: "pollIntervalMs",
-    flag: "poll-interval-ms",
-    env: "DBMAIL_POLL_INTERVAL_MS",
+  pollIntervalMs: {
     kind: "integer",
+    default: 5000,
     min: 50,
     max: 3_600_000,
     description: "how often to look for due mail without a notification",
   },
-  {
-    key: "heartbeatIntervalMs",
-    flag: "heartbeat-interval-ms",
-    env: "DBMAIL_HEARTBEAT_INTERVAL_MS",
+  heartbeatIntervalMs: {
     kind: "integer",
+    default: 5000,
     min: 100,
     max: 25_000,
     description: "how often to report liveness (a sender is dead after 30 s of silence)",
   },
-  {
-    key: "shutdownTimeoutMs",
-    flag: "shutdown-timeout-ms",
-    env: "DBMAIL_SHUTDOWN_TIMEOUT_MS",
+  shutdownTimeoutMs: {
     kind: "integer",
+    default: 30_000,
     min: 0,
     max: 600_000,
     description: "how long SIGTERM waits for messages in flight before releasing them",
   },
-  {
-    key: "exitWhenIdle",
-    flag: "exit-when-idle",
-    env: "DBMAIL_EXIT_WHEN_IDLE",
+  exitWhenIdle: {
     kind: "boolean",
+    default: false,
     description: "exit after DatabaseMailExeMinimumLifeTime seconds without mail",
   },
-  {
-    key: "smtpPoolSize",
-    flag: "smtp-pool-size",
-    env: "DBMAIL_SMTP_POOL_SIZE",
+  smtpPoolSize: {
     kind: "integer",
+    default: 5,
     min: 1,
     max: 100,
     description: "SMTP connections per account",
   },
-  {
-    key: "smtpTimeoutSeconds",
-    flag: "smtp-timeout-seconds",
-    env: "DBMAIL_SMTP_TIMEOUT_SECONDS",
+  smtpTimeoutSeconds: {
     kind: "integer",
+    default: 60,
     min: 1,
     max: 3600,
     description: "SMTP timeout for accounts without their own",
   },
-  {
-    key: "smtpUsername",
-    flag: "smtp-username",
-    env: "DBMAIL_SMTP_USERNAME",
-    kind: "string",
-    description: "credentials for accounts with use_default_credentials",
-  },
-  {
-    key: "smtpPassword",
-    flag: "smtp-password",
-    env: "DBMAIL_SMTP_PASSWORD",
-    kind: "string",
-    description: "password for accounts with use_default_credentials",
-  },
-  {
-    key: "logLevel",
-    flag: "log-level",
-    env: "DBMAIL_LOG_LEVEL",
-    kind: "level",
-    description: "debug, info, warn or error",
-  },
-];
+  smtpUsername: { kind: "string", description: "credentials for accounts with use_default_credentials" },
+  smtpPassword: { kind: "string", description: "password for accounts with use_default_credentials" },
+  logLevel: { kind: "level", default: "info", description: "debug, info, warn or error" },
+} as const satisfies Record<string, OptionSpec>;
 
-export const defaults: Omit<SenderOptions, "databases" | "senderId"> = {
-  batchSize: 20,
-  concurrency: 20,
-  leaseSeconds: 300,
-  pollIntervalMs: 5000,
-  heartbeatIntervalMs: 5000,
-  shutdownTimeoutMs: 30_000,
-  exitWhenIdle: false,
-  smtpPoolSize: 5,
-  smtpTimeoutSeconds: 60,
-  logLevel: "info",
-};
+type OptionKey = keyof typeof OPTIONS;
+type ValueOf<K extends Kind> = K extends "integer"
+  ? number
+  : K extends "boolean"
+    ? boolean
+    : K extends "level"
+      ? "debug" | "info" | "warn" | "error"
+      : string;
+type WithDefault = {
+  [K in OptionKey]: (typeof OPTIONS)[K] extends { default: unknown } ? K : never;
+}[OptionKey];
+
+/** Everything a sender process is configured with (see docs/sender.md). */
+export type SenderOptions = { databases: DatabaseTarget[]; senderId: string } & {
+  [K in WithDefault]: ValueOf<(typeof OPTIONS)[K]["kind"]>;
+} & { [K in Exclude<OptionKey, WithDefault | "senderId">]?: ValueOf<(typeof OPTIONS)[K]["kind"]> };
+
+const keys = Object.keys(OPTIONS) as OptionKey[];
+
+/** `batchSize` -> `batch-size`. */
+export function flagOf(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+/** `batchSize` -> `DBMAIL_BATCH_SIZE`. */
+export function envOf(key: string): string {
+  return `DBMAIL_${flagOf(key).replace(/-/g, "_").toUpperCase()}`;
+}
+
+/** The flags of `dbmail start`'s options, with their kind (for the command-line parser). */
+export const optionFlags: { flag: string; boolean: boolean }[] = keys.map((key) => ({
+  flag: flagOf(key),
+  boolean: OPTIONS[key].kind === "boolean",
+}));
+
+/** The defaults of every option that has one. */
+export const defaults = Object.fromEntries(
+  keys.flatMap((key) => {
+    const spec: OptionSpec = OPTIONS[key];
+    return spec.default === undefined ? [] : [[key, spec.default]];
+  }),
+) as Omit<SenderOptions, "databases" | "senderId" | "smtpUsername" | "smtpPassword">;
 
 export interface OptionSources {
   /** Parsed command-line flags, by flag name. */
@@ -175,15 +145,15 @@ export interface OptionSources {
 export function resolveOptions(sources: OptionSources): SenderOptions {
   const file = sources.configFile ? readConfigFile(sources.configFile) : {};
   const resolved: Record<string, unknown> = { ...defaults };
-  for (const spec of optionSpecs) {
-    const fromFlag = sources.flags[spec.flag];
-    const fromEnv = sources.env[spec.env];
-    const fromFile = file[spec.key];
-    if (fromFlag !== undefined) resolved[spec.key] = parseValue(spec, fromFlag, `--${spec.flag}`);
-    else if (fromEnv !== undefined && fromEnv !== "")
-      resolved[spec.key] = parseValue(spec, fromEnv, spec.env);
+  for (const key of keys) {
+    const spec: OptionSpec = OPTIONS[key];
+    const fromFlag = sources.flags[flagOf(key)];
+    const fromEnv = sources.env[envOf(key)];
+    const fromFile = file[key];
+    if (fromFlag !== undefined) resolved[key] = parseValue(spec, fromFlag, `--${flagOf(key)}`);
+    else if (fromEnv !== undefined && fromEnv !== "") resolved[key] = parseValue(spec, fromEnv, envOf(key));
     else if (fromFile !== undefined)
-      resolved[spec.key] = parseValue(spec, fromFile, `${sources.configFile}: ${spec.key}`);
+      resolved[key] = parseValue(spec, fromFile, `${sources.configFile}: ${key}`);
   }
   resolved.senderId ??= `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
   resolved.databases = resolveDatabases(sources, file);
@@ -305,11 +275,11 @@ function parseValue(spec: OptionSpec, raw: unknown, where: string): unknown {
 
 /** The options part of `dbmail start --help`, generated from the table so it cannot drift. */
 export function optionsHelp(): string {
-  return optionSpecs
-    .map((spec) => {
-      const fallback =
-        spec.key in defaults ? ` (default ${String(defaults[spec.key as keyof typeof defaults])})` : "";
-      return `  --${spec.flag.padEnd(22)} ${spec.env.padEnd(30)} ${spec.description}${fallback}`;
+  return keys
+    .map((key) => {
+      const spec: OptionSpec = OPTIONS[key];
+      const fallback = spec.default === undefined ? "" : ` (default ${String(spec.default)})`;
+      return `  --${flagOf(key).padEnd(22)} ${envOf(key).padEnd(30)} ${spec.description}${fallback}`;
     })
     .join("\n");
 }

@@ -1,5 +1,6 @@
 import type pg from "pg";
-import { type ProfileAccount, profileAccounts } from "./queries.js";
+import type { ProfileAccount } from "../rows.js";
+import { profileAccounts } from "./queries.js";
 
 // Also reload now and then, in case a dbmail_config notification was missed while disconnected.
 const MAX_AGE_MS = 30_000;

@@ -1,6 +1,7 @@
+import type { Outcome } from "../rows.js";
 import { safeText } from "../safe-text.js";
 import { backoffMs } from "./backoff.js";
-import type { Outcome, PendingOutcome } from "./queries.js";
+import type { PendingOutcome } from "./queries.js";
 import { isTransient } from "./transient-errors.js";
 
 /** Writes a batch of outcomes; answers each item's status afterwards (or 'lease_lost') by its id. */

@@ -10,17 +10,36 @@ export interface SmtpError {
 }
 
 /**
- * A permanent failure is one no other account or later attempt can fix: the server refused the
- * recipients or the message itself with a 5xx reply. Everything else (4xx, network, timeouts, TLS,
- * authentication, a 5xx to MAIL FROM) is a problem of this account or this moment, worth another
- * account or another round.
+ * What a failed attempt says about the message and the account, in three verdicts:
+ * - `permanent`: the server refused the recipients or the message itself with a 5xx reply; no other
+ *   account or later round will do better, so the item fails at once when every account says so;
+ * - `account`: this account cannot send at all (login, TLS, its configuration): another account may,
+ *   and an operator must act;
+ * - `transient`: this moment (4xx, network, timeouts, a protocol hiccup): another account or a later
+ *   round may succeed.
+ * Only `permanent` changes what happens to the item; `account` is what an operator is told to fix.
  */
-export function isPermanent(error: SmtpError): boolean {
-  const code = error.responseCode;
-  if (code === undefined || code < 500 || code >= 600) return false;
+export type Verdict = "permanent" | "account" | "transient";
+
+/** nodemailer's error codes (nodemailer/lib/errors), by what they say about the account. */
+const ACCOUNT_CODES = new Set([
+  "EAUTH", // the server refused the login
+  "ENOAUTH", // no credentials for a server that wants them
+  "EOAUTH2", // no OAuth2 access token could be had
+  "ETLS", // the TLS handshake or STARTTLS failed (certificate, protocol)
+  "EREQUIRETLS", // the server cannot keep the message on TLS
+  "ECONFIG", // the transport's settings are invalid
+  "EPROXY",
+]);
+const RECIPIENT_OR_MESSAGE_CODES = new Set(["EENVELOPE", "EMESSAGE"]);
+
+export function verdictOf(error: SmtpError): Verdict {
+  if (error.code && ACCOUNT_CODES.has(error.code)) return "account";
+  const reply = error.responseCode;
+  if (reply === undefined || reply < 500 || reply >= 600) return "transient";
   // nodemailer reports a refused MAIL FROM like a refused recipient; the sender address is the account's.
-  if (error.command === "MAIL FROM") return false;
-  return error.code === "EENVELOPE" || error.code === "EMESSAGE";
+  if (error.command === "MAIL FROM") return "account";
+  return error.code && RECIPIENT_OR_MESSAGE_CODES.has(error.code) ? "permanent" : "transient";
 }
 
 /**

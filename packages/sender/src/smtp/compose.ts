@@ -1,8 +1,8 @@
 import type { Readable } from "node:stream";
 import { convert } from "html-to-text";
 import type Mail from "nodemailer/lib/mailer/index.js";
-import type { Address, ClaimedItem, ProfileAccount } from "../sender/queries.js";
-import { composeRawMessage } from "./raw-message.js";
+import type { Address, ClaimedItem, ProfileAccount } from "../rows.js";
+import { composeRawMessage, type MessageFields } from "./raw-message.js";
 
 /**
  * An attachment as a message takes it: its bytes, or a stream that reads them (from the database, a
@@ -12,24 +12,6 @@ export interface MessageAttachment {
   filename: string;
   contentType: string | null;
   content: Buffer | Readable;
-}
-
-/**
- * What a message is made of, in nodemailer's terms, whichever way it is then composed: the header
- * fields, the bodies and the headers of its own. Never attachments or options.
- */
-export interface MessageFields {
-  from: string | Mail.Address;
-  replyTo: string | undefined;
-  to: Mail.Address[];
-  cc: Mail.Address[];
-  bcc: Mail.Address[];
-  subject: string;
-  text: string;
-  html?: string;
-  priority: "high" | "low" | undefined;
-  messageId: string;
-  headers: Record<string, string>;
 }
 
 // RFC 2156's Sensitivity values; NORMAL means no header at all.

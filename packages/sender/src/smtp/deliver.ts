@@ -1,7 +1,7 @@
 import type Mail from "nodemailer/lib/mailer/index.js";
+import type { ClaimedItem, Outcome, ProfileAccount } from "../rows.js";
 import { safeText } from "../safe-text.js";
-import type { ClaimedItem, Outcome, ProfileAccount } from "../sender/queries.js";
-import { describeSmtpError, isPermanent, type SmtpError, serverText } from "./classify.js";
+import { describeSmtpError, type SmtpError, serverText, verdictOf } from "./classify.js";
 
 export interface SentInfo {
   response: string;
@@ -60,7 +60,7 @@ export async function deliver(
     } catch (error) {
       if (error instanceof LeaseLostError) throw error;
       const smtpError = error as SmtpError;
-      allPermanent &&= isPermanent(smtpError);
+      allPermanent &&= verdictOf(smtpError) === "permanent";
       accountErrors.push({ account_id: account.account_id, error: describeSmtpError(smtpError) });
     }
   }

@@ -4,7 +4,24 @@ import type Mail from "nodemailer/lib/mailer/index.js";
 import * as mimeFuncs from "nodemailer/lib/mime-funcs";
 import MimeNode from "nodemailer/lib/mime-node";
 import * as qp from "nodemailer/lib/qp";
-import type { MessageFields } from "./compose.js";
+
+/**
+ * What a message is made of, in nodemailer's terms, whichever way it is then composed: the header
+ * fields, the bodies and the headers of its own. Never attachments or options.
+ */
+export interface MessageFields {
+  from: string | Mail.Address;
+  replyTo: string | undefined;
+  to: Mail.Address[];
+  cc: Mail.Address[];
+  bcc: Mail.Address[];
+  subject: string;
+  text: string;
+  html?: string;
+  priority: "high" | "low" | undefined;
+  messageId: string;
+  headers: Record<string, string>;
+}
 
 // Composes a message without attachments straight into its bytes: the same bytes nodemailer writes for
 // the same fields (MailComposer builds a tree of MimeNodes, the mailer adds the priority headers, and the

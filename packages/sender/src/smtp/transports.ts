@@ -1,7 +1,7 @@
 import nodemailer, { type Transporter } from "nodemailer";
 import type SMTPPool from "nodemailer/lib/smtp-pool/index.js";
+import type { ProfileAccount } from "../rows.js";
 import { resolvePassword } from "../secrets.js";
-import type { ProfileAccount } from "../sender/queries.js";
 import { finalCheckPlugin } from "./final-check.js";
 import { Slots } from "./slots.js";
 

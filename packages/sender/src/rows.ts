@@ -1,0 +1,68 @@
+// The rows of the sender protocol (dbmail.claim_mailitems, sender_accounts, sender_attachments) and the
+// outcome it records: what the database side and the SMTP side of the sender share. Types only.
+
+/** An address as dbmail parsed it at enqueue. */
+export interface Address {
+  name: string | null;
+  address: string;
+}
+
+/** A claimed mail item, as dbmail.claim_mailitems returns it. */
+export interface ClaimedItem {
+  mailitem_id: string;
+  profile_id: number;
+  envelope: { to: Address[]; cc: Address[]; bcc: Address[] };
+  subject: string;
+  body: string | null;
+  body_format: "TEXT" | "HTML";
+  importance: "LOW" | "NORMAL" | "HIGH";
+  sensitivity: "NORMAL" | "PERSONAL" | "PRIVATE" | "CONFIDENTIAL";
+  from_address: string | null;
+  reply_to: string | null;
+  headers: Record<string, string> | null;
+  message_id: string;
+  send_attempts: number;
+  attachment_count: number;
+  /** The claim's proof of the lease: every later call about the item carries it. */
+  lease_token: string;
+}
+
+/** One account of one profile, in failover order, as dbmail.sender_accounts returns it. */
+export interface ProfileAccount {
+  profile_id: number;
+  profile_name: string;
+  account_id: number;
+  sequence_number: number;
+  is_last_success: boolean;
+  account_name: string;
+  email_address: string;
+  display_name: string | null;
+  replyto_address: string | null;
+  mailserver_name: string;
+  port: number;
+  username: string | null;
+  password: string | null;
+  use_default_credentials: boolean;
+  security: "none" | "starttls" | "tls";
+  timeout: number | null;
+  tls_reject_unauthorized: boolean;
+}
+
+/** An attachment of a claimed item. Small ones come with their bytes; larger ones are streamed. */
+export interface StoredAttachment {
+  attachment_id: string;
+  filename: string;
+  content_type: string | null;
+  /** Bytes. */
+  size: number;
+  /** The bytes when `size` is at most the inline limit, else null (read with attachmentChunk). */
+  content: Buffer | null;
+}
+
+export interface Outcome {
+  status: "sent" | "retrying" | "failed";
+  accountId?: number;
+  smtpResponse?: string;
+  error?: string;
+  accountErrors: { account_id: number; error: string }[];
+}

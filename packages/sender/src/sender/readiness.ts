@@ -1,0 +1,63 @@
+import type pg from "pg";
+import type { Logger } from "../log.js";
+import { backoffMs } from "./backoff.js";
+import { checkSchema } from "./check-schema.js";
+import { DatabaseRefusedError } from "./errors.js";
+import { isTransient } from "./transient-errors.js";
+
+/** Where a database is for its worker: not yet usable, refused (and retried), served, or let go. */
+export type WorkerState =
+  | { state: "connecting"; reason?: string }
+  | { state: "refused"; reason: string }
+  | { state: "serving" }
+  | { state: "stopped" };
+
+export interface ReadinessWait {
+  pool: pg.Pool;
+  database: string;
+  log: Logger;
+  /**
+   * Throw a refusal (the login, its role, the schema) instead of retrying it: a sender serving only this
+   * database has nothing else to do.
+   */
+  failFast: boolean;
+  /** Sleeps between attempts, cut short when stopping. */
+  sleep: (ms: number) => Promise<void>;
+  stopping: () => boolean;
+  /** Told each time the wait's reason changes. */
+  onState: (state: WorkerState) => void;
+}
+
+/**
+ * Waits until the database is usable by this sender (reachable, the login a member of dbmail_sender, the
+ * schema at this sender's version), retrying with backoff. Transient states (starting up, restarting,
+ * unreachable) are always waited out. Returns false when stopped meanwhile.
+ */
+export async function untilDatabaseReady(wait: ReadinessWait): Promise<boolean> {
+  for (let attempt = 0; !wait.stopping(); attempt++) {
+    try {
+      await checkSchema(wait.pool);
+      return true;
+    } catch (error) {
+      const refused = error instanceof DatabaseRefusedError;
+      if (wait.failFast && !isTransient(error)) {
+        throw refused
+          ? new DatabaseRefusedError(error.code, `database ${wait.database}: ${error.message}`, {
+              cause: error,
+            })
+          : error;
+      }
+      const delay = backoffMs(attempt);
+      const reason = (error as Error).message;
+      if (refused || !isTransient(error)) {
+        wait.onState({ state: "refused", reason });
+        wait.log.error({ err: reason, retryInMs: delay }, "cannot serve this database; retrying");
+      } else {
+        wait.onState({ state: "connecting", reason });
+        wait.log.warn({ err: reason, retryInMs: delay }, "database unreachable; retrying");
+      }
+      await wait.sleep(delay);
+    }
+  }
+  return false;
+}
