@@ -14,11 +14,53 @@ CREATE DOMAIN dbmail.body_format AS text
 CREATE DOMAIN dbmail.importance AS text
 	CONSTRAINT importance_check CHECK ((VALUE = ANY (ARRAY['LOW'::text, 'NORMAL'::text, 'HIGH'::text])));
 
+CREATE DOMAIN dbmail.pager_time AS integer
+	CONSTRAINT pager_time_check CHECK ((((VALUE >= 0) AND (VALUE <= 235959)) AND ((VALUE % 10000) < 6000) AND ((VALUE % 100) < 60)));
+
 CREATE DOMAIN dbmail.sensitivity AS text
 	CONSTRAINT sensitivity_check CHECK ((VALUE = ANY (ARRAY['NORMAL'::text, 'PERSONAL'::text, 'PRIVATE'::text, 'CONFIDENTIAL'::text])));
 
 CREATE DOMAIN dbmail.sent_status AS text
 	CONSTRAINT sent_status_check CHECK ((VALUE = ANY (ARRAY['unsent'::text, 'sending'::text, 'retrying'::text, 'sent'::text, 'failed'::text])));
+
+CREATE FUNCTION dbmail.add_query_result(query text, query_result text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_format text, fixed_size bigint, max_size bigint, INOUT body text, INOUT body_format text, INOUT files dbmail.attachment[]) RETURNS record
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  format_name text := upper(btrim(query_result_format));
+  result_bytes bytea := convert_to(query_result, 'UTF8');
+  attached dbmail.attachment;
+  mail_size bigint;
+BEGIN
+  IF octet_length(result_bytes) > dbmail.setting('MaxFileSize')::bigint THEN
+    PERFORM dbmail.raise_error('54000', 'query', query, format('the result (%s bytes) is more than MaxFileSize (%s bytes)',
+      octet_length(result_bytes), dbmail.setting('MaxFileSize')));
+  END IF;
+  IF attach_query_result_as_file THEN
+    attached := ROW(COALESCE(NULLIF(btrim(query_attachment_filename), ''),
+                             'QueryResults.' || CASE format_name WHEN 'CSV' THEN 'csv' WHEN 'HTML' THEN 'html'
+                                                                 WHEN 'JSON' THEN 'json' ELSE 'txt' END),
+                    result_bytes, NULL)::dbmail.attachment;
+    PERFORM dbmail.check_attachment('query_attachment_filename', attached.filename, octet_length(result_bytes));
+    attached.content_type := CASE format_name WHEN 'CSV' THEN 'text/csv; charset=utf-8'
+      WHEN 'HTML' THEN 'text/html; charset=utf-8' WHEN 'JSON' THEN 'application/json'
+      ELSE 'text/plain; charset=utf-8' END;
+    files := files || attached;
+  ELSIF format_name = 'HTML' THEN
+    body := CASE WHEN upper(btrim(COALESCE(body_format, 'TEXT'))) = 'HTML' THEN COALESCE(body, '')
+                 ELSE replace(dbmail.html_escape(COALESCE(body, '')), E'\n', '<br>') END
+            || CASE WHEN COALESCE(body, '') = '' THEN '' ELSE '<br>' END || query_result;
+    body_format := 'HTML';
+  ELSE
+    body := CASE WHEN COALESCE(body, '') = '' THEN '' ELSE body || E'\n' END || query_result;
+  END IF;
+  -- The whole mail again: an inline result grows the body (HTML escaping can grow it further).
+  mail_size := fixed_size + COALESCE(octet_length(body), 0)
+    + (SELECT COALESCE(sum(octet_length(f.filename) + octet_length(f.content_type) + octet_length(f.content)), 0)
+       FROM unnest(files) f);
+  PERFORM dbmail.check_mail_size('query', query, mail_size, max_size);
+END;
+$$;
 
 CREATE FUNCTION dbmail.address_domain(address text) RETURNS text
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
@@ -308,6 +350,60 @@ BEGIN
 END;
 $_$;
 
+CREATE FUNCTION dbmail.check_daily_limit(sender name, sender_oid oid, max_per_day bigint) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  recent bigint;
+BEGIN
+  PERFORM pg_advisory_xact_lock(hashtext('dbmail.MaxMailsPerUserPerDay'), hashtext(sender_oid::text));
+  SELECT COALESCE(sum(c.mails), 0) INTO recent FROM dbmail.daily_mail_counts c
+  WHERE c.role_id = sender_oid AND c.hour_start >= date_trunc('hour', now(), 'UTC') - interval '24 hours';
+  IF recent >= max_per_day THEN
+    PERFORM dbmail.raise_error('54000', 'send_request_user', sender, format(
+      'has queued %s mails in the last 24 hours, the MaxMailsPerUserPerDay limit (%s); try again later or ask an admin to raise it',
+      recent, max_per_day));
+  END IF;
+END;
+$$;
+
+CREATE FUNCTION dbmail.check_given_size(subject text, recipients text, copy_recipients text, blind_copy_recipients text, from_address text, reply_to text, headers jsonb, body text, max_size bigint) RETURNS bigint
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+DECLARE
+  header_size bigint := 0;
+  fixed_size bigint;
+  mail_size bigint;
+BEGIN
+  IF headers IS NOT NULL THEN
+    SELECT COALESCE(sum(octet_length(h.key) + octet_length(h.value)), 0) INTO header_size
+    FROM jsonb_each_text(headers) h;
+  END IF;
+  fixed_size := COALESCE(octet_length(subject), 0) + COALESCE(octet_length(recipients), 0)
+    + COALESCE(octet_length(copy_recipients), 0) + COALESCE(octet_length(blind_copy_recipients), 0)
+    + COALESCE(octet_length(from_address), 0) + COALESCE(octet_length(reply_to), 0) + header_size;
+  IF max_size > 0 AND fixed_size + COALESCE(octet_length(body), 0) > max_size THEN
+    mail_size := COALESCE(octet_length(subject), 0);
+    PERFORM dbmail.check_mail_size('subject', subject, mail_size, max_size);
+    mail_size := mail_size + COALESCE(octet_length(recipients), 0);
+    PERFORM dbmail.check_mail_size('recipients', recipients, mail_size, max_size);
+    mail_size := mail_size + COALESCE(octet_length(copy_recipients), 0);
+    PERFORM dbmail.check_mail_size('copy_recipients', copy_recipients, mail_size, max_size);
+    mail_size := mail_size + COALESCE(octet_length(blind_copy_recipients), 0);
+    PERFORM dbmail.check_mail_size('blind_copy_recipients', blind_copy_recipients, mail_size, max_size);
+    mail_size := mail_size + COALESCE(octet_length(from_address), 0);
+    PERFORM dbmail.check_mail_size('from_address', from_address, mail_size, max_size);
+    mail_size := mail_size + COALESCE(octet_length(reply_to), 0);
+    PERFORM dbmail.check_mail_size('reply_to', reply_to, mail_size, max_size);
+    mail_size := mail_size + header_size;
+    PERFORM dbmail.check_mail_size('headers', headers::text, mail_size, max_size);
+    mail_size := mail_size + COALESCE(octet_length(body), 0);
+    PERFORM dbmail.check_mail_size('body', body, mail_size, max_size);
+  END IF;
+  RETURN fixed_size;
+END;
+$$;
+
 CREATE FUNCTION dbmail.check_header_text(parameter text, value text) RETURNS void
     LANGUAGE plpgsql IMMUTABLE
     AS $$
@@ -455,6 +551,21 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION dbmail.check_query_source(call_stack text, query text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+DECLARE
+  own_frame text := split_part(call_stack, E'\n', 1);
+BEGIN
+  IF strpos(own_frame, 'dbmail.queue_mail(') = 0
+     OR NOT starts_with(split_part(call_stack, E'\n', 2),
+                        left(own_frame, strpos(own_frame, 'dbmail.queue_mail(') - 1) || 'dbmail.send_with_query(') THEN
+    PERFORM dbmail.raise_error('42501', 'query', query,
+      'a query is run, and its result recorded, only through dbmail.sp_send_dbmail (queue_mail does not take one)');
+  END IF;
+END;
+$$;
+
 CREATE FUNCTION dbmail.check_send_arguments(subject text, body text, body_format text, importance text, sensitivity text, query text, execute_query_database text, attach_query_result_as_file boolean, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, file_attachments text, attachments dbmail.attachment[], headers jsonb, idempotency_key text, query_result_format text) RETURNS void
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -527,7 +638,10 @@ BEGIN
     PERFORM dbmail.raise_error('22004', 'body, query, file_attachments, attachments, subject', NULL,
       'a message needs at least one of these');
   END IF;
-  PERFORM dbmail.check_headers(headers);
+  -- Only with headers (the usual call has none): a PERFORM costs as much as a dozen of the checks here.
+  IF headers IS NOT NULL THEN
+    PERFORM dbmail.check_headers(headers);
+  END IF;
   IF idempotency_key IS NOT NULL AND (btrim(idempotency_key) = '' OR length(idempotency_key) > 255) THEN
     PERFORM dbmail.raise_error('22023', 'idempotency_key', idempotency_key,
       'must be 1 to 255 characters, not blank');
@@ -539,7 +653,7 @@ CREATE FUNCTION dbmail.claim_job_failure(operator_id integer, runid bigint, jobi
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
-  SELECT dbmail.require_admin();  -- AdminRoles (000010)
+  SELECT dbmail.require_admin();
   WITH claimed AS (
     INSERT INTO dbmail.notified_job_runs (operator_id, runid, jobid, run_ended_at)
     VALUES ($1, $2, $3, $4)
@@ -567,7 +681,7 @@ DECLARE
   -- last_mod_user of the claimed items, once rather than per row.
   modifier name;
 BEGIN
-  -- Confined to the roles SenderRoles lists, where it lists any (000010).
+  -- Confined to the roles SenderRoles lists, where it lists any.
   PERFORM dbmail.require_sender();
   IF claimer IS NULL OR btrim(claimer) = '' THEN
     PERFORM dbmail.raise_error('22004', 'sender_id', claimer, 'a sender needs an id');
@@ -686,6 +800,43 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION dbmail.collect_attachments(attachments dbmail.attachment[], file_attachments text, mail_size bigint, max_size bigint) RETURNS dbmail.attachment[]
+    LANGUAGE plpgsql
+    AS $_$
+DECLARE
+  files dbmail.attachment[] := '{}';
+  attached dbmail.attachment;
+  size bigint := mail_size;
+BEGIN
+  FOREACH attached IN ARRAY COALESCE(attachments, '{}') LOOP
+    IF attached IS NULL OR attached.content IS NULL THEN
+      PERFORM dbmail.raise_error('22004', 'attachments', attached.filename, 'an attachment needs content (bytea)');
+    END IF;
+    PERFORM dbmail.check_attachment('attachments', attached.filename, octet_length(attached.content));
+    attached.filename := btrim(attached.filename, E' \t');
+    attached.content_type := NULLIF(btrim(attached.content_type), '');
+    IF attached.content_type !~ '^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*( *;[^\r\n]*)?$'
+       OR attached.content_type ~ '[\x01-\x1f\x7f]' THEN
+      PERFORM dbmail.raise_error('22023', 'attachments', attached.content_type,
+        format('not a MIME type (type/subtype) for %s', attached.filename));
+    END IF;
+    attached.content_type := COALESCE(attached.content_type, dbmail.content_type_for(attached.filename));
+    size := size + octet_length(attached.filename) + octet_length(attached.content_type)
+      + octet_length(attached.content);
+    PERFORM dbmail.check_mail_size('attachments', attached.filename, size, max_size);
+    files := files || attached;
+  END LOOP;
+  IF NULLIF(btrim(file_attachments), '') IS NOT NULL THEN
+    files := files || dbmail.read_attachment_files(file_attachments);
+    size := mail_size
+      + (SELECT COALESCE(sum(octet_length(f.filename) + octet_length(f.content_type) + octet_length(f.content)), 0)
+         FROM unnest(files) f);
+    PERFORM dbmail.check_mail_size('file_attachments', file_attachments, size, max_size);
+  END IF;
+  RETURN files;
+END;
+$_$;
+
 CREATE FUNCTION dbmail.config_changed() RETURNS void
     LANGUAGE sql
     AS $$
@@ -710,6 +861,23 @@ BEGIN
   END;
 END;
 $_$;
+
+CREATE FUNCTION dbmail.count_daily_mail(sender_oid oid) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  bucket_mails integer;
+BEGIN
+  INSERT INTO dbmail.daily_mail_counts AS c (role_id, hour_start, mails)
+  VALUES (sender_oid, date_trunc('hour', now(), 'UTC'), 1)
+  ON CONFLICT ON CONSTRAINT daily_mail_counts_pkey DO UPDATE SET mails = c.mails + 1
+  RETURNING c.mails INTO bucket_mails;
+  IF bucket_mails = 1 THEN
+    -- A new hour for this role: forget what no count looks at any more.
+    DELETE FROM dbmail.daily_mail_counts c WHERE c.hour_start < date_trunc('hour', now(), 'UTC') - interval '24 hours';
+  END IF;
+END;
+$$;
 
 CREATE FUNCTION dbmail.csv_line(fields text[]) RETURNS text
     LANGUAGE plpgsql IMMUTABLE
@@ -761,7 +929,7 @@ CREATE FUNCTION dbmail.extend_leases(sender_id text, mailitem_ids bigint[], leas
 DECLARE
   held bigint[];
 BEGIN
-  -- Confined to the roles SenderRoles lists, where it lists any (000010).
+  -- Confined to the roles SenderRoles lists, where it lists any.
   PERFORM dbmail.require_sender();
   IF lease_seconds IS NULL OR lease_seconds NOT BETWEEN 1 AND 86400 THEN
     PERFORM dbmail.raise_error('22023', 'lease_seconds', lease_seconds::text, 'must be from 1 to 86400');
@@ -782,141 +950,67 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION dbmail.find_account(account_id integer, account_name text, required boolean DEFAULT true) RETURNS integer
+CREATE FUNCTION dbmail.find_by_id_or_name(kind text, id bigint, name text, required boolean DEFAULT true, id_parameter text DEFAULT NULL::text, name_parameter text DEFAULT NULL::text) RETURNS bigint
     LANGUAGE plpgsql STABLE
     AS $$
 DECLARE
-  by_name integer;
+  id_param text := COALESCE(id_parameter, CASE WHEN name_parameter IS NULL THEN kind || '_id' END);
+  name_param text := COALESCE(name_parameter, kind || '_name');
+  -- What 'no such ...' calls it.
+  thing text := CASE WHEN kind = 'principal' THEN 'role' ELSE kind END;
+  by_name bigint;
+  found_id boolean;
 BEGIN
-  IF account_id IS NULL AND account_name IS NULL THEN
+  IF id IS NULL AND name IS NULL THEN
     IF required THEN
-      PERFORM dbmail.raise_error('22004', 'account_id, account_name', NULL, 'give the account''s id or name');
+      PERFORM dbmail.raise_error('22004', concat_ws(', ', id_param, name_param), NULL,
+        CASE WHEN kind = 'principal' THEN 'give a role''s name or OID, or ''public'''
+             WHEN id_param IS NULL THEN format('give the %s''s name', kind)
+             ELSE format('give the %s''s id or name', kind) END);
     END IF;
     RETURN NULL;
   END IF;
-  IF btrim(account_name) = '' THEN
-    PERFORM dbmail.raise_error('22004', 'account_name', account_name, 'a blank name names no account');
+  IF btrim(name) = '' AND kind <> 'principal' THEN
+    PERFORM dbmail.raise_error('22004', name_param, name, format('a blank name names no %s', kind));
   END IF;
-  IF account_name IS NOT NULL THEN
-    SELECT a.account_id INTO by_name FROM dbmail.accounts a WHERE lower(a.name) = lower(account_name);
+  IF name IS NOT NULL THEN
+    CASE kind
+      WHEN 'profile' THEN
+        SELECT p.profile_id INTO by_name FROM dbmail.profiles p WHERE lower(p.name) = lower(find_by_id_or_name.name);
+      WHEN 'account' THEN
+        SELECT a.account_id INTO by_name FROM dbmail.accounts a WHERE lower(a.name) = lower(find_by_id_or_name.name);
+      WHEN 'operator' THEN
+        SELECT o.operator_id INTO by_name FROM dbmail.operators o
+        WHERE lower(o.name) = lower(btrim(find_by_id_or_name.name));
+      WHEN 'principal' THEN
+        IF lower(name) = 'public' THEN
+          by_name := 0;
+        ELSE
+          SELECT r.oid INTO by_name FROM pg_roles r WHERE r.rolname = find_by_id_or_name.name;
+        END IF;
+    END CASE;
     IF by_name IS NULL THEN
-      PERFORM dbmail.raise_error('42704', 'account_name', account_name, 'no such account');
+      PERFORM dbmail.raise_error('42704', name_param, name, format('no such %s', thing));
     END IF;
-    IF account_id IS NOT NULL AND account_id <> by_name THEN
-      PERFORM dbmail.raise_error('22023', 'account_name', account_name,
-        format('is account %s, not account_id %s', by_name, account_id));
-    END IF;
-    RETURN by_name;
-  END IF;
-  IF NOT EXISTS (SELECT FROM dbmail.accounts a WHERE a.account_id = find_account.account_id) THEN
-    PERFORM dbmail.raise_error('42704', 'account_id', account_id::text, 'no such account');
-  END IF;
-  RETURN account_id;
-END;
-$$;
-
-CREATE FUNCTION dbmail.find_operator(operator_id integer, operator_name text, id_parameter text, name_parameter text, required boolean DEFAULT true) RETURNS integer
-    LANGUAGE plpgsql STABLE
-    AS $$
-DECLARE
-  by_name integer;
-BEGIN
-  IF operator_id IS NULL AND operator_name IS NULL THEN
-    IF required THEN
-      IF id_parameter IS NULL THEN
-        PERFORM dbmail.raise_error('22004', name_parameter, NULL, 'give the operator''s name');
-      END IF;
-      PERFORM dbmail.raise_error('22004', format('%s, %s', id_parameter, name_parameter), NULL,
-        'give the operator''s id or name');
-    END IF;
-    RETURN NULL;
-  END IF;
-  IF btrim(operator_name) = '' THEN
-    PERFORM dbmail.raise_error('22004', name_parameter, operator_name, 'a blank name names no operator');
-  END IF;
-  IF operator_name IS NOT NULL THEN
-    SELECT o.operator_id INTO by_name FROM dbmail.operators o WHERE lower(o.name) = lower(btrim(operator_name));
-    IF by_name IS NULL THEN
-      PERFORM dbmail.raise_error('42704', name_parameter, operator_name, 'no such operator');
-    END IF;
-    IF operator_id IS NOT NULL AND operator_id <> by_name THEN
-      PERFORM dbmail.raise_error('22023', name_parameter, operator_name,
-        format('is operator %s, not %s %s', by_name, id_parameter, operator_id));
+    IF id IS NOT NULL AND id <> by_name THEN
+      PERFORM dbmail.raise_error('22023', name_param, name, format('is %s %s, not %s %s', kind, by_name, id_param, id));
     END IF;
     RETURN by_name;
   END IF;
-  IF NOT EXISTS (SELECT FROM dbmail.operators o WHERE o.operator_id = find_operator.operator_id) THEN
-    PERFORM dbmail.raise_error('42704', id_parameter, operator_id::text, 'no such operator');
+  CASE kind
+    WHEN 'profile' THEN
+      found_id := EXISTS (SELECT FROM dbmail.profiles p WHERE p.profile_id = find_by_id_or_name.id);
+    WHEN 'account' THEN
+      found_id := EXISTS (SELECT FROM dbmail.accounts a WHERE a.account_id = find_by_id_or_name.id);
+    WHEN 'operator' THEN
+      found_id := EXISTS (SELECT FROM dbmail.operators o WHERE o.operator_id = find_by_id_or_name.id);
+    WHEN 'principal' THEN
+      found_id := id = 0 OR EXISTS (SELECT FROM pg_roles r WHERE r.oid = find_by_id_or_name.id);
+  END CASE;
+  IF NOT found_id THEN
+    PERFORM dbmail.raise_error('42704', id_param, id::text, format('no such %s', thing));
   END IF;
-  RETURN operator_id;
-END;
-$$;
-
-CREATE FUNCTION dbmail.find_principal(principal_id oid, principal_name text, required boolean DEFAULT true) RETURNS oid
-    LANGUAGE plpgsql STABLE
-    AS $$
-DECLARE
-  by_name oid;
-BEGIN
-  IF principal_id IS NULL AND principal_name IS NULL THEN
-    IF required THEN
-      PERFORM dbmail.raise_error('22004', 'principal_id, principal_name', NULL,
-        'give a role''s name or OID, or ''public''');
-    END IF;
-    RETURN NULL;
-  END IF;
-  IF principal_name IS NOT NULL THEN
-    IF lower(principal_name) = 'public' THEN
-      by_name := 0;
-    ELSE
-      SELECT r.oid INTO by_name FROM pg_roles r WHERE r.rolname = principal_name;
-      IF by_name IS NULL THEN
-        PERFORM dbmail.raise_error('42704', 'principal_name', principal_name, 'no such role');
-      END IF;
-    END IF;
-    IF principal_id IS NOT NULL AND principal_id <> by_name THEN
-      PERFORM dbmail.raise_error('22023', 'principal_name', principal_name,
-        format('is principal %s, not principal_id %s', by_name, principal_id));
-    END IF;
-    RETURN by_name;
-  END IF;
-  IF principal_id <> 0 AND NOT EXISTS (SELECT FROM pg_roles r WHERE r.oid = principal_id) THEN
-    PERFORM dbmail.raise_error('42704', 'principal_id', principal_id::text, 'no such role');
-  END IF;
-  RETURN principal_id;
-END;
-$$;
-
-CREATE FUNCTION dbmail.find_profile(profile_id integer, profile_name text, required boolean DEFAULT true) RETURNS integer
-    LANGUAGE plpgsql STABLE
-    AS $$
-DECLARE
-  by_name integer;
-BEGIN
-  IF profile_id IS NULL AND profile_name IS NULL THEN
-    IF required THEN
-      PERFORM dbmail.raise_error('22004', 'profile_id, profile_name', NULL, 'give the profile''s id or name');
-    END IF;
-    RETURN NULL;
-  END IF;
-  IF btrim(profile_name) = '' THEN
-    PERFORM dbmail.raise_error('22004', 'profile_name', profile_name, 'a blank name names no profile');
-  END IF;
-  IF profile_name IS NOT NULL THEN
-    SELECT p.profile_id INTO by_name FROM dbmail.profiles p WHERE lower(p.name) = lower(profile_name);
-    IF by_name IS NULL THEN
-      PERFORM dbmail.raise_error('42704', 'profile_name', profile_name, 'no such profile');
-    END IF;
-    IF profile_id IS NOT NULL AND profile_id <> by_name THEN
-      PERFORM dbmail.raise_error('22023', 'profile_name', profile_name,
-        format('is profile %s, not profile_id %s', by_name, profile_id));
-    END IF;
-    RETURN by_name;
-  END IF;
-  IF NOT EXISTS (SELECT FROM dbmail.profiles p WHERE p.profile_id = find_profile.profile_id) THEN
-    PERFORM dbmail.raise_error('42704', 'profile_id', profile_id::text, 'no such profile');
-  END IF;
-  RETURN profile_id;
+  RETURN id;
 END;
 $$;
 
@@ -1157,22 +1251,22 @@ CREATE FUNCTION dbmail.job_failure_operator(operator_name text) RETURNS TABLE(op
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
-  SELECT dbmail.require_admin();  -- AdminRoles (000010)
+  SELECT dbmail.require_admin();
   DELETE FROM dbmail.notified_job_runs n WHERE n.run_ended_at < now() - interval '30 days';
   SELECT o.operator_id, o.enabled, o.email_address FROM dbmail.operators o
-  WHERE o.operator_id = dbmail.find_operator(NULL, $1, NULL, 'operator_name');
+  WHERE o.operator_id = dbmail.find_by_id_or_name('operator', NULL, $1, true, NULL, 'operator_name');
 $_$;
 
 CREATE TABLE dbmail.senders (
     sender_id text NOT NULL,
+    login oid,
     hostname text,
     process_id integer,
     version text,
     started_at timestamp with time zone DEFAULT now() NOT NULL,
     last_heartbeat timestamp with time zone DEFAULT now() NOT NULL,
     last_empty_claim_at timestamp with time zone,
-    stopped_at timestamp with time zone,
-    login oid
+    stopped_at timestamp with time zone
 );
 
 CREATE FUNCTION dbmail.live_senders() RETURNS SETOF dbmail.senders
@@ -1409,7 +1503,7 @@ CREATE FUNCTION dbmail.operator_address(id integer, name text) RETURNS text
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
-  target integer := dbmail.find_operator(operator_address.id, operator_address.name, 'id', 'name');
+  target integer := dbmail.find_by_id_or_name('operator', operator_address.id, operator_address.name, true, 'id', 'name');
   parameter text := CASE WHEN operator_address.name IS NOT NULL THEN 'name' ELSE 'id' END;
   shown text := COALESCE(operator_address.name, operator_address.id::text);
   op dbmail.operators;
@@ -1527,6 +1621,24 @@ BEGIN
 END;
 $_$;
 
+CREATE FUNCTION dbmail.parse_envelope(recipients text, copy_recipients text, blind_copy_recipients text, max_count bigint) RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+DECLARE
+  to_list jsonb := dbmail.parse_addresses('recipients', recipients, 0, max_count, false);
+  cc_list jsonb := dbmail.parse_addresses('copy_recipients', copy_recipients, jsonb_array_length(to_list),
+    max_count, false);
+  bcc_list jsonb := dbmail.parse_addresses('blind_copy_recipients', blind_copy_recipients,
+    jsonb_array_length(to_list) + jsonb_array_length(cc_list), max_count, false);
+BEGIN
+  IF to_list = '[]' AND cc_list = '[]' AND bcc_list = '[]' THEN
+    PERFORM dbmail.raise_error('22004', 'recipients, copy_recipients, blind_copy_recipients', NULL,
+      'a message needs at least one recipient');
+  END IF;
+  RETURN jsonb_build_object('to', to_list, 'cc', cc_list, 'bcc', bcc_list);
+END;
+$$;
+
 CREATE FUNCTION dbmail.parse_single_address(parameter text, value text) RETURNS jsonb
     LANGUAGE plpgsql IMMUTABLE
     AS $$
@@ -1561,66 +1673,38 @@ CREATE FUNCTION dbmail.queue_mail(profile_name text, recipients text, copy_recip
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET plan_cache_mode TO 'force_generic_plan'
-    AS $_$
+    AS $$
 #variable_conflict use_column
 DECLARE
   sender name := dbmail.take_caller_stamp('sp_send_dbmail');
   sender_oid oid;
   call_stack text;
-  own_frame text;
-  to_list jsonb;
-  cc_list jsonb;
-  bcc_list jsonb;
-  envelope jsonb;
-  parsed_from jsonb;
-  the_profile integer;
-  new_id bigint;
-  next_id bigint;
-  files dbmail.attachment[] := '{}';
-  result_bytes bytea;
-  attached dbmail.attachment;
-  format_name text := upper(btrim(query_result_format));
-  -- The denial-of-service limits (0 = unlimited). A replay of an idempotency_key queues nothing, so it
-  -- is not limited: it returns the item already queued.
-  replay boolean;
+  -- The denial-of-service limits (0 = unlimited).
+  replay boolean := false;
   max_recipients bigint;
   max_size bigint;
   max_per_day bigint;
-  header_size bigint := 0;
   fixed_size bigint;
-  mail_size bigint;
-  recent bigint;
-  bucket_mails integer;
+  envelope jsonb;
+  parsed_from jsonb;
+  the_profile integer;
+  files dbmail.attachment[] := '{}';
+  next_id bigint;
+  new_id bigint;
 BEGIN
-  IF sender IN ('dbmail_user', 'dbmail_admin', 'dbmail_sender') THEN
-    PERFORM dbmail.raise_error('42501', 'caller', sender::text,
-      'mail cannot be sent as a dbmail group role: it would be anonymous (every member of the role may SET ROLE '
-      'to it and read it); RESET ROLE, or SET ROLE to a role of your own, first');
-  END IF;
+  -- The sender: a role of its own, by OID; a query and its result only from send_with_query.
+  sender_oid := dbmail.sending_role(sender);
   IF query IS NOT NULL THEN
-    -- Only send_with_query ran the query whose result this is. The call stack's first line is this
-    -- function's frame, the second its caller's, each '<language''s words>dbmail.<name>(<argument
-    -- types>)...' (whatever lc_messages says): only objects of schema dbmail are named so, and only its
-    -- owner creates them.
     GET DIAGNOSTICS call_stack = PG_CONTEXT;
-    own_frame := split_part(call_stack, E'\n', 1);
-    IF strpos(own_frame, 'dbmail.queue_mail(') = 0
-       OR NOT starts_with(split_part(call_stack, E'\n', 2),
-                          left(own_frame, strpos(own_frame, 'dbmail.queue_mail(') - 1) || 'dbmail.send_with_query(') THEN
-      PERFORM dbmail.raise_error('42501', 'query', query,
-        'a query is run, and its result recorded, only through dbmail.sp_send_dbmail (queue_mail does not take one)');
-    END IF;
+    PERFORM dbmail.check_query_source(call_stack, query);
   END IF;
-  sender_oid := to_regrole(quote_ident(sender));
-  IF sender_oid IS NULL THEN
-    PERFORM dbmail.raise_error('42704', 'caller', sender::text, 'no such role (it was dropped meanwhile)');
-  END IF;
-  -- Every lookup below is a statement of its own, and each costs as much as the checks around it: they
-  -- are as few as the work allows (the three limits in one statement, the replay probe only with a key).
-  replay := false;
+
+  -- The limits. A replay of an idempotency_key queues nothing (it returns the item queued before), so it
+  -- is not limited. The replayed item is locked until this transaction ends: a concurrent delete of it
+  -- waits (or, if it committed first, the item is not found and this is a new mail, checked as one).
+  -- Each lookup is a statement of its own, and each costs as much as the checks around it: the three
+  -- limits are read in one, the replay probed only with a key.
   IF idempotency_key IS NOT NULL THEN
-    -- Locked until this transaction ends: a concurrent delete of the item waits (or, if it committed
-    -- first, the item is not found and this is a new mail, checked as one).
     PERFORM FROM dbmail.mailitems m
     WHERE m.send_request_role = sender_oid AND m.idempotency_key = queue_mail.idempotency_key
     FOR KEY SHARE;
@@ -1637,132 +1721,48 @@ BEGIN
     max_size := 0;
     max_per_day := 0;
   END IF;
+
+  -- The arguments.
   PERFORM dbmail.check_send_arguments(subject, body, COALESCE(body_format, 'TEXT'), importance, sensitivity,
     query, execute_query_database, attach_query_result_as_file, query_result_header, query_result_width,
     query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
     query_result_no_padding, file_attachments, attachments, headers, idempotency_key, query_result_format);
 
-  -- MaxMailSize, before anything is parsed: subject, the address lists as given, the headers and the body.
-  IF headers IS NOT NULL THEN
-    SELECT COALESCE(sum(octet_length(h.key) + octet_length(h.value)), 0) INTO header_size
-    FROM jsonb_each_text(headers) h;
-  END IF;
-  fixed_size := COALESCE(octet_length(subject), 0) + COALESCE(octet_length(recipients), 0)
-    + COALESCE(octet_length(copy_recipients), 0) + COALESCE(octet_length(blind_copy_recipients), 0)
-    + COALESCE(octet_length(from_address), 0) + COALESCE(octet_length(reply_to), 0) + header_size;
-  mail_size := fixed_size + COALESCE(octet_length(body), 0);
-  IF max_size > 0 AND mail_size > max_size THEN
-    -- Name what pushed it over, in this order.
-    mail_size := COALESCE(octet_length(subject), 0);
-    PERFORM dbmail.check_mail_size('subject', subject, mail_size, max_size);
-    mail_size := mail_size + COALESCE(octet_length(recipients), 0);
-    PERFORM dbmail.check_mail_size('recipients', recipients, mail_size, max_size);
-    mail_size := mail_size + COALESCE(octet_length(copy_recipients), 0);
-    PERFORM dbmail.check_mail_size('copy_recipients', copy_recipients, mail_size, max_size);
-    mail_size := mail_size + COALESCE(octet_length(blind_copy_recipients), 0);
-    PERFORM dbmail.check_mail_size('blind_copy_recipients', blind_copy_recipients, mail_size, max_size);
-    mail_size := mail_size + COALESCE(octet_length(from_address), 0);
-    PERFORM dbmail.check_mail_size('from_address', from_address, mail_size, max_size);
-    mail_size := mail_size + COALESCE(octet_length(reply_to), 0);
-    PERFORM dbmail.check_mail_size('reply_to', reply_to, mail_size, max_size);
-    mail_size := mail_size + header_size;
-    PERFORM dbmail.check_mail_size('headers', headers::text, mail_size, max_size);
-    mail_size := mail_size + COALESCE(octet_length(body), 0);
-    PERFORM dbmail.check_mail_size('body', body, mail_size, max_size);
-  END IF;
+  -- MaxMailSize of what was given, before anything is parsed.
+  fixed_size := dbmail.check_given_size(subject, recipients, copy_recipients, blind_copy_recipients,
+    from_address, reply_to, headers, body, max_size);
 
-  -- MaxRecipientsPerMail: every address of the three lists counts, as it is parsed; the list that goes
-  -- over is named.
-  to_list := dbmail.parse_addresses('recipients', recipients, 0, max_recipients, false);
-  cc_list := dbmail.parse_addresses('copy_recipients', copy_recipients, jsonb_array_length(to_list),
-    max_recipients, false);
-  bcc_list := dbmail.parse_addresses('blind_copy_recipients', blind_copy_recipients,
-    jsonb_array_length(to_list) + jsonb_array_length(cc_list), max_recipients, false);
-  IF to_list = '[]' AND cc_list = '[]' AND bcc_list = '[]' THEN
-    PERFORM dbmail.raise_error('22004', 'recipients, copy_recipients, blind_copy_recipients', NULL,
-      'a message needs at least one recipient');
-  END IF;
-  envelope := jsonb_build_object('to', to_list, 'cc', cc_list, 'bcc', bcc_list);
+  -- The addresses, MaxRecipientsPerMail counted as they are parsed.
+  envelope := dbmail.parse_envelope(recipients, copy_recipients, blind_copy_recipients, max_recipients);
   IF from_address IS NOT NULL THEN
     parsed_from := dbmail.parse_single_address('from_address', from_address);
   END IF;
   IF reply_to IS NOT NULL THEN
     PERFORM dbmail.parse_single_address('reply_to', reply_to);
   END IF;
+
+  -- The profile.
   the_profile := dbmail.resolve_profile(sender, profile_name);
 
-  -- MaxMailsPerUserPerDay (SQL Server's planned error 14657): the mails this role queued in this hour
-  -- (UTC) and the 24 before it, from the ledger (so never fewer than in the last 24 hours). The
-  -- per-role lock makes concurrent sends count each other. Admins are exempt.
+  -- MaxMailsPerUserPerDay. Admins are exempt.
   IF max_per_day > 0 AND NOT dbmail.is_admin(sender) THEN
-    PERFORM pg_advisory_xact_lock(hashtext('dbmail.MaxMailsPerUserPerDay'), hashtext(sender_oid::text));
-    SELECT COALESCE(sum(c.mails), 0) INTO recent FROM dbmail.daily_mail_counts c
-    WHERE c.role_id = sender_oid AND c.hour_start >= date_trunc('hour', now(), 'UTC') - interval '24 hours';
-    IF recent >= max_per_day THEN
-      PERFORM dbmail.raise_error('54000', 'send_request_user', sender, format(
-        'has queued %s mails in the last 24 hours, the MaxMailsPerUserPerDay limit (%s); try again later or ask an admin to raise it',
-        recent, max_per_day));
-    END IF;
+    PERFORM dbmail.check_daily_limit(sender, sender_oid, max_per_day);
   END IF;
 
-  -- MaxMailSize, as the mail grows: each attachment (name, content type and content), then the query result.
-  FOREACH attached IN ARRAY COALESCE(attachments, '{}') LOOP
-    IF attached IS NULL OR attached.content IS NULL THEN
-      PERFORM dbmail.raise_error('22004', 'attachments', attached.filename, 'an attachment needs content (bytea)');
-    END IF;
-    PERFORM dbmail.check_attachment('attachments', attached.filename, octet_length(attached.content));
-    attached.filename := btrim(attached.filename, E' \t');
-    attached.content_type := NULLIF(btrim(attached.content_type), '');
-    IF attached.content_type !~ '^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*( *;[^\r\n]*)?$'
-       OR attached.content_type ~ '[\x01-\x1f\x7f]' THEN
-      PERFORM dbmail.raise_error('22023', 'attachments', attached.content_type,
-        format('not a MIME type (type/subtype) for %s', attached.filename));
-    END IF;
-    attached.content_type := COALESCE(attached.content_type, dbmail.content_type_for(attached.filename));
-    mail_size := mail_size + octet_length(attached.filename) + octet_length(attached.content_type)
-      + octet_length(attached.content);
-    PERFORM dbmail.check_mail_size('attachments', attached.filename, mail_size, max_size);
-    files := files || attached;
-  END LOOP;
-  IF NULLIF(btrim(file_attachments), '') IS NOT NULL THEN
-    files := files || dbmail.read_attachment_files(file_attachments);
-    mail_size := fixed_size + COALESCE(octet_length(body), 0)
-      + (SELECT COALESCE(sum(octet_length(f.filename) + octet_length(f.content_type) + octet_length(f.content)), 0)
-         FROM unnest(files) f);
-    PERFORM dbmail.check_mail_size('file_attachments', file_attachments, mail_size, max_size);
+  -- The attachments, then the query result, MaxMailSize counted as the mail grows.
+  IF cardinality(attachments) > 0 OR NULLIF(btrim(file_attachments), '') IS NOT NULL THEN
+    files := dbmail.collect_attachments(attachments, file_attachments,
+      fixed_size + COALESCE(octet_length(body), 0), max_size);
   END IF;
   IF query IS NOT NULL AND query_result IS NOT NULL THEN
-    result_bytes := convert_to(query_result, 'UTF8');
-    IF octet_length(result_bytes) > dbmail.setting('MaxFileSize')::bigint THEN
-      PERFORM dbmail.raise_error('54000', 'query', query, format('the result (%s bytes) is more than MaxFileSize (%s bytes)',
-        octet_length(result_bytes), dbmail.setting('MaxFileSize')));
-    END IF;
-    IF attach_query_result_as_file THEN
-      attached := ROW(COALESCE(NULLIF(btrim(query_attachment_filename), ''),
-                               'QueryResults.' || CASE format_name WHEN 'CSV' THEN 'csv' WHEN 'HTML' THEN 'html'
-                                                                   WHEN 'JSON' THEN 'json' ELSE 'txt' END),
-                      result_bytes, NULL)::dbmail.attachment;
-      PERFORM dbmail.check_attachment('query_attachment_filename', attached.filename, octet_length(result_bytes));
-      attached.content_type := CASE format_name WHEN 'CSV' THEN 'text/csv; charset=utf-8'
-        WHEN 'HTML' THEN 'text/html; charset=utf-8' WHEN 'JSON' THEN 'application/json'
-        ELSE 'text/plain; charset=utf-8' END;
-      files := files || attached;
-    ELSIF format_name = 'HTML' THEN
-      -- An HTML table inline makes the whole body HTML.
-      body := CASE WHEN upper(btrim(COALESCE(body_format, 'TEXT'))) = 'HTML' THEN COALESCE(body, '')
-                   ELSE replace(dbmail.html_escape(COALESCE(body, '')), E'\n', '<br>') END
-              || CASE WHEN COALESCE(body, '') = '' THEN '' ELSE '<br>' END || query_result;
-      body_format := 'HTML';
-    ELSE
-      body := CASE WHEN COALESCE(body, '') = '' THEN '' ELSE body || E'\n' END || query_result;
-    END IF;
-    -- The whole mail again: an inline result grows the body (HTML escaping can grow it further).
-    mail_size := fixed_size + COALESCE(octet_length(body), 0)
-      + (SELECT COALESCE(sum(octet_length(f.filename) + octet_length(f.content_type) + octet_length(f.content)), 0)
-         FROM unnest(files) f);
-    PERFORM dbmail.check_mail_size('query', query, mail_size, max_size);
+    SELECT r.body, r.body_format, r.files INTO body, body_format, files
+    FROM dbmail.add_query_result(queue_mail.query, queue_mail.query_result, queue_mail.attach_query_result_as_file,
+      queue_mail.query_attachment_filename, queue_mail.query_result_format, fixed_size, max_size, queue_mail.body,
+      queue_mail.body_format, files) r;
   END IF;
 
+  -- Stored: the item, counted in MaxMailsPerUserPerDay's ledger while that is on, and its attachments;
+  -- senders are woken unless it waits for send_at.
   next_id := nextval('dbmail.mailitems_mailitem_id_seq');
   INSERT INTO dbmail.mailitems AS m (
     mailitem_id, profile_id, recipients, copy_recipients, blind_copy_recipients, envelope, subject, body,
@@ -1785,7 +1785,6 @@ BEGIN
     GREATEST(COALESCE(send_at, now()), now()), sender, sender_oid, sender)
   ON CONFLICT (send_request_role, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
   RETURNING m.mailitem_id INTO new_id;
-
   IF new_id IS NULL THEN
     -- The same key from the same role: the message is already queued (or sent); nothing new is queued.
     SELECT m.mailitem_id INTO new_id FROM dbmail.mailitems m
@@ -1798,14 +1797,7 @@ BEGIN
       'the item this key replays disappeared during the call; try again');
   END IF;
   IF max_per_day > 0 THEN
-    INSERT INTO dbmail.daily_mail_counts AS c (role_id, hour_start, mails)
-    VALUES (sender_oid, date_trunc('hour', now(), 'UTC'), 1)
-    ON CONFLICT ON CONSTRAINT daily_mail_counts_pkey DO UPDATE SET mails = c.mails + 1
-    RETURNING c.mails INTO bucket_mails;
-    IF bucket_mails = 1 THEN
-      -- A new hour for this role: forget what no count looks at any more.
-      DELETE FROM dbmail.daily_mail_counts c WHERE c.hour_start < date_trunc('hour', now(), 'UTC') - interval '24 hours';
-    END IF;
+    PERFORM dbmail.count_daily_mail(sender_oid);
   END IF;
   IF cardinality(files) > 0 THEN
     INSERT INTO dbmail.attachments (mailitem_id, filename, content_type, filesize, attachment, last_mod_user)
@@ -1818,7 +1810,7 @@ BEGIN
   END IF;
   RETURN new_id;
 END;
-$_$;
+$$;
 
 CREATE FUNCTION dbmail.raise_error(sqlstate text, parameter text, value text, problem text) RETURNS void
     LANGUAGE plpgsql IMMUTABLE
@@ -1912,7 +1904,7 @@ CREATE FUNCTION dbmail.record_outcome(mailitem_id bigint, sender_id text, lease_
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 BEGIN
-  -- Confined to the roles SenderRoles lists, where it lists any (000010).
+  -- Confined to the roles SenderRoles lists, where it lists any.
   PERFORM dbmail.require_sender();
   RETURN dbmail.apply_outcome(mailitem_id, sender_id, lease_token, outcome, account_id, smtp_response, error,
     account_errors, process_id, COALESCE(dbmail.setting('AccountRetryAttempts')::integer, 1),
@@ -1929,7 +1921,7 @@ DECLARE
   retry_delay integer := COALESCE(dbmail.setting('AccountRetryDelay')::integer, 60);
   entry record;
 BEGIN
-  -- Confined to the roles SenderRoles lists, where it lists any (000010).
+  -- Confined to the roles SenderRoles lists, where it lists any.
   PERFORM dbmail.require_sender();
   IF outcomes IS NULL OR jsonb_typeof(outcomes) <> 'array' THEN
     PERFORM dbmail.raise_error('22023', 'outcomes', outcomes::text, 'must be a JSON array');
@@ -1960,7 +1952,7 @@ DECLARE
   held bigint[];
   released integer;
 BEGIN
-  -- Confined to the roles SenderRoles lists, where it lists any (000010).
+  -- Confined to the roles SenderRoles lists, where it lists any.
   PERFORM dbmail.require_sender();
   -- Locked by key, owner and token, then checked: sent_status in the WHERE could make the planner walk a
   -- partial index (see apply_outcome).
@@ -2229,7 +2221,7 @@ CREATE FUNCTION dbmail.sender_attachment_chunk(sender_id text, attachment_id big
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 BEGIN
-  -- Confined to the roles SenderRoles lists, where it lists any (000010).
+  -- Confined to the roles SenderRoles lists, where it lists any.
   PERFORM dbmail.require_sender();
   -- A bytea holds at most 1 GB, so every valid offset fits substring()'s integer positions.
   IF chunk_offset IS NULL OR chunk_offset NOT BETWEEN 0 AND 1073741824 THEN
@@ -2266,7 +2258,7 @@ CREATE FUNCTION dbmail.sender_heartbeat(sender_id text, hostname text DEFAULT NU
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 BEGIN
-  -- Confined to the roles SenderRoles lists, where it lists any (000010).
+  -- Confined to the roles SenderRoles lists, where it lists any.
   PERFORM dbmail.require_sender();
   IF sender_id IS NULL OR btrim(sender_id) = '' THEN
     PERFORM dbmail.raise_error('22004', 'sender_id', sender_id, 'a sender needs an id');
@@ -2301,13 +2293,32 @@ CREATE FUNCTION dbmail.sender_stopped(sender_id text) RETURNS void
 DECLARE
   registered_by oid;
 BEGIN
-  -- Confined to the roles SenderRoles lists, where it lists any (000010).
+  -- Confined to the roles SenderRoles lists, where it lists any.
   PERFORM dbmail.require_sender();
   UPDATE dbmail.senders s SET stopped_at = now() WHERE s.sender_id = sender_stopped.sender_id
   RETURNING s.login INTO registered_by;
   IF FOUND AND NOT dbmail.may_use_sender_id(registered_by) THEN
     PERFORM dbmail.raise_error('42501', 'sender_id', sender_id, 'registered by another login');
   END IF;
+END;
+$$;
+
+CREATE FUNCTION dbmail.sending_role(sender name) RETURNS oid
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+  sender_oid oid;
+BEGIN
+  IF sender IN ('dbmail_user', 'dbmail_admin', 'dbmail_sender') THEN
+    PERFORM dbmail.raise_error('42501', 'caller', sender::text,
+      'mail cannot be sent as a dbmail group role: it would be anonymous (every member of the role may SET ROLE '
+      'to it and read it); RESET ROLE, or SET ROLE to a role of your own, first');
+  END IF;
+  sender_oid := to_regrole(quote_ident(sender));
+  IF sender_oid IS NULL THEN
+    PERFORM dbmail.raise_error('42704', 'caller', sender::text, 'no such role (it was dropped meanwhile)');
+  END IF;
+  RETURN sender_oid;
 END;
 $$;
 
@@ -2349,7 +2360,7 @@ CREATE FUNCTION dbmail.sp_add_operator(name text DEFAULT NULL::text, enabled boo
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
-  admin_checked boolean := dbmail.require_admin();  -- AdminRoles (000010)
+  admin_checked boolean := dbmail.require_admin();
   new_name text := btrim(sp_add_operator.name);
   new_email text := NULLIF(btrim(sp_add_operator.email_address), '');
   new_pager text := NULLIF(btrim(sp_add_operator.pager_address), '');
@@ -2384,8 +2395,8 @@ CREATE FUNCTION dbmail.sp_delete_operator(name text DEFAULT NULL::text) RETURNS 
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
-  admin_checked boolean := dbmail.require_admin();  -- AdminRoles (000010)
-  target integer := dbmail.find_operator(NULL, sp_delete_operator.name, NULL, 'name');
+  admin_checked boolean := dbmail.require_admin();
+  target integer := dbmail.find_by_id_or_name('operator', NULL, sp_delete_operator.name, true, NULL, 'name');
 BEGIN
   DELETE FROM dbmail.operators o WHERE o.operator_id = target;
 END;
@@ -2395,14 +2406,14 @@ CREATE FUNCTION dbmail.sp_help_operator(operator_name text DEFAULT NULL::text, o
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
-  SELECT dbmail.require_admin();  -- AdminRoles (000010)
+  SELECT dbmail.require_admin();
   -- An unknown operator is an error, not an empty list.
-  SELECT dbmail.find_operator($2, $1, 'operator_id', 'operator_name', false);
+  SELECT dbmail.find_by_id_or_name('operator', $2, $1, false, 'operator_id', 'operator_name');
   SELECT o.operator_id, o.name, o.enabled, o.email_address, o.pager_address, o.weekday_pager_start_time,
          o.weekday_pager_end_time, o.saturday_pager_start_time, o.saturday_pager_end_time,
          o.sunday_pager_start_time, o.sunday_pager_end_time, o.pager_days, o.netsend_address, o.category_name
   FROM dbmail.operators o
-  WHERE ($1 IS NULL AND $2 IS NULL) OR o.operator_id = dbmail.find_operator($2, $1, 'operator_id', 'operator_name', false)
+  WHERE ($1 IS NULL AND $2 IS NULL) OR o.operator_id = dbmail.find_by_id_or_name('operator', $2, $1, false, 'operator_id', 'operator_name')
   ORDER BY lower(o.name), o.operator_id;
 $_$;
 
@@ -2457,8 +2468,8 @@ CREATE FUNCTION dbmail.sp_update_operator(name text DEFAULT NULL::text, new_name
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
-  admin_checked boolean := dbmail.require_admin();  -- AdminRoles (000010)
-  target integer := dbmail.find_operator(NULL, sp_update_operator.name, NULL, 'name');
+  admin_checked boolean := dbmail.require_admin();
+  target integer := dbmail.find_by_id_or_name('operator', NULL, sp_update_operator.name, true, NULL, 'name');
   stored dbmail.operators;
   merged_name text;
   merged_email text;
@@ -2538,7 +2549,7 @@ CREATE FUNCTION dbmail.sysmail_add_account_sp(account_name text DEFAULT NULL::te
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
-  admin_checked boolean := dbmail.require_admin();  -- AdminRoles (000010)
+  admin_checked boolean := dbmail.require_admin();
   new_id integer;
   resolved_security text := dbmail.resolve_security(enable_ssl, security);
   clean_username text := NULLIF(btrim(username), '');
@@ -2576,9 +2587,9 @@ CREATE FUNCTION dbmail.sysmail_add_principalprofile_sp(principal_id oid DEFAULT 
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
-  admin_checked boolean := dbmail.require_admin();  -- AdminRoles (000010)
-  the_principal oid := dbmail.find_principal(principal_id, principal_name);
-  the_profile integer := dbmail.find_profile(profile_id, profile_name);
+  admin_checked boolean := dbmail.require_admin();
+  the_principal oid := dbmail.find_by_id_or_name('principal', principal_id::bigint, principal_name);
+  the_profile integer := dbmail.find_by_id_or_name('profile', profile_id, profile_name);
 BEGIN
   IF is_default IS NULL THEN
     PERFORM dbmail.raise_error('22004', 'is_default', NULL, 'must be true or false');
@@ -2603,7 +2614,7 @@ CREATE FUNCTION dbmail.sysmail_add_profile_sp(profile_name text DEFAULT NULL::te
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
-  admin_checked boolean := dbmail.require_admin();  -- AdminRoles (000010)
+  admin_checked boolean := dbmail.require_admin();
   new_id integer;
 BEGIN
   PERFORM dbmail.check_profile_name(profile_name);
@@ -2623,9 +2634,9 @@ CREATE FUNCTION dbmail.sysmail_add_profileaccount_sp(profile_id integer DEFAULT 
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
-  admin_checked boolean := dbmail.require_admin();  -- AdminRoles (000010)
-  the_profile integer := dbmail.find_profile(profile_id, profile_name);
-  the_account integer := dbmail.find_account(account_id, account_name);
+  admin_checked boolean := dbmail.require_admin();
+  the_profile integer := dbmail.find_by_id_or_name('profile', profile_id, profile_name);
+  the_account integer := dbmail.find_by_id_or_name('account', account_id, account_name);
 BEGIN
   IF sequence_number IS NULL THEN
     PERFORM dbmail.raise_error('22004', 'sequence_number', NULL,
@@ -2683,8 +2694,8 @@ CREATE FUNCTION dbmail.sysmail_delete_account_sp(account_id integer DEFAULT NULL
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
-  admin_checked boolean := dbmail.require_admin();  -- AdminRoles (000010)
-  target integer := dbmail.find_account(account_id, account_name);
+  admin_checked boolean := dbmail.require_admin();
+  target integer := dbmail.find_by_id_or_name('account', account_id, account_name);
 BEGIN
   DELETE FROM dbmail.accounts a WHERE a.account_id = target;
   PERFORM dbmail.config_changed();
@@ -2696,7 +2707,7 @@ CREATE FUNCTION dbmail.sysmail_delete_log_sp(logged_before timestamp with time z
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
-  admin_checked boolean := dbmail.require_admin();  -- AdminRoles (000010)
+  admin_checked boolean := dbmail.require_admin();
   kind text := lower(btrim(event_type));
   deleted bigint;
 BEGIN
@@ -2730,11 +2741,11 @@ CREATE FUNCTION dbmail.sysmail_delete_principalprofile_sp(principal_id oid DEFAU
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
-  admin_checked boolean := dbmail.require_admin();  -- AdminRoles (000010)
+  admin_checked boolean := dbmail.require_admin();
   -- A dropped role's grant can still be removed by its OID, so the OID is not checked against pg_roles.
   the_principal oid := CASE WHEN principal_name IS NULL THEN principal_id
-                            ELSE dbmail.find_principal(principal_id, principal_name, false) END;
-  the_profile integer := dbmail.find_profile(profile_id, profile_name, false);
+                            ELSE dbmail.find_by_id_or_name('principal', principal_id::bigint, principal_name, false) END;
+  the_profile integer := dbmail.find_by_id_or_name('profile', profile_id, profile_name, false);
 BEGIN
   IF the_principal IS NULL AND the_profile IS NULL THEN
     PERFORM dbmail.raise_error('22004', 'principal_id, principal_name, profile_id, profile_name', NULL,
@@ -2756,8 +2767,8 @@ CREATE FUNCTION dbmail.sysmail_delete_profile_sp(profile_id integer DEFAULT NULL
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
-  admin_checked boolean := dbmail.require_admin();  -- AdminRoles (000010)
-  target integer := dbmail.find_profile(profile_id, profile_name);
+  admin_checked boolean := dbmail.require_admin();
+  target integer := dbmail.find_by_id_or_name('profile', profile_id, profile_name);
   target_name text;
   waiting integer;
 BEGIN
@@ -2791,9 +2802,9 @@ CREATE FUNCTION dbmail.sysmail_delete_profileaccount_sp(profile_id integer DEFAU
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
-  admin_checked boolean := dbmail.require_admin();  -- AdminRoles (000010)
-  the_profile integer := dbmail.find_profile(profile_id, profile_name, false);
-  the_account integer := dbmail.find_account(account_id, account_name, false);
+  admin_checked boolean := dbmail.require_admin();
+  the_profile integer := dbmail.find_by_id_or_name('profile', profile_id, profile_name, false);
+  the_account integer := dbmail.find_by_id_or_name('account', account_id, account_name, false);
 BEGIN
   IF the_profile IS NULL AND the_account IS NULL THEN
     PERFORM dbmail.raise_error('22004', 'profile_id, profile_name, account_id, account_name', NULL,
@@ -2814,8 +2825,8 @@ CREATE FUNCTION dbmail.sysmail_help_account_sp(account_id integer DEFAULT NULL::
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
-  SELECT dbmail.require_admin();  -- AdminRoles (000010)
-  SELECT dbmail.find_account($1, $2, false);  -- an unknown account is an error, not an empty list
+  SELECT dbmail.require_admin();
+  SELECT dbmail.find_by_id_or_name('account', $1, $2, false);  -- an unknown account is an error, not an empty list
   SELECT a.account_id, a.name, a.description, a.email_address, a.display_name, a.replyto_address,
          a.mailserver_type, a.mailserver_name, a.port, a.username, a.use_default_credentials,
          a.security <> 'none', a.security, a.timeout, a.tls_reject_unauthorized,
@@ -2825,7 +2836,7 @@ CREATE FUNCTION dbmail.sysmail_help_account_sp(account_id integer DEFAULT NULL::
               ELSE 'literal' END
   FROM dbmail.accounts a
   LEFT JOIN dbmail.account_secrets s ON s.account_id = a.account_id
-  WHERE ($1 IS NULL AND $2 IS NULL) OR a.account_id = dbmail.find_account($1, $2, false)
+  WHERE ($1 IS NULL AND $2 IS NULL) OR a.account_id = dbmail.find_by_id_or_name('account', $1, $2, false)
   ORDER BY a.account_id;
 $_$;
 
@@ -2833,7 +2844,7 @@ CREATE FUNCTION dbmail.sysmail_help_configure_sp(parameter_name text DEFAULT NUL
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
-  SELECT dbmail.require_admin();  -- AdminRoles (000010)
+  SELECT dbmail.require_admin();
   SELECT CASE WHEN $1 IS NOT NULL THEN dbmail.find_setting($1) END;  -- an unknown name is an error
   SELECT s.paramname, s.paramvalue, s.description FROM dbmail.settings s
   WHERE $1 IS NULL OR s.paramname = dbmail.find_setting($1)
@@ -2844,13 +2855,13 @@ CREATE FUNCTION dbmail.sysmail_help_principalprofile_sp(principal_id oid DEFAULT
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
-  SELECT dbmail.require_admin();  -- AdminRoles (000010)
-  SELECT dbmail.find_principal($1, $2, false), dbmail.find_profile($3, $4, false);
+  SELECT dbmail.require_admin();
+  SELECT dbmail.find_by_id_or_name('principal', $1::bigint, $2, false), dbmail.find_by_id_or_name('profile', $3, $4, false);
   SELECT pp.principal_id, dbmail.principal_name(pp.principal_id), p.profile_id, p.name, pp.is_default
   FROM dbmail.principal_profiles pp
   JOIN dbmail.profiles p ON p.profile_id = pp.profile_id
-  WHERE (($1 IS NULL AND $2 IS NULL) OR pp.principal_id = dbmail.find_principal($1, $2, false))
-    AND (($3 IS NULL AND $4 IS NULL) OR pp.profile_id = dbmail.find_profile($3, $4, false))
+  WHERE (($1 IS NULL AND $2 IS NULL) OR pp.principal_id = dbmail.find_by_id_or_name('principal', $1::bigint, $2, false))
+    AND (($3 IS NULL AND $4 IS NULL) OR pp.profile_id = dbmail.find_by_id_or_name('profile', $3, $4, false))
   ORDER BY p.profile_id, pp.principal_id;
 $_$;
 
@@ -2858,10 +2869,10 @@ CREATE FUNCTION dbmail.sysmail_help_profile_sp(profile_id integer DEFAULT NULL::
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
-  SELECT dbmail.require_admin();  -- AdminRoles (000010)
-  SELECT dbmail.find_profile($1, $2, false);  -- an unknown profile is an error, not an empty list
+  SELECT dbmail.require_admin();
+  SELECT dbmail.find_by_id_or_name('profile', $1, $2, false);  -- an unknown profile is an error, not an empty list
   SELECT p.profile_id, p.name, p.description FROM dbmail.profiles p
-  WHERE ($1 IS NULL AND $2 IS NULL) OR p.profile_id = dbmail.find_profile($1, $2, false)
+  WHERE ($1 IS NULL AND $2 IS NULL) OR p.profile_id = dbmail.find_by_id_or_name('profile', $1, $2, false)
   ORDER BY p.profile_id;
 $_$;
 
@@ -2869,14 +2880,14 @@ CREATE FUNCTION dbmail.sysmail_help_profileaccount_sp(profile_id integer DEFAULT
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
-  SELECT dbmail.require_admin();  -- AdminRoles (000010)
-  SELECT dbmail.find_profile($1, $2, false), dbmail.find_account($3, $4, false);
+  SELECT dbmail.require_admin();
+  SELECT dbmail.find_by_id_or_name('profile', $1, $2, false), dbmail.find_by_id_or_name('account', $3, $4, false);
   SELECT p.profile_id, p.name, a.account_id, a.name, pa.sequence_number
   FROM dbmail.profile_accounts pa
   JOIN dbmail.profiles p ON p.profile_id = pa.profile_id
   JOIN dbmail.accounts a ON a.account_id = pa.account_id
-  WHERE (($1 IS NULL AND $2 IS NULL) OR pa.profile_id = dbmail.find_profile($1, $2, false))
-    AND (($3 IS NULL AND $4 IS NULL) OR pa.account_id = dbmail.find_account($3, $4, false))
+  WHERE (($1 IS NULL AND $2 IS NULL) OR pa.profile_id = dbmail.find_by_id_or_name('profile', $1, $2, false))
+    AND (($3 IS NULL AND $4 IS NULL) OR pa.account_id = dbmail.find_by_id_or_name('account', $3, $4, false))
   ORDER BY p.profile_id, pa.sequence_number, a.account_id;
 $_$;
 
@@ -2884,7 +2895,7 @@ CREATE FUNCTION dbmail.sysmail_help_queue_sp(queue_type text DEFAULT NULL::text)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
-  SELECT dbmail.require_admin();  -- AdminRoles (000010)
+  SELECT dbmail.require_admin();
   SELECT dbmail.raise_error('22023', 'queue_type', $1, 'must be mail (pg-dbmail has no separate status queue)')
   WHERE $1 IS NOT NULL AND lower($1) <> 'mail';
   WITH queue AS (
@@ -2924,7 +2935,7 @@ CREATE FUNCTION dbmail.sysmail_start_sp() RETURNS void
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
-  SELECT dbmail.require_admin();  -- AdminRoles (000010)
+  SELECT dbmail.require_admin();
   SELECT dbmail.set_started(true);
 $$;
 
@@ -2932,7 +2943,7 @@ CREATE FUNCTION dbmail.sysmail_stop_sp() RETURNS void
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
-  SELECT dbmail.require_admin();  -- AdminRoles (000010)
+  SELECT dbmail.require_admin();
   SELECT dbmail.set_started(false);
 $$;
 
@@ -2941,7 +2952,7 @@ CREATE FUNCTION dbmail.sysmail_update_account_sp(account_id integer DEFAULT NULL
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
-  admin_checked boolean := dbmail.require_admin();  -- AdminRoles (000010)
+  admin_checked boolean := dbmail.require_admin();
   target integer;
   stored dbmail.accounts;
   merged dbmail.accounts;
@@ -2949,9 +2960,9 @@ DECLARE
   new_password text;
 BEGIN
   IF sysmail_update_account_sp.account_id IS NOT NULL THEN
-    target := dbmail.find_account(sysmail_update_account_sp.account_id, NULL);
+    target := dbmail.find_by_id_or_name('account', sysmail_update_account_sp.account_id, NULL);
   ELSE
-    target := dbmail.find_account(NULL, account_name);
+    target := dbmail.find_by_id_or_name('account', NULL, account_name);
   END IF;
   SELECT * INTO stored FROM dbmail.accounts a WHERE a.account_id = target FOR UPDATE;
   SELECT s.password INTO old_password FROM dbmail.account_secrets s WHERE s.account_id = target;
@@ -3021,9 +3032,9 @@ CREATE FUNCTION dbmail.sysmail_update_principalprofile_sp(principal_id oid DEFAU
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
-  admin_checked boolean := dbmail.require_admin();  -- AdminRoles (000010)
-  the_principal oid := dbmail.find_principal(principal_id, principal_name);
-  the_profile integer := dbmail.find_profile(profile_id, profile_name);
+  admin_checked boolean := dbmail.require_admin();
+  the_principal oid := dbmail.find_by_id_or_name('principal', principal_id::bigint, principal_name);
+  the_profile integer := dbmail.find_by_id_or_name('profile', profile_id, profile_name);
 BEGIN
   IF is_default IS NULL THEN
     PERFORM dbmail.raise_error('22004', 'is_default', NULL, 'must be true or false');
@@ -3050,15 +3061,15 @@ CREATE FUNCTION dbmail.sysmail_update_profile_sp(profile_id integer DEFAULT NULL
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
-  admin_checked boolean := dbmail.require_admin();  -- AdminRoles (000010)
+  admin_checked boolean := dbmail.require_admin();
   target integer;
   new_name text;
 BEGIN
   IF sysmail_update_profile_sp.profile_id IS NOT NULL THEN
-    target := dbmail.find_profile(sysmail_update_profile_sp.profile_id, NULL);
+    target := dbmail.find_by_id_or_name('profile', sysmail_update_profile_sp.profile_id, NULL);
     new_name := profile_name;
   ELSE
-    target := dbmail.find_profile(NULL, profile_name);
+    target := dbmail.find_by_id_or_name('profile', NULL, profile_name);
   END IF;
   IF new_name IS NULL AND description IS NULL THEN
     PERFORM dbmail.raise_error('22004', 'profile_name, description', NULL,
@@ -3086,9 +3097,9 @@ CREATE FUNCTION dbmail.sysmail_update_profileaccount_sp(profile_id integer DEFAU
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
-  admin_checked boolean := dbmail.require_admin();  -- AdminRoles (000010)
-  the_profile integer := dbmail.find_profile(profile_id, profile_name);
-  the_account integer := dbmail.find_account(account_id, account_name);
+  admin_checked boolean := dbmail.require_admin();
+  the_profile integer := dbmail.find_by_id_or_name('profile', profile_id, profile_name);
+  the_account integer := dbmail.find_by_id_or_name('account', account_id, account_name);
 BEGIN
   IF sequence_number IS NULL THEN
     PERFORM dbmail.raise_error('22004', 'sequence_number', NULL, 'account sequence number must be supplied for update');
@@ -3290,20 +3301,20 @@ CREATE TABLE dbmail.mailitems (
     message_id text NOT NULL,
     send_request_date timestamp with time zone DEFAULT now() NOT NULL,
     send_request_user name NOT NULL,
+    send_request_role oid,
     sent_account_id integer,
     sent_status dbmail.sent_status DEFAULT 'unsent'::text NOT NULL,
     sent_date timestamp with time zone,
     send_attempts integer DEFAULT 0 NOT NULL,
     next_attempt_at timestamp with time zone DEFAULT now() NOT NULL,
     lease_owner text,
+    lease_token uuid,
     lease_expires_at timestamp with time zone,
     last_error text,
     smtp_response text,
     sent_by text,
     last_mod_date timestamp with time zone DEFAULT now() NOT NULL,
-    last_mod_user name NOT NULL,
-    send_request_role oid,
-    lease_token uuid
+    last_mod_user name NOT NULL
 );
 ALTER TABLE ONLY dbmail.mailitems ALTER COLUMN sent_status SET STATISTICS 0;
 
@@ -3338,24 +3349,18 @@ CREATE TABLE dbmail.operators (
     enabled boolean DEFAULT true NOT NULL,
     email_address text,
     pager_address text,
-    weekday_pager_start_time integer DEFAULT 90000 NOT NULL,
-    weekday_pager_end_time integer DEFAULT 180000 NOT NULL,
-    saturday_pager_start_time integer DEFAULT 90000 NOT NULL,
-    saturday_pager_end_time integer DEFAULT 180000 NOT NULL,
-    sunday_pager_start_time integer DEFAULT 90000 NOT NULL,
-    sunday_pager_end_time integer DEFAULT 180000 NOT NULL,
+    weekday_pager_start_time dbmail.pager_time DEFAULT 90000 NOT NULL,
+    weekday_pager_end_time dbmail.pager_time DEFAULT 180000 NOT NULL,
+    saturday_pager_start_time dbmail.pager_time DEFAULT 90000 NOT NULL,
+    saturday_pager_end_time dbmail.pager_time DEFAULT 180000 NOT NULL,
+    sunday_pager_start_time dbmail.pager_time DEFAULT 90000 NOT NULL,
+    sunday_pager_end_time dbmail.pager_time DEFAULT 180000 NOT NULL,
     pager_days smallint DEFAULT 0 NOT NULL,
     netsend_address text,
     category_name text,
     last_mod_date timestamp with time zone DEFAULT now() NOT NULL,
     last_mod_user name DEFAULT CURRENT_USER NOT NULL,
-    CONSTRAINT operators_pager_days_check CHECK (((pager_days >= 0) AND (pager_days <= 127))),
-    CONSTRAINT operators_saturday_pager_end_time_check CHECK ((((saturday_pager_end_time >= 0) AND (saturday_pager_end_time <= 235959)) AND ((saturday_pager_end_time % 10000) < 6000) AND ((saturday_pager_end_time % 100) < 60))),
-    CONSTRAINT operators_saturday_pager_start_time_check CHECK ((((saturday_pager_start_time >= 0) AND (saturday_pager_start_time <= 235959)) AND ((saturday_pager_start_time % 10000) < 6000) AND ((saturday_pager_start_time % 100) < 60))),
-    CONSTRAINT operators_sunday_pager_end_time_check CHECK ((((sunday_pager_end_time >= 0) AND (sunday_pager_end_time <= 235959)) AND ((sunday_pager_end_time % 10000) < 6000) AND ((sunday_pager_end_time % 100) < 60))),
-    CONSTRAINT operators_sunday_pager_start_time_check CHECK ((((sunday_pager_start_time >= 0) AND (sunday_pager_start_time <= 235959)) AND ((sunday_pager_start_time % 10000) < 6000) AND ((sunday_pager_start_time % 100) < 60))),
-    CONSTRAINT operators_weekday_pager_end_time_check CHECK ((((weekday_pager_end_time >= 0) AND (weekday_pager_end_time <= 235959)) AND ((weekday_pager_end_time % 10000) < 6000) AND ((weekday_pager_end_time % 100) < 60))),
-    CONSTRAINT operators_weekday_pager_start_time_check CHECK ((((weekday_pager_start_time >= 0) AND (weekday_pager_start_time <= 235959)) AND ((weekday_pager_start_time % 10000) < 6000) AND ((weekday_pager_start_time % 100) < 60)))
+    CONSTRAINT operators_pager_days_check CHECK (((pager_days >= 0) AND (pager_days <= 127)))
 );
 
 ALTER TABLE dbmail.operators ALTER COLUMN operator_id ADD GENERATED ALWAYS AS IDENTITY (
@@ -3733,6 +3738,8 @@ GRANT USAGE ON SCHEMA dbmail TO dbmail_sender;
 REVOKE ALL ON TYPE dbmail.attachment FROM PUBLIC;
 GRANT ALL ON TYPE dbmail.attachment TO dbmail_user;
 
+REVOKE ALL ON FUNCTION dbmail.add_query_result(query text, query_result text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_format text, fixed_size bigint, max_size bigint, INOUT body text, INOUT body_format text, INOUT files dbmail.attachment[]) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION dbmail.address_domain(address text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.address_problem(address text) FROM PUBLIC;
@@ -3750,6 +3757,10 @@ REVOKE ALL ON FUNCTION dbmail.check_account(account_name text, email_address tex
 
 REVOKE ALL ON FUNCTION dbmail.check_attachment(parameter text, filename text, size bigint) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION dbmail.check_daily_limit(sender name, sender_oid oid, max_per_day bigint) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.check_given_size(subject text, recipients text, copy_recipients text, blind_copy_recipients text, from_address text, reply_to text, headers jsonb, body text, max_size bigint) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION dbmail.check_header_text(parameter text, value text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.check_headers(headers jsonb) FROM PUBLIC;
@@ -3766,6 +3777,8 @@ REVOKE ALL ON FUNCTION dbmail.check_pager_time(parameter text, value integer) FR
 
 REVOKE ALL ON FUNCTION dbmail.check_profile_name(profile_name text) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION dbmail.check_query_source(call_stack text, query text) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION dbmail.check_send_arguments(subject text, body text, body_format text, importance text, sensitivity text, query text, execute_query_database text, attach_query_result_as_file boolean, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, file_attachments text, attachments dbmail.attachment[], headers jsonb, idempotency_key text, query_result_format text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.check_send_arguments(subject text, body text, body_format text, importance text, sensitivity text, query text, execute_query_database text, attach_query_result_as_file boolean, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, file_attachments text, attachments dbmail.attachment[], headers jsonb, idempotency_key text, query_result_format text) TO dbmail_user;
 
@@ -3775,9 +3788,13 @@ GRANT ALL ON FUNCTION dbmail.claim_job_failure(operator_id integer, runid bigint
 REVOKE ALL ON FUNCTION dbmail.claim_mailitems(sender_id text, batch_size integer, lease_seconds integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.claim_mailitems(sender_id text, batch_size integer, lease_seconds integer) TO dbmail_sender;
 
+REVOKE ALL ON FUNCTION dbmail.collect_attachments(attachments dbmail.attachment[], file_attachments text, mail_size bigint, max_size bigint) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION dbmail.config_changed() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.content_type_for(filename text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.count_daily_mail(sender_oid oid) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.csv_line(fields text[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.csv_line(fields text[]) TO dbmail_user;
@@ -3788,13 +3805,7 @@ GRANT ALL ON FUNCTION dbmail.delete_mailitems(sent_before timestamp with time zo
 REVOKE ALL ON FUNCTION dbmail.extend_leases(sender_id text, mailitem_ids bigint[], lease_tokens uuid[], lease_seconds integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.extend_leases(sender_id text, mailitem_ids bigint[], lease_tokens uuid[], lease_seconds integer) TO dbmail_sender;
 
-REVOKE ALL ON FUNCTION dbmail.find_account(account_id integer, account_name text, required boolean) FROM PUBLIC;
-
-REVOKE ALL ON FUNCTION dbmail.find_operator(operator_id integer, operator_name text, id_parameter text, name_parameter text, required boolean) FROM PUBLIC;
-
-REVOKE ALL ON FUNCTION dbmail.find_principal(principal_id oid, principal_name text, required boolean) FROM PUBLIC;
-
-REVOKE ALL ON FUNCTION dbmail.find_profile(profile_id integer, profile_name text, required boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dbmail.find_by_id_or_name(kind text, id bigint, name text, required boolean, id_parameter text, name_parameter text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.find_setting(parameter_name text) FROM PUBLIC;
 
@@ -3837,6 +3848,8 @@ REVOKE ALL ON FUNCTION dbmail.parse_address_list(parameter text, list text) FROM
 REVOKE ALL ON FUNCTION dbmail.parse_addresses(parameter text, list text, counted bigint, max_count bigint, header_field boolean) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.parse_bare_address(parameter text, value text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.parse_envelope(recipients text, copy_recipients text, blind_copy_recipients text, max_count bigint) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.parse_single_address(parameter text, value text) FROM PUBLIC;
 
@@ -3899,6 +3912,8 @@ GRANT ALL ON FUNCTION dbmail.sender_heartbeat(sender_id text, hostname text, pro
 
 REVOKE ALL ON FUNCTION dbmail.sender_stopped(sender_id text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.sender_stopped(sender_id text) TO dbmail_sender;
+
+REVOKE ALL ON FUNCTION dbmail.sending_role(sender name) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.set_started(started boolean) FROM PUBLIC;
 

@@ -443,7 +443,7 @@ describe("in-memory attachment refusals", () => {
     expectError(error, "22023", "attachments", "evil.exe ");
   });
 
-  // Issue 13: before 000010 each of these passed ProhibitedExtensions (the last extension was "exe.",
+  // Issue 13: before the hardening each of these passed ProhibitedExtensions (the last extension was "exe.",
   // "exe\u00a0", "exe::$data", ...), and a receiver saved the file as x.exe.
   it.each([
     ["a trailing dot", "evil.exe.", "end with a dot"],
@@ -797,7 +797,7 @@ describe("file attachments", () => {
     }
   });
 
-  // Issue 13: before 000010 a FIFO was opened, which blocks the backend in the kernel until a writer
+  // Issue 13: before the hardening a FIFO was opened, which blocks the backend in the kernel until a writer
   // comes, beyond statement_timeout, pg_cancel_backend and pg_terminate_backend; here a writer comes,
   // so the attack ends, and its data was attached.
   it("refuses a FIFO at once, without opening it", async () => {

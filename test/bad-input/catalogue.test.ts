@@ -620,7 +620,7 @@ const cases: BadCall[] = [
     parameter: "file_attachments",
     value: "/etc/passwd",
   },
-  // ---- issue 13 (000010): sending ----
+  // ---- issue 13: sending ----
   {
     name: "send: 101 recipients (MaxRecipientsPerMail), refused at the 101st",
     call: "SELECT dbmail.sp_send_dbmail(recipients => (SELECT string_agg('r' || g || '@example.com', ';') FROM generate_series(1, 20000) g), body => 'b')",

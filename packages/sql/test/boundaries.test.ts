@@ -587,7 +587,7 @@ describe("header injection through the parameters not covered elsewhere", () => 
     );
     expect(error.code, error.message).toBe("22023");
     expect(error.message.startsWith("query_attachment_filename: "), error.message).toBe(true);
-    // Directly, with a result of its own making: refused before the name is looked at (000010).
+    // Directly, with a result of its own making: refused before the name is looked at.
     const direct = await refusedUnchanged(() =>
       queueMailDirectly(aliceClient, {
         query: "SELECT 1",

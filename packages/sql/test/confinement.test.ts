@@ -1,6 +1,6 @@
-// Issue 13, item 5: roles are cluster-wide, so before 000010 a sender login meant for one database read
-// another database's SMTP passwords, and an admin of one database was an admin of all. AdminRoles and
-// SenderRoles (settings of each database, empty by default: every member, as before) confine
+// Issue 13, item 5: roles are cluster-wide, so without confinement a sender login meant for one database
+// reads another database's SMTP passwords, and an admin of one database is an admin of all. AdminRoles and
+// SenderRoles (settings of each database, empty by default: every member) confine
 // dbmail_admin's and dbmail_sender's rights in a database to the members of the roles they list.
 // Two databases of one cluster, one sender login and one admin for both: confined in db1, not in db2.
 import type pg from "pg";

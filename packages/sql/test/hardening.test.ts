@@ -1,5 +1,5 @@
-// Issue 13, the database side: each test performs an attack that worked before migration 000010, and
-// checks that it is now refused (or, for the work that grew with the square of the input, that large
+// Issue 13, the database side: each test performs an attack that worked before issue 13's hardening,
+// and checks that it is refused (or, for the work that grew with the square of the input, that large
 // inputs are handled correctly within the default test timeout, and refused at the limit). No test here
 // measures time: the scaling figures are in the change's report.
 //
@@ -123,8 +123,8 @@ afterAll(async () => {
 });
 
 describe("query results: linear work, refused at MaxFileSize", () => {
-  // Before 000010 formatting took time quadratic in the output: 20,000 rows (300 kB) took 15 s, so
-  // 40,000 rows went past the test timeout.
+  // Formatting in time quadratic in the output, 20,000 rows (300 kB) took 15 s, so 40,000 rows went past
+  // the test timeout.
   it("formats a 40,000-row TEXT result byte for byte", async () => {
     await withSettings({ MaxFileSize: "10000000", MaxMailSize: "0" }, async () => {
       const id = await send(alice, {

@@ -221,7 +221,7 @@ describe("the settings", () => {
 });
 
 describe("MaxRecipientsPerMail", () => {
-  // Counted as the lists are parsed: the refusal comes at the first address over the limit (000010).
+  // Counted as the lists are parsed: the refusal comes at the first address over the limit.
   const problem = (_n: number, max: number) =>
     `more than MaxRecipientsPerMail (${max}) recipients, to, cc and bcc together`;
 

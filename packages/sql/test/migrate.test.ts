@@ -152,7 +152,7 @@ describe("migrate", () => {
     editAndReseal(changedDir, 2, (body) => `${body}\n-- an edit after release\n`);
     const error = await errorOf(migrate(url, { migrationsDir: changedDir }));
     expect((error as MigrationError).code).toBe("CHECKSUM_MISMATCH");
-    expect(error.message).toContain("migration 2 (helpers)");
+    expect(error.message).toContain("migration 2 (tables)");
   });
 
   it("treats CRLF line endings as the same file", async () => {
@@ -258,7 +258,7 @@ describe("sealed migration files", () => {
     const dir = copyOfMigrations();
     const path = fileOf(dir, 3);
     writeFileSync(path, unsealed(readFileSync(path, "utf8")));
-    expect(() => readMigrationFiles(dir)).toThrow(/000003_configuration\.sql .*has no closing line/);
+    expect(() => readMigrationFiles(dir)).toThrow(/000003_helpers\.sql .*has no closing line/);
     await errorOf(migrate(url, { migrationsDir: dir }));
     const schema = await withClient(
       url,
@@ -272,12 +272,15 @@ describe("sealed migration files", () => {
     const path = fileOf(dir, 4);
     writeFileSync(
       path,
-      readFileSync(path, "utf8").replace("CREATE TYPE dbmail.attachment", "CREATE TYPE dbmail.attachmen"),
+      readFileSync(path, "utf8").replace(
+        "CREATE FUNCTION dbmail.caller_role",
+        "CREATE FUNCTION dbmail.caller_rol",
+      ),
     );
     const error = await errorOf(Promise.resolve().then(() => readMigrationFiles(dir)));
     expect(error).toBeInstanceOf(MigrationError);
     expect((error as MigrationError).code).toBe("CHECKSUM_MISMATCH");
-    expect(error.message).toContain("000004_send.sql");
+    expect(error.message).toContain("000004_callers.sql");
     expect(error.message).toContain("edited after it was sealed");
   });
 
@@ -285,19 +288,24 @@ describe("sealed migration files", () => {
     const dir = copyOfMigrations();
     const path = fileOf(dir, 5);
     const original = readFileSync(path, "utf8");
-    writeFileSync(path, original.replace("record_migration(5, 'sender'", "record_migration(6, 'sender'"));
-    expect(() => readMigrationFiles(dir)).toThrow(/000005_sender\.sql .*closing line must be/);
+    writeFileSync(
+      path,
+      original.replace("record_migration(5, 'addresses'", "record_migration(6, 'addresses'"),
+    );
+    expect(() => readMigrationFiles(dir)).toThrow(/000005_addresses\.sql .*closing line must be/);
     writeFileSync(path, `${original}SELECT 1;\n`);
-    expect(() => readMigrationFiles(dir)).toThrow(/000005_sender\.sql .*nothing may follow its closing line/);
+    expect(() => readMigrationFiles(dir)).toThrow(
+      /000005_addresses\.sql .*nothing may follow its closing line/,
+    );
     const withoutGuard = unsealed(original).replace(/^SELECT dbmail\.begin_migration\(.*\n/m, "");
     writeFileSync(
       path,
-      `${withoutGuard}SELECT dbmail.record_migration(5, 'sender', '${checksumOf(withoutGuard)}');\n`,
+      `${withoutGuard}SELECT dbmail.record_migration(5, 'addresses', '${checksumOf(withoutGuard)}');\n`,
     );
     expect(() => readMigrationFiles(dir)).toThrow(
-      "000005_sender.sql in " +
+      "000005_addresses.sql in " +
         dir +
-        ": its first statement must be `SELECT dbmail.begin_migration(5, 'sender', 'send');`",
+        ": its first statement must be `SELECT dbmail.begin_migration(5, 'addresses', 'callers');`",
     );
   });
 
@@ -410,7 +418,7 @@ describe("installing with psql -1 -f", () => {
     const before = await fingerprint(url);
     const again = psql(url, fileOf(migrationsDir, 3));
     expect(again.status).toBe(3);
-    expect(again.stderr).toContain("ERROR:  000003_configuration is already applied to this database");
+    expect(again.stderr).toContain("ERROR:  000003_helpers is already applied to this database");
     const first = psql(url, fileOf(migrationsDir, 1));
     expect(first.status).toBe(3);
     expect(first.stderr).toContain("ERROR:  000001_schema is already applied to this database");
@@ -428,7 +436,7 @@ describe("installing with psql -1 -f", () => {
     const skipped = psql(url, fileOf(migrationsDir, 4));
     expect(skipped.status).toBe(3);
     expect(skipped.stderr).toContain(
-      "ERROR:  000004_send needs 000003_configuration first; this database is at version 2",
+      "ERROR:  000004_callers needs 000003_helpers first; this database is at version 2",
     );
     expect(await fingerprint(url)).toEqual(before);
     // A database whose version 2 is another file than the one 000003 follows.
@@ -436,9 +444,9 @@ describe("installing with psql -1 -f", () => {
     const mismatched = psql(url, fileOf(migrationsDir, 3));
     expect(mismatched.status).toBe(3);
     expect(mismatched.stderr).toContain(
-      "ERROR:  000003_configuration follows 000002_helpers, but this database's version 2 is 000002_other",
+      "ERROR:  000003_helpers follows 000002_tables, but this database's version 2 is 000002_other",
     );
-    await withClient(url, (c) => c.query("UPDATE dbmail.migrations SET name = 'helpers' WHERE version = 2"));
+    await withClient(url, (c) => c.query("UPDATE dbmail.migrations SET name = 'tables' WHERE version = 2"));
     // The rest, in order, then completes the install.
     psqlInstall(url, allVersions.slice(2));
     expect(await appliedVersions(url)).toEqual(allVersions);

@@ -2,7 +2,7 @@ import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { errorOf, TestDatabase, type TestRole } from "../../../test/support/database.js";
 
-// Operators and SQL Server Agent-style notifications (000008): sp_add/update/delete/help_operator as a
+// Operators and SQL Server Agent-style notifications (000017, 000018): sp_add/update/delete/help_operator as a
 // dbmail_admin member, sp_notify_operator as a dbmail_user (the mail is the caller's), and
 // notify_job_failures against a pg_cron simulated in the test database (the test machine has no pg_cron).
 
@@ -69,7 +69,7 @@ async function helpOperator(args: Args): Promise<Row> {
   return rows[0] as Row;
 }
 
-/** Everything the procedures of 000008 could change, read as the superuser. */
+/** Everything the operator procedures could change, read as the superuser. */
 async function snapshot(): Promise<Row> {
   const rows = await su(`SELECT
     (SELECT json_agg(t ORDER BY t.operator_id) FROM dbmail.operators t) AS operators,
@@ -730,7 +730,7 @@ describe("privileges", () => {
        FROM pg_proc WHERE pronamespace = 'dbmail'::regnamespace
          AND proname IN ('sp_add_operator', 'sp_update_operator', 'sp_delete_operator', 'sp_help_operator',
                          'sp_notify_operator', 'operator_address', 'notify_job_failures', 'job_failure_operator',
-                         'claim_job_failure', 'find_operator', 'check_operator', 'check_operator_name',
+                         'claim_job_failure', 'find_by_id_or_name', 'check_operator', 'check_operator_name',
                          'check_pager_time', 'check_operator_addresses')
        ORDER BY proname`,
     );
@@ -746,7 +746,7 @@ describe("privileges", () => {
       check_operator_name: "- - false",
       check_pager_time: "- - false",
       claim_job_failure: "- admin false",
-      find_operator: "- - false",
+      find_by_id_or_name: "- - false",
       job_failure_operator: "- admin false",
       notify_job_failures: "- admin false",
       operator_address: "user admin false",

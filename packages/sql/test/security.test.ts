@@ -33,7 +33,7 @@ const CONFIG_PROCEDURES = [
   "sysmail_help_status_sp",
   "sysmail_help_queue_sp",
   "sysmail_delete_log_sp",
-  // Operators (000008): SQL Server Agent's procedures, and the pg_cron failure notices with their helpers.
+  // Operators: SQL Server Agent's procedures, and the pg_cron failure notices with their helpers.
   "sp_add_operator",
   "sp_update_operator",
   "sp_delete_operator",
@@ -1029,7 +1029,7 @@ describe("dbmail_sender", () => {
        WHERE pronamespace = 'dbmail'::regnamespace AND has_function_privilege('dbmail_sender', oid, 'EXECUTE')
        ORDER BY 1`,
     );
-    // require_sender: whether SenderRoles lets this sender serve this database (000010).
+    // require_sender: whether SenderRoles lets this sender serve this database.
     expect(rows.map((r) => r.name)).toEqual(
       [...SENDER_FUNCTIONS, "require_sender", "sysmail_help_status_sp"].sort(),
     );

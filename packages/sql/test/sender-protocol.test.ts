@@ -1,6 +1,6 @@
-// The sender protocol (sql/migrations/000005_sender.sql, 000009, 000010), called as dbmail_sender login
-// roles: heartbeats, claims under a lease, outcomes, releases, accounts and attachments, the event log, and
-// what a sender login cannot do to another sender's items and id.
+// The sender protocol (sql/migrations/000014_sender_claims.sql and 000015_sender_outcomes.sql), called as
+// dbmail_sender login roles: heartbeats, claims under a lease, outcomes, releases, accounts and attachments,
+// the event log, and what a sender login cannot do to another sender's items and id.
 import { randomUUID } from "node:crypto";
 import type pg from "pg";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";

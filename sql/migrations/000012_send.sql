@@ -1,0 +1,300 @@
+-- pg-dbmail 000012: sending. dbmail.sp_send_dbmail, the public entry point, runs as the caller; with a
+-- query it hands over to send_with_query, which runs the query in the caller's session; either way
+-- queue_mail, as the owner, checks the message and queues it in the caller's transaction with a NOTIFY
+-- on dbmail_queue.
+
+-- The guard: waits for any other migrator; refuses this file if applied already or out of order.
+SELECT dbmail.begin_migration(12, 'send', 'send_checks');
+
+-- Validates and queues one message, with its attachments and its query result, on behalf of the role
+-- that called sp_send_dbmail (its stamp). SECURITY DEFINER because the tables are private; sp_send_dbmail,
+-- which runs as the caller, is the public entry point. The steps, each named below: the sender; the
+-- limits; the arguments; the size of what was given; the addresses; the profile; the daily limit; the
+-- attachments; the query result; then the item is stored and the senders woken.
+CREATE FUNCTION dbmail.queue_mail(
+  profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text,
+  body text, body_format text, importance text, sensitivity text, file_attachments text, query text,
+  execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text,
+  query_result_header boolean, query_result_width integer, query_result_separator text,
+  exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean,
+  query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[],
+  headers jsonb, send_at timestamptz, idempotency_key text, query_result_format text, query_result text
+) RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+-- Every statement here (and in the helpers it calls) looks rows up by key, so a generic plan is as good
+-- as a custom one; without this PostgreSQL re-plans several of them on every call (a quarter of the cost).
+SET plan_cache_mode = force_generic_plan
+AS $$
+#variable_conflict use_column
+DECLARE
+  sender name := dbmail.take_caller_stamp('sp_send_dbmail');
+  sender_oid oid;
+  call_stack text;
+  -- The denial-of-service limits (0 = unlimited).
+  replay boolean := false;
+  max_recipients bigint;
+  max_size bigint;
+  max_per_day bigint;
+  fixed_size bigint;
+  envelope jsonb;
+  parsed_from jsonb;
+  the_profile integer;
+  files dbmail.attachment[] := '{}';
+  next_id bigint;
+  new_id bigint;
+BEGIN
+  -- The sender: a role of its own, by OID; a query and its result only from send_with_query.
+  sender_oid := dbmail.sending_role(sender);
+  IF query IS NOT NULL THEN
+    GET DIAGNOSTICS call_stack = PG_CONTEXT;
+    PERFORM dbmail.check_query_source(call_stack, query);
+  END IF;
+
+  -- The limits. A replay of an idempotency_key queues nothing (it returns the item queued before), so it
+  -- is not limited. The replayed item is locked until this transaction ends: a concurrent delete of it
+  -- waits (or, if it committed first, the item is not found and this is a new mail, checked as one).
+  -- Each lookup is a statement of its own, and each costs as much as the checks around it: the three
+  -- limits are read in one, the replay probed only with a key.
+  IF idempotency_key IS NOT NULL THEN
+    PERFORM FROM dbmail.mailitems m
+    WHERE m.send_request_role = sender_oid AND m.idempotency_key = queue_mail.idempotency_key
+    FOR KEY SHARE;
+    replay := FOUND;
+  END IF;
+  SELECT max(s.paramvalue) FILTER (WHERE s.paramname = 'MaxRecipientsPerMail')::bigint,
+         max(s.paramvalue) FILTER (WHERE s.paramname = 'MaxMailSize')::bigint,
+         max(s.paramvalue) FILTER (WHERE s.paramname = 'MaxMailsPerUserPerDay')::bigint
+  INTO max_recipients, max_size, max_per_day
+  FROM dbmail.settings s
+  WHERE s.paramname IN ('MaxRecipientsPerMail', 'MaxMailSize', 'MaxMailsPerUserPerDay');
+  IF replay THEN
+    max_recipients := 0;
+    max_size := 0;
+    max_per_day := 0;
+  END IF;
+
+  -- The arguments.
+  PERFORM dbmail.check_send_arguments(subject, body, COALESCE(body_format, 'TEXT'), importance, sensitivity,
+    query, execute_query_database, attach_query_result_as_file, query_result_header, query_result_width,
+    query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
+    query_result_no_padding, file_attachments, attachments, headers, idempotency_key, query_result_format);
+
+  -- MaxMailSize of what was given, before anything is parsed.
+  fixed_size := dbmail.check_given_size(subject, recipients, copy_recipients, blind_copy_recipients,
+    from_address, reply_to, headers, body, max_size);
+
+  -- The addresses, MaxRecipientsPerMail counted as they are parsed.
+  envelope := dbmail.parse_envelope(recipients, copy_recipients, blind_copy_recipients, max_recipients);
+  IF from_address IS NOT NULL THEN
+    parsed_from := dbmail.parse_single_address('from_address', from_address);
+  END IF;
+  IF reply_to IS NOT NULL THEN
+    PERFORM dbmail.parse_single_address('reply_to', reply_to);
+  END IF;
+
+  -- The profile.
+  the_profile := dbmail.resolve_profile(sender, profile_name);
+
+  -- MaxMailsPerUserPerDay. Admins are exempt.
+  IF max_per_day > 0 AND NOT dbmail.is_admin(sender) THEN
+    PERFORM dbmail.check_daily_limit(sender, sender_oid, max_per_day);
+  END IF;
+
+  -- The attachments, then the query result, MaxMailSize counted as the mail grows.
+  IF cardinality(attachments) > 0 OR NULLIF(btrim(file_attachments), '') IS NOT NULL THEN
+    files := dbmail.collect_attachments(attachments, file_attachments,
+      fixed_size + COALESCE(octet_length(body), 0), max_size);
+  END IF;
+  IF query IS NOT NULL AND query_result IS NOT NULL THEN
+    SELECT r.body, r.body_format, r.files INTO body, body_format, files
+    FROM dbmail.add_query_result(queue_mail.query, queue_mail.query_result, queue_mail.attach_query_result_as_file,
+      queue_mail.query_attachment_filename, queue_mail.query_result_format, fixed_size, max_size, queue_mail.body,
+      queue_mail.body_format, files) r;
+  END IF;
+
+  -- Stored: the item, counted in MaxMailsPerUserPerDay's ledger while that is on, and its attachments;
+  -- senders are woken unless it waits for send_at.
+  next_id := nextval('dbmail.mailitems_mailitem_id_seq');
+  INSERT INTO dbmail.mailitems AS m (
+    mailitem_id, profile_id, recipients, copy_recipients, blind_copy_recipients, envelope, subject, body,
+    body_format, importance, sensitivity, file_attachments, query, execute_query_database,
+    attach_query_result_as_file, query_result_header, query_result_width, query_result_separator,
+    exclude_query_output, append_query_error, query_no_truncate, query_result_no_padding,
+    query_attachment_filename, query_result_format, from_address, reply_to, headers, send_at,
+    idempotency_key, message_id, next_attempt_at, send_request_user, send_request_role, last_mod_user)
+  OVERRIDING SYSTEM VALUE
+  VALUES (
+    next_id, the_profile, NULLIF(btrim(recipients), ''), NULLIF(btrim(copy_recipients), ''),
+    NULLIF(btrim(blind_copy_recipients), ''), envelope,
+    COALESCE(NULLIF(subject, ''), 'PostgreSQL Message'), body,
+    upper(btrim(COALESCE(body_format, 'TEXT'))), upper(btrim(importance)), upper(btrim(sensitivity)),
+    file_attachments, query, execute_query_database, attach_query_result_as_file, query_result_header,
+    query_result_width, query_result_separator, exclude_query_output, append_query_error,
+    query_no_truncate, query_result_no_padding, query_attachment_filename,
+    upper(btrim(query_result_format)), NULLIF(btrim(from_address), ''), NULLIF(btrim(reply_to), ''),
+    headers, send_at, idempotency_key, dbmail.message_id_for(next_id, the_profile, parsed_from),
+    GREATEST(COALESCE(send_at, now()), now()), sender, sender_oid, sender)
+  ON CONFLICT (send_request_role, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+  RETURNING m.mailitem_id INTO new_id;
+  IF new_id IS NULL THEN
+    -- The same key from the same role: the message is already queued (or sent); nothing new is queued.
+    SELECT m.mailitem_id INTO new_id FROM dbmail.mailitems m
+    WHERE m.send_request_role = sender_oid AND m.idempotency_key = queue_mail.idempotency_key;
+    RETURN new_id;
+  END IF;
+  IF replay THEN
+    -- Cannot happen (the replayed item is locked): never queue a mail that skipped the limits.
+    PERFORM dbmail.raise_error('40001', 'idempotency_key', idempotency_key,
+      'the item this key replays disappeared during the call; try again');
+  END IF;
+  IF max_per_day > 0 THEN
+    PERFORM dbmail.count_daily_mail(sender_oid);
+  END IF;
+  IF cardinality(files) > 0 THEN
+    INSERT INTO dbmail.attachments (mailitem_id, filename, content_type, filesize, attachment, last_mod_user)
+    SELECT new_id, f.filename, f.content_type, octet_length(f.content), f.content, sender
+    FROM unnest(files) WITH ORDINALITY AS f(filename, content, content_type, n)
+    ORDER BY f.n;
+  END IF;
+  IF send_at IS NULL OR send_at <= now() THEN
+    PERFORM pg_notify('dbmail_queue', '');
+  END IF;
+  RETURN new_id;
+END;
+$$;
+
+-- sp_send_dbmail with a query: runs it (run_query), formats its result (format_query_result), and queues
+-- the mail through queue_mail, which accepts a query and its result from this function only (it checks
+-- its caller in the call stack). Runs as the caller, with search_path pinned for its own code; the query
+-- gets caller_search_path, the caller's, which sp_send_dbmail passes.
+CREATE FUNCTION dbmail.send_with_query(
+  profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text,
+  body text, body_format text, importance text, sensitivity text, file_attachments text, query text,
+  execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text,
+  query_result_header boolean, query_result_width integer, query_result_separator text,
+  exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean,
+  query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[],
+  headers jsonb, send_at timestamptz, idempotency_key text, query_result_format text, caller_search_path text
+) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  query_result text;
+  failure text;
+  failure_state text;
+  result_table regclass;
+  json_rows boolean;
+  result_limit bigint;
+BEGIN
+  -- Refuse bad arguments before running anything.
+  PERFORM dbmail.check_send_arguments(subject, body, COALESCE(body_format, 'TEXT'), importance,
+    sensitivity, query, execute_query_database, attach_query_result_as_file, query_result_header,
+    query_result_width, query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
+    query_result_no_padding, file_attachments, attachments, headers, idempotency_key, query_result_format);
+  BEGIN
+    SELECT q.relation, q.json_rows INTO result_table, json_rows FROM dbmail.run_query(query, caller_search_path) q;
+  EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS failure = MESSAGE_TEXT, failure_state = RETURNED_SQLSTATE;
+    IF NOT append_query_error THEN
+      PERFORM dbmail.raise_error(failure_state, 'query', query, failure);
+    END IF;
+    -- append_query_error: send anyway, with the error in the body where an inline result would be.
+    failure := 'Query failed: ' || failure;
+    IF NOT attach_query_result_as_file THEN
+      query_result := CASE WHEN upper(query_result_format) = 'HTML' THEN dbmail.html_escape(failure) ELSE failure END;
+    ELSE
+      body := CASE WHEN COALESCE(body, '') = '' THEN '' ELSE body || E'\n' END
+              || CASE WHEN upper(COALESCE(body_format, 'TEXT')) = 'HTML' THEN dbmail.html_escape(failure) ELSE failure END;
+    END IF;
+  END;
+  IF result_table IS NOT NULL THEN
+    result_limit := dbmail.query_result_limit();
+    query_result := dbmail.format_query_result(result_table, json_rows, query_result_format, query_result_header,
+      query_result_width, query_result_separator, query_result_no_padding, query_no_truncate, result_limit);
+    EXECUTE format('DROP TABLE %s', result_table);
+    IF query_result IS NULL THEN
+      PERFORM dbmail.raise_error('54000', 'query', query,
+        format('the result is more than MaxFileSize (%s bytes)', result_limit));
+    END IF;
+  END IF;
+  -- The stamp that tells queue_mail who is calling (see dbmail.caller_stamps).
+  INSERT INTO dbmail.caller_stamps DEFAULT VALUES;
+  RETURN dbmail.queue_mail(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
+    body_format, importance, sensitivity, file_attachments, query, execute_query_database,
+    attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
+    query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
+    query_result_no_padding, from_address, reply_to, attachments, headers, send_at, idempotency_key,
+    query_result_format, query_result);
+END;
+$$;
+
+-- The public entry point. It runs with the caller's rights (SECURITY INVOKER). Without a query it stamps
+-- the caller's current_user for queue_mail, which does the rest; with one it hands over to
+-- send_with_query, passing the caller's search_path for the query (no search_path is pinned here, so
+-- current_setting reads the caller's; every name below is qualified).
+CREATE FUNCTION dbmail.sp_send_dbmail(
+  profile_name text DEFAULT NULL,
+  recipients text DEFAULT NULL,
+  copy_recipients text DEFAULT NULL,
+  blind_copy_recipients text DEFAULT NULL,
+  subject text DEFAULT NULL,
+  body text DEFAULT NULL,
+  body_format text DEFAULT 'TEXT',
+  importance text DEFAULT 'NORMAL',
+  sensitivity text DEFAULT 'NORMAL',
+  file_attachments text DEFAULT NULL,
+  query text DEFAULT NULL,
+  execute_query_database text DEFAULT NULL,
+  attach_query_result_as_file boolean DEFAULT false,
+  query_attachment_filename text DEFAULT NULL,
+  query_result_header boolean DEFAULT true,
+  query_result_width integer DEFAULT 256,
+  query_result_separator text DEFAULT ' ',
+  exclude_query_output boolean DEFAULT false,
+  append_query_error boolean DEFAULT false,
+  query_no_truncate boolean DEFAULT false,
+  query_result_no_padding boolean DEFAULT false,
+  from_address text DEFAULT NULL,
+  reply_to text DEFAULT NULL,
+  attachments dbmail.attachment[] DEFAULT NULL,
+  headers jsonb DEFAULT NULL,
+  send_at timestamptz DEFAULT NULL,
+  idempotency_key text DEFAULT NULL,
+  query_result_format text DEFAULT 'TEXT'
+) RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+  new_id bigint;
+BEGIN
+  IF query IS NULL THEN
+    -- The stamp that tells queue_mail who is calling (see dbmail.caller_stamps).
+    INSERT INTO dbmail.caller_stamps DEFAULT VALUES;
+    new_id := dbmail.queue_mail(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
+      body_format, importance, sensitivity, file_attachments, query, execute_query_database,
+      attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
+      query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
+      query_result_no_padding, from_address, reply_to, attachments, headers, send_at, idempotency_key,
+      query_result_format, NULL);
+  ELSE
+    new_id := dbmail.send_with_query(profile_name, recipients, copy_recipients, blind_copy_recipients, subject,
+      body, body_format, importance, sensitivity, file_attachments, query, execute_query_database,
+      attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
+      query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
+      query_result_no_padding, from_address, reply_to, attachments, headers, send_at, idempotency_key,
+      query_result_format, pg_catalog.current_setting('search_path'));
+  END IF;
+  -- What SQL Server prints; exclude_query_output silences it.
+  IF NOT COALESCE(exclude_query_output, false) THEN
+    RAISE NOTICE 'Mail (Id: %) queued.', new_id;
+  END IF;
+  RETURN new_id;
+END;
+$$;
+
+-- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
+-- (written by `npm run migrations:seal`).
+SELECT dbmail.record_migration(12, 'send', 'cda8d844ce78af382ec4ac602d4888f8becc484b83ebe12bea8d15ece08df01a');

@@ -1,0 +1,247 @@
+-- pg-dbmail 000015: the sender protocol, part two (dbmail_sender only): what a sender reads to send an item
+-- it holds (the accounts of every profile with their credentials, the item's attachments) and how it
+-- reports the outcome. Retry timing and the final status are decided here, in one place, so every sender
+-- behaves alike and a restart loses nothing. Every function asks require_sender first (SenderRoles).
+
+-- The guard: waits for any other migrator; refuses this file if applied already or out of order.
+SELECT dbmail.begin_migration(15, 'sender_outcomes', 'sender_claims');
+
+-- The status procedure's work: records the outcome of one attempt round over the profile's accounts.
+--   sent      delivered through account_id (smtp_response: the server's reply)
+--   retrying  every account failed with a transient error: wait AccountRetryDelay, then try them all
+--             again; after AccountRetryAttempts further rounds the item is failed
+--   failed    a permanent failure (every recipient rejected with 5xx, no usable account, ...)
+-- account_errors lists the failures of this round, [{"account_id": 1, "error": "..."}]: on success they
+-- are logged as warnings with their account, on final failure as one error (as SQL Server does).
+-- Returns the item's status afterwards, or 'lease_lost' when this sender no longer holds the item under
+-- this lease token (it was reclaimed after the lease expired, or deleted, or the token is wrong or
+-- missing): then nothing is changed.
+--
+-- apply_outcome is the one implementation, shared by record_outcome (one item) and record_outcomes (a
+-- batch); an owner-only helper, it inherits the caller's pinned search_path. retry_rounds and
+-- retry_delay are AccountRetryAttempts and AccountRetryDelay, read once per call by the caller.
+CREATE FUNCTION dbmail.apply_outcome(
+  mailitem_id bigint, sender_id text, lease_token uuid, outcome text, account_id integer, smtp_response text,
+  error text, account_errors jsonb, process_id integer, retry_rounds integer, retry_delay integer
+) RETURNS text
+LANGUAGE plpgsql
+AS $$
+DECLARE
+  current_status text;
+  item_profile integer;
+  attempts integer;
+  failure record;
+  summary text;
+  new_status text;
+BEGIN
+  IF outcome IS NULL OR outcome NOT IN ('sent', 'retrying', 'failed') THEN
+    PERFORM dbmail.raise_error('22023', 'outcome', outcome, 'must be sent, retrying or failed');
+  END IF;
+  IF outcome = 'sent' AND account_id IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'account_id', NULL, 'a sent outcome names the account that sent it');
+  END IF;
+  IF account_errors IS NOT NULL AND jsonb_typeof(account_errors) <> 'array' THEN
+    PERFORM dbmail.raise_error('22023', 'account_errors', account_errors::text, 'must be a JSON array');
+  END IF;
+  -- The item by its key, owner and token, locked, and only then its status. With sent_status = 'sending'
+  -- in the WHERE, the planner may read the item through a partial index whose predicate that implies
+  -- (mailitems_profile_pending_idx, mailitems_leased_idx) with no index condition, visiting every
+  -- pending item to find one: it does whenever those indexes were empty at the table's last VACUUM or
+  -- ANALYZE, as an idle queue's are, and a drain then costs the backlog's size per outcome. The
+  -- lease_owner and lease_token conditions imply no index predicate, so only the primary key serves.
+  SELECT m.sent_status, m.profile_id, m.send_attempts + 1 INTO current_status, item_profile, attempts
+  FROM dbmail.mailitems m
+  WHERE m.mailitem_id = apply_outcome.mailitem_id AND m.lease_owner = apply_outcome.sender_id
+    AND m.lease_token = apply_outcome.lease_token
+  FOR UPDATE;
+  IF NOT FOUND OR current_status <> 'sending' THEN
+    RETURN 'lease_lost';
+  END IF;
+  SELECT string_agg(format('account %s: %s', f.value ->> 'account_id', f.value ->> 'error'), '; ')
+    INTO summary FROM jsonb_array_elements(COALESCE(account_errors, '[]')) f;
+
+  IF outcome = 'sent' THEN
+    new_status := 'sent';
+    UPDATE dbmail.mailitems m SET sent_status = 'sent', sent_date = now(), sent_account_id = apply_outcome.account_id,
+      smtp_response = apply_outcome.smtp_response, sent_by = apply_outcome.sender_id, send_attempts = attempts,
+      lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, last_mod_date = now(),
+      last_mod_user = dbmail.caller_role()
+    WHERE m.mailitem_id = apply_outcome.mailitem_id;
+    UPDATE dbmail.profiles p SET last_success_account_id = apply_outcome.account_id
+    WHERE p.profile_id = item_profile AND p.last_success_account_id IS DISTINCT FROM apply_outcome.account_id
+      AND EXISTS (SELECT FROM dbmail.accounts a WHERE a.account_id = apply_outcome.account_id);
+    IF FOUND THEN
+      -- The profile's first choice changed: let the other senders know (rare: only on failover).
+      PERFORM dbmail.config_changed();
+    END IF;
+    FOR failure IN SELECT f.value FROM jsonb_array_elements(COALESCE(account_errors, '[]')) f LOOP
+      PERFORM dbmail.log_event('warning', format('Mail Id %s: account %s failed: %s', apply_outcome.mailitem_id,
+          failure.value ->> 'account_id', failure.value ->> 'error'),
+        apply_outcome.mailitem_id, (failure.value ->> 'account_id')::integer, process_id, apply_outcome.sender_id);
+    END LOOP;
+    PERFORM dbmail.log_event('success', format('Mail Id %s sent through account %s: %s', apply_outcome.mailitem_id,
+        apply_outcome.account_id, COALESCE(apply_outcome.smtp_response, 'accepted')),
+      apply_outcome.mailitem_id, apply_outcome.account_id, process_id, apply_outcome.sender_id);
+    RETURN new_status;
+  END IF;
+
+  new_status := CASE WHEN outcome = 'retrying' AND attempts <= retry_rounds THEN 'retrying' ELSE 'failed' END;
+  summary := COALESCE(apply_outcome.error, summary, 'no reason given');
+  UPDATE dbmail.mailitems m SET
+    sent_status = new_status, send_attempts = attempts, last_error = summary,
+    next_attempt_at = CASE WHEN new_status = 'retrying' THEN now() + make_interval(secs => retry_delay)
+                           ELSE m.next_attempt_at END,
+    sent_date = CASE WHEN new_status = 'failed' THEN now() END,
+    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, last_mod_date = now(),
+    last_mod_user = dbmail.caller_role()
+  WHERE m.mailitem_id = apply_outcome.mailitem_id;
+  IF new_status = 'retrying' THEN
+    PERFORM dbmail.log_event('warning', format('Mail Id %s could not be sent (round %s of %s), retrying in %s s: %s',
+        apply_outcome.mailitem_id, attempts, retry_rounds + 1, retry_delay, summary),
+      apply_outcome.mailitem_id, NULL, process_id, apply_outcome.sender_id);
+  ELSE
+    PERFORM dbmail.log_event('error', format('Mail Id %s failed%s: %s', apply_outcome.mailitem_id,
+        CASE WHEN outcome = 'retrying' THEN format(' after %s rounds over its accounts', attempts) ELSE '' END,
+        summary),
+      apply_outcome.mailitem_id, NULL, process_id, apply_outcome.sender_id);
+  END IF;
+  RETURN new_status;
+END;
+$$;
+
+-- One outcome (see apply_outcome), for the item this sender holds under lease_token.
+CREATE FUNCTION dbmail.record_outcome(
+  mailitem_id bigint, sender_id text, lease_token uuid, outcome text, account_id integer DEFAULT NULL,
+  smtp_response text DEFAULT NULL, error text DEFAULT NULL, account_errors jsonb DEFAULT NULL,
+  process_id integer DEFAULT NULL
+) RETURNS text
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  -- Confined to the roles SenderRoles lists, where it lists any.
+  PERFORM dbmail.require_sender();
+  RETURN dbmail.apply_outcome(mailitem_id, sender_id, lease_token, outcome, account_id, smtp_response, error,
+    account_errors, process_id, COALESCE(dbmail.setting('AccountRetryAttempts')::integer, 1),
+    COALESCE(dbmail.setting('AccountRetryDelay')::integer, 60));
+END;
+$$;
+
+-- Many outcomes of one sender in one transaction (one commit instead of one per message), each with
+-- exactly record_outcome's effect. outcomes is a JSON array of objects with record_outcome's arguments
+-- by name: mailitem_id, lease_token, outcome, and optionally account_id, smtp_response, error,
+-- account_errors. Returns each item's status afterwards (or 'lease_lost'), in mailitem_id order, which is
+-- also the order its rows are locked in (so two batches cannot deadlock on each other's items). A bad
+-- entry fails the whole call, changing nothing.
+CREATE FUNCTION dbmail.record_outcomes(sender_id text, outcomes jsonb, process_id integer DEFAULT NULL)
+RETURNS TABLE (mailitem_id bigint, status text)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  retry_rounds integer := COALESCE(dbmail.setting('AccountRetryAttempts')::integer, 1);
+  retry_delay integer := COALESCE(dbmail.setting('AccountRetryDelay')::integer, 60);
+  entry record;
+BEGIN
+  -- Confined to the roles SenderRoles lists, where it lists any.
+  PERFORM dbmail.require_sender();
+  IF outcomes IS NULL OR jsonb_typeof(outcomes) <> 'array' THEN
+    PERFORM dbmail.raise_error('22023', 'outcomes', outcomes::text, 'must be a JSON array');
+  END IF;
+  FOR entry IN
+    SELECT o.* FROM jsonb_to_recordset(outcomes) AS o(
+      mailitem_id bigint, lease_token uuid, outcome text, account_id integer, smtp_response text, error text,
+      account_errors jsonb)
+    ORDER BY o.mailitem_id
+  LOOP
+    IF entry.mailitem_id IS NULL THEN
+      PERFORM dbmail.raise_error('22004', 'mailitem_id', NULL, 'every outcome names its mail item');
+    END IF;
+    mailitem_id := entry.mailitem_id;
+    status := dbmail.apply_outcome(entry.mailitem_id, record_outcomes.sender_id, entry.lease_token, entry.outcome,
+      entry.account_id, entry.smtp_response, entry.error, entry.account_errors, record_outcomes.process_id,
+      retry_rounds, retry_delay);
+    RETURN NEXT;
+  END LOOP;
+END;
+$$;
+
+-- Every profile's accounts in failover order, with what the sender needs to connect (including the
+-- password or its env:/file: reference). is_last_success marks the sticky account. Confined to the roles
+-- SenderRoles lists, where it lists any: the passwords are the first thing a sender login of another
+-- database would want.
+CREATE FUNCTION dbmail.sender_accounts()
+RETURNS TABLE (
+  profile_id integer, profile_name text, account_id integer, sequence_number integer,
+  is_last_success boolean, account_name text, email_address text, display_name text, replyto_address text,
+  mailserver_name text, port integer, username text, password text, use_default_credentials boolean,
+  security text, timeout integer, tls_reject_unauthorized boolean
+)
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT dbmail.require_sender();
+  SELECT p.profile_id, p.name, a.account_id, pa.sequence_number,
+         p.last_success_account_id IS NOT DISTINCT FROM a.account_id, a.name, a.email_address,
+         a.display_name, a.replyto_address, a.mailserver_name, a.port, a.username, s.password,
+         a.use_default_credentials, a.security, a.timeout, a.tls_reject_unauthorized
+  FROM dbmail.profiles p
+  JOIN dbmail.profile_accounts pa ON pa.profile_id = p.profile_id
+  JOIN dbmail.accounts a ON a.account_id = pa.account_id
+  LEFT JOIN dbmail.account_secrets s ON s.account_id = a.account_id
+  ORDER BY p.profile_id, pa.sequence_number, a.account_id;
+$$;
+
+-- The attachments of an item this sender holds under this lease token.
+CREATE FUNCTION dbmail.sender_attachments(sender_id text, mailitem_id bigint, lease_token uuid)
+RETURNS TABLE (attachment_id bigint, filename text, content_type text, filesize bigint, attachment bytea)
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT dbmail.require_sender();
+  SELECT a.attachment_id, a.filename, a.content_type, a.filesize, a.attachment
+  FROM dbmail.attachments a
+  JOIN dbmail.mailitems m ON m.mailitem_id = a.mailitem_id
+  WHERE a.mailitem_id = $2 AND m.lease_owner = $1 AND m.lease_token = $3
+  ORDER BY a.attachment_id;
+$$;
+
+-- A piece of one attachment of an item this sender holds under lease_token: up to chunk_length bytes
+-- from byte chunk_offset (counting from 0; empty past the end). The sender streams large attachments this
+-- way instead of holding them whole in memory. NULL when the sender no longer holds the item (another
+-- sender reclaimed it, or it was deleted) or the token is not its lease's: the message must not go out.
+CREATE FUNCTION dbmail.sender_attachment_chunk(
+  sender_id text, attachment_id bigint, lease_token uuid, chunk_offset bigint, chunk_length integer
+) RETURNS bytea
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  -- Confined to the roles SenderRoles lists, where it lists any.
+  PERFORM dbmail.require_sender();
+  -- A bytea holds at most 1 GB, so every valid offset fits substring()'s integer positions.
+  IF chunk_offset IS NULL OR chunk_offset NOT BETWEEN 0 AND 1073741824 THEN
+    PERFORM dbmail.raise_error('22023', 'chunk_offset', chunk_offset::text, 'must be from 0 to 1073741824');
+  END IF;
+  IF chunk_length IS NULL OR chunk_length NOT BETWEEN 1 AND 67108864 THEN
+    PERFORM dbmail.raise_error('22023', 'chunk_length', chunk_length::text, 'must be from 1 to 67108864');
+  END IF;
+  RETURN (
+    SELECT substring(a.attachment FROM (sender_attachment_chunk.chunk_offset + 1)::integer
+                     FOR sender_attachment_chunk.chunk_length)
+    FROM dbmail.attachments a
+    JOIN dbmail.mailitems m ON m.mailitem_id = a.mailitem_id
+    WHERE a.attachment_id = sender_attachment_chunk.attachment_id
+      AND m.lease_owner = sender_attachment_chunk.sender_id
+      AND m.lease_token = sender_attachment_chunk.lease_token);
+END;
+$$;
+
+-- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
+-- (written by `npm run migrations:seal`).
+SELECT dbmail.record_migration(15, 'sender_outcomes', 'c7ddb756817c13fc466de9febddfb2f768a517e889500eda7afd2eac7641fd0b');

@@ -1,0 +1,58 @@
+-- pg-dbmail 000016: the sysmail_* views. They run with their owner's rights over the private tables and
+-- filter rows by current_user (the querying role): dbmail_user members see their own items, attachments
+-- and events; admins see all. A user's rows are those of the role itself (OID and name), not of whoever
+-- had its name before. They are security barriers, so a user's own functions in a WHERE clause cannot
+-- see rows the filter removes.
+
+-- The guard: waits for any other migrator; refuses this file if applied already or out of order.
+SELECT dbmail.begin_migration(16, 'views', 'sender_outcomes');
+
+CREATE VIEW dbmail.sysmail_allitems WITH (security_barrier) AS
+SELECT m.mailitem_id, m.profile_id, m.recipients, m.copy_recipients, m.blind_copy_recipients, m.subject,
+       m.body, m.body_format, m.importance, m.sensitivity, m.file_attachments, m.attachment_encoding,
+       m.query, m.execute_query_database, m.attach_query_result_as_file, m.query_result_header,
+       m.query_result_width, m.query_result_separator, m.exclude_query_output, m.append_query_error,
+       m.send_request_date, m.send_request_user, m.sent_account_id, m.sent_status, m.sent_date,
+       m.last_mod_date, m.last_mod_user,
+       -- Beyond SQL Server:
+       m.from_address, m.reply_to, m.headers, m.send_at, m.idempotency_key, m.query_result_format,
+       m.message_id, m.send_attempts, m.last_error,
+       CASE WHEN m.sent_status IN ('unsent', 'retrying') THEN m.next_attempt_at END AS next_attempt_at,
+       m.sent_by, m.smtp_response
+FROM dbmail.mailitems m
+WHERE (m.send_request_user = current_user
+       AND m.send_request_role = (SELECT pg_catalog.to_regrole(pg_catalog.quote_ident(current_user))::oid))
+   OR (SELECT dbmail.is_admin(current_user));
+
+CREATE VIEW dbmail.sysmail_sentitems WITH (security_barrier) AS
+SELECT * FROM dbmail.sysmail_allitems WHERE sent_status = 'sent';
+
+-- Everything still in the queue: waiting, being sent, or waiting to retry.
+CREATE VIEW dbmail.sysmail_unsentitems WITH (security_barrier) AS
+SELECT * FROM dbmail.sysmail_allitems WHERE sent_status IN ('unsent', 'sending', 'retrying');
+
+CREATE VIEW dbmail.sysmail_faileditems WITH (security_barrier) AS
+SELECT * FROM dbmail.sysmail_allitems WHERE sent_status = 'failed';
+
+-- Users see the events of their own items; events not tied to an item are for admins only.
+CREATE VIEW dbmail.sysmail_event_log WITH (security_barrier) AS
+SELECT e.log_id, e.event_type, e.log_date, e.description, e.process_id, e.mailitem_id, e.account_id,
+       e.last_mod_date, e.last_mod_user, e.sender_id
+FROM dbmail.event_log e
+WHERE (SELECT dbmail.is_admin(current_user))
+   OR e.mailitem_id IN (SELECT m.mailitem_id FROM dbmail.mailitems m
+                        WHERE m.send_request_user = current_user
+                          AND m.send_request_role = (SELECT pg_catalog.to_regrole(pg_catalog.quote_ident(current_user))::oid));
+
+CREATE VIEW dbmail.sysmail_mailattachments WITH (security_barrier) AS
+SELECT a.attachment_id, a.mailitem_id, a.filename, a.filesize, a.attachment, a.last_mod_date,
+       a.last_mod_user, a.content_type
+FROM dbmail.attachments a
+WHERE (SELECT dbmail.is_admin(current_user))
+   OR a.mailitem_id IN (SELECT m.mailitem_id FROM dbmail.mailitems m
+                        WHERE m.send_request_user = current_user
+                          AND m.send_request_role = (SELECT pg_catalog.to_regrole(pg_catalog.quote_ident(current_user))::oid));
+
+-- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
+-- (written by `npm run migrations:seal`).
+SELECT dbmail.record_migration(16, 'views', '386727470f60b81810c6d950b1b8d51d3a0528ef7ecabaf18ff70d4fd7a21fcb');
