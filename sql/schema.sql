@@ -151,6 +151,9 @@ BEGIN
   IF NOT FOUND OR current_status <> 'sending' THEN
     RETURN 'lease_lost';
   END IF;
+  -- The message's rate-limit slot (if its account has a limit) ends now, after the server's reply.
+  UPDATE dbmail.send_slots t SET finished_at = now()
+  WHERE t.mailitem_id = apply_outcome.mailitem_id AND t.finished_at IS NULL;
   SELECT string_agg(format('account %s: %s', f.value ->> 'account_id', f.value ->> 'error'), '; ')
     INTO summary FROM jsonb_array_elements(COALESCE(account_errors, '[]')) f;
 
@@ -248,61 +251,102 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION dbmail.check_account(account_name text, email_address text, display_name text, replyto_address text, mailserver_name text, port integer, username text, password text, use_default_credentials boolean, security text, timeout integer, tls_reject_unauthorized boolean) RETURNS void
+CREATE TABLE dbmail.account_secrets (
+    account_id integer NOT NULL,
+    password text,
+    oauth2_client_secret text,
+    oauth2_refresh_token text,
+    dkim_private_key text
+);
+
+CREATE TABLE dbmail.accounts (
+    account_id integer NOT NULL,
+    name text NOT NULL,
+    description text,
+    email_address text NOT NULL,
+    display_name text,
+    replyto_address text,
+    mailserver_type text DEFAULT 'SMTP'::text NOT NULL,
+    mailserver_name text NOT NULL,
+    port integer DEFAULT 25 NOT NULL,
+    username text,
+    use_default_credentials boolean DEFAULT false NOT NULL,
+    security text DEFAULT 'none'::text NOT NULL,
+    timeout integer,
+    tls_reject_unauthorized boolean DEFAULT true NOT NULL,
+    auth_method text DEFAULT 'none'::text NOT NULL,
+    oauth2_token_url text,
+    oauth2_client_id text,
+    oauth2_scope text,
+    dkim_domain text,
+    dkim_selector text,
+    max_messages_per_minute integer,
+    last_mod_datetime timestamp with time zone DEFAULT now() NOT NULL,
+    last_mod_user name DEFAULT CURRENT_USER NOT NULL,
+    CONSTRAINT accounts_auth_method_check CHECK ((auth_method = ANY (ARRAY['none'::text, 'password'::text, 'oauth2'::text]))),
+    CONSTRAINT accounts_mailserver_type_check CHECK ((mailserver_type = 'SMTP'::text)),
+    CONSTRAINT accounts_max_messages_per_minute_check CHECK (((max_messages_per_minute >= 1) AND (max_messages_per_minute <= 100000))),
+    CONSTRAINT accounts_port_check CHECK (((port >= 1) AND (port <= 65535))),
+    CONSTRAINT accounts_security_check CHECK ((security = ANY (ARRAY['none'::text, 'starttls'::text, 'tls'::text]))),
+    CONSTRAINT accounts_timeout_check CHECK ((timeout > 0))
+);
+
+CREATE FUNCTION dbmail.check_account(a dbmail.accounts, s dbmail.account_secrets) RETURNS void
     LANGUAGE plpgsql STABLE
     AS $_$
 BEGIN
-  IF account_name IS NULL OR btrim(account_name) = '' THEN
-    PERFORM dbmail.raise_error('22004', 'account_name', account_name, 'an account needs a name');
+  IF a.name IS NULL OR btrim(a.name) = '' THEN
+    PERFORM dbmail.raise_error('22004', 'account_name', a.name, 'an account needs a name');
   END IF;
-  PERFORM dbmail.check_header_text('account_name', account_name);
-  IF length(account_name) > 128 THEN
-    PERFORM dbmail.raise_error('22023', 'account_name', account_name, 'is longer than 128 characters');
+  PERFORM dbmail.check_header_text('account_name', a.name);
+  IF length(a.name) > 128 THEN
+    PERFORM dbmail.raise_error('22023', 'account_name', a.name, 'is longer than 128 characters');
   END IF;
-  IF email_address IS NULL OR btrim(email_address) = '' THEN
-    PERFORM dbmail.raise_error('22004', 'email_address', email_address, 'an account needs an e-mail address');
+  IF a.email_address IS NULL OR btrim(a.email_address) = '' THEN
+    PERFORM dbmail.raise_error('22004', 'email_address', a.email_address, 'an account needs an e-mail address');
   END IF;
-  PERFORM dbmail.parse_bare_address('email_address', email_address);
-  PERFORM dbmail.check_header_text('display_name', display_name);
-  PERFORM dbmail.parse_bare_address('replyto_address', replyto_address);
-  IF mailserver_name IS NULL OR btrim(mailserver_name) = '' THEN
-    PERFORM dbmail.raise_error('22004', 'mailserver_name', mailserver_name,
+  PERFORM dbmail.parse_bare_address('email_address', a.email_address);
+  PERFORM dbmail.check_header_text('display_name', a.display_name);
+  PERFORM dbmail.parse_bare_address('replyto_address', a.replyto_address);
+  IF a.mailserver_name IS NULL OR btrim(a.mailserver_name) = '' THEN
+    PERFORM dbmail.raise_error('22004', 'mailserver_name', a.mailserver_name,
       'name the SMTP server (host name or IP address)');
   END IF;
-  IF mailserver_name !~ '^[A-Za-z0-9._:\[\]-]+$' THEN
-    PERFORM dbmail.raise_error('22023', 'mailserver_name', mailserver_name,
+  IF a.mailserver_name !~ '^[A-Za-z0-9._:\[\]-]+$' THEN
+    PERFORM dbmail.raise_error('22023', 'mailserver_name', a.mailserver_name,
       'not a host name or IP address');
   END IF;
-  IF port IS NULL THEN
+  IF a.port IS NULL THEN
     PERFORM dbmail.raise_error('22004', 'port', NULL, 'must be from 1 to 65535');
-  ELSIF port NOT BETWEEN 1 AND 65535 THEN
-    PERFORM dbmail.raise_error('22023', 'port', port::text, 'must be from 1 to 65535');
+  ELSIF a.port NOT BETWEEN 1 AND 65535 THEN
+    PERFORM dbmail.raise_error('22023', 'port', a.port::text, 'must be from 1 to 65535');
   END IF;
-  IF use_default_credentials IS NULL THEN
+  IF a.use_default_credentials IS NULL THEN
     PERFORM dbmail.raise_error('22004', 'use_default_credentials', NULL, 'must be true or false');
   END IF;
-  IF use_default_credentials AND username IS NOT NULL THEN
-    PERFORM dbmail.raise_error('22023', 'username', username,
+  IF a.use_default_credentials AND a.username IS NOT NULL THEN
+    PERFORM dbmail.raise_error('22023', 'username', a.username,
       'cannot be given when use_default_credentials is true');
   END IF;
-  PERFORM dbmail.check_header_text('username', username);
-  IF password IS NOT NULL AND username IS NULL THEN
+  PERFORM dbmail.check_header_text('username', a.username);
+  IF s.password IS NOT NULL AND a.username IS NULL THEN
     PERFORM dbmail.raise_error('22023', 'password', '********', 'a password needs a username');
   END IF;
-  IF password ~ '^env:' AND password !~ '^env:[A-Za-z_][A-Za-z0-9_]*$' THEN
-    PERFORM dbmail.raise_error('22023', 'password', password, 'env: must be followed by an environment variable name');
+  PERFORM dbmail.check_secret('password', s.password);
+  IF a.security IS NULL OR a.security NOT IN ('none', 'starttls', 'tls') THEN
+    PERFORM dbmail.raise_error('22023', 'security', a.security, 'must be none, starttls or tls');
   END IF;
-  IF password ~ '^file:' AND password !~ '^file:/' THEN
-    PERFORM dbmail.raise_error('22023', 'password', password, 'file: must be followed by an absolute path');
+  IF a.timeout IS NOT NULL AND a.timeout NOT BETWEEN 1 AND 3600 THEN
+    PERFORM dbmail.raise_error('22023', 'timeout', a.timeout::text, 'must be from 1 to 3600 seconds');
   END IF;
-  IF security IS NULL OR security NOT IN ('none', 'starttls', 'tls') THEN
-    PERFORM dbmail.raise_error('22023', 'security', security, 'must be none, starttls or tls');
-  END IF;
-  IF timeout IS NOT NULL AND timeout NOT BETWEEN 1 AND 3600 THEN
-    PERFORM dbmail.raise_error('22023', 'timeout', timeout::text, 'must be from 1 to 3600 seconds');
-  END IF;
-  IF tls_reject_unauthorized IS NULL THEN
+  IF a.tls_reject_unauthorized IS NULL THEN
     PERFORM dbmail.raise_error('22004', 'tls_reject_unauthorized', NULL, 'must be true or false');
+  END IF;
+  PERFORM dbmail.check_auth(a, s);
+  PERFORM dbmail.check_dkim(a, s);
+  IF a.max_messages_per_minute NOT BETWEEN 1 AND 100000 THEN
+    PERFORM dbmail.raise_error('22023', 'max_messages_per_minute', a.max_messages_per_minute::text,
+      'must be from 1 to 100000 (0 on update: no limit)');
   END IF;
 END;
 $_$;
@@ -350,6 +394,59 @@ BEGIN
 END;
 $_$;
 
+CREATE FUNCTION dbmail.check_auth(a dbmail.accounts, s dbmail.account_secrets) RETURNS void
+    LANGUAGE plpgsql STABLE
+    AS $_$
+BEGIN
+  IF a.auth_method IS NULL OR a.auth_method NOT IN ('none', 'password', 'oauth2') THEN
+    PERFORM dbmail.raise_error('22023', 'auth_method', a.auth_method, 'must be none, password or oauth2');
+  END IF;
+  IF a.auth_method = 'none' AND (a.username IS NOT NULL OR a.use_default_credentials) THEN
+    PERFORM dbmail.raise_error('22023', 'auth_method', a.auth_method,
+      'conflicts with a username or use_default_credentials => true (they log in with a password)');
+  END IF;
+  IF a.auth_method = 'password' AND a.username IS NULL AND NOT a.use_default_credentials THEN
+    PERFORM dbmail.raise_error('22004', 'username', NULL,
+      'auth_method password needs a username (or use_default_credentials => true)');
+  END IF;
+  IF a.auth_method <> 'oauth2' THEN
+    IF a.oauth2_token_url IS NOT NULL OR a.oauth2_client_id IS NOT NULL OR a.oauth2_scope IS NOT NULL
+       OR s.oauth2_client_secret IS NOT NULL OR s.oauth2_refresh_token IS NOT NULL THEN
+      PERFORM dbmail.raise_error('22023', 'auth_method', a.auth_method,
+        'the oauth2_ settings are only for auth_method oauth2');
+    END IF;
+    RETURN;
+  END IF;
+  IF a.use_default_credentials THEN
+    PERFORM dbmail.raise_error('22023', 'use_default_credentials', 'true', 'cannot be used with auth_method oauth2');
+  END IF;
+  IF a.username IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'username', NULL,
+      'auth_method oauth2 needs the mailbox to log in as (XOAUTH2 user)');
+  END IF;
+  IF s.password IS NOT NULL THEN
+    PERFORM dbmail.raise_error('22023', 'password', '********',
+      'an oauth2 account logs in with a token, not a password');
+  END IF;
+  IF a.oauth2_token_url IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'oauth2_token_url', NULL, 'auth_method oauth2 needs the token endpoint');
+  ELSIF a.oauth2_token_url !~ '^https?://[^\s/?#]+[^\s]*$' THEN
+    PERFORM dbmail.raise_error('22023', 'oauth2_token_url', a.oauth2_token_url, 'must be an http:// or https:// URL');
+  END IF;
+  IF a.oauth2_client_id IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'oauth2_client_id', NULL, 'auth_method oauth2 needs the client id');
+  END IF;
+  PERFORM dbmail.check_header_text('oauth2_client_id', a.oauth2_client_id);
+  PERFORM dbmail.check_header_text('oauth2_scope', a.oauth2_scope);
+  IF s.oauth2_client_secret IS NULL AND s.oauth2_refresh_token IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'oauth2_client_secret', NULL,
+      'the client-credentials grant needs a client secret (or give oauth2_refresh_token)');
+  END IF;
+  PERFORM dbmail.check_secret('oauth2_client_secret', s.oauth2_client_secret);
+  PERFORM dbmail.check_secret('oauth2_refresh_token', s.oauth2_refresh_token);
+END;
+$_$;
+
 CREATE FUNCTION dbmail.check_daily_limit(sender name, sender_oid oid, max_per_day bigint) RETURNS void
     LANGUAGE plpgsql
     AS $$
@@ -366,6 +463,35 @@ BEGIN
   END IF;
 END;
 $$;
+
+CREATE FUNCTION dbmail.check_dkim(a dbmail.accounts, s dbmail.account_secrets) RETURNS void
+    LANGUAGE plpgsql STABLE
+    AS $_$
+BEGIN
+  IF a.dkim_domain IS NULL AND a.dkim_selector IS NULL AND s.dkim_private_key IS NULL THEN
+    RETURN;
+  END IF;
+  IF a.dkim_domain IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'dkim_domain', NULL, 'DKIM needs dkim_domain, dkim_selector and dkim_private_key');
+  ELSIF a.dkim_domain !~* '^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$' THEN
+    PERFORM dbmail.raise_error('22023', 'dkim_domain', a.dkim_domain, 'not a domain name');
+  END IF;
+  IF a.dkim_selector IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'dkim_selector', NULL, 'DKIM needs dkim_domain, dkim_selector and dkim_private_key');
+  ELSIF a.dkim_selector !~* '^[a-z0-9_-]{1,63}(\.[a-z0-9_-]{1,63})*$' THEN
+    PERFORM dbmail.raise_error('22023', 'dkim_selector', a.dkim_selector, 'not a DKIM selector');
+  END IF;
+  IF s.dkim_private_key IS NULL THEN
+    PERFORM dbmail.raise_error('22004', 'dkim_private_key', NULL,
+      'DKIM needs dkim_domain, dkim_selector and dkim_private_key');
+  END IF;
+  PERFORM dbmail.check_secret('dkim_private_key', s.dkim_private_key);
+  IF s.dkim_private_key !~ '^(env|file):' AND s.dkim_private_key !~ '-----BEGIN (RSA )?PRIVATE KEY-----' THEN
+    PERFORM dbmail.raise_error('22023', 'dkim_private_key', '********',
+      'must be an RSA private key in PEM (-----BEGIN PRIVATE KEY-----), env:NAME or file:/path');
+  END IF;
+END;
+$_$;
 
 CREATE FUNCTION dbmail.check_given_size(subject text, recipients text, copy_recipients text, blind_copy_recipients text, from_address text, reply_to text, headers jsonb, body text, max_size bigint) RETURNS bigint
     LANGUAGE plpgsql IMMUTABLE
@@ -565,6 +691,19 @@ BEGIN
   END IF;
 END;
 $$;
+
+CREATE FUNCTION dbmail.check_secret(parameter text, secret text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    AS $_$
+BEGIN
+  IF secret ~ '^env:' AND secret !~ '^env:[A-Za-z_][A-Za-z0-9_]*$' THEN
+    PERFORM dbmail.raise_error('22023', parameter, secret, 'env: must be followed by an environment variable name');
+  END IF;
+  IF secret ~ '^file:' AND secret !~ '^file:/' THEN
+    PERFORM dbmail.raise_error('22023', parameter, secret, 'file: must be followed by an absolute path');
+  END IF;
+END;
+$_$;
 
 CREATE FUNCTION dbmail.check_send_arguments(subject text, body text, body_format text, importance text, sensitivity text, query text, execute_query_database text, attach_query_result_as_file boolean, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, file_attachments text, attachments dbmail.attachment[], headers jsonb, idempotency_key text, query_result_format text) RETURNS void
     LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -2146,6 +2285,15 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION dbmail.secret_source(secret text) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    AS $$
+  SELECT CASE WHEN secret IS NULL THEN 'none'
+              WHEN secret LIKE 'env:%' THEN 'env'
+              WHEN secret LIKE 'file:%' THEN 'file'
+              ELSE 'literal' END;
+$$;
+
 CREATE FUNCTION dbmail.send_with_query(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, caller_search_path text) RETURNS bigint
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -2200,7 +2348,7 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION dbmail.sender_accounts() RETURNS TABLE(profile_id integer, profile_name text, account_id integer, sequence_number integer, is_last_success boolean, account_name text, email_address text, display_name text, replyto_address text, mailserver_name text, port integer, username text, password text, use_default_credentials boolean, security text, timeout integer, tls_reject_unauthorized boolean)
+CREATE FUNCTION dbmail.sender_accounts() RETURNS TABLE(profile_id integer, profile_name text, account_id integer, sequence_number integer, is_last_success boolean, account_name text, email_address text, display_name text, replyto_address text, mailserver_name text, port integer, username text, password text, use_default_credentials boolean, security text, timeout integer, tls_reject_unauthorized boolean, auth_method text, oauth2_token_url text, oauth2_client_id text, oauth2_client_secret text, oauth2_scope text, oauth2_refresh_token text, dkim_domain text, dkim_selector text, dkim_private_key text, max_messages_per_minute integer)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -2208,7 +2356,9 @@ CREATE FUNCTION dbmail.sender_accounts() RETURNS TABLE(profile_id integer, profi
   SELECT p.profile_id, p.name, a.account_id, pa.sequence_number,
          p.last_success_account_id IS NOT DISTINCT FROM a.account_id, a.name, a.email_address,
          a.display_name, a.replyto_address, a.mailserver_name, a.port, a.username, s.password,
-         a.use_default_credentials, a.security, a.timeout, a.tls_reject_unauthorized
+         a.use_default_credentials, a.security, a.timeout, a.tls_reject_unauthorized, a.auth_method,
+         a.oauth2_token_url, a.oauth2_client_id, s.oauth2_client_secret, a.oauth2_scope, s.oauth2_refresh_token,
+         a.dkim_domain, a.dkim_selector, s.dkim_private_key, a.max_messages_per_minute
   FROM dbmail.profiles p
   JOIN dbmail.profile_accounts pa ON pa.profile_id = p.profile_id
   JOIN dbmail.accounts a ON a.account_id = pa.account_id
@@ -2544,41 +2694,80 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION dbmail.sysmail_add_account_sp(account_name text DEFAULT NULL::text, email_address text DEFAULT NULL::text, display_name text DEFAULT NULL::text, replyto_address text DEFAULT NULL::text, description text DEFAULT NULL::text, mailserver_name text DEFAULT NULL::text, mailserver_type text DEFAULT 'SMTP'::text, port integer DEFAULT 25, username text DEFAULT NULL::text, password text DEFAULT NULL::text, use_default_credentials boolean DEFAULT false, enable_ssl boolean DEFAULT false, security text DEFAULT NULL::text, timeout integer DEFAULT NULL::integer, tls_reject_unauthorized boolean DEFAULT true) RETURNS integer
+CREATE FUNCTION dbmail.store_secrets(s dbmail.account_secrets) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  IF s.password IS NULL AND s.oauth2_client_secret IS NULL AND s.oauth2_refresh_token IS NULL
+     AND s.dkim_private_key IS NULL THEN
+    DELETE FROM dbmail.account_secrets t WHERE t.account_id = s.account_id;
+  ELSE
+    INSERT INTO dbmail.account_secrets AS t VALUES (s.*)
+    ON CONFLICT ON CONSTRAINT account_secrets_pkey DO UPDATE SET password = excluded.password,
+      oauth2_client_secret = excluded.oauth2_client_secret, oauth2_refresh_token = excluded.oauth2_refresh_token,
+      dkim_private_key = excluded.dkim_private_key;
+  END IF;
+END;
+$$;
+
+CREATE FUNCTION dbmail.sysmail_add_account_sp(account_name text DEFAULT NULL::text, email_address text DEFAULT NULL::text, display_name text DEFAULT NULL::text, replyto_address text DEFAULT NULL::text, description text DEFAULT NULL::text, mailserver_name text DEFAULT NULL::text, mailserver_type text DEFAULT 'SMTP'::text, port integer DEFAULT 25, username text DEFAULT NULL::text, password text DEFAULT NULL::text, use_default_credentials boolean DEFAULT false, enable_ssl boolean DEFAULT false, security text DEFAULT NULL::text, timeout integer DEFAULT NULL::integer, tls_reject_unauthorized boolean DEFAULT true, auth_method text DEFAULT NULL::text, oauth2_token_url text DEFAULT NULL::text, oauth2_client_id text DEFAULT NULL::text, oauth2_client_secret text DEFAULT NULL::text, oauth2_scope text DEFAULT NULL::text, oauth2_refresh_token text DEFAULT NULL::text, dkim_domain text DEFAULT NULL::text, dkim_selector text DEFAULT NULL::text, dkim_private_key text DEFAULT NULL::text, max_messages_per_minute integer DEFAULT NULL::integer) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
   admin_checked boolean := dbmail.require_admin();
-  new_id integer;
-  resolved_security text := dbmail.resolve_security(enable_ssl, security);
-  clean_username text := NULLIF(btrim(username), '');
-  clean_password text := NULLIF(password, '');
+  a dbmail.accounts;
+  s dbmail.account_secrets;
 BEGIN
   IF mailserver_type IS NULL THEN
     PERFORM dbmail.raise_error('22004', 'mailserver_type', NULL, 'only SMTP is supported');
   ELSIF upper(btrim(mailserver_type)) <> 'SMTP' THEN
     PERFORM dbmail.raise_error('22023', 'mailserver_type', mailserver_type, 'only SMTP is supported');
   END IF;
-  PERFORM dbmail.check_account(account_name, email_address, display_name, replyto_address, mailserver_name,
-    port, clean_username, clean_password, use_default_credentials, resolved_security, timeout,
-    tls_reject_unauthorized);
-  IF EXISTS (SELECT FROM dbmail.accounts a WHERE lower(a.name) = lower(account_name)) THEN
-    PERFORM dbmail.raise_error('42710', 'account_name', account_name, 'an account with this name exists');
+  a.name := account_name;
+  a.description := NULLIF(description, '');
+  a.email_address := btrim(email_address);
+  a.display_name := NULLIF(display_name, '');
+  a.replyto_address := NULLIF(btrim(replyto_address), '');
+  a.mailserver_type := 'SMTP';
+  a.mailserver_name := btrim(mailserver_name);
+  a.port := port;
+  a.username := NULLIF(btrim(username), '');
+  a.use_default_credentials := use_default_credentials;
+  a.security := dbmail.resolve_security(enable_ssl, security);
+  a.timeout := timeout;
+  a.tls_reject_unauthorized := tls_reject_unauthorized;
+  -- Without auth_method: a password login when there is a username (SQL Server's only kind), else none.
+  a.auth_method := COALESCE(lower(btrim(auth_method)),
+    CASE WHEN a.username IS NOT NULL OR use_default_credentials THEN 'password' ELSE 'none' END);
+  a.oauth2_token_url := NULLIF(btrim(oauth2_token_url), '');
+  a.oauth2_client_id := NULLIF(btrim(oauth2_client_id), '');
+  a.oauth2_scope := NULLIF(btrim(oauth2_scope), '');
+  a.dkim_domain := NULLIF(lower(btrim(dkim_domain)), '');
+  a.dkim_selector := NULLIF(btrim(dkim_selector), '');
+  a.max_messages_per_minute := NULLIF(max_messages_per_minute, 0);
+  s.password := NULLIF(password, '');
+  s.oauth2_client_secret := NULLIF(oauth2_client_secret, '');
+  s.oauth2_refresh_token := NULLIF(oauth2_refresh_token, '');
+  s.dkim_private_key := NULLIF(dkim_private_key, '');
+  PERFORM dbmail.check_account(a, s);
+  IF EXISTS (SELECT FROM dbmail.accounts t WHERE lower(t.name) = lower(a.name)) THEN
+    PERFORM dbmail.raise_error('42710', 'account_name', a.name, 'an account with this name exists');
   END IF;
-  INSERT INTO dbmail.accounts AS a (name, description, email_address, display_name, replyto_address,
+  INSERT INTO dbmail.accounts AS t (name, description, email_address, display_name, replyto_address,
     mailserver_name, port, username, use_default_credentials, security, timeout, tls_reject_unauthorized,
-    last_mod_user)
-  VALUES (account_name, NULLIF(description, ''), btrim(email_address), NULLIF(display_name, ''),
-    NULLIF(btrim(replyto_address), ''),
-    btrim(mailserver_name), port, clean_username, use_default_credentials, resolved_security, timeout,
-    tls_reject_unauthorized, dbmail.caller_role())
-  RETURNING a.account_id INTO new_id;
-  IF clean_password IS NOT NULL THEN
-    INSERT INTO dbmail.account_secrets (account_id, password) VALUES (new_id, clean_password);
-  END IF;
+    auth_method, oauth2_token_url, oauth2_client_id, oauth2_scope, dkim_domain, dkim_selector,
+    max_messages_per_minute, last_mod_user)
+  VALUES (a.name, a.description, a.email_address, a.display_name, a.replyto_address, a.mailserver_name,
+    a.port, a.username, a.use_default_credentials, a.security, a.timeout, a.tls_reject_unauthorized,
+    a.auth_method, a.oauth2_token_url, a.oauth2_client_id, a.oauth2_scope, a.dkim_domain, a.dkim_selector,
+    a.max_messages_per_minute, dbmail.caller_role())
+  RETURNING t.account_id INTO a.account_id;
+  s.account_id := a.account_id;
+  PERFORM dbmail.store_secrets(s);
+  PERFORM dbmail.warn_basic_auth(a);
   PERFORM dbmail.config_changed();
-  RETURN new_id;
+  RETURN a.account_id;
 END;
 $$;
 
@@ -2821,7 +3010,7 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION dbmail.sysmail_help_account_sp(account_id integer DEFAULT NULL::integer, account_name text DEFAULT NULL::text) RETURNS TABLE(account_id integer, name text, description text, email_address text, display_name text, replyto_address text, servertype text, servername text, port integer, username text, use_default_credentials boolean, enable_ssl boolean, security text, timeout integer, tls_reject_unauthorized boolean, password_source text)
+CREATE FUNCTION dbmail.sysmail_help_account_sp(account_id integer DEFAULT NULL::integer, account_name text DEFAULT NULL::text) RETURNS TABLE(account_id integer, name text, description text, email_address text, display_name text, replyto_address text, servertype text, servername text, port integer, username text, use_default_credentials boolean, enable_ssl boolean, security text, timeout integer, tls_reject_unauthorized boolean, password_source text, auth_method text, oauth2_token_url text, oauth2_client_id text, oauth2_scope text, oauth2_client_secret_source text, oauth2_refresh_token_source text, dkim_domain text, dkim_selector text, dkim_private_key_source text, max_messages_per_minute integer)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
@@ -2830,10 +3019,10 @@ CREATE FUNCTION dbmail.sysmail_help_account_sp(account_id integer DEFAULT NULL::
   SELECT a.account_id, a.name, a.description, a.email_address, a.display_name, a.replyto_address,
          a.mailserver_type, a.mailserver_name, a.port, a.username, a.use_default_credentials,
          a.security <> 'none', a.security, a.timeout, a.tls_reject_unauthorized,
-         CASE WHEN s.password IS NULL THEN 'none'
-              WHEN s.password LIKE 'env:%' THEN 'env'
-              WHEN s.password LIKE 'file:%' THEN 'file'
-              ELSE 'literal' END
+         dbmail.secret_source(s.password), a.auth_method, a.oauth2_token_url, a.oauth2_client_id,
+         a.oauth2_scope, dbmail.secret_source(s.oauth2_client_secret),
+         dbmail.secret_source(s.oauth2_refresh_token), a.dkim_domain, a.dkim_selector,
+         dbmail.secret_source(s.dkim_private_key), a.max_messages_per_minute
   FROM dbmail.accounts a
   LEFT JOIN dbmail.account_secrets s ON s.account_id = a.account_id
   WHERE ($1 IS NULL AND $2 IS NULL) OR a.account_id = dbmail.find_by_id_or_name('account', $1, $2, false)
@@ -2947,7 +3136,7 @@ CREATE FUNCTION dbmail.sysmail_stop_sp() RETURNS void
   SELECT dbmail.set_started(false);
 $$;
 
-CREATE FUNCTION dbmail.sysmail_update_account_sp(account_id integer DEFAULT NULL::integer, account_name text DEFAULT NULL::text, email_address text DEFAULT NULL::text, display_name text DEFAULT NULL::text, replyto_address text DEFAULT NULL::text, description text DEFAULT NULL::text, mailserver_name text DEFAULT NULL::text, mailserver_type text DEFAULT NULL::text, port integer DEFAULT NULL::integer, username text DEFAULT NULL::text, password text DEFAULT NULL::text, use_default_credentials boolean DEFAULT NULL::boolean, enable_ssl boolean DEFAULT NULL::boolean, timeout integer DEFAULT NULL::integer, security text DEFAULT NULL::text, tls_reject_unauthorized boolean DEFAULT NULL::boolean) RETURNS void
+CREATE FUNCTION dbmail.sysmail_update_account_sp(account_id integer DEFAULT NULL::integer, account_name text DEFAULT NULL::text, email_address text DEFAULT NULL::text, display_name text DEFAULT NULL::text, replyto_address text DEFAULT NULL::text, description text DEFAULT NULL::text, mailserver_name text DEFAULT NULL::text, mailserver_type text DEFAULT NULL::text, port integer DEFAULT NULL::integer, username text DEFAULT NULL::text, password text DEFAULT NULL::text, use_default_credentials boolean DEFAULT NULL::boolean, enable_ssl boolean DEFAULT NULL::boolean, timeout integer DEFAULT NULL::integer, security text DEFAULT NULL::text, tls_reject_unauthorized boolean DEFAULT NULL::boolean, auth_method text DEFAULT NULL::text, oauth2_token_url text DEFAULT NULL::text, oauth2_client_id text DEFAULT NULL::text, oauth2_client_secret text DEFAULT NULL::text, oauth2_scope text DEFAULT NULL::text, oauth2_refresh_token text DEFAULT NULL::text, dkim_domain text DEFAULT NULL::text, dkim_selector text DEFAULT NULL::text, dkim_private_key text DEFAULT NULL::text, max_messages_per_minute integer DEFAULT NULL::integer) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -2956,8 +3145,7 @@ DECLARE
   target integer;
   stored dbmail.accounts;
   merged dbmail.accounts;
-  old_password text;
-  new_password text;
+  secrets dbmail.account_secrets;
 BEGIN
   IF sysmail_update_account_sp.account_id IS NOT NULL THEN
     target := dbmail.find_by_id_or_name('account', sysmail_update_account_sp.account_id, NULL);
@@ -2965,7 +3153,8 @@ BEGIN
     target := dbmail.find_by_id_or_name('account', NULL, account_name);
   END IF;
   SELECT * INTO stored FROM dbmail.accounts a WHERE a.account_id = target FOR UPDATE;
-  SELECT s.password INTO old_password FROM dbmail.account_secrets s WHERE s.account_id = target;
+  SELECT * INTO secrets FROM dbmail.account_secrets s WHERE s.account_id = target;
+  secrets.account_id := target;
   IF mailserver_type IS NOT NULL AND upper(btrim(mailserver_type)) <> 'SMTP' THEN
     PERFORM dbmail.raise_error('22023', 'mailserver_type', mailserver_type, 'only SMTP is supported');
   END IF;
@@ -2988,24 +3177,63 @@ BEGIN
     merged.security := dbmail.resolve_security(COALESCE(enable_ssl, false),
       COALESCE(security, CASE WHEN enable_ssl THEN NULL ELSE 'none' END));
   END IF;
-  new_password := old_password;
   IF username IS NOT NULL THEN
     merged.username := NULLIF(btrim(username), '');
     IF merged.username IS NULL THEN
-      new_password := NULL;
+      secrets.password := NULL;
     END IF;
   END IF;
   IF password IS NOT NULL THEN
-    new_password := NULLIF(password, '');
+    secrets.password := NULLIF(password, '');
   END IF;
   -- Switching to the sender's own credentials drops the stored ones.
   IF use_default_credentials AND username IS NULL THEN
     merged.username := NULL;
-    new_password := NULL;
+    secrets.password := NULL;
   END IF;
-  PERFORM dbmail.check_account(merged.name, merged.email_address, merged.display_name, merged.replyto_address,
-    merged.mailserver_name, merged.port, merged.username, new_password, merged.use_default_credentials, merged.security,
-    merged.timeout, merged.tls_reject_unauthorized);
+  -- The login. A new auth_method drops what the old one stored and this call does not give again;
+  -- without one, a password or oauth2 account keeps its method, others follow their username.
+  IF auth_method IS NOT NULL THEN
+    merged.auth_method := lower(btrim(auth_method));
+    IF merged.auth_method <> 'password' THEN
+      secrets.password := CASE WHEN password IS NULL THEN NULL ELSE secrets.password END;
+      merged.use_default_credentials := COALESCE(use_default_credentials, false);
+    END IF;
+    IF merged.auth_method = 'none' AND username IS NULL THEN
+      merged.username := NULL;
+    END IF;
+    IF merged.auth_method <> 'oauth2' THEN
+      merged.oauth2_token_url := NULL;
+      merged.oauth2_client_id := NULL;
+      merged.oauth2_scope := NULL;
+      secrets.oauth2_client_secret := NULL;
+      secrets.oauth2_refresh_token := NULL;
+    END IF;
+  ELSIF merged.auth_method <> 'oauth2' THEN
+    merged.auth_method := CASE WHEN merged.username IS NOT NULL OR merged.use_default_credentials
+                               THEN 'password' ELSE 'none' END;
+  END IF;
+  merged.oauth2_token_url := CASE WHEN oauth2_token_url IS NULL THEN merged.oauth2_token_url
+                                  ELSE NULLIF(btrim(oauth2_token_url), '') END;
+  merged.oauth2_client_id := CASE WHEN oauth2_client_id IS NULL THEN merged.oauth2_client_id
+                                  ELSE NULLIF(btrim(oauth2_client_id), '') END;
+  merged.oauth2_scope := CASE WHEN oauth2_scope IS NULL THEN merged.oauth2_scope ELSE NULLIF(btrim(oauth2_scope), '') END;
+  secrets.oauth2_client_secret := CASE WHEN oauth2_client_secret IS NULL THEN secrets.oauth2_client_secret
+                                       ELSE NULLIF(oauth2_client_secret, '') END;
+  secrets.oauth2_refresh_token := CASE WHEN oauth2_refresh_token IS NULL THEN secrets.oauth2_refresh_token
+                                       ELSE NULLIF(oauth2_refresh_token, '') END;
+  IF dkim_domain = '' THEN
+    merged.dkim_domain := NULL;
+    merged.dkim_selector := NULLIF(btrim(dkim_selector), '');
+    secrets.dkim_private_key := NULLIF(dkim_private_key, '');
+  ELSE
+    merged.dkim_domain := COALESCE(lower(btrim(dkim_domain)), stored.dkim_domain);
+    merged.dkim_selector := COALESCE(btrim(dkim_selector), stored.dkim_selector);
+    secrets.dkim_private_key := COALESCE(dkim_private_key, secrets.dkim_private_key);
+  END IF;
+  merged.max_messages_per_minute := CASE WHEN max_messages_per_minute IS NULL THEN stored.max_messages_per_minute
+                                         ELSE NULLIF(max_messages_per_minute, 0) END;
+  PERFORM dbmail.check_account(merged, secrets);
   IF EXISTS (SELECT FROM dbmail.accounts a WHERE lower(a.name) = lower(merged.name) AND a.account_id <> target) THEN
     PERFORM dbmail.raise_error('42710', 'account_name', merged.name, 'an account with this name exists');
   END IF;
@@ -3014,14 +3242,16 @@ BEGIN
     replyto_address = merged.replyto_address, description = merged.description,
     mailserver_name = merged.mailserver_name, port = merged.port, username = merged.username,
     use_default_credentials = merged.use_default_credentials, security = merged.security, timeout = merged.timeout,
-    tls_reject_unauthorized = merged.tls_reject_unauthorized, last_mod_datetime = now(),
+    tls_reject_unauthorized = merged.tls_reject_unauthorized, auth_method = merged.auth_method,
+    oauth2_token_url = merged.oauth2_token_url, oauth2_client_id = merged.oauth2_client_id,
+    oauth2_scope = merged.oauth2_scope, dkim_domain = merged.dkim_domain, dkim_selector = merged.dkim_selector,
+    max_messages_per_minute = merged.max_messages_per_minute, last_mod_datetime = now(),
     last_mod_user = dbmail.caller_role()
   WHERE a.account_id = target;
-  IF new_password IS NULL THEN
-    DELETE FROM dbmail.account_secrets s WHERE s.account_id = target;
-  ELSE
-    INSERT INTO dbmail.account_secrets AS s (account_id, password) VALUES (target, new_password)
-    ON CONFLICT ON CONSTRAINT account_secrets_pkey DO UPDATE SET password = excluded.password;
+  PERFORM dbmail.store_secrets(secrets);
+  IF merged.auth_method IS DISTINCT FROM stored.auth_method
+     OR merged.mailserver_name IS DISTINCT FROM stored.mailserver_name THEN
+    PERFORM dbmail.warn_basic_auth(merged);
   END IF;
   PERFORM dbmail.config_changed();
 END;
@@ -3134,11 +3364,81 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION dbmail.take_send_slot(sender_id text, mailitem_id bigint, lease_token uuid, account_id integer) RETURNS TABLE(admitted boolean, due_at timestamp with time zone)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  lim integer;
+  busy integer;
+  step interval;
+  due timestamptz;
+BEGIN
+  PERFORM dbmail.require_sender();
+  PERFORM FROM dbmail.mailitems m
+  WHERE m.mailitem_id = take_send_slot.mailitem_id AND m.lease_owner = take_send_slot.sender_id
+    AND m.lease_token = take_send_slot.lease_token AND m.sent_status = 'sending';
+  IF NOT FOUND THEN
+    RETURN QUERY SELECT false, NULL::timestamptz;
+    RETURN;
+  END IF;
+  SELECT a.max_messages_per_minute INTO lim FROM dbmail.accounts a WHERE a.account_id = take_send_slot.account_id;
+  IF lim IS NULL THEN
+    RETURN QUERY SELECT true, NULL::timestamptz;
+    RETURN;
+  END IF;
+  INSERT INTO dbmail.send_rates AS r (account_id) VALUES (take_send_slot.account_id) ON CONFLICT DO NOTHING;
+  PERFORM FROM dbmail.send_rates r WHERE r.account_id = take_send_slot.account_id FOR UPDATE;
+  -- A slot whose item is no longer being sent (its sender died or gave it back) may have gone out at any
+  -- moment until now: it counts as finished now.
+  UPDATE dbmail.send_slots t SET finished_at = now()
+  WHERE t.account_id = take_send_slot.account_id AND t.finished_at IS NULL
+    AND NOT EXISTS (SELECT FROM dbmail.mailitems m WHERE m.mailitem_id = t.mailitem_id AND m.sent_status = 'sending');
+  DELETE FROM dbmail.send_slots t
+  WHERE t.account_id = take_send_slot.account_id
+    AND (t.finished_at < now() - interval '60 seconds'
+         OR (t.mailitem_id = take_send_slot.mailitem_id AND t.finished_at IS NULL));
+  SELECT count(*), min(t.finished_at) + interval '60 seconds' INTO busy, due
+  FROM dbmail.send_slots t WHERE t.account_id = take_send_slot.account_id;
+  IF busy < lim THEN
+    INSERT INTO dbmail.send_slots (account_id, mailitem_id, taken_at)
+    VALUES (take_send_slot.account_id, take_send_slot.mailitem_id, now());
+    RETURN QUERY SELECT true, NULL::timestamptz;
+    RETURN;
+  END IF;
+  step := make_interval(secs => 60.0 / lim);
+  UPDATE dbmail.send_rates r SET next_wait_until = greatest(COALESCE(due, now() + step), r.next_wait_until + step)
+  WHERE r.account_id = take_send_slot.account_id
+  RETURNING r.next_wait_until INTO due;
+  UPDATE dbmail.mailitems m SET
+    sent_status = CASE WHEN m.send_attempts = 0 THEN 'unsent' ELSE 'retrying' END,
+    next_attempt_at = due, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+  WHERE m.mailitem_id = take_send_slot.mailitem_id;
+  RETURN QUERY SELECT false, due;
+END;
+$$;
+
 CREATE FUNCTION dbmail.unconfined(role_name name) RETURNS boolean
     LANGUAGE sql STABLE
     AS $$
   SELECT pg_catalog.pg_has_role(role_name,
     (SELECT n.nspowner FROM pg_catalog.pg_namespace n WHERE n.nspname = 'dbmail'), 'USAGE');
+$$;
+
+CREATE FUNCTION dbmail.warn_basic_auth(a dbmail.accounts) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  warning text;
+BEGIN
+  IF a.auth_method = 'password'
+     AND lower(a.mailserver_name) IN ('smtp.office365.com', 'smtp-mail.outlook.com', 'smtp.office365.us') THEN
+    warning := format('account %s (%s) logs in to %s with a password: Microsoft 365 is switching Basic SMTP AUTH '
+      'off; use auth_method => ''oauth2'' (see docs/sender.md)', a.account_id, a.name, a.mailserver_name);
+    PERFORM dbmail.log_event('warning', warning, NULL, a.account_id);
+    RAISE WARNING '%', warning;
+  END IF;
+END;
 $$;
 
 CREATE FUNCTION dbmail.wrap_line(line text, width integer) RETURNS text[]
@@ -3160,34 +3460,6 @@ BEGIN
                GROUP BY (u.i - 1) / width ORDER BY (u.i - 1) / width);
 END;
 $$;
-
-CREATE TABLE dbmail.account_secrets (
-    account_id integer NOT NULL,
-    password text NOT NULL
-);
-
-CREATE TABLE dbmail.accounts (
-    account_id integer NOT NULL,
-    name text NOT NULL,
-    description text,
-    email_address text NOT NULL,
-    display_name text,
-    replyto_address text,
-    mailserver_type text DEFAULT 'SMTP'::text NOT NULL,
-    mailserver_name text NOT NULL,
-    port integer DEFAULT 25 NOT NULL,
-    username text,
-    use_default_credentials boolean DEFAULT false NOT NULL,
-    security text DEFAULT 'none'::text NOT NULL,
-    timeout integer,
-    tls_reject_unauthorized boolean DEFAULT true NOT NULL,
-    last_mod_datetime timestamp with time zone DEFAULT now() NOT NULL,
-    last_mod_user name DEFAULT CURRENT_USER NOT NULL,
-    CONSTRAINT accounts_mailserver_type_check CHECK ((mailserver_type = 'SMTP'::text)),
-    CONSTRAINT accounts_port_check CHECK (((port >= 1) AND (port <= 65535))),
-    CONSTRAINT accounts_security_check CHECK ((security = ANY (ARRAY['none'::text, 'starttls'::text, 'tls'::text]))),
-    CONSTRAINT accounts_timeout_check CHECK ((timeout > 0))
-);
 
 ALTER TABLE dbmail.accounts ALTER COLUMN account_id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME dbmail.accounts_account_id_seq
@@ -3404,6 +3676,18 @@ ALTER TABLE dbmail.profiles ALTER COLUMN profile_id ADD GENERATED ALWAYS AS IDEN
     NO MINVALUE
     NO MAXVALUE
     CACHE 1
+);
+
+CREATE TABLE dbmail.send_rates (
+    account_id integer NOT NULL,
+    next_wait_until timestamp with time zone DEFAULT '-infinity'::timestamp with time zone NOT NULL
+);
+
+CREATE TABLE dbmail.send_slots (
+    account_id integer NOT NULL,
+    mailitem_id bigint NOT NULL,
+    taken_at timestamp with time zone NOT NULL,
+    finished_at timestamp with time zone
 );
 
 CREATE TABLE dbmail.settings (
@@ -3667,6 +3951,9 @@ ALTER TABLE ONLY dbmail.profile_accounts
 ALTER TABLE ONLY dbmail.profiles
     ADD CONSTRAINT profiles_pkey PRIMARY KEY (profile_id);
 
+ALTER TABLE ONLY dbmail.send_rates
+    ADD CONSTRAINT send_rates_pkey PRIMARY KEY (account_id);
+
 ALTER TABLE ONLY dbmail.senders
     ADD CONSTRAINT senders_pkey PRIMARY KEY (sender_id);
 
@@ -3708,6 +3995,10 @@ CREATE INDEX profile_accounts_account_idx ON dbmail.profile_accounts USING btree
 
 CREATE UNIQUE INDEX profiles_name_key ON dbmail.profiles USING btree (lower(name));
 
+CREATE INDEX send_slots_account_idx ON dbmail.send_slots USING btree (account_id, taken_at);
+
+CREATE INDEX send_slots_mailitem_idx ON dbmail.send_slots USING btree (mailitem_id) WHERE (finished_at IS NULL);
+
 CREATE INDEX senders_live_idx ON dbmail.senders USING btree (last_heartbeat) WHERE (stopped_at IS NULL);
 
 ALTER TABLE ONLY dbmail.account_secrets
@@ -3731,6 +4022,12 @@ ALTER TABLE ONLY dbmail.profile_accounts
 ALTER TABLE ONLY dbmail.profiles
     ADD CONSTRAINT profiles_last_success_account_id_fkey FOREIGN KEY (last_success_account_id) REFERENCES dbmail.accounts(account_id) ON DELETE SET NULL;
 
+ALTER TABLE ONLY dbmail.send_rates
+    ADD CONSTRAINT send_rates_account_id_fkey FOREIGN KEY (account_id) REFERENCES dbmail.accounts(account_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY dbmail.send_slots
+    ADD CONSTRAINT send_slots_account_id_fkey FOREIGN KEY (account_id) REFERENCES dbmail.accounts(account_id) ON DELETE CASCADE;
+
 GRANT USAGE ON SCHEMA dbmail TO dbmail_user;
 GRANT USAGE ON SCHEMA dbmail TO dbmail_admin;
 GRANT USAGE ON SCHEMA dbmail TO dbmail_sender;
@@ -3753,11 +4050,15 @@ REVOKE ALL ON FUNCTION dbmail.begin_migration(version integer, name text, previo
 
 REVOKE ALL ON FUNCTION dbmail.caller_role() FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION dbmail.check_account(account_name text, email_address text, display_name text, replyto_address text, mailserver_name text, port integer, username text, password text, use_default_credentials boolean, security text, timeout integer, tls_reject_unauthorized boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dbmail.check_account(a dbmail.accounts, s dbmail.account_secrets) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.check_attachment(parameter text, filename text, size bigint) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION dbmail.check_auth(a dbmail.accounts, s dbmail.account_secrets) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION dbmail.check_daily_limit(sender name, sender_oid oid, max_per_day bigint) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.check_dkim(a dbmail.accounts, s dbmail.account_secrets) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.check_given_size(subject text, recipients text, copy_recipients text, blind_copy_recipients text, from_address text, reply_to text, headers jsonb, body text, max_size bigint) FROM PUBLIC;
 
@@ -3778,6 +4079,8 @@ REVOKE ALL ON FUNCTION dbmail.check_pager_time(parameter text, value integer) FR
 REVOKE ALL ON FUNCTION dbmail.check_profile_name(profile_name text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.check_query_source(call_stack text, query text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.check_secret(parameter text, secret text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.check_send_arguments(subject text, body text, body_format text, importance text, sensitivity text, query text, execute_query_database text, attach_query_result_as_file boolean, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, file_attachments text, attachments dbmail.attachment[], headers jsonb, idempotency_key text, query_result_format text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.check_send_arguments(subject text, body text, body_format text, importance text, sensitivity text, query text, execute_query_database text, attach_query_result_as_file boolean, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, file_attachments text, attachments dbmail.attachment[], headers jsonb, idempotency_key text, query_result_format text) TO dbmail_user;
@@ -3895,6 +4198,8 @@ REVOKE ALL ON FUNCTION dbmail.schema_version() FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.schema_version() TO dbmail_sender;
 GRANT ALL ON FUNCTION dbmail.schema_version() TO dbmail_admin;
 
+REVOKE ALL ON FUNCTION dbmail.secret_source(secret text) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION dbmail.send_with_query(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, caller_search_path text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.send_with_query(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, caller_search_path text) TO dbmail_user;
 
@@ -3942,8 +4247,10 @@ GRANT ALL ON FUNCTION dbmail.sp_update_operator(name text, new_name text, enable
 
 REVOKE ALL ON FUNCTION dbmail.split_quoted_list(parameter text, list text) FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION dbmail.sysmail_add_account_sp(account_name text, email_address text, display_name text, replyto_address text, description text, mailserver_name text, mailserver_type text, port integer, username text, password text, use_default_credentials boolean, enable_ssl boolean, security text, timeout integer, tls_reject_unauthorized boolean) FROM PUBLIC;
-GRANT ALL ON FUNCTION dbmail.sysmail_add_account_sp(account_name text, email_address text, display_name text, replyto_address text, description text, mailserver_name text, mailserver_type text, port integer, username text, password text, use_default_credentials boolean, enable_ssl boolean, security text, timeout integer, tls_reject_unauthorized boolean) TO dbmail_admin;
+REVOKE ALL ON FUNCTION dbmail.store_secrets(s dbmail.account_secrets) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.sysmail_add_account_sp(account_name text, email_address text, display_name text, replyto_address text, description text, mailserver_name text, mailserver_type text, port integer, username text, password text, use_default_credentials boolean, enable_ssl boolean, security text, timeout integer, tls_reject_unauthorized boolean, auth_method text, oauth2_token_url text, oauth2_client_id text, oauth2_client_secret text, oauth2_scope text, oauth2_refresh_token text, dkim_domain text, dkim_selector text, dkim_private_key text, max_messages_per_minute integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sysmail_add_account_sp(account_name text, email_address text, display_name text, replyto_address text, description text, mailserver_name text, mailserver_type text, port integer, username text, password text, use_default_credentials boolean, enable_ssl boolean, security text, timeout integer, tls_reject_unauthorized boolean, auth_method text, oauth2_token_url text, oauth2_client_id text, oauth2_client_secret text, oauth2_scope text, oauth2_refresh_token text, dkim_domain text, dkim_selector text, dkim_private_key text, max_messages_per_minute integer) TO dbmail_admin;
 
 REVOKE ALL ON FUNCTION dbmail.sysmail_add_principalprofile_sp(principal_id oid, principal_name text, profile_id integer, profile_name text, is_default boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.sysmail_add_principalprofile_sp(principal_id oid, principal_name text, profile_id integer, profile_name text, is_default boolean) TO dbmail_admin;
@@ -4003,8 +4310,8 @@ GRANT ALL ON FUNCTION dbmail.sysmail_start_sp() TO dbmail_admin;
 REVOKE ALL ON FUNCTION dbmail.sysmail_stop_sp() FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.sysmail_stop_sp() TO dbmail_admin;
 
-REVOKE ALL ON FUNCTION dbmail.sysmail_update_account_sp(account_id integer, account_name text, email_address text, display_name text, replyto_address text, description text, mailserver_name text, mailserver_type text, port integer, username text, password text, use_default_credentials boolean, enable_ssl boolean, timeout integer, security text, tls_reject_unauthorized boolean) FROM PUBLIC;
-GRANT ALL ON FUNCTION dbmail.sysmail_update_account_sp(account_id integer, account_name text, email_address text, display_name text, replyto_address text, description text, mailserver_name text, mailserver_type text, port integer, username text, password text, use_default_credentials boolean, enable_ssl boolean, timeout integer, security text, tls_reject_unauthorized boolean) TO dbmail_admin;
+REVOKE ALL ON FUNCTION dbmail.sysmail_update_account_sp(account_id integer, account_name text, email_address text, display_name text, replyto_address text, description text, mailserver_name text, mailserver_type text, port integer, username text, password text, use_default_credentials boolean, enable_ssl boolean, timeout integer, security text, tls_reject_unauthorized boolean, auth_method text, oauth2_token_url text, oauth2_client_id text, oauth2_client_secret text, oauth2_scope text, oauth2_refresh_token text, dkim_domain text, dkim_selector text, dkim_private_key text, max_messages_per_minute integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sysmail_update_account_sp(account_id integer, account_name text, email_address text, display_name text, replyto_address text, description text, mailserver_name text, mailserver_type text, port integer, username text, password text, use_default_credentials boolean, enable_ssl boolean, timeout integer, security text, tls_reject_unauthorized boolean, auth_method text, oauth2_token_url text, oauth2_client_id text, oauth2_client_secret text, oauth2_scope text, oauth2_refresh_token text, dkim_domain text, dkim_selector text, dkim_private_key text, max_messages_per_minute integer) TO dbmail_admin;
 
 REVOKE ALL ON FUNCTION dbmail.sysmail_update_principalprofile_sp(principal_id oid, principal_name text, profile_id integer, profile_name text, is_default boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.sysmail_update_principalprofile_sp(principal_id oid, principal_name text, profile_id integer, profile_name text, is_default boolean) TO dbmail_admin;
@@ -4017,7 +4324,12 @@ GRANT ALL ON FUNCTION dbmail.sysmail_update_profileaccount_sp(profile_id integer
 
 REVOKE ALL ON FUNCTION dbmail.take_caller_stamp(entry_point text) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION dbmail.take_send_slot(sender_id text, mailitem_id bigint, lease_token uuid, account_id integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.take_send_slot(sender_id text, mailitem_id bigint, lease_token uuid, account_id integer) TO dbmail_sender;
+
 REVOKE ALL ON FUNCTION dbmail.unconfined(role_name name) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.warn_basic_auth(a dbmail.accounts) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.wrap_line(line text, width integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.wrap_line(line text, width integer) TO dbmail_user;

@@ -71,16 +71,51 @@ CREATE TABLE dbmail.accounts (
   security text NOT NULL DEFAULT 'none' CHECK (security IN ('none', 'starttls', 'tls')),
   timeout integer CHECK (timeout > 0),
   tls_reject_unauthorized boolean NOT NULL DEFAULT true,
+  -- How the sender logs in: none, password (username + password) or oauth2 (XOAUTH2 as username, with a
+  -- token from oauth2_token_url; the client secret and refresh token are in account_secrets).
+  auth_method text NOT NULL DEFAULT 'none' CHECK (auth_method IN ('none', 'password', 'oauth2')),
+  oauth2_token_url text,
+  oauth2_client_id text,
+  oauth2_scope text,
+  -- DKIM signing (the private key is in account_secrets): all three or none.
+  dkim_domain text,
+  dkim_selector text,
+  -- The combined rate of all senders through this account (NULL: no limit); see dbmail.send_slots.
+  max_messages_per_minute integer CHECK (max_messages_per_minute BETWEEN 1 AND 100000),
   last_mod_datetime timestamptz NOT NULL DEFAULT now(),
   last_mod_user name NOT NULL DEFAULT current_user
 );
 CREATE UNIQUE INDEX accounts_name_key ON dbmail.accounts (lower(name));
 
 -- Secrets apart from the account, so no view or grant on accounts can ever expose them. Only the owner
--- and, through dbmail.sender_accounts(), the sender read this table.
+-- and, through dbmail.sender_accounts(), the sender read this table. Each is a literal, or an env:NAME
+-- or file:/path reference that the sender resolves.
 CREATE TABLE dbmail.account_secrets (
   account_id integer PRIMARY KEY REFERENCES dbmail.accounts ON DELETE CASCADE,
-  password text NOT NULL
+  password text,
+  oauth2_client_secret text,
+  oauth2_refresh_token text,
+  dkim_private_key text
+);
+
+-- The messages sent (or being sent) through each account with max_messages_per_minute, for all senders
+-- together: dbmail.take_send_slot admits a message only while fewer than the limit finished within the
+-- last 60 seconds or are still on their way. finished_at is set when the outcome is recorded, after the
+-- server acknowledged the message, so it is never earlier than the message's arrival there.
+CREATE TABLE dbmail.send_slots (
+  account_id integer NOT NULL REFERENCES dbmail.accounts ON DELETE CASCADE,
+  mailitem_id bigint NOT NULL,
+  taken_at timestamptz NOT NULL,
+  finished_at timestamptz
+);
+CREATE INDEX send_slots_account_idx ON dbmail.send_slots (account_id, taken_at);
+CREATE INDEX send_slots_mailitem_idx ON dbmail.send_slots (mailitem_id) WHERE finished_at IS NULL;
+
+-- Per rate-limited account: the row that serialises taking its slots, and when the next message that
+-- must wait is due, so waiting messages come back one by one at the limit's pace, not all at once.
+CREATE TABLE dbmail.send_rates (
+  account_id integer PRIMARY KEY REFERENCES dbmail.accounts ON DELETE CASCADE,
+  next_wait_until timestamptz NOT NULL DEFAULT '-infinity'
 );
 
 CREATE TABLE dbmail.profiles (
@@ -310,4 +345,4 @@ CREATE INDEX notified_job_runs_ended_idx ON dbmail.notified_job_runs (run_ended_
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(2, 'tables', '4342a0ca450fdf05fab499b8496630699eabef68ade7993858e9f332709755d2');
+SELECT dbmail.record_migration(2, 'tables', '1db147b0b17da3d70ef25b9e36ae4725e4cf34b260dc561c6870abe5a34773e4');

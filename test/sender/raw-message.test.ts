@@ -44,6 +44,16 @@ const ACCOUNT: ProfileAccount = {
   security: "none",
   timeout: null,
   tls_reject_unauthorized: true,
+  auth_method: "none",
+  oauth2_token_url: null,
+  oauth2_client_id: null,
+  oauth2_client_secret: null,
+  oauth2_scope: null,
+  oauth2_refresh_token: null,
+  dkim_domain: null,
+  dkim_selector: null,
+  dkim_private_key: null,
+  max_messages_per_minute: null,
 };
 
 let nextId = 1;

@@ -17,6 +17,8 @@ export interface ReceivedMail {
   parsed: ParsedMail;
   /** The user that authenticated, if any. */
   user?: string;
+  /** When the end of DATA arrived (Date.now()). */
+  at: number;
 }
 
 /** An SMTP reply to refuse a command with, e.g. { code: 451, message: "try later" }. */
@@ -48,6 +50,8 @@ export interface TestSmtpServerOptions {
   starttls?: boolean;
   /** Require this login. */
   auth?: { user: string; pass: string };
+  /** Require an XOAUTH2 login (the only mechanism offered) whose token this accepts. */
+  xoauth2?: (user: string, accessToken: string) => boolean;
   behaviour?: Behaviour;
   port?: number;
 }
@@ -113,11 +117,19 @@ export class TestSmtpServer {
       secure: options.implicitTls ?? false,
       ...(options.implicitTls || options.starttls ? testCertificate : {}),
       disabledCommands: options.starttls || options.implicitTls ? [] : ["STARTTLS"],
-      authOptional: !options.auth,
+      authOptional: !options.auth && !options.xoauth2,
+      ...(options.xoauth2 ? { authMethods: ["XOAUTH2"] } : {}),
       allowInsecureAuth: true,
       logger: false,
       size: 64 * 1024 * 1024,
       onAuth: (auth, _session, callback) => {
+        if (options.xoauth2) {
+          if (options.xoauth2(auth.username ?? "", auth.accessToken ?? ""))
+            callback(null, { user: auth.username });
+          // RFC 7628's error challenge: the client then gets a 535.
+          else callback(null, { data: { status: "401", schemes: "bearer", scope: "mail" } });
+          return;
+        }
         const expected = options.auth;
         if (expected && auth.username === expected.user && auth.password === expected.pass) {
           callback(null, { user: auth.username });
@@ -150,6 +162,7 @@ export class TestSmtpServer {
               to: session.envelope.rcptTo.map((r) => r.address),
             },
             raw,
+            at: Date.now(),
             parsed: await simpleParser(raw),
             user: typeof session.user === "string" ? session.user : undefined,
           });

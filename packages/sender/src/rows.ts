@@ -46,6 +46,18 @@ export interface ProfileAccount {
   security: "none" | "starttls" | "tls";
   timeout: number | null;
   tls_reject_unauthorized: boolean;
+  auth_method: "none" | "password" | "oauth2";
+  oauth2_token_url: string | null;
+  oauth2_client_id: string | null;
+  /** Like every secret here: the value, or its env:/file: reference (see secrets.ts). */
+  oauth2_client_secret: string | null;
+  oauth2_scope: string | null;
+  oauth2_refresh_token: string | null;
+  dkim_domain: string | null;
+  dkim_selector: string | null;
+  dkim_private_key: string | null;
+  /** The combined rate of all senders through the account (dbmail.take_send_slot), or no limit. */
+  max_messages_per_minute: number | null;
 }
 
 /** An attachment of a claimed item. Small ones come with their bytes; larger ones are streamed. */

@@ -4,20 +4,21 @@ import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
 const MAX_SECRET_FILE_BYTES = 64 * 1024;
 
 /**
- * An account's password as stored: a literal, or a reference resolved here, by the sender, so the secret
- * never has to be stored in the database: `env:NAME` (an environment variable of the sender) or
- * `file:/path` (a file's contents, without a trailing newline).
+ * An account's secret (`what`: password, oauth2_client_secret, ...) as stored: a literal, or a reference
+ * resolved here, by the sender, so the secret never has to be stored in the database: `env:NAME` (an
+ * environment variable of the sender) or `file:/path` (a file's contents, without a trailing newline).
+ * Errors name the setting and the reference, never a secret.
  */
-export function resolvePassword(stored: string | null): string | undefined {
+export function resolveSecret(what: string, stored: string | null): string | undefined {
   if (stored === null) return undefined;
   if (stored.startsWith("env:")) {
     const name = stored.slice(4);
     const value = process.env[name];
     if (value === undefined)
-      throw new Error(`the password is env:${name}, but the sender has no variable ${name}`);
+      throw new Error(`the ${what} is env:${name}, but the sender has no variable ${name}`);
     return value;
   }
-  if (stored.startsWith("file:")) return readSecretFile(stored.slice(5));
+  if (stored.startsWith("file:")) return readSecretFile(what, stored.slice(5));
   return stored;
 }
 
@@ -27,8 +28,8 @@ export function resolvePassword(stored: string | null): string | undefined {
  * checked through the open descriptor, so a FIFO or a device (which would block the sender, or never
  * end) is refused, including one swapped in between a check and the read.
  */
-function readSecretFile(path: string): string {
-  const problem = (why: string) => new Error(`the password is file:${path}, which ${why}`);
+function readSecretFile(what: string, path: string): string {
+  const problem = (why: string) => new Error(`the ${what} is file:${path}, which ${why}`);
   let fd: number;
   try {
     fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);

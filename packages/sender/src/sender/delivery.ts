@@ -2,7 +2,7 @@ import type pg from "pg";
 import type { Logger } from "../log.js";
 import type { ClaimedItem, Outcome, ProfileAccount, StoredAttachment } from "../rows.js";
 import { composeForSending, type MessageAttachment } from "../smtp/compose.js";
-import { deliver, LeaseLostError, type SentInfo } from "../smtp/deliver.js";
+import { deliver, LeaseLostError, RateLimitedError, type SentInfo } from "../smtp/deliver.js";
 import { type FinalCheck, withFinalCheck } from "../smtp/final-check.js";
 import type { Transports } from "../smtp/transports.js";
 import type { AccountsCache } from "./accounts-cache.js";
@@ -61,12 +61,26 @@ export class ItemDelivery {
     const [profileAccounts, attachments] = prepared;
     const delivered: Delivered = { outcome: { status: "retrying", accountErrors: [] } };
     try {
-      delivered.outcome = await deliver(item, profileAccounts, (account) =>
+      delivered.outcome = await deliver(item, profileAccounts, async (account) => {
+        await this.admit(item, account);
         // Only when a pooled connection is free, so the lease checks happen right before the message
         // goes out, not before it waits in nodemailer's queue.
-        transports.withConnection(account, () => this.sendThrough(item, account, attachments, delivered)),
-      );
+        return transports.withConnection(account, () =>
+          this.sendThrough(item, account, attachments, delivered),
+        );
+      });
     } catch (error) {
+      if (error instanceof RateLimitedError) {
+        // The database gave the item back already, due when the account has room again. (An earlier
+        // account's failure in this round is not recorded: the round did not happen, as far as retries go.)
+        if (log.isLevelEnabled("debug")) {
+          log.debug(
+            { mailitemId: item.mailitem_id, dueAt: error.dueAt.toISOString() },
+            "waiting for the account's rate limit",
+          );
+        }
+        return undefined;
+      }
       if (!(error instanceof LeaseLostError)) throw error;
       log.warn(
         { mailitemId: item.mailitem_id, reason: error.message },
@@ -110,6 +124,26 @@ export class ItemDelivery {
     } else if (this.parts.log.isLevelEnabled("info")) {
       log().info({ status, accountId: outcome.accountId, error: outcome.error }, `mail ${status}`);
     }
+  }
+
+  /**
+   * An account with max_messages_per_minute sends only with a slot from the database, which counts for
+   * all senders together (dbmail.take_send_slot). Throws RateLimitedError when there is none (the item
+   * was given back), LeaseLostError when the item is no longer this sender's.
+   */
+  private async admit(item: ClaimedItem, account: ProfileAccount): Promise<void> {
+    if (account.max_messages_per_minute === null) return;
+    const id = item.mailitem_id;
+    const slot = await q.takeSendSlot(
+      this.parts.pool,
+      this.parts.senderId,
+      id,
+      this.parts.leases.token(id),
+      account.account_id,
+    );
+    if (slot.admitted) return;
+    if (slot.due_at === null) throw new LeaseLostError("another sender took it over before it was sent");
+    throw new RateLimitedError(slot.due_at);
   }
 
   /**

@@ -113,6 +113,22 @@ export async function release(
   return rows[0]?.released ?? 0;
 }
 
+/** Asks for a slot of a rate-limited account (dbmail.take_send_slot); see ItemDelivery.admit. */
+export async function takeSendSlot(
+  db: pg.Pool,
+  senderId: string,
+  id: string,
+  leaseToken: string | undefined,
+  accountId: number,
+): Promise<{ admitted: boolean; due_at: Date | null }> {
+  const { rows } = await db.query<{ admitted: boolean; due_at: Date | null }>({
+    name: "dbmail_take_send_slot",
+    text: "SELECT * FROM dbmail.take_send_slot($1, $2, $3, $4)",
+    values: [senderId, id, leaseToken ?? null, accountId],
+  });
+  return rows[0] ?? { admitted: false, due_at: null };
+}
+
 export async function profileAccounts(db: pg.Pool): Promise<ProfileAccount[]> {
   const { rows } = await db.query<ProfileAccount>({
     name: "dbmail_accounts",

@@ -4,6 +4,8 @@ import { safeText } from "../safe-text.js";
 export interface SmtpError {
   message: string;
   code?: string;
+  /** Set by nodemailer when it wraps an error in its own code: an OAuth2 token error becomes EAUTH. */
+  originalCode?: string;
   responseCode?: number;
   command?: string;
   response?: string;
@@ -34,6 +36,9 @@ const ACCOUNT_CODES = new Set([
 const RECIPIENT_OR_MESSAGE_CODES = new Set(["EENVELOPE", "EMESSAGE"]);
 
 export function verdictOf(error: SmtpError): Verdict {
+  // The OAuth2 token endpoint could not be reached or failed: a later login may get a token.
+  if (error.originalCode === "ETOKENENDPOINT") return "transient";
+  if (error.originalCode === "EOAUTH2") return "account";
   if (error.code && ACCOUNT_CODES.has(error.code)) return "account";
   const reply = error.responseCode;
   if (reply === undefined || reply < 500 || reply >= 600) return "transient";
@@ -49,7 +54,9 @@ export function verdictOf(error: SmtpError): Verdict {
 export function describeSmtpError(error: SmtpError): string {
   const where = error.command ? ` (after ${error.command})` : "";
   const base = serverText(error.response || error.message || "no reply");
-  return error.code ? `${error.code}: ${base}${where}` : `${base}${where}`;
+  // An OAuth2 token error says more than the EAUTH nodemailer wraps it in.
+  const code = error.originalCode?.match(/^E(TOKENENDPOINT|OAUTH2)$/) ? error.originalCode : error.code;
+  return code ? `${code}: ${base}${where}` : `${base}${where}`;
 }
 
 /**

@@ -18,6 +18,17 @@ export class LeaseLostError extends Error {
 }
 
 /**
+ * Thrown by a SendThrough when the account's max_messages_per_minute has no room: the database gave the
+ * item back, due at `dueAt`, and the delivery stops at once (a wait, not a failure: no round is used).
+ */
+export class RateLimitedError extends Error {
+  override name = "RateLimitedError";
+  constructor(readonly dueAt: Date) {
+    super(`the account's max_messages_per_minute is reached; due again at ${dueAt.toISOString()}`);
+  }
+}
+
+/**
  * The accounts one round tries, in order. Per sequence number one account is used (a random one when
  * several share it, which spreads load). The first round of a new message starts at the sequence number
  * of the account that last sent successfully for the profile; later rounds start from the lowest.
@@ -58,7 +69,7 @@ export async function deliver(
       const info = await sendThrough(account);
       return { status: "sent", accountId: account.account_id, smtpResponse: responseOf(info), accountErrors };
     } catch (error) {
-      if (error instanceof LeaseLostError) throw error;
+      if (error instanceof LeaseLostError || error instanceof RateLimitedError) throw error;
       const smtpError = error as SmtpError;
       allPermanent &&= verdictOf(smtpError) === "permanent";
       accountErrors.push({ account_id: account.account_id, error: describeSmtpError(smtpError) });

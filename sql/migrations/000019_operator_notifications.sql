@@ -1,8 +1,8 @@
--- pg-dbmail 000018: notifying operators. sp_notify_operator mails one as the caller (SQL Server Agent's);
+-- pg-dbmail 000019: notifying operators. sp_notify_operator mails one as the caller (SQL Server Agent's);
 -- notify_job_failures (Beyond) mails one about failed pg_cron job runs, each run once.
 
 -- The guard: waits for any other migrator; refuses this file if applied already or out of order.
-SELECT dbmail.begin_migration(18, 'operator_notifications', 'operators');
+SELECT dbmail.begin_migration(19, 'operator_notifications', 'operators');
 
 -- The e-mail address list of an operator that can be notified, for sp_notify_operator (which runs as the
 -- caller and cannot read dbmail.operators). Raises SQL Server's 14601 and 14602 as 55000.
@@ -174,4 +174,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(18, 'operator_notifications', '01cf239a92ccf34dfb1f3175b8a41d4835746d24d8d70b3a814389c2bb675a12');
+SELECT dbmail.record_migration(19, 'operator_notifications', '17c0d4a1daf1f26b9a448b420dc2ae7ba147e36abd4cdbea663bd5ccb6131490');

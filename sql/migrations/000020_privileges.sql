@@ -1,10 +1,10 @@
--- pg-dbmail 000019: every privilege, in one place. Nobody but the owner touches a table, and PUBLIC gets
+-- pg-dbmail 000020: every privilege, in one place. Nobody but the owner touches a table, and PUBLIC gets
 -- nothing (PostgreSQL grants EXECUTE on a new function to PUBLIC: it is taken away here from every
 -- function of the schema at once). Each role gets exactly what it needs, below; a function not named here
 -- is the owner's alone (the helpers, which the functions granted here call as the owner).
 
 -- The guard: waits for any other migrator; refuses this file if applied already or out of order.
-SELECT dbmail.begin_migration(19, 'privileges', 'operator_notifications');
+SELECT dbmail.begin_migration(20, 'privileges', 'operator_notifications');
 
 REVOKE ALL ON SCHEMA dbmail FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA dbmail FROM PUBLIC;
@@ -60,9 +60,9 @@ GRANT INSERT (inserted) ON dbmail.caller_stamps TO dbmail_user;
 -- pg_cron failures.
 GRANT EXECUTE ON FUNCTION
   dbmail.sysmail_add_account_sp(text, text, text, text, text, text, text, integer, text, text, boolean, boolean,
-    text, integer, boolean),
+    text, integer, boolean, text, text, text, text, text, text, text, text, text, integer),
   dbmail.sysmail_update_account_sp(integer, text, text, text, text, text, text, text, integer, text, text,
-    boolean, boolean, integer, text, boolean),
+    boolean, boolean, integer, text, boolean, text, text, text, text, text, text, text, text, text, integer),
   dbmail.sysmail_delete_account_sp(integer, text),
   dbmail.sysmail_help_account_sp(integer, text),
   dbmail.sysmail_add_profile_sp(text, text),
@@ -104,6 +104,7 @@ GRANT EXECUTE ON FUNCTION
   dbmail.record_outcome(bigint, text, uuid, text, integer, text, text, jsonb, integer),
   dbmail.record_outcomes(text, jsonb, integer),
   dbmail.release_mailitems(text, bigint[], uuid[]),
+  dbmail.take_send_slot(text, bigint, uuid, integer),
   dbmail.extend_leases(text, bigint[], uuid[], integer),
   dbmail.sender_accounts(),
   dbmail.sender_attachments(text, bigint, uuid),
@@ -118,4 +119,4 @@ GRANT EXECUTE ON FUNCTION dbmail.schema_version() TO dbmail_admin;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(19, 'privileges', '7cf80a02666998d089d924a1abebc225672f1e887a0be29fed0e28f31e51dda3');
+SELECT dbmail.record_migration(20, 'privileges', '66d5575afeaa7455fb5e2a81fa1e28e5f0756947ac033d479565e4694f4ddcbf');

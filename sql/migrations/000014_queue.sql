@@ -1,9 +1,9 @@
--- pg-dbmail 000013: the queue's controls and clean-up: start and stop delivery, its status, the queue and
+-- pg-dbmail 000014: the queue's controls and clean-up: start and stop delivery, its status, the queue and
 -- the live senders (sysmail_help_queue_sp, with the one flag to alert on), and deleting old mail items
 -- and events.
 
 -- The guard: waits for any other migrator; refuses this file if applied already or out of order.
-SELECT dbmail.begin_migration(13, 'queue', 'send');
+SELECT dbmail.begin_migration(14, 'queue', 'send');
 
 -- Starts or stops delivery, for sysmail_start_sp and sysmail_stop_sp.
 CREATE FUNCTION dbmail.set_started(started boolean) RETURNS void
@@ -176,4 +176,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(13, 'queue', '8866d6ad474ec1a34b31365081a384eb165358a18399950d746258a74f406e0a');
+SELECT dbmail.record_migration(14, 'queue', '88d95dd2af8bf13e4d1754735702e7f4e79c92faca806fee7ca0252177e6cca0');

@@ -1,10 +1,10 @@
--- pg-dbmail 000012: sending. dbmail.sp_send_dbmail, the public entry point, runs as the caller; with a
+-- pg-dbmail 000013: sending. dbmail.sp_send_dbmail, the public entry point, runs as the caller; with a
 -- query it hands over to send_with_query, which runs the query in the caller's session; either way
 -- queue_mail, as the owner, checks the message and queues it in the caller's transaction with a NOTIFY
 -- on dbmail_queue.
 
 -- The guard: waits for any other migrator; refuses this file if applied already or out of order.
-SELECT dbmail.begin_migration(12, 'send', 'send_checks');
+SELECT dbmail.begin_migration(13, 'send', 'send_checks');
 
 -- Validates and queues one message, with its attachments and its query result, on behalf of the role
 -- that called sp_send_dbmail (its stamp). SECURITY DEFINER because the tables are private; sp_send_dbmail,
@@ -297,4 +297,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(12, 'send', 'cda8d844ce78af382ec4ac602d4888f8becc484b83ebe12bea8d15ece08df01a');
+SELECT dbmail.record_migration(13, 'send', 'e14c6af37e4be1e12e5ba981fef32bbe2c71629d9f1b06604c244d007b5f6738');

@@ -1,4 +1,4 @@
--- pg-dbmail 000010: sp_send_dbmail's query: exactly one statement, run in the caller's session with the
+-- pg-dbmail 000011: sp_send_dbmail's query: exactly one statement, run in the caller's session with the
 -- caller's rights and search_path, and its result formatted as SQL Server's @query does (TEXT like
 -- sqlcmd) or as CSV, HTML or JSON, in time linear in the result, stopping as soon as the result passes
 -- MaxFileSize; then the result added to the message (add_query_result, a step of queue_mail). All but
@@ -6,7 +6,7 @@
 -- DEFINER but query_result_limit.
 
 -- The guard: waits for any other migrator; refuses this file if applied already or out of order.
-SELECT dbmail.begin_migration(10, 'query_results', 'attachments');
+SELECT dbmail.begin_migration(11, 'query_results', 'attachments');
 
 -- MaxFileSize, which a query result may not pass, for the caller's session (which cannot read settings).
 CREATE FUNCTION dbmail.query_result_limit() RETURNS bigint
@@ -375,4 +375,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(10, 'query_results', 'ee1ec8465440c1b2059e6111d1556d81f0a0bb54c191434de3d1182e6fc4480a');
+SELECT dbmail.record_migration(11, 'query_results', '42c798881aeaac956e11a686e5a60d1cc2fcd3864e465c92653a761ce4d218ad');

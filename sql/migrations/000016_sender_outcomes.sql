@@ -1,10 +1,10 @@
--- pg-dbmail 000015: the sender protocol, part two (dbmail_sender only): what a sender reads to send an item
+-- pg-dbmail 000016: the sender protocol, part two (dbmail_sender only): what a sender reads to send an item
 -- it holds (the accounts of every profile with their credentials, the item's attachments) and how it
 -- reports the outcome. Retry timing and the final status are decided here, in one place, so every sender
 -- behaves alike and a restart loses nothing. Every function asks require_sender first (SenderRoles).
 
 -- The guard: waits for any other migrator; refuses this file if applied already or out of order.
-SELECT dbmail.begin_migration(15, 'sender_outcomes', 'sender_claims');
+SELECT dbmail.begin_migration(16, 'sender_outcomes', 'sender_claims');
 
 -- The status procedure's work: records the outcome of one attempt round over the profile's accounts.
 --   sent      delivered through account_id (smtp_response: the server's reply)
@@ -57,6 +57,9 @@ BEGIN
   IF NOT FOUND OR current_status <> 'sending' THEN
     RETURN 'lease_lost';
   END IF;
+  -- The message's rate-limit slot (if its account has a limit) ends now, after the server's reply.
+  UPDATE dbmail.send_slots t SET finished_at = now()
+  WHERE t.mailitem_id = apply_outcome.mailitem_id AND t.finished_at IS NULL;
   SELECT string_agg(format('account %s: %s', f.value ->> 'account_id', f.value ->> 'error'), '; ')
     INTO summary FROM jsonb_array_elements(COALESCE(account_errors, '[]')) f;
 
@@ -169,7 +172,7 @@ END;
 $$;
 
 -- Every profile's accounts in failover order, with what the sender needs to connect (including the
--- password or its env:/file: reference). is_last_success marks the sticky account. Confined to the roles
+-- secrets, or their env:/file: references). is_last_success marks the sticky account. Confined to the roles
 -- SenderRoles lists, where it lists any: the passwords are the first thing a sender login of another
 -- database would want.
 CREATE FUNCTION dbmail.sender_accounts()
@@ -177,7 +180,9 @@ RETURNS TABLE (
   profile_id integer, profile_name text, account_id integer, sequence_number integer,
   is_last_success boolean, account_name text, email_address text, display_name text, replyto_address text,
   mailserver_name text, port integer, username text, password text, use_default_credentials boolean,
-  security text, timeout integer, tls_reject_unauthorized boolean
+  security text, timeout integer, tls_reject_unauthorized boolean, auth_method text, oauth2_token_url text,
+  oauth2_client_id text, oauth2_client_secret text, oauth2_scope text, oauth2_refresh_token text,
+  dkim_domain text, dkim_selector text, dkim_private_key text, max_messages_per_minute integer
 )
 LANGUAGE sql STABLE
 SECURITY DEFINER
@@ -187,7 +192,9 @@ AS $$
   SELECT p.profile_id, p.name, a.account_id, pa.sequence_number,
          p.last_success_account_id IS NOT DISTINCT FROM a.account_id, a.name, a.email_address,
          a.display_name, a.replyto_address, a.mailserver_name, a.port, a.username, s.password,
-         a.use_default_credentials, a.security, a.timeout, a.tls_reject_unauthorized
+         a.use_default_credentials, a.security, a.timeout, a.tls_reject_unauthorized, a.auth_method,
+         a.oauth2_token_url, a.oauth2_client_id, s.oauth2_client_secret, a.oauth2_scope, s.oauth2_refresh_token,
+         a.dkim_domain, a.dkim_selector, s.dkim_private_key, a.max_messages_per_minute
   FROM dbmail.profiles p
   JOIN dbmail.profile_accounts pa ON pa.profile_id = p.profile_id
   JOIN dbmail.accounts a ON a.account_id = pa.account_id
@@ -244,4 +251,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(15, 'sender_outcomes', 'c7ddb756817c13fc466de9febddfb2f768a517e889500eda7afd2eac7641fd0b');
+SELECT dbmail.record_migration(16, 'sender_outcomes', '03b1c8551c97b476406e47f1f68e681571ca6d175dd1253a82ea549d06270ad5');

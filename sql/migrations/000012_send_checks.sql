@@ -1,10 +1,10 @@
--- pg-dbmail 000011: the checks of a message, and the steps of queue_mail (000012) that check rather than
+-- pg-dbmail 000012: the checks of a message, and the steps of queue_mail (000012) that check rather than
 -- build: its arguments and extra headers, the sending role, where a query result came from, the size of
 -- what was given (MaxMailSize), the profile it may use, MaxMailsPerUserPerDay and its ledger, and the
 -- Message-ID it will carry.
 
 -- The guard: waits for any other migrator; refuses this file if applied already or out of order.
-SELECT dbmail.begin_migration(11, 'send_checks', 'query_results');
+SELECT dbmail.begin_migration(12, 'send_checks', 'query_results');
 
 -- Extra headers: a JSON object of string values. Names are RFC 5322 field names; values have no line
 -- breaks; the headers the message is built from (addresses, subject, date, ids, MIME, priority) cannot be
@@ -333,4 +333,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(11, 'send_checks', '8836be41d528cab08775433729a2934c3a8574aa44fbc5333beec53b22eb48e6');
+SELECT dbmail.record_migration(12, 'send_checks', '5c6764123f7067d491d13ddd4d612c9ff1ec10429774b6f49e1c251105dd16e5');

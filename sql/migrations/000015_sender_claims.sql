@@ -1,4 +1,4 @@
--- pg-dbmail 000014: the sender protocol, part one (dbmail_sender only): a sender registers and
+-- pg-dbmail 000015: the sender protocol, part one (dbmail_sender only): a sender registers and
 -- heartbeats under its sender_id, claims due items under a lease, renews the leases of what it still
 -- holds, and gives back what it will not send. A sender_id belongs to the login that registered it, and
 -- a lease is proven by a random token that only the claimer learns (claim_mailitems returns it; no view
@@ -7,7 +7,7 @@
 -- (SenderRoles).
 
 -- The guard: waits for any other migrator; refuses this file if applied already or out of order.
-SELECT dbmail.begin_migration(14, 'sender_claims', 'queue');
+SELECT dbmail.begin_migration(15, 'sender_claims', 'queue');
 
 -- The installed schema version, so a sender can refuse a database older or newer than itself.
 CREATE FUNCTION dbmail.schema_version() RETURNS integer
@@ -318,6 +318,68 @@ BEGIN
 END;
 $$;
 
+-- Before a message goes out through an account with max_messages_per_minute (all senders together): it
+-- is admitted while fewer than the limit finished within the last 60 seconds or are still on their way,
+-- and its slot is recorded (apply_outcome finishes it). Otherwise it waits: the item is given back, due
+-- when a slot frees up, each waiting item one 60/limit-second step after the one before (so they come back
+-- at the limit's pace, not all at once), with no retry round used. Returns admitted, or the time the item
+-- is due again; neither when the item is not this sender's (lease lost).
+CREATE FUNCTION dbmail.take_send_slot(sender_id text, mailitem_id bigint, lease_token uuid, account_id integer)
+RETURNS TABLE (admitted boolean, due_at timestamptz)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  lim integer;
+  busy integer;
+  step interval;
+  due timestamptz;
+BEGIN
+  PERFORM dbmail.require_sender();
+  PERFORM FROM dbmail.mailitems m
+  WHERE m.mailitem_id = take_send_slot.mailitem_id AND m.lease_owner = take_send_slot.sender_id
+    AND m.lease_token = take_send_slot.lease_token AND m.sent_status = 'sending';
+  IF NOT FOUND THEN
+    RETURN QUERY SELECT false, NULL::timestamptz;
+    RETURN;
+  END IF;
+  SELECT a.max_messages_per_minute INTO lim FROM dbmail.accounts a WHERE a.account_id = take_send_slot.account_id;
+  IF lim IS NULL THEN
+    RETURN QUERY SELECT true, NULL::timestamptz;
+    RETURN;
+  END IF;
+  INSERT INTO dbmail.send_rates AS r (account_id) VALUES (take_send_slot.account_id) ON CONFLICT DO NOTHING;
+  PERFORM FROM dbmail.send_rates r WHERE r.account_id = take_send_slot.account_id FOR UPDATE;
+  -- A slot whose item is no longer being sent (its sender died or gave it back) may have gone out at any
+  -- moment until now: it counts as finished now.
+  UPDATE dbmail.send_slots t SET finished_at = now()
+  WHERE t.account_id = take_send_slot.account_id AND t.finished_at IS NULL
+    AND NOT EXISTS (SELECT FROM dbmail.mailitems m WHERE m.mailitem_id = t.mailitem_id AND m.sent_status = 'sending');
+  DELETE FROM dbmail.send_slots t
+  WHERE t.account_id = take_send_slot.account_id
+    AND (t.finished_at < now() - interval '60 seconds'
+         OR (t.mailitem_id = take_send_slot.mailitem_id AND t.finished_at IS NULL));
+  SELECT count(*), min(t.finished_at) + interval '60 seconds' INTO busy, due
+  FROM dbmail.send_slots t WHERE t.account_id = take_send_slot.account_id;
+  IF busy < lim THEN
+    INSERT INTO dbmail.send_slots (account_id, mailitem_id, taken_at)
+    VALUES (take_send_slot.account_id, take_send_slot.mailitem_id, now());
+    RETURN QUERY SELECT true, NULL::timestamptz;
+    RETURN;
+  END IF;
+  step := make_interval(secs => 60.0 / lim);
+  UPDATE dbmail.send_rates r SET next_wait_until = greatest(COALESCE(due, now() + step), r.next_wait_until + step)
+  WHERE r.account_id = take_send_slot.account_id
+  RETURNING r.next_wait_until INTO due;
+  UPDATE dbmail.mailitems m SET
+    sent_status = CASE WHEN m.send_attempts = 0 THEN 'unsent' ELSE 'retrying' END,
+    next_attempt_at = due, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+  WHERE m.mailitem_id = take_send_slot.mailitem_id;
+  RETURN QUERY SELECT false, due;
+END;
+$$;
+
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(14, 'sender_claims', '8464a5a871d3700d9745594d3d6b63b7ec7011934ab0e0267db2c3281732e9d6');
+SELECT dbmail.record_migration(15, 'sender_claims', '899b9eda3ed8cf437ffd391b0289960c98ca05a5826d6371826178cacef18f24');

@@ -1,8 +1,8 @@
--- pg-dbmail 000008: the settings procedures (dbmail_admin): sysmail_configure_sp and
+-- pg-dbmail 000009: the settings procedures (dbmail_admin): sysmail_configure_sp and
 -- sysmail_help_configure_sp, with the checks of every setting's value.
 
 -- The guard: waits for any other migrator; refuses this file if applied already or out of order.
-SELECT dbmail.begin_migration(8, 'settings', 'profiles');
+SELECT dbmail.begin_migration(9, 'settings', 'profiles');
 
 -- Checks and normalises one setting's value; raises naming the parameter when it is out of range.
 -- STABLE: AdminRoles and SenderRoles name roles that must exist.
@@ -163,4 +163,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(8, 'settings', '7f9c7a4d63fc8f0b619ba873063b21d5852f71aefbf622ec4c0e68f739e4a008');
+SELECT dbmail.record_migration(9, 'settings', '77c6d0ddd35f101c6a193e3053bc57b2e8d76dc4a44764dd5013671ead889a30');

@@ -1,9 +1,9 @@
--- pg-dbmail 000009: attachments: the in-memory attachment type, content types, the checks of every
+-- pg-dbmail 000010: attachments: the in-memory attachment type, content types, the checks of every
 -- attachment's name and size (MaxFileSize, ProhibitedExtensions) and of the whole mail (MaxMailSize),
 -- reading file attachments (only from AttachmentDirectories), and a message's attachments gathered.
 
 -- The guard: waits for any other migrator; refuses this file if applied already or out of order.
-SELECT dbmail.begin_migration(9, 'attachments', 'settings');
+SELECT dbmail.begin_migration(10, 'attachments', 'settings');
 
 -- An in-memory attachment: SELECT dbmail.sp_send_dbmail(..., attachments => ARRAY[
 --   dbmail.attachment('report.csv', convert_to(csv, 'UTF8'), 'text/csv')])
@@ -226,4 +226,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(9, 'attachments', 'a5e9ab12a8c6ea92fe923e08c24322a230107c24d32e0ee6f3c10fc69d3d51f8');
+SELECT dbmail.record_migration(10, 'attachments', '78415f10e7e78bce273675230acf674f09fbab69dad3c4fe2594a7ce69e8f846');

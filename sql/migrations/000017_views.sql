@@ -1,11 +1,11 @@
--- pg-dbmail 000016: the sysmail_* views. They run with their owner's rights over the private tables and
+-- pg-dbmail 000017: the sysmail_* views. They run with their owner's rights over the private tables and
 -- filter rows by current_user (the querying role): dbmail_user members see their own items, attachments
 -- and events; admins see all. A user's rows are those of the role itself (OID and name), not of whoever
 -- had its name before. They are security barriers, so a user's own functions in a WHERE clause cannot
 -- see rows the filter removes.
 
 -- The guard: waits for any other migrator; refuses this file if applied already or out of order.
-SELECT dbmail.begin_migration(16, 'views', 'sender_outcomes');
+SELECT dbmail.begin_migration(17, 'views', 'sender_outcomes');
 
 CREATE VIEW dbmail.sysmail_allitems WITH (security_barrier) AS
 SELECT m.mailitem_id, m.profile_id, m.recipients, m.copy_recipients, m.blind_copy_recipients, m.subject,
@@ -55,4 +55,4 @@ WHERE (SELECT dbmail.is_admin(current_user))
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(16, 'views', '386727470f60b81810c6d950b1b8d51d3a0528ef7ecabaf18ff70d4fd7a21fcb');
+SELECT dbmail.record_migration(17, 'views', '03edddb6fdd5d56d892a043c2c06e693bf11e70e8e2fa1e369a3ae0c7715d9ed');

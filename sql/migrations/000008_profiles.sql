@@ -1,10 +1,10 @@
--- pg-dbmail 000007: the configuration procedures for profiles (dbmail_admin): profiles, the accounts of
+-- pg-dbmail 000008: the configuration procedures for profiles (dbmail_admin): profiles, the accounts of
 -- a profile in failover order, and who may use a profile (principals: roles, or public), with their
 -- defaults. As for accounts, each is SECURITY DEFINER with a pinned search_path and asks
 -- dbmail.require_admin first.
 
 -- The guard: waits for any other migrator; refuses this file if applied already or out of order.
-SELECT dbmail.begin_migration(7, 'profiles', 'accounts');
+SELECT dbmail.begin_migration(8, 'profiles', 'accounts');
 
 CREATE FUNCTION dbmail.check_profile_name(profile_name text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE
@@ -361,4 +361,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(7, 'profiles', '791e005d3666a890c70857ef83a64e60a70e587f87dde529d3730165a1c169d9');
+SELECT dbmail.record_migration(8, 'profiles', 'bec1c12771b1b97eb1070972c05ae4bba50b6b59108767a3ad2e26d1ebe72d65');
