@@ -9,7 +9,6 @@ import { afterAll, beforeAll, beforeEach } from "vitest";
 import { TestDatabase } from "../../../../test/support/database.js";
 import {
   type Args,
-  addAccount,
   addProfile,
   call,
   configure,
@@ -107,36 +106,21 @@ export function useSenderProtocol(): void {
     o1 = await db.connect(other);
     o2 = await db.connect(other);
 
-    primaryId = (
-      await addAccount(db, {
-        account_name: "primary",
-        email_address: "one@example.org",
-        mailserver_name: "localhost",
-        port: 587,
-        username: "u1",
-        password: "secret-1",
-        security: "starttls",
-        timeout: 30,
-      })
-    ).id;
-    backupId = (
-      await addAccount(db, {
-        account_name: "backup",
-        email_address: "two@example.org",
-        mailserver_name: "smtp2.example.org",
-        port: 465,
-        username: "u2",
-        password: "env:SMTP_PASSWORD",
-        security: "tls",
-      })
-    ).id;
-    plainId = (
-      await addAccount(db, {
-        account_name: "plain",
-        email_address: "three@example.net",
-        mailserver_name: "localhost",
-      })
-    ).id;
+    const add = async (sql: string) => first((await db.query<{ id: number }>(sql)).rows).id;
+    primaryId = await add(
+      `SELECT dbmail.sysmail_add_account_sp(account_name => 'primary', email_address => 'one@example.org',
+         mailserver_name => 'localhost', port => 587, username => 'u1', password => 'secret-1',
+         security => 'starttls', timeout => 30) AS id`,
+    );
+    backupId = await add(
+      `SELECT dbmail.sysmail_add_account_sp(account_name => 'backup', email_address => 'two@example.org',
+         mailserver_name => 'smtp2.example.org', port => 465, username => 'u2', password => 'env:SMTP_PASSWORD',
+         security => 'tls') AS id`,
+    );
+    plainId = await add(
+      `SELECT dbmail.sysmail_add_account_sp(account_name => 'plain', email_address => 'three@example.net',
+         mailserver_name => 'localhost') AS id`,
+    );
     profileId = (await addProfile(db, { profile_name: "p" })).id;
     await addProfile(db, { profile_name: "q" });
     // Added out of order: sender_accounts() must sort by sequence_number.
