@@ -98,24 +98,23 @@ CREATE TABLE dbmail.account_secrets (
   dkim_private_key text
 );
 
--- The messages sent (or being sent) through each account with max_messages_per_minute, for all senders
--- together: dbmail.take_send_slot admits a message only while fewer than the limit finished within the
--- last 60 seconds or are still on their way. finished_at is set when the outcome is recorded, after the
--- server acknowledged the message, so it is never earlier than the message's arrival there.
+-- The messages of the last minute through each account with max_messages_per_minute, for all senders
+-- together (dbmail.take_send_slot): sent (finished_at, set when the outcome is recorded, after the
+-- server's reply, so never before the message's arrival there), on their way (finished_at NULL), or
+-- waiting for their turn (waiting: starts_at is when the item is due again).
 CREATE TABLE dbmail.send_slots (
   account_id integer NOT NULL REFERENCES dbmail.accounts ON DELETE CASCADE,
   mailitem_id bigint NOT NULL,
-  taken_at timestamptz NOT NULL,
-  finished_at timestamptz
+  starts_at timestamptz NOT NULL,
+  finished_at timestamptz,
+  waiting boolean NOT NULL DEFAULT false
 );
-CREATE INDEX send_slots_account_idx ON dbmail.send_slots (account_id, taken_at);
+CREATE INDEX send_slots_account_idx ON dbmail.send_slots (account_id);
 CREATE INDEX send_slots_mailitem_idx ON dbmail.send_slots (mailitem_id) WHERE finished_at IS NULL;
 
--- Per rate-limited account: the row that serialises taking its slots, and when the next message that
--- must wait is due, so waiting messages come back one by one at the limit's pace, not all at once.
+-- One row per rate-limited account: locked while a slot is taken, so senders take them one at a time.
 CREATE TABLE dbmail.send_rates (
-  account_id integer PRIMARY KEY REFERENCES dbmail.accounts ON DELETE CASCADE,
-  next_wait_until timestamptz NOT NULL DEFAULT '-infinity'
+  account_id integer PRIMARY KEY REFERENCES dbmail.accounts ON DELETE CASCADE
 );
 
 CREATE TABLE dbmail.profiles (
@@ -345,4 +344,4 @@ CREATE INDEX notified_job_runs_ended_idx ON dbmail.notified_job_runs (run_ended_
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(2, 'tables', '1db147b0b17da3d70ef25b9e36ae4725e4cf34b260dc561c6870abe5a34773e4');
+SELECT dbmail.record_migration(2, 'tables', 'a6a019296180cb3dd950b9efbd85b167c33e7a98f9157b980e4a547b5e8b0ff6');

@@ -319,11 +319,11 @@ END;
 $$;
 
 -- Before a message goes out through an account with max_messages_per_minute (all senders together): it
--- is admitted while fewer than the limit finished within the last 60 seconds or are still on their way,
--- and its slot is recorded (apply_outcome finishes it). Otherwise it waits: the item is given back, due
--- when a slot frees up, each waiting item one 60/limit-second step after the one before (so they come back
--- at the limit's pace, not all at once), with no retry round used. Returns admitted, or the time the item
--- is due again; neither when the item is not this sender's (lease lost).
+-- is admitted while fewer than the limit were sent within the last 60 seconds, are on their way, or wait
+-- for a turn that has come; its slot is recorded (apply_outcome finishes it). Otherwise it waits: it
+-- takes the turn when enough slots will have left the window (each slot leaves 60 s after it finished;
+-- waiting turns queue behind), and the item is given back, due then, with no retry round used. Returns
+-- admitted, or the time the item is due again; neither when the item is not this sender's (lease lost).
 CREATE FUNCTION dbmail.take_send_slot(sender_id text, mailitem_id bigint, lease_token uuid, account_id integer)
 RETURNS TABLE (admitted boolean, due_at timestamptz)
 LANGUAGE plpgsql
@@ -333,7 +333,6 @@ AS $$
 DECLARE
   lim integer;
   busy integer;
-  step interval;
   due timestamptz;
 BEGIN
   PERFORM dbmail.require_sender();
@@ -351,27 +350,34 @@ BEGIN
   END IF;
   INSERT INTO dbmail.send_rates AS r (account_id) VALUES (take_send_slot.account_id) ON CONFLICT DO NOTHING;
   PERFORM FROM dbmail.send_rates r WHERE r.account_id = take_send_slot.account_id FOR UPDATE;
-  -- A slot whose item is no longer being sent (its sender died or gave it back) may have gone out at any
-  -- moment until now: it counts as finished now.
+  -- A slot whose item is no longer being sent (its sender died, or gave it back) may have gone out at
+  -- any moment until now: it counts as finished now.
   UPDATE dbmail.send_slots t SET finished_at = now()
-  WHERE t.account_id = take_send_slot.account_id AND t.finished_at IS NULL
+  WHERE t.account_id = take_send_slot.account_id AND t.finished_at IS NULL AND NOT t.waiting
     AND NOT EXISTS (SELECT FROM dbmail.mailitems m WHERE m.mailitem_id = t.mailitem_id AND m.sent_status = 'sending');
+  -- Out of the window; this item's own turn or slot (it asks again); turns not taken within a minute.
   DELETE FROM dbmail.send_slots t
   WHERE t.account_id = take_send_slot.account_id
-    AND (t.finished_at < now() - interval '60 seconds'
-         OR (t.mailitem_id = take_send_slot.mailitem_id AND t.finished_at IS NULL));
-  SELECT count(*), min(t.finished_at) + interval '60 seconds' INTO busy, due
-  FROM dbmail.send_slots t WHERE t.account_id = take_send_slot.account_id;
+    AND (t.finished_at < now() - interval '60 seconds' OR (t.mailitem_id = take_send_slot.mailitem_id AND t.finished_at IS NULL)
+         OR (t.waiting AND t.starts_at < now() - interval '60 seconds'));
+  SELECT count(*) INTO busy FROM dbmail.send_slots t
+  WHERE t.account_id = take_send_slot.account_id AND (NOT t.waiting OR t.starts_at <= now());
   IF busy < lim THEN
-    INSERT INTO dbmail.send_slots (account_id, mailitem_id, taken_at)
+    INSERT INTO dbmail.send_slots (account_id, mailitem_id, starts_at)
     VALUES (take_send_slot.account_id, take_send_slot.mailitem_id, now());
     RETURN QUERY SELECT true, NULL::timestamptz;
     RETURN;
   END IF;
-  step := make_interval(secs => 60.0 / lim);
-  UPDATE dbmail.send_rates r SET next_wait_until = greatest(COALESCE(due, now() + step), r.next_wait_until + step)
-  WHERE r.account_id = take_send_slot.account_id
-  RETURNING r.next_wait_until INTO due;
+  -- Every slot and turn leaves the window 60 s after it ends (one on its way: at the earliest now); with
+  -- n of them, this turn comes when n - limit + 1 have left.
+  SELECT e.leaves INTO due
+  FROM (SELECT CASE WHEN t.waiting THEN t.starts_at ELSE COALESCE(t.finished_at, now()) END
+               + interval '60 seconds' AS leaves
+        FROM dbmail.send_slots t WHERE t.account_id = take_send_slot.account_id) e
+  ORDER BY e.leaves OFFSET (SELECT count(*) FROM dbmail.send_slots t WHERE t.account_id = take_send_slot.account_id) - lim
+  LIMIT 1;
+  INSERT INTO dbmail.send_slots (account_id, mailitem_id, starts_at, waiting)
+  VALUES (take_send_slot.account_id, take_send_slot.mailitem_id, due, true);
   UPDATE dbmail.mailitems m SET
     sent_status = CASE WHEN m.send_attempts = 0 THEN 'unsent' ELSE 'retrying' END,
     next_attempt_at = due, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
@@ -382,4 +388,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(15, 'sender_claims', '899b9eda3ed8cf437ffd391b0289960c98ca05a5826d6371826178cacef18f24');
+SELECT dbmail.record_migration(15, 'sender_claims', '5dd4b229acd6121a3ad75778788b6a352c21c2e3e9332226f7c1bcb847027224');

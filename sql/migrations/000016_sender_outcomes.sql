@@ -59,7 +59,7 @@ BEGIN
   END IF;
   -- The message's rate-limit slot (if its account has a limit) ends now, after the server's reply.
   UPDATE dbmail.send_slots t SET finished_at = now()
-  WHERE t.mailitem_id = apply_outcome.mailitem_id AND t.finished_at IS NULL;
+  WHERE t.mailitem_id = apply_outcome.mailitem_id AND t.finished_at IS NULL AND NOT t.waiting;
   SELECT string_agg(format('account %s: %s', f.value ->> 'account_id', f.value ->> 'error'), '; ')
     INTO summary FROM jsonb_array_elements(COALESCE(account_errors, '[]')) f;
 
@@ -251,4 +251,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(16, 'sender_outcomes', '03b1c8551c97b476406e47f1f68e681571ca6d175dd1253a82ea549d06270ad5');
+SELECT dbmail.record_migration(16, 'sender_outcomes', '0a0a38125e76acb9f17ddd426d48737ad7c4f37e51ba39d3fe6e4abc02ba0f05');
