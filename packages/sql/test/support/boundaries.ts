@@ -237,3 +237,6 @@ export async function setUpHardening(): Promise<Hardening> {
     boss: await db.connect(bossRole),
   };
 }
+
+/** sp_send_dbmail's arguments in hardening/: a recipient and a subject unless the test gives them. */
+export const mailArgs = (args: Args): Args => ({ recipients: "to@example.org", subject: "s", ...args });
