@@ -1,0 +1,95 @@
+// Bad calls of dbmail.attachment and file_attachments: names, contents, content types and paths
+// (docs/sql-reference.md §2.9 and §2.13; SECURITY.md §3.6).
+import { type BadCall, cut, long, sendArgs } from "../support.js";
+
+export const attachmentsCases: BadCall[] = [
+  // ---- sp_send_dbmail with dbmail.attachment, and file_attachments ----
+  {
+    name: "attachment: prohibited extension",
+    call: `SELECT dbmail.sp_send_dbmail(${sendArgs}, attachments => ARRAY[dbmail.attachment('evil.EXE', '\\x00'::bytea)])`,
+    role: "user",
+    sqlstate: "22023",
+    parameter: "attachments",
+    value: "evil.EXE",
+  },
+  {
+    name: "attachment: NULL file name",
+    call: `SELECT dbmail.sp_send_dbmail(${sendArgs}, attachments => ARRAY[dbmail.attachment(NULL, 'x'::bytea)])`,
+    role: "user",
+    sqlstate: "22004",
+    parameter: "attachments",
+    value: null,
+  },
+  {
+    name: "attachment: NULL content",
+    call: `SELECT dbmail.sp_send_dbmail(${sendArgs}, attachments => ARRAY[dbmail.attachment('a.txt', NULL)])`,
+    role: "user",
+    sqlstate: "22004",
+    parameter: "attachments",
+    value: "a.txt",
+  },
+  {
+    name: "attachment: a path, not a file name",
+    call: `SELECT dbmail.sp_send_dbmail(${sendArgs}, attachments => ARRAY[dbmail.attachment('../etc/passwd', 'x'::bytea)])`,
+    role: "user",
+    sqlstate: "22023",
+    parameter: "attachments",
+    value: "../etc/passwd",
+  },
+  {
+    name: "attachment: file name of 256 characters",
+    call: `SELECT dbmail.sp_send_dbmail(${sendArgs}, attachments => ARRAY[dbmail.attachment(repeat('f', 252) || '.txt', 'x'::bytea)])`,
+    role: "user",
+    sqlstate: "22023",
+    parameter: "attachments",
+    value: cut(`${long("f", 252)}.txt`),
+  },
+  {
+    name: "attachment: line break in the file name",
+    call: `SELECT dbmail.sp_send_dbmail(${sendArgs}, attachments => ARRAY[dbmail.attachment(E'a\\r\\nb.txt', 'x'::bytea)])`,
+    role: "user",
+    sqlstate: "22023",
+    parameter: "attachments",
+    value: "a\\r\\nb.txt",
+  },
+  {
+    name: "attachment: content type that is not a MIME type",
+    call: `SELECT dbmail.sp_send_dbmail(${sendArgs}, attachments => ARRAY[dbmail.attachment('a.txt', 'x'::bytea, 'not a mime type')])`,
+    role: "user",
+    sqlstate: "22023",
+    parameter: "attachments",
+    value: "not a mime type",
+  },
+  {
+    name: "attachment: content that is not bytea (PostgreSQL's own 22023)",
+    call: `SELECT dbmail.sp_send_dbmail(${sendArgs}, attachments => ARRAY[dbmail.attachment('a.txt', '\\xZZ')])`,
+    role: "user",
+    sqlstate: "22023",
+    parameter: null,
+    value: "invalid hexadecimal digit",
+  },
+  {
+    name: "file_attachments: relative path",
+    call: `SELECT dbmail.sp_send_dbmail(${sendArgs}, file_attachments => 'reports/x.csv')`,
+    role: "user",
+    sqlstate: "22023",
+    parameter: "file_attachments",
+    value: "reports/x.csv",
+  },
+  {
+    name: "file_attachments: .. component",
+    call: `SELECT dbmail.sp_send_dbmail(${sendArgs}, file_attachments => '/srv/../etc/passwd')`,
+    role: "user",
+    sqlstate: "22023",
+    parameter: "file_attachments",
+    value: "/srv/../etc/passwd",
+  },
+  {
+    name: "file_attachments: none allowed (AttachmentDirectories empty)",
+    call: `SELECT dbmail.sp_send_dbmail(${sendArgs}, file_attachments => '/etc/passwd')`,
+    role: "user",
+    sqlstate: "42501",
+    parameter: "file_attachments",
+    value: "/etc/passwd",
+  },
+];
