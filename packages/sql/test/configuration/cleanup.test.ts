@@ -4,10 +4,9 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { addProfile } from "../../../../test/support/mail.js";
 import {
   admin,
-  adminEvent,
   adminRole,
   type BadCall,
-  eventsAfter,
+  expectAdminEvent,
   expectBadCall,
   grant,
   lastLogId,
@@ -85,9 +84,7 @@ describe("delete_mailitems_sp", () => {
         await scalar(admin, "sysmail_delete_mailitems_sp", { sent_before: new Date("1970-01-02T00:00:00Z") }),
       ),
     ).toBe(0);
-    expect(await eventsAfter(logId)).toEqual([
-      adminEvent("information", `${adminRole.name}.*\\b0 items deleted`),
-    ]);
+    await expectAdminEvent(logId, "information", `${adminRole.name}.*\\b0 items deleted`);
   });
 
   it("deletes the items' attachments with them", async () => {

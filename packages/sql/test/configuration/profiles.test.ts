@@ -5,10 +5,9 @@ import { errorOf } from "../../../../test/support/database.js";
 import { addAccount, addProfile, call, unique } from "../../../../test/support/mail.js";
 import {
   admin,
-  adminEvent,
   adminRole,
   type BadCall,
-  eventsAfter,
+  expectAdminEvent,
   expectBadCall,
   expectRefused,
   grant,
@@ -123,9 +122,11 @@ describe("profiles", () => {
       { mailitem_id: String(retrying), ...failed, last_mod_user: adminRole.name },
       expect.objectContaining({ mailitem_id: String(sent), sent_status: "sent" }),
     ]);
-    expect(await eventsAfter(logId)).toEqual([
-      adminEvent("warning", `${profile.name}.*deleted by ${adminRole.name}.*\\b2\\b.*failed`),
-    ]);
+    await expectAdminEvent(
+      logId,
+      "warning",
+      `${profile.name}.*deleted by ${adminRole.name}.*\\b2\\b.*failed`,
+    );
   });
 });
 

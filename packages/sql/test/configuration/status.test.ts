@@ -4,9 +4,9 @@ import { afterEach, describe, expect, it } from "vitest";
 import { type Args, addProfile, call, configure } from "../../../../test/support/mail.js";
 import {
   admin,
-  adminEvent,
   adminRole,
   eventsAfter,
+  expectAdminEvent,
   expectRefused,
   lastLogId,
   queueMessage,
@@ -35,7 +35,7 @@ describe("start, stop and status", () => {
     const logId = await lastLogId();
     await call(admin, "sysmail_stop_sp");
     expect(await scalar(admin, "sysmail_help_status_sp")).toBe("STOPPED");
-    expect(await eventsAfter(logId)).toEqual([adminEvent("information", `stopped by ${adminRole.name}`)]);
+    await expectAdminEvent(logId, "information", `stopped by ${adminRole.name}`);
     expect(await su("SELECT started, last_mod_user FROM dbmail.system_state")).toEqual([
       { started: false, last_mod_user: adminRole.name },
     ]);
@@ -46,7 +46,7 @@ describe("start, stop and status", () => {
     const logId = await lastLogId();
     await call(admin, "sysmail_start_sp");
     expect(await scalar(admin, "sysmail_help_status_sp")).toBe("STARTED");
-    expect(await eventsAfter(logId)).toEqual([adminEvent("information", `started by ${adminRole.name}`)]);
+    await expectAdminEvent(logId, "information", `started by ${adminRole.name}`);
   });
 
   it("mail is still accepted and queued while stopped", async () => {

@@ -164,13 +164,15 @@ export async function eventsAfter(logId: number): Promise<Row[]> {
   );
 }
 
-/** An event_log row (as eventsAfter reads it) logged by the admin, its description matching `pattern`. */
-export function adminEvent(eventType: string, pattern: string) {
-  return {
-    event_type: eventType,
-    description: expect.stringMatching(new RegExp(pattern)),
-    last_mod_user: adminRole.name,
-  };
+/** Since `logId`, one event was logged: of `eventType`, by the admin, its description matching `pattern`. */
+export async function expectAdminEvent(logId: number, eventType: string, pattern: string): Promise<void> {
+  expect(await eventsAfter(logId)).toEqual([
+    {
+      event_type: eventType,
+      description: expect.stringMatching(new RegExp(pattern)),
+      last_mod_user: adminRole.name,
+    },
+  ]);
 }
 
 // ---------------------------------------------------------------------------------------------------------
