@@ -4,9 +4,8 @@
 import { spawnSync } from "node:child_process";
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cleanUpProcessesAndFiles, run, tmpDir, writeConfig } from "../support/cli.js";
-import { TestDatabase } from "../support/database.js";
+import { describe, expect, it } from "vitest";
+import { db, run, setUpCliTests, tmpDir, writeConfig } from "../support/cli.js";
 
 const docsPath = new URL("../../docs/cli.md", import.meta.url).pathname;
 const launcherPath = new URL("../../packages/sender/bin/dbmail.js", import.meta.url).pathname;
@@ -33,13 +32,7 @@ const startOptions: [flag: string, env: string][] = [
   ["log-level", "DBMAIL_LOG_LEVEL"],
 ];
 
-let db: TestDatabase;
-
-cleanUpProcessesAndFiles();
-beforeAll(async () => {
-  db = await TestDatabase.create();
-});
-afterAll(() => db?.drop());
+setUpCliTests();
 
 describe("dbmail --help and the command line", () => {
   it("--help lists every command and every exit code", async () => {

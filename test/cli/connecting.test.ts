@@ -2,18 +2,12 @@
 // will not do, exit 9 for a database without schema dbmail, and `dbmail start` retrying a database that is
 // not up yet instead of exiting; never a password in the output.
 import { freePort } from "@pg-dbmail/dev/local-postgres";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cleanUpProcessesAndFiles, launch, output, run, stop, withEmptyDatabase } from "../support/cli.js";
-import { TestDatabase, withClient } from "../support/database.js";
+import { describe, expect, it } from "vitest";
+import { db, launch, output, run, setUpCliTests, stop, withEmptyDatabase } from "../support/cli.js";
+import { withClient } from "../support/database.js";
 import { sleep, unique } from "../support/mail.js";
 
-let db: TestDatabase;
-
-cleanUpProcessesAndFiles();
-beforeAll(async () => {
-  db = await TestDatabase.create();
-});
-afterAll(() => db?.drop());
+setUpCliTests();
 
 describe("connecting", () => {
   const password = "s3cret-Pa55word";

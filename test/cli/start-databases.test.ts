@@ -5,11 +5,12 @@ import { writeFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   addProfile,
-  cleanUpProcessesAndFiles,
+  db,
   launch,
   liveSender,
   output,
   sendMail,
+  setUpCliTests,
   stop,
   writeConfig,
 } from "../support/cli.js";
@@ -19,13 +20,7 @@ import { sleep, unique } from "../support/mail.js";
 import { addAccount, eventually } from "../support/sender.js";
 import { TestSmtpServer } from "../support/smtp.js";
 
-let db: TestDatabase;
-
-cleanUpProcessesAndFiles();
-beforeAll(async () => {
-  db = await TestDatabase.create();
-});
-afterAll(() => db?.drop());
+setUpCliTests();
 
 describe("dbmail start --config with two databases", () => {
   let db2: TestDatabase;

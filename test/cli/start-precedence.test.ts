@@ -1,26 +1,11 @@
 // Where `dbmail start` takes its options from (SPEC.md sections 7 and 8): a flag over the environment
 // over the config file over the default, seen through the sender id it registers; and the config file's
 // list of databases, which DATABASE_URL may not be given with.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  cleanUpProcessesAndFiles,
-  type Env,
-  launch,
-  liveSender,
-  run,
-  stop,
-  writeConfig,
-} from "../support/cli.js";
-import { TestDatabase } from "../support/database.js";
+import { describe, expect, it } from "vitest";
+import { db, type Env, launch, liveSender, run, setUpCliTests, stop, writeConfig } from "../support/cli.js";
 import { unique } from "../support/mail.js";
 
-let db: TestDatabase;
-
-cleanUpProcessesAndFiles();
-beforeAll(async () => {
-  db = await TestDatabase.create();
-});
-afterAll(() => db?.drop());
+setUpCliTests();
 
 describe("dbmail start: flag > environment > config file > default", () => {
   async function senderIdOf(args: string[], env: Env, ids: string[]): Promise<string> {

@@ -5,8 +5,8 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { lstatSync, mkdtempSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, afterEach, inject } from "vitest";
-import { type TestDatabase, withClient } from "./database.js";
+import { afterAll, afterEach, beforeAll, inject } from "vitest";
+import { TestDatabase, withClient } from "./database.js";
 import { withDatabase } from "./global-setup.js";
 import { addProfile as addPlainProfile, call, send, sleep, unique } from "./mail.js";
 import { eventually } from "./sender.js";
@@ -200,6 +200,18 @@ export async function withEmptyDatabase<T>(fn: (url: string) => Promise<T>): Pro
 export function cleanUpProcessesAndFiles(): void {
   afterEach(() => stopAll());
   afterAll(() => removeTmpDirs());
+}
+
+/** The database of a file that called setUpCliTests (a live binding, set before its tests). */
+export let db: TestDatabase;
+
+/** cleanUpProcessesAndFiles, and a database of the file's own in `db`. */
+export function setUpCliTests(): void {
+  cleanUpProcessesAndFiles();
+  beforeAll(async () => {
+    db = await TestDatabase.create();
+  });
+  afterAll(() => db?.drop());
 }
 
 /** A public (non-default) profile using one account. */
