@@ -2,12 +2,12 @@
 // configure, send, deliver, send-test, status and several-databases steps work as written, through
 // `npx dbmail` from the repository root. Only the example hosts, ports, passwords and role names are
 // replaced with the test's own (a real PostgreSQL, a real SMTP server with STARTTLS and a login).
-import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { cleanEnv, killAll, type Result, type Running, spawnCollecting } from "./support/cli.js";
 import { withClient } from "./support/database.js";
 import { withDatabase } from "./support/global-setup.js";
 import { eventually } from "./support/sender.js";
@@ -56,7 +56,6 @@ const roles = { app: `readme_app_${suffix}`, mailer: `readme_mailer_${suffix}` }
 const smtpPassword = "smtp-secret";
 let smtp: TestSmtpServer;
 let dir: string;
-const children: ChildProcess[] = [];
 
 /** The README's example text, pointed at this test's databases, roles and SMTP server. */
 function ours(text: string): string {
@@ -81,44 +80,18 @@ function ours(text: string): string {
     );
 }
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** `npx dbmail args`, from the repository root, as the README has the user type it. */
-function npxDbmail(
-  args: string[],
-  env: Record<string, string> = {},
-): { child: ChildProcess; result: Promise<Result> } {
-  const clean = Object.fromEntries(
-    Object.entries(process.env).filter(([key]) => !/^(DATABASE_URL$|PG[A-Z]+$|DBMAIL_)/.test(key)),
-  );
-  const child = spawn("npx", ["dbmail", ...args], {
+function npxDbmail(args: string[], env: Record<string, string> = {}): Running {
+  return spawnCollecting("npx", ["dbmail", ...args], {
     cwd: root,
-    env: { ...clean, ...env, SMTP_PASSWORD: smtpPassword, NODE_EXTRA_CA_CERTS: certificate },
-    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...cleanEnv, ...env, SMTP_PASSWORD: smtpPassword, NODE_EXTRA_CA_CERTS: certificate },
   });
-  children.push(child);
-  let stdout = "";
-  let stderr = "";
-  child.stdout?.on("data", (chunk: Buffer) => {
-    stdout += chunk.toString();
-  });
-  child.stderr?.on("data", (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  const result = new Promise<Result>((resolve) =>
-    child.once("close", (code) => resolve({ code, stdout, stderr })),
-  );
-  return { child, result };
 }
 
 async function runAll(text: string, env: Record<string, string> = {}): Promise<Result[]> {
   const results: Result[] = [];
   for (const command of commands(ours(text))) {
-    const result = await npxDbmail(command.args, { ...env, ...command.env }).result;
+    const result = await npxDbmail(command.args, { ...env, ...command.env }).exited;
     expect(result.code, `npx dbmail ${command.args.join(" ")}\n${result.stdout}${result.stderr}`).toBe(0);
     results.push(result);
   }
@@ -126,21 +99,10 @@ async function runAll(text: string, env: Record<string, string> = {}): Promise<R
 }
 
 /** Starts `npx dbmail start ...` and waits until it serves `count` databases. */
-async function startSender(args: string[], env: Record<string, string>, count = 1): Promise<ChildProcess> {
-  const { child, result } = npxDbmail(args, env);
-  let out = "";
-  child.stdout?.on("data", (chunk: Buffer) => {
-    out += chunk.toString();
-  });
-  let exited: Result | undefined;
-  void result.then((r) => {
-    exited = r;
-  });
-  await eventually(async () => {
-    if (exited) throw new Error(`the sender exited: ${exited.stdout}${exited.stderr}`);
-    return (out.match(/"msg":"serving"/g) ?? []).length >= count;
-  }, 30_000);
-  return child;
+async function startSender(args: string[], env: Record<string, string>, count = 1): Promise<Running> {
+  const sender = npxDbmail(args, env);
+  await sender.waitForOutput(new RegExp(Array(count).fill('"msg":"serving"').join("[\\s\\S]*")), 30_000);
+  return sender;
 }
 
 function sql(url: string, text: string) {
@@ -155,7 +117,8 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const child of children) child.kill("SIGKILL");
+  // npx's node child, the sender, is not killed with npx: killAll ends each process group.
+  await killAll();
   await smtp?.stop();
   await withClient(adminUrl, async (c) => {
     for (const database of Object.values(names))
@@ -212,7 +175,7 @@ describe("the README", () => {
     for (const name of ["billing", "crm"] as const) {
       const url = withDatabase(adminUrl, names[name]);
       const migrate = commands(block("sh", "npx dbmail migrate"))[0]?.args ?? [];
-      const result = await npxDbmail(migrate.map((a) => (a.startsWith("postgres://") ? url : a))).result;
+      const result = await npxDbmail(migrate.map((a) => (a.startsWith("postgres://") ? url : a))).exited;
       expect(result.code, result.stderr).toBe(0);
       // The configuration block again, without the roles the first database's created for the cluster.
       await sql(url, ours(block("sql", "sysmail_add_account_sp(")).replace(/^(GRANT|ALTER ROLE).*$/gm, ""));
