@@ -153,7 +153,7 @@ BEGIN
   END IF;
   -- The message's rate-limit slot (if its account has a limit) ends now, after the server's reply.
   UPDATE dbmail.send_slots t SET finished_at = now()
-  WHERE t.mailitem_id = apply_outcome.mailitem_id AND t.finished_at IS NULL;
+  WHERE t.mailitem_id = apply_outcome.mailitem_id AND t.finished_at IS NULL AND NOT t.waiting;
   SELECT string_agg(format('account %s: %s', f.value ->> 'account_id', f.value ->> 'error'), '; ')
     INTO summary FROM jsonb_array_elements(COALESCE(account_errors, '[]')) f;
 
@@ -3371,7 +3371,6 @@ CREATE FUNCTION dbmail.take_send_slot(sender_id text, mailitem_id bigint, lease_
 DECLARE
   lim integer;
   busy integer;
-  step interval;
   due timestamptz;
 BEGIN
   PERFORM dbmail.require_sender();
@@ -3389,27 +3388,34 @@ BEGIN
   END IF;
   INSERT INTO dbmail.send_rates AS r (account_id) VALUES (take_send_slot.account_id) ON CONFLICT DO NOTHING;
   PERFORM FROM dbmail.send_rates r WHERE r.account_id = take_send_slot.account_id FOR UPDATE;
-  -- A slot whose item is no longer being sent (its sender died or gave it back) may have gone out at any
-  -- moment until now: it counts as finished now.
+  -- A slot whose item is no longer being sent (its sender died, or gave it back) may have gone out at
+  -- any moment until now: it counts as finished now.
   UPDATE dbmail.send_slots t SET finished_at = now()
-  WHERE t.account_id = take_send_slot.account_id AND t.finished_at IS NULL
+  WHERE t.account_id = take_send_slot.account_id AND t.finished_at IS NULL AND NOT t.waiting
     AND NOT EXISTS (SELECT FROM dbmail.mailitems m WHERE m.mailitem_id = t.mailitem_id AND m.sent_status = 'sending');
+  -- Out of the window; this item's own turn or slot (it asks again); turns not taken within a minute.
   DELETE FROM dbmail.send_slots t
   WHERE t.account_id = take_send_slot.account_id
-    AND (t.finished_at < now() - interval '60 seconds'
-         OR (t.mailitem_id = take_send_slot.mailitem_id AND t.finished_at IS NULL));
-  SELECT count(*), min(t.finished_at) + interval '60 seconds' INTO busy, due
-  FROM dbmail.send_slots t WHERE t.account_id = take_send_slot.account_id;
+    AND (t.finished_at < now() - interval '60 seconds' OR (t.mailitem_id = take_send_slot.mailitem_id AND t.finished_at IS NULL)
+         OR (t.waiting AND t.starts_at < now() - interval '60 seconds'));
+  SELECT count(*) INTO busy FROM dbmail.send_slots t
+  WHERE t.account_id = take_send_slot.account_id AND (NOT t.waiting OR t.starts_at <= now());
   IF busy < lim THEN
-    INSERT INTO dbmail.send_slots (account_id, mailitem_id, taken_at)
+    INSERT INTO dbmail.send_slots (account_id, mailitem_id, starts_at)
     VALUES (take_send_slot.account_id, take_send_slot.mailitem_id, now());
     RETURN QUERY SELECT true, NULL::timestamptz;
     RETURN;
   END IF;
-  step := make_interval(secs => 60.0 / lim);
-  UPDATE dbmail.send_rates r SET next_wait_until = greatest(COALESCE(due, now() + step), r.next_wait_until + step)
-  WHERE r.account_id = take_send_slot.account_id
-  RETURNING r.next_wait_until INTO due;
+  -- Every slot and turn leaves the window 60 s after it ends (one on its way: at the earliest now); with
+  -- n of them, this turn comes when n - limit + 1 have left.
+  SELECT e.leaves INTO due
+  FROM (SELECT CASE WHEN t.waiting THEN t.starts_at ELSE COALESCE(t.finished_at, now()) END
+               + interval '60 seconds' AS leaves
+        FROM dbmail.send_slots t WHERE t.account_id = take_send_slot.account_id) e
+  ORDER BY e.leaves OFFSET (SELECT count(*) FROM dbmail.send_slots t WHERE t.account_id = take_send_slot.account_id) - lim
+  LIMIT 1;
+  INSERT INTO dbmail.send_slots (account_id, mailitem_id, starts_at, waiting)
+  VALUES (take_send_slot.account_id, take_send_slot.mailitem_id, due, true);
   UPDATE dbmail.mailitems m SET
     sent_status = CASE WHEN m.send_attempts = 0 THEN 'unsent' ELSE 'retrying' END,
     next_attempt_at = due, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
@@ -3679,15 +3685,15 @@ ALTER TABLE dbmail.profiles ALTER COLUMN profile_id ADD GENERATED ALWAYS AS IDEN
 );
 
 CREATE TABLE dbmail.send_rates (
-    account_id integer NOT NULL,
-    next_wait_until timestamp with time zone DEFAULT '-infinity'::timestamp with time zone NOT NULL
+    account_id integer NOT NULL
 );
 
 CREATE TABLE dbmail.send_slots (
     account_id integer NOT NULL,
     mailitem_id bigint NOT NULL,
-    taken_at timestamp with time zone NOT NULL,
-    finished_at timestamp with time zone
+    starts_at timestamp with time zone NOT NULL,
+    finished_at timestamp with time zone,
+    waiting boolean DEFAULT false NOT NULL
 );
 
 CREATE TABLE dbmail.settings (
@@ -3995,7 +4001,7 @@ CREATE INDEX profile_accounts_account_idx ON dbmail.profile_accounts USING btree
 
 CREATE UNIQUE INDEX profiles_name_key ON dbmail.profiles USING btree (lower(name));
 
-CREATE INDEX send_slots_account_idx ON dbmail.send_slots USING btree (account_id, taken_at);
+CREATE INDEX send_slots_account_idx ON dbmail.send_slots USING btree (account_id);
 
 CREATE INDEX send_slots_mailitem_idx ON dbmail.send_slots USING btree (mailitem_id) WHERE (finished_at IS NULL);
 

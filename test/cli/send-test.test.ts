@@ -36,6 +36,8 @@ describe("dbmail send-test", () => {
     const result = await run([...args(), "--timeout", "20"]);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toContain("sent");
+    // An admin (here the superuser) also sees how the account logs in, signs and is limited.
+    expect(result.stdout).toMatch(/^account \d+ \(p\): no login; not DKIM-signed; no rate limit$/m);
     const [mail] = await smtp.waitFor(1);
     expect(mail?.envelope.to).toEqual(["x@example.org"]);
     expect(mail?.parsed.subject).toBe("Database Mail test");

@@ -1,3 +1,4 @@
+import type pg from "pg";
 import { connect, databaseUrlFrom } from "../connection.js";
 import { CliError, ExitCode } from "../exit-codes.js";
 import { safeText } from "../safe-text.js";
@@ -72,6 +73,8 @@ export async function runSendTest(options: SendTestOptions): Promise<void> {
         console.log(
           `mail ${id} sent through account ${item.sent_account_id}: ${safeText(item.smtp_response ?? "accepted")}`,
         );
+        const settings = await accountSettings(client, item.sent_account_id);
+        if (settings) console.log(settings);
         return;
       }
       if (item?.sent_status === "failed") {
@@ -93,4 +96,38 @@ export async function runSendTest(options: SendTestOptions): Promise<void> {
   } finally {
     await client.end();
   }
+}
+
+/**
+ * How the account that sent logs in, signs and is limited, for an admin (who may read the account;
+ * never a secret, only how each is given). Nothing for a dbmail_user, who may not see accounts.
+ */
+async function accountSettings(client: pg.Client, accountId: number | null): Promise<string | undefined> {
+  if (accountId === null) return undefined;
+  const { rows } = await client
+    .query<{
+      name: string;
+      auth_method: string;
+      username: string | null;
+      oauth2_token_url: string | null;
+      dkim_domain: string | null;
+      dkim_selector: string | null;
+      max_messages_per_minute: number | null;
+    }>("SELECT * FROM dbmail.sysmail_help_account_sp(account_id => $1)", [accountId])
+    .catch(() => ({ rows: [] }));
+  const account = rows[0];
+  if (!account) return undefined;
+  const login =
+    account.auth_method === "oauth2"
+      ? `OAuth2 (XOAUTH2) as ${account.username}, tokens from ${account.oauth2_token_url}`
+      : account.auth_method === "password"
+        ? `a password login${account.username ? ` as ${account.username}` : ""}`
+        : "no login";
+  const dkim = account.dkim_domain
+    ? `DKIM-signed as d=${account.dkim_domain} s=${account.dkim_selector}`
+    : "not DKIM-signed";
+  const rate = account.max_messages_per_minute
+    ? `at most ${account.max_messages_per_minute} mails a minute`
+    : "no rate limit";
+  return safeText(`account ${accountId} (${account.name}): ${login}; ${dkim}; ${rate}`);
 }

@@ -55,6 +55,16 @@ describe("accounts", () => {
         timeout: 30,
         tls_reject_unauthorized: true,
         password_source: "literal",
+        auth_method: "password",
+        oauth2_token_url: null,
+        oauth2_client_id: null,
+        oauth2_scope: null,
+        oauth2_client_secret_source: "none",
+        oauth2_refresh_token_source: "none",
+        dkim_domain: null,
+        dkim_selector: null,
+        dkim_private_key_source: "none",
+        max_messages_per_minute: null,
       },
     ]);
     expect(JSON.stringify(rows)).not.toContain("Sup3r-Secret!");
@@ -95,6 +105,16 @@ describe("accounts", () => {
       timeout: null,
       tls_reject_unauthorized: true,
       password_source: "none",
+      auth_method: "none",
+      oauth2_token_url: null,
+      oauth2_client_id: null,
+      oauth2_scope: null,
+      oauth2_client_secret_source: "none",
+      oauth2_refresh_token_source: "none",
+      dkim_domain: null,
+      dkim_selector: null,
+      dkim_private_key_source: "none",
+      max_messages_per_minute: null,
     });
   });
 

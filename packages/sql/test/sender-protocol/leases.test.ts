@@ -149,7 +149,7 @@ describe("lease tokens", () => {
   it("shows the token in no view, and returns it from no function but claim_mailitems", async () => {
     const { rows: columns } = await db.query<{ table_name: string }>(
       `SELECT table_name FROM information_schema.columns
-       WHERE table_schema = 'dbmail' AND column_name LIKE '%token%' ORDER BY 1`,
+       WHERE table_schema = 'dbmail' AND column_name LIKE '%lease_token%' ORDER BY 1`,
     );
     expect(columns.map((c) => c.table_name)).toEqual(["mailitems"]);
     const { rows: views } = await db.query(
@@ -158,7 +158,7 @@ describe("lease tokens", () => {
     expect(views).toEqual([]);
     const { rows: returning } = await db.query<{ proname: string }>(
       `SELECT DISTINCT p.proname FROM pg_proc p, unnest(p.proargnames, p.proargmodes) AS a(name, mode)
-       WHERE p.pronamespace = 'dbmail'::regnamespace AND a.name LIKE '%token%' AND a.mode IN ('o', 'b', 't')`,
+       WHERE p.pronamespace = 'dbmail'::regnamespace AND a.name LIKE '%lease_token%' AND a.mode IN ('o', 'b', 't')`,
     );
     expect(returning.map((r) => r.proname)).toEqual(["claim_mailitems"]);
   });
