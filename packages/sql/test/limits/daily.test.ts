@@ -3,7 +3,7 @@
 // is 54000 naming the role, and queues nothing.
 import { describe, expect, it } from "vitest";
 import { errorOf } from "../../../../test/support/database.js";
-import { expectError, first, withSettings } from "../../../../test/support/mail.js";
+import { expectError, first, type Refusal, withSettings } from "../../../../test/support/mail.js";
 import { message, useSendDatabase } from "../support/send.js";
 
 const t = useSendDatabase();
@@ -18,6 +18,9 @@ async function clearQueue(): Promise<void> {
 describe("MaxMailsPerUserPerDay", () => {
   const problem = (n: number, max: number) =>
     `has queued ${n} mails in the last 24 hours, the MaxMailsPerUserPerDay limit (${max}); try again later or ask an admin to raise it`;
+  /** The refusal is MaxMailsPerUserPerDay's: `role` (alice) has queued n mails, the limit max. */
+  const expectOverLimit = (error: Refusal, n: number, max: number, role = t.aliceRole) =>
+    expectError(error, "54000", "send_request_user", role.name, problem(n, max));
 
   it("accepts up to the limit and refuses the next, naming the role, queuing nothing", async () => {
     await clearQueue();
@@ -26,9 +29,9 @@ describe("MaxMailsPerUserPerDay", () => {
       await send(message()); // one under
       await send(message()); // reaches the limit
       const error = await refused(message());
-      expectError(error, "54000", "send_request_user", t.aliceRole.name, problem(3, 3));
+      expectOverLimit(error, 3, 3);
       // Still refused: the refusal did not count, nor queue anything.
-      expectError(await refused(message()), "54000", "send_request_user", t.aliceRole.name, problem(3, 3));
+      expectOverLimit(await refused(message()), 3, 3);
     });
   });
 
@@ -39,20 +42,8 @@ describe("MaxMailsPerUserPerDay", () => {
       await send(message(), t.alice);
       await send(message(), t.bob);
       await send(message(), t.bob);
-      expectError(
-        await refused(message(), t.bob),
-        "54000",
-        "send_request_user",
-        t.bobRole.name,
-        problem(2, 2),
-      );
-      expectError(
-        await refused(message(), t.alice),
-        "54000",
-        "send_request_user",
-        t.aliceRole.name,
-        problem(2, 2),
-      );
+      expectOverLimit(await refused(message(), t.bob), 2, 2, t.bobRole);
+      expectOverLimit(await refused(message(), t.alice), 2, 2);
     });
   });
 
@@ -72,7 +63,7 @@ describe("MaxMailsPerUserPerDay", () => {
          SELECT role_id, date_trunc('hour', now(), 'UTC') - interval '24 hours', 1 FROM dbmail.daily_mail_counts`,
       );
       await send(message());
-      expectError(await refused(message()), "54000", "send_request_user", t.aliceRole.name, problem(2, 2));
+      expectOverLimit(await refused(message()), 2, 2);
       // A new hour's first mail forgets what no count looks at any more.
       const { rows } = await t.db.query<{ oldest: string }>(
         `SELECT count(*) FILTER (WHERE hour_start < date_trunc('hour', now(), 'UTC') - interval '24 hours') AS oldest
@@ -95,12 +86,12 @@ describe("MaxMailsPerUserPerDay", () => {
       );
       expect(Number(first(rows).n)).toBe(2);
       expect(await queued()).toBe(0);
-      expectError(await refused(message()), "54000", "send_request_user", t.aliceRole.name, problem(2, 2));
+      expectOverLimit(await refused(message()), 2, 2);
       // Nor does an admin's deletion of every item.
       await t.boss.query(
         "SELECT dbmail.sysmail_delete_mailitems_sp(sent_before => now() + interval '1 day')",
       );
-      expectError(await refused(message()), "54000", "send_request_user", t.aliceRole.name, problem(2, 2));
+      expectOverLimit(await refused(message()), 2, 2);
     });
   });
 
@@ -110,7 +101,7 @@ describe("MaxMailsPerUserPerDay", () => {
     await send(message());
     await withSettings(t.db, { MaxMailsPerUserPerDay: "3" }, async () => {
       await send(message());
-      expectError(await refused(message()), "54000", "send_request_user", t.aliceRole.name, problem(3, 3));
+      expectOverLimit(await refused(message()), 3, 3);
     });
   });
 
@@ -120,7 +111,7 @@ describe("MaxMailsPerUserPerDay", () => {
       await send(message());
       await send(message());
       await t.db.query("UPDATE dbmail.mailitems SET sent_status = 'failed'");
-      expectError(await refused(message()), "54000", "send_request_user", t.aliceRole.name, problem(2, 2));
+      expectOverLimit(await refused(message()), 2, 2);
     });
   });
 
@@ -142,13 +133,7 @@ describe("MaxMailsPerUserPerDay", () => {
       expect(await send(message({ idempotency_key: "order-1" }))).toBe(id);
       expect(await queued()).toBe(2);
       // A new key is a new mail, and is refused.
-      expectError(
-        await refused(message({ idempotency_key: "order-2" })),
-        "54000",
-        "send_request_user",
-        t.aliceRole.name,
-        problem(2, 2),
-      );
+      expectOverLimit(await refused(message({ idempotency_key: "order-2" })), 2, 2);
     });
   });
 
@@ -162,7 +147,7 @@ describe("MaxMailsPerUserPerDay", () => {
         const blocked = errorOf(send(message(), second));
         await new Promise((resolve) => setTimeout(resolve, 200));
         await t.alice.query("COMMIT");
-        expectError(await blocked, "54000", "send_request_user", t.aliceRole.name, problem(1, 1));
+        expectOverLimit(await blocked, 1, 1);
       } finally {
         await t.alice.query("ROLLBACK").catch(() => {});
         await second.end();

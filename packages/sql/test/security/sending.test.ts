@@ -2,8 +2,7 @@
 // stamp, SET ROLE and SECURITY DEFINER wrappers record current_user, leaky functions and a fake pg_roles
 // see or change nothing, and a rolled-back send leaves nothing queued or notified.
 import { describe, expect, it } from "vitest";
-import { errorOf } from "../../../../test/support/database.js";
-import { first, ident, sleep, snapshot } from "../../../../test/support/mail.js";
+import { first, ident, refusedUnchanged, sleep, snapshot } from "../../../../test/support/mail.js";
 import {
   expectDenied,
   notices,
@@ -17,11 +16,11 @@ const { send, item, idsOf, expectUnchanged } = t;
 
 describe("dbmail_user", () => {
   it("cannot call queue_mail directly without a stamp of its own transaction", async () => {
-    await expectUnchanged(async () => {
-      const error = await errorOf(queueMailUnstamped(t.aliceClient, { subject: "queued directly" }));
-      expect(error.code).toBe("42501");
-      expect(error.message).toContain("call dbmail.sp_send_dbmail");
-    });
+    const error = await refusedUnchanged(t.db, () =>
+      queueMailUnstamped(t.aliceClient, { subject: "queued directly" }),
+    );
+    expect(error.code).toBe("42501");
+    expect(error.message).toContain("call dbmail.sp_send_dbmail");
   });
 
   it("with a stamp made by hand, queue_mail records the stamper, and a stamp is only ever its maker's", async () => {
@@ -40,10 +39,10 @@ describe("dbmail_user", () => {
 
   it("a stamp left committed by one user cannot be used by another session", async () => {
     await t.aliceClient.query("INSERT INTO dbmail.caller_stamps DEFAULT VALUES");
-    await expectUnchanged(async () => {
-      const error = await errorOf(queueMailUnstamped(t.bobClient, { subject: "with alice's stamp" }));
-      expect(error.code).toBe("42501");
-    });
+    const error = await refusedUnchanged(t.db, () =>
+      queueMailUnstamped(t.bobClient, { subject: "with alice's stamp" }),
+    );
+    expect(error.code).toBe("42501");
     await t.db.query("DELETE FROM dbmail.caller_stamps");
   });
 

@@ -3,8 +3,7 @@
 // every row.
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { errorOf } from "../../../../test/support/database.js";
-import { first } from "../../../../test/support/mail.js";
+import { first, refusedUnchanged } from "../../../../test/support/mail.js";
 import { expectDenied, useSecurityDatabase } from "../support/security.js";
 
 const t = useSecurityDatabase();
@@ -12,12 +11,10 @@ const { send, item, idsOf, expectUnchanged } = t;
 
 describe("dbmail_user", () => {
   it("cannot use a private profile granted to a role it is not a member of", async () => {
-    await expectUnchanged(async () => {
-      const error = await errorOf(send(t.aliceClient, { profile_name: "vip_only" }));
-      expect(error.code).toBe("42501");
-      expect(error.message).toContain("profile_name");
-      expect(error.message).toContain(t.alice.name);
-    });
+    const error = await refusedUnchanged(t.db, () => send(t.aliceClient, { profile_name: "vip_only" }));
+    expect(error.code).toBe("42501");
+    expect(error.message).toContain("profile_name");
+    expect(error.message).toContain(t.alice.name);
   });
 
   it("cannot use a profile with no grants (private to admins)", async () => {

@@ -7,6 +7,15 @@ import { message, useSendDatabase } from "../support/send.js";
 const t = useSendDatabase();
 const { refused, sendAndRead } = t;
 
+/**
+ * Sends with one parameter set to `value`, expecting its refusal: a required parameter that is NULL is
+ * 22004 (null_value_not_allowed); a wrong value is 22023. `text` is the value as the message shows it.
+ */
+async function expectRefused(parameter: string, value: unknown, text: string | null, problem: string) {
+  const error = await refused(message({ [parameter]: value }));
+  expectError(error, value === null ? "22004" : "22023", parameter, text, problem);
+}
+
 describe("enumerations and query options", () => {
   it.each([
     ["body_format", "markdown", "must be TEXT or HTML"],
@@ -19,9 +28,7 @@ describe("enumerations and query options", () => {
     ["query_result_format", "xml", "must be TEXT, CSV, HTML or JSON"],
     ["query_result_format", null, "must be TEXT, CSV, HTML or JSON"],
   ])("refuses %s %j", async (parameter, value, problem) => {
-    const error = await refused(message({ [parameter]: value }));
-    // A required parameter that is NULL is 22004 (null_value_not_allowed); a wrong value is 22023.
-    expectError(error, value === null ? "22004" : "22023", parameter, value, problem);
+    await expectRefused(parameter, value, value, problem);
   });
 
   it.each([
@@ -43,14 +50,7 @@ describe("enumerations and query options", () => {
     [-1, "-1"],
     [null, null],
   ])("refuses query_result_width %j", async (width, text) => {
-    const error = await refused(message({ query_result_width: width }));
-    expectError(
-      error,
-      width === null ? "22004" : "22023",
-      "query_result_width",
-      text,
-      "must be from 10 to 32767",
-    );
+    await expectRefused("query_result_width", width, text, "must be from 10 to 32767");
   });
 
   it.each([10, 32767])("accepts query_result_width %i", async (width) => {
@@ -62,14 +62,7 @@ describe("enumerations and query options", () => {
     ["two characters", ",,"],
     ["NULL", null],
   ])("refuses a query_result_separator that is %s", async (_label, separator) => {
-    const error = await refused(message({ query_result_separator: separator }));
-    expectError(
-      error,
-      separator === null ? "22004" : "22023",
-      "query_result_separator",
-      separator,
-      "must be exactly one character",
-    );
+    await expectRefused("query_result_separator", separator, separator, "must be exactly one character");
   });
 
   it.each([",", "│"])("accepts the query_result_separator %j", async (separator) => {
