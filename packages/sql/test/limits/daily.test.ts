@@ -15,6 +15,12 @@ async function clearQueue(): Promise<void> {
   await t.db.query("DELETE FROM dbmail.daily_mail_counts");
 }
 
+/** Runs fn from no mail (clearQueue), with MaxMailsPerUserPerDay set to max. */
+async function withDailyLimit(max: number, fn: () => Promise<void>): Promise<void> {
+  await clearQueue();
+  await withSettings(t.db, { MaxMailsPerUserPerDay: String(max) }, fn);
+}
+
 describe("MaxMailsPerUserPerDay", () => {
   const problem = (n: number, max: number) =>
     `has queued ${n} mails in the last 24 hours, the MaxMailsPerUserPerDay limit (${max}); try again later or ask an admin to raise it`;
@@ -23,8 +29,7 @@ describe("MaxMailsPerUserPerDay", () => {
     expectError(error, "54000", "send_request_user", role.name, problem(n, max));
 
   it("accepts up to the limit and refuses the next, naming the role, queuing nothing", async () => {
-    await clearQueue();
-    await withSettings(t.db, { MaxMailsPerUserPerDay: "3" }, async () => {
+    await withDailyLimit(3, async () => {
       await send(message());
       await send(message()); // one under
       await send(message()); // reaches the limit
@@ -36,8 +41,7 @@ describe("MaxMailsPerUserPerDay", () => {
   });
 
   it("counts only the caller's own mail", async () => {
-    await clearQueue();
-    await withSettings(t.db, { MaxMailsPerUserPerDay: "2" }, async () => {
+    await withDailyLimit(2, async () => {
       await send(message(), t.alice);
       await send(message(), t.alice);
       await send(message(), t.bob);
@@ -48,8 +52,7 @@ describe("MaxMailsPerUserPerDay", () => {
   });
 
   it("counts the hour it is (UTC) and the 24 before it, from its ledger", async () => {
-    await clearQueue();
-    await withSettings(t.db, { MaxMailsPerUserPerDay: "2" }, async () => {
+    await withDailyLimit(2, async () => {
       await send(message());
       await send(message());
       await refused(message());
@@ -76,8 +79,7 @@ describe("MaxMailsPerUserPerDay", () => {
   // Issue 13: sysmail_delete_mailitems_sp(sent_status => ...) reset the count, so a role could send
   // again and again.
   it("keeps counting mail that was deleted since", async () => {
-    await clearQueue();
-    await withSettings(t.db, { MaxMailsPerUserPerDay: "2" }, async () => {
+    await withDailyLimit(2, async () => {
       await send(message());
       await send(message());
       await refused(message());
@@ -106,8 +108,7 @@ describe("MaxMailsPerUserPerDay", () => {
   });
 
   it("counts mail whatever became of it (sent, failed)", async () => {
-    await clearQueue();
-    await withSettings(t.db, { MaxMailsPerUserPerDay: "2" }, async () => {
+    await withDailyLimit(2, async () => {
       await send(message());
       await send(message());
       await t.db.query("UPDATE dbmail.mailitems SET sent_status = 'failed'");
@@ -116,8 +117,7 @@ describe("MaxMailsPerUserPerDay", () => {
   });
 
   it("exempts admins", async () => {
-    await clearQueue();
-    await withSettings(t.db, { MaxMailsPerUserPerDay: "1" }, async () => {
+    await withDailyLimit(1, async () => {
       for (let i = 0; i < 4; i++) await send(message(), t.boss);
       await send(message(), t.alice);
       await refused(message(), t.alice);
@@ -125,8 +125,7 @@ describe("MaxMailsPerUserPerDay", () => {
   });
 
   it("does not refuse a replay of an idempotency_key, which returns the item already queued", async () => {
-    await clearQueue();
-    await withSettings(t.db, { MaxMailsPerUserPerDay: "2" }, async () => {
+    await withDailyLimit(2, async () => {
       const id = await send(message({ idempotency_key: "order-1" }));
       await send(message());
       expect(await queued()).toBe(2);
@@ -138,8 +137,7 @@ describe("MaxMailsPerUserPerDay", () => {
   });
 
   it("makes concurrent sends of one role wait for each other, so they cannot both pass", async () => {
-    await clearQueue();
-    await withSettings(t.db, { MaxMailsPerUserPerDay: "1" }, async () => {
+    await withDailyLimit(1, async () => {
       const second = await t.db.connect(t.aliceRole);
       await t.alice.query("BEGIN");
       try {
