@@ -1,6 +1,6 @@
-// MaxMailsPerUserPerDay (issue 5), checked by dbmail.queue_mail from its hourly ledger: per role, over the
-// last 24 hours, whatever became of the mail since, admins exempt, concurrent sends serialised; a refusal
-// is 54000 naming the role, and queues nothing.
+// MaxMailsPerUserPerDay (issue 5; SPEC.md sections 3 and 4), checked by dbmail.queue_mail from its hourly
+// ledger: per role, over the last 24 hours, whatever became of the mail since, admins exempt, concurrent
+// sends serialised; a refusal is 54000 naming the role, and queues nothing.
 import { describe, expect, it } from "vitest";
 import { errorOf } from "../../../../test/support/database.js";
 import { expectError, first, type Refusal, withSettings } from "../../../../test/support/mail.js";

@@ -1,6 +1,7 @@
-// The denial-of-service limits of dbmail.queue_mail (issue 5): the settings MaxRecipientsPerMail,
-// MaxMailSize and MaxMailsPerUserPerDay themselves, then MaxRecipientsPerMail at, just under and just over
-// its boundary; a refusal is 54000 with a `<parameter>: <value>: <problem>` message and queues nothing.
+// The denial-of-service limits of dbmail.queue_mail (issue 5; SPEC.md sections 3 and 4): the settings
+// MaxRecipientsPerMail, MaxMailSize and MaxMailsPerUserPerDay themselves, then MaxRecipientsPerMail at, just
+// under and just over its boundary; a refusal is 54000, reads `<parameter>: <value>: <problem>`, and queues
+// nothing.
 import { describe, expect, it } from "vitest";
 import { errorOf } from "../../../../test/support/database.js";
 import { configure, expectError, setting, withSettings } from "../../../../test/support/mail.js";

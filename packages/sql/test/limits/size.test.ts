@@ -1,6 +1,6 @@
-// MaxMailSize (issue 5), checked by dbmail.queue_mail: every byte of subject, addresses, headers, body,
-// attachments (in memory and files) and query results counts; tried at, just under and just over the
-// limit, a refusal is 54000, names the part that went over, and queues nothing.
+// MaxMailSize (issue 5; SPEC.md sections 3 and 4), checked by dbmail.queue_mail: every byte of subject,
+// addresses, headers, body, attachments (in memory and files) and query results counts; tried at, just
+// under and just over the limit, a refusal is 54000, names the part that went over, and queues nothing.
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
