@@ -7,6 +7,8 @@ import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { errorOf, TestDatabase, type TestRole } from "../../../test/support/database.js";
 import { withDatabase } from "../../../test/support/global-setup.js";
+import { addAccount, first } from "../../../test/support/mail.js";
+import { addSendingProfile } from "./support/send.js";
 
 const SECRET = "db1-smtp-password";
 
@@ -21,34 +23,21 @@ let db1Boss: TestRole;
 let db1Senders: TestRole;
 let db1Admins: TestRole;
 
-function first<T>(rows: T[]): T {
-  const row = rows[0];
-  if (row === undefined) throw new Error("expected a row");
-  return row;
-}
-
 /** A connection as `role` to `db` (a TestRole's URL names the database that made it). */
 async function connect(db: TestDatabase, role: TestRole): Promise<pg.Client> {
   return db.connect({ name: role.name, url: withDatabase(role.url, db.name) });
 }
 
 async function setUp(db: TestDatabase, password: string): Promise<void> {
-  await db.query(
-    `SELECT dbmail.sysmail_add_account_sp(account_name => 'main', email_address => 'mailer@example.org',
-       mailserver_name => 'localhost', username => 'mailer', password => $1)`,
-    [password],
-  );
-  await db.query("SELECT dbmail.sysmail_add_profile_sp(profile_name => 'Main')");
-  await db.query(
-    "SELECT dbmail.sysmail_add_profileaccount_sp(profile_name => 'Main', account_name => 'main', sequence_number => 1)",
-  );
-  await db.query("SELECT dbmail.sysmail_add_profile_sp(profile_name => 'Private')");
-  await db.query(
-    "SELECT dbmail.sysmail_add_profileaccount_sp(profile_name => 'Private', account_name => 'main', sequence_number => 1)",
-  );
-  await db.query(
-    "SELECT dbmail.sysmail_add_principalprofile_sp(principal_name => 'public', profile_name => 'Main', is_default => true)",
-  );
+  await addAccount(db, {
+    account_name: "main",
+    email_address: "mailer@example.org",
+    mailserver_name: "localhost",
+    username: "mailer",
+    password,
+  });
+  await addSendingProfile(db, "Main", "main", "public", true);
+  await addSendingProfile(db, "Private", "main");
   // Mail of the superuser's (not the admin's own) waiting to be sent.
   await db.query(
     "SELECT dbmail.sp_send_dbmail(recipients => 'to@example.org', subject => 'queued', body => 'b')",
@@ -63,6 +52,20 @@ async function callsRequireSender(db: TestDatabase, name: string): Promise<boole
     [name],
   );
   return first(rows).wired === true;
+}
+
+/** The sender login passes require_sender, reads the account's password, and claims (then releases) mail. */
+async function expectServes(client: pg.Client, senderId: string, password: string): Promise<void> {
+  await client.query("SELECT dbmail.require_sender()");
+  const { rows } = await client.query<{ password: string }>("SELECT password FROM dbmail.sender_accounts()");
+  expect(rows.map((r) => r.password)).toContain(password);
+  const claimed = await client.query("SELECT * FROM dbmail.claim_mailitems($1, 10, 60)", [senderId]);
+  expect(claimed.rows.length).toBeGreaterThan(0);
+  await client.query("SELECT dbmail.release_mailitems($1, $2, $3)", [
+    senderId,
+    claimed.rows.map((r) => r.mailitem_id),
+    claimed.rows.map((r) => r.lease_token),
+  ]);
 }
 
 beforeAll(async () => {
@@ -126,33 +129,11 @@ describe("SenderRoles", () => {
   });
 
   it("in db1, a sender login that is a member of a listed role serves as before", async () => {
-    const client = await connect(db1, db1Mailer);
-    await client.query("SELECT dbmail.require_sender()");
-    const { rows } = await client.query<{ password: string }>(
-      "SELECT password FROM dbmail.sender_accounts()",
-    );
-    expect(rows.map((r) => r.password)).toContain(SECRET);
-    const claimed = await client.query("SELECT * FROM dbmail.claim_mailitems('db1-sender', 10, 60)");
-    expect(claimed.rows.length).toBeGreaterThan(0);
-    await client.query("SELECT dbmail.release_mailitems('db1-sender', $1, $2)", [
-      claimed.rows.map((r) => r.mailitem_id),
-      claimed.rows.map((r) => r.lease_token),
-    ]);
+    await expectServes(await connect(db1, db1Mailer), "db1-sender", SECRET);
   });
 
   it("in db2 (SenderRoles empty), the same login serves as before", async () => {
-    const client = await connect(db2, mailer);
-    await client.query("SELECT dbmail.require_sender()");
-    const { rows } = await client.query<{ password: string }>(
-      "SELECT password FROM dbmail.sender_accounts()",
-    );
-    expect(rows.map((r) => r.password)).toContain("db2-smtp-password");
-    const claimed = await client.query("SELECT * FROM dbmail.claim_mailitems('db2-sender', 10, 60)");
-    expect(claimed.rows.length).toBeGreaterThan(0);
-    await client.query("SELECT dbmail.release_mailitems('db2-sender', $1, $2)", [
-      claimed.rows.map((r) => r.mailitem_id),
-      claimed.rows.map((r) => r.lease_token),
-    ]);
+    await expectServes(await connect(db2, mailer), "db2-sender", "db2-smtp-password");
   });
 
   it("never confines a superuser", async () => {
