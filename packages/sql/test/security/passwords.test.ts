@@ -43,7 +43,13 @@ describe("passwords", () => {
     const result = await t.adminClient.query("SELECT * FROM dbmail.sysmail_help_account_sp()");
     expect(result.rows.length).toBeGreaterThan(0);
     const columns = result.fields.map((f) => f.name);
-    expect(columns.filter((c) => /pass|secret/i.test(c))).toEqual(["password_source"]);
+    // Of each secret (password, OAuth2 client secret and refresh token, DKIM key) only how it is given.
+    expect(columns.filter((c) => /pass|secret|refresh|private/i.test(c))).toEqual([
+      "password_source",
+      "oauth2_client_secret_source",
+      "oauth2_refresh_token_source",
+      "dkim_private_key_source",
+    ]);
     for (const row of result.rows) {
       for (const value of Object.values(row)) expect(value).not.toBe(SECRET);
       expect(row.password_source).toBe("literal");
