@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { createServer, type Server } from "node:http";
+import { createServer, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 
 /** How the endpoint answers: tokens, a refusal of the client, or a failure of its own. */
@@ -62,20 +62,24 @@ export class TestTokenEndpoint {
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
-  private answer(form: Record<string, string>, response: import("node:http").ServerResponse): void {
+  private answer(form: Record<string, string>, response: ServerResponse): void {
     this.requests.push(form);
     const reply = (status: number, json: unknown) => {
       response.writeHead(status, { "content-type": "application/json" });
       response.end(JSON.stringify(json));
     };
-    if (this.mode === "unavailable") return reply(503, { message: "service unavailable" });
+    if (this.mode === "unavailable") {
+      reply(503, { message: "service unavailable" });
+      return;
+    }
     const grantOk =
       form.client_id === this.client.id &&
       (form.grant_type === "client_credentials"
         ? form.client_secret === this.client.secret
         : form.grant_type === "refresh_token" && form.refresh_token === this.client.refreshToken);
     if (this.mode === "invalid_client" || !grantOk) {
-      return reply(401, { error: "invalid_client", error_description: "client authentication failed" });
+      reply(401, { error: "invalid_client", error_description: "client authentication failed" });
+      return;
     }
     const token = `token-${randomBytes(12).toString("hex")}`;
     this.issued.set(token, Date.now() + this.lifetimeSeconds * 1000);
