@@ -1,0 +1,47 @@
+// A claimed item and a profile's account as the sender gets them from dbmail.claim_mailitems and
+// dbmail.sender_accounts, for tests that compose messages without a database.
+import type { ClaimedItem, ProfileAccount } from "../src/rows.js";
+
+export const ACCOUNT: ProfileAccount = {
+  profile_id: 1,
+  profile_name: "p",
+  account_id: 1,
+  sequence_number: 1,
+  is_last_success: false,
+  account_name: "main",
+  email_address: "dbmail@example.com",
+  display_name: "Database Mail",
+  replyto_address: null,
+  mailserver_name: "127.0.0.1",
+  port: 25,
+  username: null,
+  password: null,
+  use_default_credentials: false,
+  security: "none",
+  timeout: null,
+  tls_reject_unauthorized: true,
+};
+
+let nextId = 1;
+/** A claimed item with a short text body to one recipient, and a mailitem_id of its own. */
+export function claimedItem(overrides: Partial<ClaimedItem> = {}): ClaimedItem {
+  const id = String(nextId++);
+  return {
+    mailitem_id: id,
+    profile_id: 1,
+    envelope: { to: [{ name: null, address: "to@example.org" }], cc: [], bcc: [] },
+    subject: "A message",
+    body: "Hello,\n\na short body.\n",
+    body_format: "TEXT",
+    importance: "NORMAL",
+    sensitivity: "NORMAL",
+    from_address: null,
+    reply_to: null,
+    headers: null,
+    message_id: `<${id}.test@example.com>`,
+    send_attempts: 0,
+    attachment_count: 0,
+    lease_token: "00000000-0000-4000-8000-000000000000",
+    ...overrides,
+  };
+}
