@@ -1,5 +1,6 @@
 // A claimed item and a profile's account as the sender gets them from dbmail.claim_mailitems and
-// dbmail.sender_accounts, for tests that compose messages without a database.
+// dbmail.sender_accounts, for tests that compose messages without a database; and a reader of the
+// encoded words non-ASCII header values become.
 import type { ClaimedItem, ProfileAccount } from "../src/rows.js";
 
 export const ACCOUNT: ProfileAccount = {
@@ -44,4 +45,20 @@ export function claimedItem(overrides: Partial<ClaimedItem> = {}): ClaimedItem {
     lease_token: "00000000-0000-4000-8000-000000000000",
     ...overrides,
   };
+}
+
+/** Decodes RFC 2047 encoded words (UTF-8, B or Q), joining adjacent ones as RFC 2047 says. */
+export function decodeWords(value: string): string {
+  return value
+    .replace(/(=\?[^?]+\?[BbQq]\?[^?]*\?=)\s+(?==\?)/g, "$1")
+    .replace(/=\?UTF-8\?([BbQq])\?([^?]*)\?=/gi, (_, encoding: string, text: string) =>
+      encoding.toUpperCase() === "B"
+        ? Buffer.from(text, "base64").toString("utf8")
+        : Buffer.from(
+            text
+              .replace(/_/g, " ")
+              .replace(/=([0-9A-Fa-f]{2})/g, (_m, hex: string) => String.fromCharCode(parseInt(hex, 16))),
+            "latin1",
+          ).toString("utf8"),
+    );
 }

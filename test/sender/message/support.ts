@@ -13,6 +13,8 @@ import { addAccount, eventually, startSender } from "../../support/sender.js";
 import { type ReceivedMail, TestSmtpServer } from "../../support/smtp.js";
 import { profileWith } from "../support.js";
 
+export { decodeWords } from "../../../packages/sender/test/fixtures.js";
+
 export const SENDER_ID = "sender-x";
 
 /** An attachment row as the test stores it (a NULL content type included). */
@@ -154,22 +156,6 @@ export function headerLine(mail: ReceivedMail, name: string): string | undefined
     ?.slice(line.indexOf(":") + 1)
     .replace(/\r?\n[ \t]+/g, " ")
     .trim();
-}
-
-/** Decodes RFC 2047 encoded words (UTF-8, B or Q), joining adjacent ones as RFC 2047 says. */
-export function decodeWords(value: string): string {
-  return value
-    .replace(/(=\?[^?]+\?[BbQq]\?[^?]*\?=)\s+(?==\?)/g, "$1")
-    .replace(/=\?UTF-8\?([BbQq])\?([^?]*)\?=/gi, (_, encoding: string, text: string) =>
-      encoding.toUpperCase() === "B"
-        ? Buffer.from(text, "base64").toString("utf8")
-        : Buffer.from(
-            text
-              .replace(/_/g, " ")
-              .replace(/=([0-9A-Fa-f]{2})/g, (_m, hex: string) => String.fromCharCode(parseInt(hex, 16))),
-            "latin1",
-          ).toString("utf8"),
-    );
 }
 
 /** The raw header block (up to the first empty line), as text. */
