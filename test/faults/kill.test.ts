@@ -1,50 +1,69 @@
 // Scenarios 1 and 2: senders killed with SIGKILL mid-drain. Lost mail is never allowed; a duplicate may
 // only be an item the killed sender held in flight when it died, and it carries the same Message-ID.
-import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
-import type { TestDatabase, TestRole } from "../support/database.js";
-import type { TestSmtpServer } from "../support/smtp.js";
+
+import { expect, it } from "vitest";
+import { queue, shortId, tally } from "../sender/support.js";
 import {
   drained,
   kill9,
-  killAll,
   LONG,
   leasedBy,
-  queue,
   recordResult,
+  type SpawnedSender,
   secondsUntilSent,
-  shortId,
-  singleAccountFixture,
+  singleAccountSuite,
   spawnSender,
-  tally,
   until,
 } from "./support.js";
 
-let db: TestDatabase;
-let role: TestRole;
-let smtp: TestSmtpServer;
-const LEASE = "10";
+const fx = singleAccountSuite();
 
-beforeAll(async () => {
-  ({ db, role, smtp } = await singleAccountFixture());
-});
-
-afterEach(async () => {
-  await killAll();
-});
-
-afterAll(async () => {
-  await smtp?.stop();
-  await db?.drop();
-});
+const LEASE_SECONDS = "10";
+const LEASE = ["--lease-seconds", LEASE_SECONDS];
 
 /** `n` random fractions of the way through, sorted, between 5 % and 85 %. */
 function randomMoments(n: number): number[] {
   return Array.from({ length: n }, () => 0.05 + Math.random() * 0.8).sort((a, b) => a - b);
 }
 
+interface Kill {
+  /** The items the killed sender held under lease when it died. */
+  inFlight: Set<string>;
+  killedAt: Date;
+}
+
+/** Once `victim` is delivering (it holds leases) and `count` of `ids` arrived, SIGKILLs it. */
+async function killWhenDelivering(victim: SpawnedSender, ids: string[], count: number, what: string) {
+  await until(
+    async () => {
+      if (!victim.alive()) throw new Error(`sender exited: ${victim.output().slice(-1000)}`);
+      return tally([fx.smtp], ids).arrived >= count && (await leasedBy(fx.db, victim.id)).length > 0;
+    },
+    60_000,
+    () => `${what}: arrived ${tally([fx.smtp], ids).arrived}; ${victim.output().slice(-500)}`,
+    20,
+  );
+  await kill9(victim);
+  const killedAt = new Date();
+  return { inFlight: new Set(await leasedBy(fx.db, victim.id)), killedAt } satisfies Kill;
+}
+
+/** Adds to `recoveries`, in the background, how long the items held at `kill` took to be sent. */
+function watchRecovery({ inFlight, killedAt }: Kill, recoveries: number[]): void {
+  void until(async () => {
+    const { rows } = await fx.db.query<{ n: string }>(
+      "SELECT count(*) AS n FROM dbmail.mailitems WHERE mailitem_id = ANY($1::bigint[]) AND sent_status <> 'sent'",
+      [[...inFlight]],
+    );
+    return Number(rows[0]?.n) === 0;
+  }, 120_000)
+    .then(async () => recoveries.push(await secondsUntilSent(fx.db, [...inFlight], killedAt)))
+    .catch(() => recoveries.push(Number.NaN));
+}
+
 /** Checks the duplicates against the in-flight sets at the kills; returns the extra copies. */
 function checkDuplicates(ids: string[], inFlightAtKills: Set<string>[]) {
-  const t = tally([smtp], ids);
+  const t = tally([fx.smtp], ids);
   expect(t.missing, "lost mail").toEqual([]);
   expect(t.messageIdMismatch, "a duplicate with another Message-ID").toEqual([]);
   for (const id of t.duplicates) {
@@ -60,39 +79,20 @@ it("1. kill -9 the sender mid-drain, repeatedly: nothing lost, duplicates only f
 }, async () => {
   const mails = LONG ? 20_000 : 2500;
   const kills = LONG ? 20 : 5;
-  const ids = await queue(db, mails, "kill");
+  const ids = await queue(fx.db, mails, "kill");
   const moments = randomMoments(kills);
   const inFlightAtKills: Set<string>[] = [];
   const recoveries: number[] = [];
-  let current = spawnSender(role.url, shortId("k0"), ["--lease-seconds", LEASE]);
+  let current = spawnSender(fx.role.url, shortId("k0"), LEASE);
   for (const [k, moment] of moments.entries()) {
     // A random moment, once this sender is delivering (it holds leases).
-    await until(
-      async () => {
-        if (!current.alive()) throw new Error(`sender exited: ${current.output().slice(-1000)}`);
-        return tally([smtp], ids).arrived >= moment * mails && (await leasedBy(db, current.id)).length > 0;
-      },
-      60_000,
-      () => `kill ${k}: arrived ${tally([smtp], ids).arrived}; ${current.output().slice(-500)}`,
-      20,
-    );
-    await kill9(current);
-    const killedAt = new Date();
-    const inFlight = new Set(await leasedBy(db, current.id));
-    inFlightAtKills.push(inFlight);
-    current = spawnSender(role.url, shortId(`k${k + 1}`), ["--lease-seconds", LEASE]);
+    const kill = await killWhenDelivering(current, ids, moment * mails, `kill ${k}`);
+    inFlightAtKills.push(kill.inFlight);
+    current = spawnSender(fx.role.url, shortId(`k${k + 1}`), LEASE);
     // Recovery: how long until everything the dead sender held is sent (lease expiry + resend).
-    void until(async () => {
-      const { rows } = await db.query<{ n: string }>(
-        "SELECT count(*) AS n FROM dbmail.mailitems WHERE mailitem_id = ANY($1::bigint[]) AND sent_status <> 'sent'",
-        [[...inFlight]],
-      );
-      return Number(rows[0]?.n) === 0;
-    }, 120_000)
-      .then(async () => recoveries.push(await secondsUntilSent(db, [...inFlight], killedAt)))
-      .catch(() => recoveries.push(Number.NaN));
+    watchRecovery(kill, recoveries);
   }
-  await drained(db, [smtp], ids, LONG ? 900_000 : 60_000);
+  await drained(fx.db, [fx.smtp], ids, LONG ? 900_000 : 60_000);
   await until(() => recoveries.length === kills, 20_000);
   const t = checkDuplicates(ids, inFlightAtKills);
   const inFlightCounts = inFlightAtKills.map((s) => s.size);
@@ -102,7 +102,7 @@ it("1. kill -9 the sender mid-drain, repeatedly: nothing lost, duplicates only f
     lost: t.missing.length,
     duplicates: t.extraCopies,
     maxRecoverySeconds: Math.max(...recoveries),
-    notes: `${kills} kills, in flight at each kill ${inFlightCounts.join("/")} (bound ${inFlightCounts.reduce((a, b) => a + b, 0)}); lease ${LEASE} s; every duplicate same Message-ID and in flight at a kill`,
+    notes: `${kills} kills, in flight at each kill ${inFlightCounts.join("/")} (bound ${inFlightCounts.reduce((a, b) => a + b, 0)}); lease ${LEASE_SECONDS} s; every duplicate same Message-ID and in flight at a kill`,
   });
   expect(recoveries.every((r) => Number.isFinite(r))).toBe(true);
 });
@@ -111,23 +111,12 @@ it("1b. kill -9 with the default 300 s lease: the dead sender's items are taken 
   timeout: 180_000,
 }, async () => {
   const mails = LONG ? 5000 : 1000;
-  const ids = await queue(db, mails, "dead");
-  const victim = spawnSender(role.url, shortId("dead"));
-  await until(
-    async () => {
-      if (!victim.alive()) throw new Error(`sender exited: ${victim.output().slice(-1000)}`);
-      return tally([smtp], ids).arrived >= mails / 4 && (await leasedBy(db, victim.id)).length > 0;
-    },
-    60_000,
-    () => `arrived ${tally([smtp], ids).arrived}; ${victim.output().slice(-500)}`,
-    20,
-  );
-  await kill9(victim);
-  const killedAt = new Date();
-  const inFlight = new Set(await leasedBy(db, victim.id));
-  const survivor = spawnSender(role.url, shortId("survivor"));
-  await drained(db, [smtp], ids, 150_000);
-  const recovery = await secondsUntilSent(db, [...inFlight], killedAt);
+  const ids = await queue(fx.db, mails, "dead");
+  const victim = spawnSender(fx.role.url, shortId("dead"));
+  const { inFlight, killedAt } = await killWhenDelivering(victim, ids, mails / 4, "kill");
+  const survivor = spawnSender(fx.role.url, shortId("survivor"));
+  await drained(fx.db, [fx.smtp], ids, 150_000);
+  const recovery = await secondsUntilSent(fx.db, [...inFlight], killedAt);
   const t = checkDuplicates(ids, [inFlight]);
   recordResult({
     scenario: "1b. kill -9, default 300 s lease",
@@ -146,43 +135,24 @@ it("2. three senders, one killed and restarted repeatedly: no duplicates from th
 }, async () => {
   const mails = LONG ? 20_000 : 3000;
   const kills = LONG ? 12 : 4;
-  const ids = await queue(db, mails, "three");
-  const a = spawnSender(role.url, shortId("live-a"), ["--lease-seconds", LEASE]);
-  const b = spawnSender(role.url, shortId("live-b"), ["--lease-seconds", LEASE]);
-  let victim = spawnSender(role.url, shortId("victim0"), ["--lease-seconds", LEASE]);
+  const ids = await queue(fx.db, mails, "three");
+  const a = spawnSender(fx.role.url, shortId("live-a"), LEASE);
+  const b = spawnSender(fx.role.url, shortId("live-b"), LEASE);
+  let victim = spawnSender(fx.role.url, shortId("victim0"), LEASE);
   const victims = [victim.id];
   const inFlightAtKills: Set<string>[] = [];
   const recoveries: number[] = [];
   for (const [k, moment] of randomMoments(kills).entries()) {
-    await until(
-      async () => {
-        if (!victim.alive()) throw new Error(`sender exited: ${victim.output().slice(-1000)}`);
-        return tally([smtp], ids).arrived >= moment * mails && (await leasedBy(db, victim.id)).length > 0;
-      },
-      60_000,
-      () => `kill ${k}: arrived ${tally([smtp], ids).arrived}`,
-      20,
-    );
-    await kill9(victim);
-    const killedAt = new Date();
-    const inFlight = new Set(await leasedBy(db, victim.id));
-    inFlightAtKills.push(inFlight);
-    victim = spawnSender(role.url, shortId(`victim${k + 1}`), ["--lease-seconds", LEASE]);
+    const kill = await killWhenDelivering(victim, ids, moment * mails, `kill ${k}`);
+    inFlightAtKills.push(kill.inFlight);
+    victim = spawnSender(fx.role.url, shortId(`victim${k + 1}`), LEASE);
     victims.push(victim.id);
-    void until(async () => {
-      const { rows } = await db.query<{ n: string }>(
-        "SELECT count(*) AS n FROM dbmail.mailitems WHERE mailitem_id = ANY($1::bigint[]) AND sent_status <> 'sent'",
-        [[...inFlight]],
-      );
-      return Number(rows[0]?.n) === 0;
-    }, 120_000)
-      .then(async () => recoveries.push(await secondsUntilSent(db, [...inFlight], killedAt)))
-      .catch(() => recoveries.push(Number.NaN));
+    watchRecovery(kill, recoveries);
   }
-  await drained(db, [smtp], ids, LONG ? 900_000 : 60_000);
+  await drained(fx.db, [fx.smtp], ids, LONG ? 900_000 : 60_000);
   await until(() => recoveries.length === kills, 20_000);
   const t = checkDuplicates(ids, inFlightAtKills);
-  const { rows } = await db.query<{ sent_by: string; n: string }>(
+  const { rows } = await fx.db.query<{ sent_by: string; n: string }>(
     `SELECT sent_by, count(*) AS n FROM dbmail.mailitems WHERE mailitem_id = ANY($1::bigint[]) GROUP BY sent_by`,
     [ids],
   );

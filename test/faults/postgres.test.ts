@@ -9,23 +9,12 @@ import { freePort, type LocalPostgres, startLocalPostgres } from "@pg-dbmail/dev
 import { migrate } from "@pg-dbmail/sql";
 import pg from "pg";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { killSpawned, profileWith, queue, shortId, tally } from "../sender/support.js";
 import { migrationsDir } from "../support/global-setup.js";
+import { type Queryable, sleep } from "../support/mail.js";
 import { addAccount } from "../support/sender.js";
 import { TestSmtpServer } from "../support/smtp.js";
-import {
-  addProfile,
-  drained,
-  killAll,
-  LONG,
-  type Queryable,
-  queue,
-  recordResult,
-  shortId,
-  sleep,
-  spawnSender,
-  tally,
-  until,
-} from "./support.js";
+import { drained, LONG, recordResult, spawnSender, until } from "./support.js";
 
 let dataDir: string;
 let port: number;
@@ -61,11 +50,11 @@ beforeAll(async () => {
   senderUrl = `postgres://fault_sender:test@127.0.0.1:${port}/postgres`;
   smtp = await TestSmtpServer.start();
   await addAccount(db as never, "acct", smtp);
-  await addProfile(db, "p", ["acct"]);
+  await profileWith(db, "p", ["acct"]);
 }, 180_000);
 
 afterAll(async () => {
-  await killAll();
+  await killSpawned();
   await pool?.end().catch(() => {});
   await server?.stop();
   await smtp?.stop();

@@ -4,53 +4,30 @@
 // the message, so the server discards it), and record_outcome answers lease_lost. The only copies it may
 // still complete are of messages whose lease it had confirmed before it froze, i.e. whose end of DATA was
 // already on its way. The test checks exactly that, from the sender's own log.
-import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
-import type { TestDatabase, TestRole } from "../support/database.js";
-import type { TestSmtpServer } from "../support/smtp.js";
+import { expect, it } from "vitest";
+import { mailitemIdOf, queue, shortId, tally } from "../sender/support.js";
+import { sleep } from "../support/mail.js";
 import {
   drained,
-  killAll,
   LONG,
   leasedBy,
   logLines,
-  queue,
   recordResult,
-  shortId,
-  singleAccountFixture,
-  sleep,
+  singleAccountSuite,
   spawnSender,
-  tally,
   until,
 } from "./support.js";
 
-let db: TestDatabase;
-let role: TestRole;
-let smtp: TestSmtpServer;
+const fx = singleAccountSuite();
 // The shortest lease the sender accepts.
 const LEASE = 10;
 
-beforeAll(async () => {
-  ({ db, role, smtp } = await singleAccountFixture());
-});
-
-afterEach(async () => {
-  await killAll();
-});
-
-afterAll(async () => {
-  await smtp?.stop();
-  await db?.drop();
-});
-
-function idAt(index: number): string {
-  return String(smtp.received[index]?.parsed.headers.get("x-dbmail-mailitem-id") ?? "");
-}
-
-/** Copies per id among smtp.received[from, to). */
+/** Copies per id among fx.smtp.received[from, to). */
 function copies(ids: Set<string>, from: number, to: number): Map<string, number> {
   const n = new Map<string, number>();
   for (let i = from; i < to; i++) {
-    const id = idAt(i);
+    const mail = fx.smtp.received[i];
+    const id = mail ? mailitemIdOf(mail) : "";
     if (ids.has(id)) n.set(id, (n.get(id) ?? 0) + 1);
   }
   return n;
@@ -60,25 +37,25 @@ it("8. a sender paused (SIGSTOP) beyond its lease does not double-send what anot
   timeout: LONG ? 600_000 : 90_000,
 }, async () => {
   const mails = LONG ? 10_000 : 2000;
-  const ids = await queue(db, mails, "stop");
+  const ids = await queue(fx.db, mails, "stop");
   const args = ["--lease-seconds", String(LEASE)];
-  const paused = spawnSender(role.url, shortId("paused"), args);
-  const other = spawnSender(role.url, shortId("other"), args);
+  const paused = spawnSender(fx.role.url, shortId("paused"), args);
+  const other = spawnSender(fx.role.url, shortId("other"), args);
   await until(
-    async () => tally([smtp], ids).arrived >= mails * 0.1 && (await leasedBy(db, paused.id)).length > 0,
+    async () => tally([fx.smtp], ids).arrived >= mails * 0.1 && (await leasedBy(fx.db, paused.id)).length > 0,
     30_000,
-    () => `arrived ${tally([smtp], ids).arrived}`,
+    () => `arrived ${tally([fx.smtp], ids).arrived}`,
     20,
   );
   paused.child.kill("SIGSTOP");
   const stoppedAt = Date.now();
   await sleep(300);
-  const inFlight = await leasedBy(db, paused.id);
+  const inFlight = await leasedBy(fx.db, paused.id);
   const wanted = new Set(inFlight);
   // The other sender takes over once the lease has expired and sends them.
   await until(
     async () => {
-      const { rows } = await db.query<{ n: string }>(
+      const { rows } = await fx.db.query<{ n: string }>(
         `SELECT count(*) AS n FROM dbmail.mailitems WHERE mailitem_id = ANY($1::bigint[])
           AND sent_status = 'sent' AND sent_by = $2`,
         [inFlight, other.id],
@@ -90,18 +67,18 @@ it("8. a sender paused (SIGSTOP) beyond its lease does not double-send what anot
   );
   const takeover = (Date.now() - stoppedAt) / 1000;
   await sleep(500);
-  const resumedIndex = smtp.received.length;
+  const resumedIndex = fx.smtp.received.length;
   const resumedAt = Date.now();
   paused.child.kill("SIGCONT");
-  await drained(db, [smtp], ids, 60_000);
+  await drained(fx.db, [fx.smtp], ids, 60_000);
   await sleep(2000); // anything the resumed sender still had in hand has gone out by now
-  const t = tally([smtp], ids);
+  const t = tally([fx.smtp], ids);
   // Every in-flight item was sent once by the other sender; any further copy is the paused sender's.
   const beforeResume = copies(wanted, 0, resumedIndex);
-  const afterResume = copies(wanted, resumedIndex, smtp.received.length);
+  const afterResume = copies(wanted, resumedIndex, fx.smtp.received.length);
   const completedBeforeStop = [...beforeResume].filter(([, n]) => n > 1).map(([id]) => id);
   const outsideInFlight = t.duplicates.filter((id) => !wanted.has(id));
-  const { rows: sentBy } = await db.query<{ n: string }>(
+  const { rows: sentBy } = await fx.db.query<{ n: string }>(
     "SELECT count(*) AS n FROM dbmail.mailitems WHERE mailitem_id = ANY($1::bigint[]) AND sent_by = $2",
     [inFlight, paused.id],
   );

@@ -1,25 +1,12 @@
 // Scenarios 4, 5 and 7: SMTP servers that are down, hung or refusing, and sysmail_stop_sp mid-drain, all
 // against a spawned `dbmail start`. AccountRetryDelay is 1 s, account timeouts 2 s.
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
+import { killSpawned, profileWith, queue, shortId, statusCounts, tally } from "../sender/support.js";
 import { TestDatabase, type TestRole } from "../support/database.js";
+import { configure, sleep } from "../support/mail.js";
 import { addAccount } from "../support/sender.js";
 import { type Behaviour, TestSmtpServer } from "../support/smtp.js";
-import {
-  addProfile,
-  configure,
-  drained,
-  killAll,
-  LONG,
-  queue,
-  recordResult,
-  type Spawned,
-  shortId,
-  sleep,
-  spawnSender,
-  statusCounts,
-  tally,
-  until,
-} from "./support.js";
+import { drained, LONG, recordResult, type SpawnedSender, spawnSender, until } from "./support.js";
 
 let db: TestDatabase;
 let role: TestRole;
@@ -32,9 +19,7 @@ beforeAll(async () => {
   await configure(db, "AccountRetryAttempts", "30");
 });
 
-afterEach(async () => {
-  await killAll();
-});
+afterEach(killSpawned);
 
 afterAll(async () => {
   for (const server of servers) await server.stop();
@@ -61,7 +46,7 @@ async function sentAccounts(ids: string[]): Promise<Record<string, number>> {
   return Object.fromEntries(rows.map((r) => [String(r.sent_account_id), Number(r.n)]));
 }
 
-function sender(): Spawned {
+function sender(): SpawnedSender {
   return spawnSender(role.url, shortId("s"), ["--lease-seconds", "30"]);
 }
 
@@ -70,7 +55,7 @@ it("4a. SMTP server down for a while: items go 'retrying', all delivered once it
 }, async () => {
   const server = await smtp();
   await account("down1", server);
-  await addProfile(db, "down", ["down1"]);
+  await profileWith(db, "down", ["down1"]);
   await server.stop();
   const mails = LONG ? 2000 : 200;
   sender();
@@ -130,7 +115,7 @@ for (const fault of ["stallData", "dropData"] as const) {
     const profile = `p_${fault}`;
     await account(`${fault}1`, bad);
     const goodId = await account(`${fault}2`, good);
-    await addProfile(db, profile, [`${fault}1`, `${fault}2`]);
+    await profileWith(db, profile, [`${fault}1`, `${fault}2`]);
     const s = sender();
     const mails = LONG ? 1000 : 100;
     const queuedAt = Date.now();
@@ -171,7 +156,7 @@ it("5. primary returns 4xx: failover to account 2; back to account 1 only after 
   const b = await smtp();
   const id1 = await account("sticky1", a);
   const id2 = await account("sticky2", b);
-  await addProfile(db, "sticky", ["sticky1", "sticky2"]);
+  await profileWith(db, "sticky", ["sticky1", "sticky2"]);
   sender();
   const n = LONG ? 200 : 20;
   const refuse451: Behaviour = { onRcptTo: () => ({ code: 451, message: "try again later" }) };
@@ -247,7 +232,7 @@ it("7. sysmail_stop_sp during a drain: nothing claimed after a second, in-flight
 }, async () => {
   const server = await smtp();
   await account("pause1", server);
-  await addProfile(db, "pause", ["pause1"]);
+  await profileWith(db, "pause", ["pause1"]);
   const mails = LONG ? 10_000 : 1500;
   const ids = await queue(db, mails, "pause", "pause");
   sender();

@@ -1,31 +1,27 @@
-// Shared machinery of the fault-injection suite: spawned `dbmail start` processes, queuing known sets of
-// mails, counting what the SMTP servers received per X-DBMail-Mailitem-Id, and the results file that
-// report-setup.ts turns into REPORT.md.
-import { type ChildProcess, spawn } from "node:child_process";
+// Shared machinery of the fault-injection suite: the fixture of a scenario file, spawned `dbmail start`
+// processes known by their sender id, waiting for a drain, and the results file that report-setup.ts turns
+// into REPORT.md. Queuing mails and counting what the SMTP servers received are test/sender/support.ts's.
 import { appendFileSync, mkdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import type pg from "pg";
-import { TestDatabase, type TestRole } from "../support/database.js";
-import { addAccount } from "../support/sender.js";
-import { type ReceivedMail, TestSmtpServer } from "../support/smtp.js";
+import pg from "pg";
+import { afterAll, afterEach, beforeAll } from "vitest";
+import {
+  killSpawned,
+  type Spawned,
+  singleAccountFixture,
+  spawnStart,
+  statusCounts,
+  tally,
+} from "../sender/support.js";
+import type { TestDatabase, TestRole } from "../support/database.js";
+import { type Queryable, sleep } from "../support/mail.js";
+import type { TestSmtpServer } from "../support/smtp.js";
 
 /** FAULTS_LONG=1: larger counts, more kills. */
 export const LONG = process.env.FAULTS_LONG === "1";
 
-export const cli = fileURLToPath(new URL("../../packages/sender/dist/cli.js", import.meta.url));
 export const resultsDir = fileURLToPath(new URL("./results/", import.meta.url));
 export const resultsFile = `${resultsDir}results.jsonl`;
-
-export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-export const shortId = (prefix: string) => `${prefix}-${Math.random().toString(36).slice(2, 8)}`;
-
-/** Anything that runs SQL: a pg.Client, pg.Pool or TestDatabase. */
-export interface Queryable {
-  query<R extends pg.QueryResultRow = pg.QueryResultRow>(
-    sql: string,
-    params?: unknown[],
-  ): Promise<pg.QueryResult<R>>;
-}
 
 export interface ScenarioResult {
   scenario: string;
@@ -53,58 +49,48 @@ export function readResults(): ScenarioResult[] {
   }
 }
 
-export interface Spawned {
-  id: string;
-  child: ChildProcess;
-  pid: number;
-  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  output: () => string;
-  alive: () => boolean;
+export interface FaultFixture {
+  /** The scenario's database, as superuser, through a pool of its own. */
+  db: pg.Pool;
+  role: TestRole;
+  smtp: TestSmtpServer;
 }
 
-const spawned: Spawned[] = [];
+/**
+ * Registers the hooks of a scenario file on singleAccountFixture (profile "p" on one SMTP server) and
+ * returns the fixture, filled in before the first test (`setup` runs then too); every spawned sender is
+ * killed after each test. Queries go through a pg.Pool: a scenario polls in the background while its
+ * main flow queries too, and one pg.Client runs one query at a time (pg warns when a second one is queued
+ * on it).
+ */
+export function singleAccountSuite(setup?: (fixture: FaultFixture) => Promise<void>): FaultFixture {
+  let database: TestDatabase | undefined;
+  const fixture = {} as FaultFixture;
+  beforeAll(async () => {
+    const made = await singleAccountFixture();
+    database = made.db;
+    const pool = new pg.Pool({ connectionString: made.db.url, max: 4 });
+    pool.on("error", () => {});
+    Object.assign(fixture, { db: pool, role: made.role, smtp: made.smtp });
+    await setup?.(fixture);
+  });
+  afterEach(killSpawned);
+  afterAll(async () => {
+    await fixture.smtp?.stop();
+    await fixture.db?.end();
+    await database?.drop();
+  });
+  return fixture;
+}
 
-/** Spawns `dbmail start` against `url` with a known sender id; killed by killAll(). */
-export function spawnSender(url: string, id: string, args: string[] = []): Spawned {
-  const child = spawn(
-    process.execPath,
-    [
-      cli,
-      "start",
-      "--database-url",
-      url,
-      "--sender-id",
-      id,
-      "--poll-interval-ms",
-      "200",
-      "--heartbeat-interval-ms",
-      "500",
-      "--log-level",
-      "warn",
-      ...args,
-    ],
-    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, DATABASE_URL: "" } },
-  );
-  let output = "";
-  const keep = (chunk: Buffer) => {
-    // Enough for every warning of a run at --log-level warn (the SIGSTOP scenario reads them).
-    output = (output + chunk.toString()).slice(-2_000_000);
-  };
-  child.stdout?.on("data", keep);
-  child.stderr?.on("data", keep);
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once("exit", (code, signal) => resolve({ code, signal })),
-  );
-  const s: Spawned = {
-    id,
-    child,
-    pid: child.pid as number,
-    exit,
-    output: () => output,
-    alive: () => child.exitCode === null && child.signalCode === null,
-  };
-  spawned.push(s);
-  return s;
+/** A spawned `dbmail start` with a known sender id. */
+export interface SpawnedSender extends Spawned {
+  id: string;
+}
+
+/** Spawns `dbmail start` against `url` as sender `id`, logging warnings and errors only. */
+export function spawnSender(url: string, id: string, args: string[] = []): SpawnedSender {
+  return { ...spawnStart(url, ["--sender-id", id, "--log-level", "warn", ...args]), id };
 }
 
 /** The JSON log lines a sender wrote (pino), parsed; other lines are skipped. */
@@ -121,16 +107,6 @@ export function logLines(s: Spawned): Record<string, unknown>[] {
   return lines;
 }
 
-/** SIGKILLs every sender this file spawned that still runs (SIGCONT first, in case one is stopped). */
-export async function killAll(): Promise<void> {
-  for (const s of spawned.splice(0)) {
-    if (!s.alive()) continue;
-    s.child.kill("SIGCONT");
-    s.child.kill("SIGKILL");
-    await s.exit;
-  }
-}
-
 /** SIGKILLs one sender and waits for it to be gone. */
 export async function kill9(s: Spawned): Promise<void> {
   s.child.kill("SIGKILL");
@@ -142,79 +118,6 @@ export function peakRssMiB(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   const kb = Number(/VmHWM:\s+(\d+)\s+kB/.exec(status)?.[1] ?? 0);
   return Math.round((kb / 1024) * 10) / 10;
-}
-
-/** Queues `count` mails through `profile` in one statement; returns their mailitem_ids. */
-export async function queue(db: Queryable, count: number, tag: string, profile = "p"): Promise<string[]> {
-  const { rows } = await db.query<{ id: string }>(
-    `SELECT dbmail.sp_send_dbmail(profile_name => $3, recipients => 'r' || i || '@example.org',
-              subject => $1 || ' ' || i, body => 'b') AS id
-       FROM generate_series(1, $2::integer) i`,
-    [tag, count, profile],
-  );
-  return rows.map((r) => String(r.id));
-}
-
-const idOf = new WeakMap<ReceivedMail, { id: string; messageId: string }>();
-function identify(mail: ReceivedMail): { id: string; messageId: string } {
-  let known = idOf.get(mail);
-  if (!known) {
-    known = {
-      id: String(mail.parsed.headers.get("x-dbmail-mailitem-id") ?? ""),
-      messageId: String(mail.parsed.messageId ?? ""),
-    };
-    idOf.set(mail, known);
-  }
-  return known;
-}
-
-export interface Tally {
-  /** How many copies of each wanted id arrived, over all servers. */
-  times: Map<string, number>;
-  arrived: number;
-  missing: string[];
-  /** Ids that arrived more than once. */
-  duplicates: string[];
-  /** Extra copies (sum of times - 1 over duplicated ids). */
-  extraCopies: number;
-  /** Ids whose copies did not all carry the same Message-ID. */
-  messageIdMismatch: string[];
-}
-
-/** What the servers received of `ids`, counted by X-DBMail-Mailitem-Id. */
-export function tally(servers: TestSmtpServer[], ids: string[]): Tally {
-  const wanted = new Set(ids);
-  const times = new Map<string, number>();
-  const messageIds = new Map<string, Set<string>>();
-  for (const server of servers) {
-    for (const mail of server.received) {
-      const { id, messageId } = identify(mail);
-      if (!wanted.has(id)) continue;
-      times.set(id, (times.get(id) ?? 0) + 1);
-      const set = messageIds.get(id) ?? new Set<string>();
-      set.add(messageId);
-      messageIds.set(id, set);
-    }
-  }
-  const duplicates = [...times].filter(([, n]) => n > 1).map(([id]) => id);
-  return {
-    times,
-    arrived: times.size,
-    missing: ids.filter((id) => !times.has(id)),
-    duplicates,
-    extraCopies: duplicates.reduce((sum, id) => sum + (times.get(id) ?? 1) - 1, 0),
-    messageIdMismatch: [...messageIds].filter(([, set]) => set.size !== 1).map(([id]) => id),
-  };
-}
-
-/** Counts per sent_status of `ids`. */
-export async function statusCounts(db: Queryable, ids: string[]): Promise<Record<string, number>> {
-  const { rows } = await db.query<{ sent_status: string; n: string }>(
-    `SELECT sent_status, count(*) AS n FROM dbmail.mailitems WHERE mailitem_id = ANY($1::bigint[])
-      GROUP BY sent_status`,
-    [ids],
-  );
-  return Object.fromEntries(rows.map((r) => [r.sent_status, Number(r.n)]));
 }
 
 /** The items a sender holds under lease right now. */
@@ -260,22 +163,6 @@ export async function drained(
   await until(async () => (await statusCounts(db, ids)).sent === ids.length, 15_000, explain, 200);
 }
 
-/** Sets a Database Mail setting (as superuser). */
-export async function configure(db: Queryable, name: string, value: string): Promise<void> {
-  await db.query("SELECT dbmail.sysmail_configure_sp($1, $2)", [name, value]);
-}
-
-/** Creates profile `profile` with the given accounts (names) in sequence order. */
-export async function addProfile(db: Queryable, profile: string, accounts: string[]): Promise<void> {
-  await db.query("SELECT dbmail.sysmail_add_profile_sp(profile_name => $1)", [profile]);
-  for (const [i, account] of accounts.entries()) {
-    await db.query(
-      "SELECT dbmail.sysmail_add_profileaccount_sp(profile_name => $1, account_name => $2, sequence_number => $3)",
-      [profile, account, i + 1],
-    );
-  }
-}
-
 /** Seconds between a moment and the latest sent_date among `ids` (how long recovery took). */
 export async function secondsUntilSent(db: Queryable, ids: string[], since: Date): Promise<number> {
   if (ids.length === 0) return 0;
@@ -285,18 +172,4 @@ export async function secondsUntilSent(db: Queryable, ids: string[], since: Date
     [ids, since.toISOString()],
   );
   return Math.max(0, Math.round((rows[0]?.s ?? 0) * 10) / 10);
-}
-
-/** A test database with a dbmail_sender login and a profile "p" whose one account sends to a new SMTP server. */
-export async function singleAccountFixture(): Promise<{
-  db: TestDatabase;
-  role: TestRole;
-  smtp: TestSmtpServer;
-}> {
-  const db = await TestDatabase.create();
-  const role = await db.createRole("sender", { memberOf: ["dbmail_sender"] });
-  const smtp = await TestSmtpServer.start();
-  await addAccount(db, "acct", smtp);
-  await addProfile(db, "p", ["acct"]);
-  return { db, role, smtp };
 }

@@ -7,7 +7,9 @@ import { createServer, type Server, type Socket } from "node:net";
 import type { Sender } from "@pg-dbmail/sender";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TestDatabase } from "../support/database.js";
+import { configure, sleep } from "../support/mail.js";
 import { addAccount, eventually, startSender } from "../support/sender.js";
+import { profileWith } from "./support.js";
 
 /** What the server answers at the end of DATA, and to RCPT TO for addresses starting with "bad". */
 const HOSTILE = Buffer.concat([
@@ -83,11 +85,8 @@ beforeAll(async () => {
   server = new HostileSmtpServer();
   await server.listen();
   await addAccount(db, "hostile", server, { security: "none" });
-  await db.query(`
-    SELECT dbmail.sysmail_add_profile_sp(profile_name => 'p');
-    SELECT dbmail.sysmail_add_profileaccount_sp(profile_name => 'p', account_name => 'hostile', sequence_number => 1);
-    SELECT dbmail.sysmail_add_principalprofile_sp(principal_name => 'public', profile_name => 'p', is_default => true);
-    SELECT dbmail.sysmail_configure_sp('LoggingLevel', '3');`);
+  await profileWith(db, "p", ["hostile"], true);
+  await configure(db, "LoggingLevel", "3");
   const role = await db.createRole("hostile", { memberOf: ["dbmail_sender"] });
   sender = await startSender(role, { leaseSeconds: 10 });
 });
@@ -137,7 +136,7 @@ describe("a hostile SMTP server's replies", () => {
     );
     expect(events[0]?.n).toBe(3);
     // Outcomes recorded: nothing is left 'sending' to be sent again when a lease runs out.
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    await sleep(1000);
     expect(server.messages).toBe(3);
   });
 });

@@ -8,8 +8,10 @@ import { migrate } from "@pg-dbmail/sql";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TestDatabase, type TestRole, withClient } from "../support/database.js";
 import { migrationsDir, withDatabase } from "../support/global-setup.js";
+import { addAccount, type Queryable } from "../support/mail.js";
 import { eventually, startSender } from "../support/sender.js";
 import { TestSmtpServer } from "../support/smtp.js";
+import { profileWith, queue } from "./support.js";
 
 const MAILS = 300;
 const POOL_SIZE = 5;
@@ -31,19 +33,14 @@ function loginTo(database: string): string {
 }
 
 /** An account (id 1 in each fresh database) on `smtp`, in a public default profile. */
-async function configure(query: (sql: string) => Promise<unknown>, smtp: TestSmtpServer, label: string) {
-  await query(`
-    SELECT dbmail.sysmail_add_account_sp(account_name => 'main', email_address => '${label}@example.com',
-      mailserver_name => '127.0.0.1', port => ${smtp.port});
-    SELECT dbmail.sysmail_add_profile_sp(profile_name => 'p');
-    SELECT dbmail.sysmail_add_profileaccount_sp(profile_name => 'p', account_name => 'main', sequence_number => 1);
-    SELECT dbmail.sysmail_add_principalprofile_sp(principal_name => 'public', profile_name => 'p', is_default => true);`);
-}
-
-function queueMails(query: (sql: string) => Promise<unknown>, label: string, count: number) {
-  return query(`
-    SELECT dbmail.sp_send_dbmail(recipients => 'to@example.org', subject => '${label} ' || i, body => 'x')
-    FROM generate_series(1, ${count}) i`);
+async function setUp(db: Queryable, smtp: TestSmtpServer, label: string) {
+  await addAccount(db, {
+    account_name: "main",
+    email_address: `${label}@example.com`,
+    mailserver_name: "127.0.0.1",
+    port: smtp.port,
+  });
+  await profileWith(db, "p", ["main"], true);
 }
 
 async function statusCounts(db: TestDatabase): Promise<Record<string, number>> {
@@ -79,8 +76,8 @@ beforeAll(async () => {
   smtpA = await TestSmtpServer.start();
   smtpB = await TestSmtpServer.start();
   login = await a.createRole("many", { memberOf: ["dbmail_sender"] });
-  await configure((sql) => a.query(sql), smtpA, "a");
-  await configure((sql) => b.query(sql), smtpB, "b");
+  await setUp(a, smtpA, "a");
+  await setUp(b, smtpB, "b");
   // A third database without schema dbmail: it cannot be served until someone runs dbmail migrate.
   cName = `${a.name}_c`;
   await withClient(a.adminUrl, (c) => c.query(`CREATE DATABASE ${cName}`));
@@ -122,10 +119,7 @@ describe("one sender, three databases", () => {
     });
     expect(refused.reason).toContain("dbmail migrate");
 
-    await Promise.all([
-      queueMails((sql) => a.query(sql), "A", MAILS),
-      queueMails((sql) => b.query(sql), "B", MAILS),
-    ]);
+    await Promise.all([queue(a, MAILS, "A"), queue(b, MAILS, "B")]);
     await Promise.all([smtpA.waitFor(MAILS, 60_000), smtpB.waitFor(MAILS, 60_000)]);
     await eventually(
       async () => (await statusCounts(a)).sent === MAILS && (await statusCounts(b)).sent === MAILS,
@@ -144,11 +138,11 @@ describe("one sender, three databases", () => {
     // The third database is fixed: it is served without a restart, and the others go on.
     await migrate(cUrl, { migrationsDir });
     await withClient(cUrl, async (c) => {
-      await configure((sql) => c.query(sql), smtpA, "c");
-      await queueMails((sql) => c.query(sql), "C", 20);
+      await setUp(c, smtpA, "c");
+      await queue(c, 20, "C");
     });
     await eventually(async () => sender?.databases().get("c")?.state === "serving", 40_000);
-    await queueMails((sql) => b.query(sql), "B2", 20);
+    await queue(b, 20, "B2");
     await eventually(
       async () => subjectsAt(smtpA).size >= MAILS + 20 && subjectsAt(smtpB).size >= MAILS + 20,
       30_000,

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Address, ClaimedItem, ProfileAccount } from "../../packages/sender/src/rows.js";
 import { composeForSending, composeMessage, messageFields } from "../../packages/sender/src/smtp/compose.js";
 import { composeRawMessage } from "../../packages/sender/src/smtp/raw-message.js";
+import { ACCOUNT, claimedItem as item } from "../../packages/sender/test/fixtures.js";
 import { type ReceivedMail, TestSmtpServer } from "../support/smtp.js";
 
 let smtp: TestSmtpServer;
@@ -25,60 +26,6 @@ afterAll(async () => {
   transport?.close();
   await smtp?.stop();
 });
-
-const ACCOUNT: ProfileAccount = {
-  profile_id: 1,
-  profile_name: "p",
-  account_id: 1,
-  sequence_number: 1,
-  is_last_success: false,
-  account_name: "main",
-  email_address: "dbmail@example.com",
-  display_name: "Database Mail",
-  replyto_address: null,
-  mailserver_name: "127.0.0.1",
-  port: 25,
-  username: null,
-  password: null,
-  use_default_credentials: false,
-  security: "none",
-  timeout: null,
-  tls_reject_unauthorized: true,
-  auth_method: "none",
-  oauth2_token_url: null,
-  oauth2_client_id: null,
-  oauth2_client_secret: null,
-  oauth2_scope: null,
-  oauth2_refresh_token: null,
-  dkim_domain: null,
-  dkim_selector: null,
-  dkim_private_key: null,
-  max_messages_per_minute: null,
-};
-
-let nextId = 1;
-/** A claimed item as dbmail.claim_mailitems returns it. */
-function item(overrides: Partial<ClaimedItem> = {}): ClaimedItem {
-  const id = String(nextId++);
-  return {
-    mailitem_id: id,
-    profile_id: 1,
-    envelope: { to: [{ name: null, address: "to@example.org" }], cc: [], bcc: [] },
-    subject: "A message",
-    body: "Hello,\n\na short body.\n",
-    body_format: "TEXT",
-    importance: "NORMAL",
-    sensitivity: "NORMAL",
-    from_address: null,
-    reply_to: null,
-    headers: null,
-    message_id: `<${id}.test@example.com>`,
-    send_attempts: 0,
-    attachment_count: 0,
-    lease_token: "00000000-0000-4000-8000-000000000000",
-    ...overrides,
-  };
-}
 
 const BASE_BOUNDARY = "0123456789abcdef";
 

@@ -2,7 +2,6 @@
 // refuses connections with 57P03 (starting up, recovering), it waits with backoff and serves once the
 // server opens; when the server shuts down under it (57P01) and comes back, it goes on. A PostgreSQL of
 // the test's own, never the machine's.
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,10 +11,10 @@ import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { errorOf, withClient } from "../support/database.js";
 import { migrationsDir, withDatabase } from "../support/global-setup.js";
+import { addAccount, sleep } from "../support/mail.js";
 import { eventually } from "../support/sender.js";
 import { TestSmtpServer } from "../support/smtp.js";
-
-const cli = new URL("../../packages/sender/dist/cli.js", import.meta.url).pathname;
+import { killSpawned, profileWith, spawnStart } from "./support.js";
 
 let dataDir: string;
 let port: number;
@@ -23,8 +22,6 @@ let server: LocalPostgres | undefined;
 let smtp: TestSmtpServer;
 let adminUrl: string;
 let senderUrl: string;
-let child: ChildProcess | undefined;
-let output = "";
 
 async function queueMail(subject: string): Promise<void> {
   await withClient(adminUrl, (c) =>
@@ -44,21 +41,22 @@ beforeAll(async () => {
   await withClient(server.url, (c) => c.query("CREATE DATABASE app"));
   adminUrl = withDatabase(server.url, "app");
   await migrate(adminUrl, { migrationsDir });
-  await withClient(adminUrl, (c) =>
-    c.query(`
-      CREATE ROLE restarts_mailer LOGIN PASSWORD 'mailer' IN ROLE dbmail_sender;
-      SELECT dbmail.sysmail_add_account_sp(account_name => 'main', email_address => 'db@example.com',
-        mailserver_name => '127.0.0.1', port => ${smtp.port});
-      SELECT dbmail.sysmail_add_profile_sp(profile_name => 'p');
-      SELECT dbmail.sysmail_add_profileaccount_sp(profile_name => 'p', account_name => 'main', sequence_number => 1);
-      SELECT dbmail.sysmail_add_principalprofile_sp(principal_name => 'public', profile_name => 'p', is_default => true);`),
-  );
+  await withClient(adminUrl, async (c) => {
+    await c.query("CREATE ROLE restarts_mailer LOGIN PASSWORD 'mailer' IN ROLE dbmail_sender");
+    await addAccount(c, {
+      account_name: "main",
+      email_address: "db@example.com",
+      mailserver_name: "127.0.0.1",
+      port: smtp.port,
+    });
+    await profileWith(c, "p", ["main"], true);
+  });
   senderUrl = `postgres://restarts_mailer:mailer@127.0.0.1:${port}/app`;
   await server.stop();
 }, 120_000);
 
 afterAll(async () => {
-  child?.kill("SIGKILL");
+  await killSpawned();
   await server?.stop();
   await smtp?.stop();
   rmSync(dataDir, { recursive: true, force: true });
@@ -72,46 +70,31 @@ describe("a sender and a PostgreSQL that is not ready", () => {
     const refusal = await errorOf(withClient(senderUrl, async () => {}));
     expect(refusal.code).toBe("57P03");
 
-    child = spawn(
-      process.execPath,
-      [
-        cli,
-        "start",
-        "--database-url",
-        senderUrl,
-        "--poll-interval-ms",
-        "200",
-        "--heartbeat-interval-ms",
-        "500",
-      ],
-      { stdio: ["ignore", "pipe", "pipe"] },
-    );
-    child.stdout?.on("data", (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    child.stderr?.on("data", (chunk: Buffer) => {
-      output += chunk.toString();
-    });
+    const child = spawnStart(senderUrl);
+    const output = child.output;
     // It says why it waits, more than once (backing off), and stays up.
-    await eventually(async () => (output.match(/database unreachable; retrying/g) ?? []).length >= 3, 20_000);
-    expect(output).toContain("not accepting connections");
-    expect(child.exitCode).toBeNull();
-    const delays = [...output.matchAll(/"retryInMs":(\d+)/g)].map((m) => Number(m[1]));
+    await eventually(
+      async () => (output().match(/database unreachable; retrying/g) ?? []).length >= 3,
+      20_000,
+    );
+    expect(output()).toContain("not accepting connections");
+    expect(child.child.exitCode).toBeNull();
+    const delays = [...output().matchAll(/"retryInMs":(\d+)/g)].map((m) => Number(m[1]));
     expect(Math.max(...delays)).toBeGreaterThan(Math.min(...delays));
 
     await server.promote();
-    await eventually(async () => output.includes('"msg":"serving"'), 40_000);
+    await eventually(async () => output().includes('"msg":"serving"'), 40_000);
     await queueMail("after recovery");
     await eventually(async () => arrived("after recovery"), 15_000);
 
     // The server shuts down under the sender (its sessions get 57P01) and comes back.
     await server.stop("fast");
-    await new Promise((resolve) => setTimeout(resolve, 1500));
-    expect(child.exitCode).toBeNull();
+    await sleep(1500);
+    expect(child.child.exitCode).toBeNull();
     server = await startLocalPostgres({ dataDir: join(dataDir, "pg"), port });
     await queueMail("after the restart");
     await eventually(async () => arrived("after the restart"), 30_000);
-    expect(child.exitCode).toBeNull();
+    expect(child.child.exitCode).toBeNull();
     const senders = await withClient(adminUrl, async (c: pg.Client) => {
       const { rows } = await c.query(
         "SELECT count(*)::int AS n FROM dbmail.sysmail_help_queue_sp(), jsonb_array_elements(senders)",

@@ -12,8 +12,10 @@ import {
   withFinalCheck,
 } from "../../packages/sender/src/smtp/final-check.js";
 import { errorOf, TestDatabase, type TestRole } from "../support/database.js";
+import { configure, sleep } from "../support/mail.js";
 import { addAccount } from "../support/sender.js";
 import { TestSmtpServer } from "../support/smtp.js";
+import { profileWith } from "./support.js";
 
 let db: TestDatabase;
 let senderRole: TestRole;
@@ -26,11 +28,8 @@ beforeAll(async () => {
   sender = await db.connect(senderRole);
   smtp = await TestSmtpServer.start();
   await addAccount(db, "a", smtp);
-  await db.query("SELECT dbmail.sysmail_add_profile_sp(profile_name => 'p')");
-  await db.query(
-    "SELECT dbmail.sysmail_add_profileaccount_sp(profile_name => 'p', account_name => 'a', sequence_number => 1)",
-  );
-  await db.query("SELECT dbmail.sysmail_configure_sp('MaxFileSize', $1)", [String(4 * 2 ** 20)]);
+  await profileWith(db, "p", ["a"]);
+  await configure(db, "MaxFileSize", String(4 * 2 ** 20));
 });
 
 afterAll(async () => {
@@ -176,7 +175,7 @@ describe("the final check before the end of DATA", () => {
     } finally {
       t.close();
     }
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await sleep(300);
     expect([arrived("no"), arrived("throws"), arrived("after")]).toEqual([0, 0, 1]);
   });
 });
