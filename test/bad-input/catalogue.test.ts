@@ -5,7 +5,7 @@
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TestDatabase } from "../support/database.js";
-import { addAccount, addProfile, call, expectError, refusedUnchanged, send } from "../support/mail.js";
+import { addAccount, addProfileFor, call, expectError, refusedUnchanged, send } from "../support/mail.js";
 import { accountsCases } from "./cases/accounts.js";
 import { attachmentsCases } from "./cases/attachments.js";
 import { hardeningCases } from "./cases/hardening.js";
@@ -42,19 +42,8 @@ beforeAll(async () => {
       email_address: `${name}@example.com`,
       mailserver_name: "localhost",
     });
-  for (const profile of ["p", "private"]) {
-    await addProfile(db, { profile_name: profile });
-    await call(db, "sysmail_add_profileaccount_sp", {
-      profile_name: profile,
-      account_name: "main",
-      sequence_number: 1,
-    });
-  }
-  await call(db, "sysmail_add_principalprofile_sp", {
-    principal_name: "public",
-    profile_name: "p",
-    is_default: true,
-  });
+  await addProfileFor(db, "p", "main", true);
+  await addProfileFor(db, "private", "main");
   await call(db, "sp_add_operator", { name: "ops", email_address: "ops@example.com" });
   await call(db, "sp_add_operator", { name: "off", email_address: "off@example.com", enabled: false });
   await call(db, "sp_add_operator", { name: "noemail" });

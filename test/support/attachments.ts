@@ -13,8 +13,7 @@ import { afterAll, beforeAll, expect } from "vitest";
 import { TestDatabase } from "./database.js";
 import {
   type Args,
-  addProfile,
-  call,
+  addProfileFor,
   configure,
   first,
   type Refusal,
@@ -48,17 +47,7 @@ export function setUpAttachments(): void {
     app = await db.connect(await db.createRole("app", { memberOf: ["dbmail_user"] }));
     other = await db.connect(await db.createRole("other", { memberOf: ["dbmail_user"] }));
     await addAccount(db, "main", smtp);
-    await addProfile(db, { profile_name: "p" });
-    await call(db, "sysmail_add_profileaccount_sp", {
-      profile_name: "p",
-      account_name: "main",
-      sequence_number: 1,
-    });
-    await call(db, "sysmail_add_principalprofile_sp", {
-      principal_name: "public",
-      profile_name: "p",
-      is_default: true,
-    });
+    await addProfileFor(db, "p", "main", true);
     sender = await startSender(senderRole);
 
     allowed = makeDirectory();

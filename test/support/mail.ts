@@ -233,3 +233,25 @@ export async function addProfile(admin: Queryable, args: Args = {}): Promise<{ i
   const rows = await call(admin, "sysmail_add_profile_sp", { profile_name: name, ...args });
   return { id: Number(Object.values(first(rows))[0]), name };
 }
+
+/** A profile whose only account (sequence 1) is `account`; with `publicDefault`, every role's default. */
+export async function addProfileFor(
+  admin: Queryable,
+  profile: string,
+  account: string,
+  publicDefault = false,
+): Promise<void> {
+  await addProfile(admin, { profile_name: profile });
+  await call(admin, "sysmail_add_profileaccount_sp", {
+    profile_name: profile,
+    account_name: account,
+    sequence_number: 1,
+  });
+  if (publicDefault) {
+    await call(admin, "sysmail_add_principalprofile_sp", {
+      principal_name: "public",
+      profile_name: profile,
+      is_default: true,
+    });
+  }
+}

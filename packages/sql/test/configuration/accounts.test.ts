@@ -19,6 +19,19 @@ useDatabase("cfg_accounts");
 
 const helpAccount = (args: Args) => single("sysmail_help_account_sp", args);
 
+/** What help_account_sp shows of an account without OAuth2, DKIM or a rate limit (SPEC.md section 13). */
+const WITHOUT_MODERN_SETTINGS = {
+  oauth2_token_url: null,
+  oauth2_client_id: null,
+  oauth2_scope: null,
+  oauth2_client_secret_source: "none",
+  oauth2_refresh_token_source: "none",
+  dkim_domain: null,
+  dkim_selector: null,
+  dkim_private_key_source: "none",
+  max_messages_per_minute: null,
+};
+
 describe("accounts", () => {
   it("add returns the new id; help_account_sp shows the settings but never the password", async () => {
     const name = unique("Relay");
@@ -56,15 +69,7 @@ describe("accounts", () => {
         tls_reject_unauthorized: true,
         password_source: "literal",
         auth_method: "password",
-        oauth2_token_url: null,
-        oauth2_client_id: null,
-        oauth2_scope: null,
-        oauth2_client_secret_source: "none",
-        oauth2_refresh_token_source: "none",
-        dkim_domain: null,
-        dkim_selector: null,
-        dkim_private_key_source: "none",
-        max_messages_per_minute: null,
+        ...WITHOUT_MODERN_SETTINGS,
       },
     ]);
     expect(JSON.stringify(rows)).not.toContain("Sup3r-Secret!");
@@ -106,15 +111,7 @@ describe("accounts", () => {
       tls_reject_unauthorized: true,
       password_source: "none",
       auth_method: "none",
-      oauth2_token_url: null,
-      oauth2_client_id: null,
-      oauth2_scope: null,
-      oauth2_client_secret_source: "none",
-      oauth2_refresh_token_source: "none",
-      dkim_domain: null,
-      dkim_selector: null,
-      dkim_private_key_source: "none",
-      max_messages_per_minute: null,
+      ...WITHOUT_MODERN_SETTINGS,
     });
   });
 

@@ -7,8 +7,7 @@ import { TestDatabase, type TestRole } from "../../../../test/support/database.j
 import {
   type Args,
   addAccount,
-  addProfile,
-  call,
+  addProfileFor,
   first,
   ident,
   type Queryable,
@@ -22,17 +21,7 @@ const VAULT_SECRET = `vault-${randomBytes(8).toString("hex")}`;
 /** Adds an account and a profile that uses it, and makes the profile every role's default. */
 export async function addPublicProfile(admin: Queryable, profile: string, account: Args): Promise<void> {
   const { name } = await addAccount(admin, account);
-  await addProfile(admin, { profile_name: profile });
-  await call(admin, "sysmail_add_profileaccount_sp", {
-    profile_name: profile,
-    account_name: name,
-    sequence_number: 1,
-  });
-  await call(admin, "sysmail_add_principalprofile_sp", {
-    principal_name: "public",
-    profile_name: profile,
-    is_default: true,
-  });
+  await addProfileFor(admin, profile, name, true);
 }
 
 /** The body of a mail item, read as `admin`. */
