@@ -5,7 +5,7 @@
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TestDatabase } from "../support/database.js";
-import { addAccount, addProfileFor, call, expectError, refusedUnchanged, send } from "../support/mail.js";
+import { addAccount, call, expectError, profileWith, refusedUnchanged, send } from "../support/mail.js";
 import { accountsCases } from "./cases/accounts.js";
 import { attachmentsCases } from "./cases/attachments.js";
 import { hardeningCases } from "./cases/hardening.js";
@@ -42,8 +42,8 @@ beforeAll(async () => {
       email_address: `${name}@example.com`,
       mailserver_name: "localhost",
     });
-  await addProfileFor(db, "p", "main", true);
-  await addProfileFor(db, "private", "main");
+  await profileWith(db, "p", ["main"], true);
+  await profileWith(db, "private", ["main"]);
   await call(db, "sp_add_operator", { name: "ops", email_address: "ops@example.com" });
   await call(db, "sp_add_operator", { name: "off", email_address: "off@example.com", enabled: false });
   await call(db, "sp_add_operator", { name: "noemail" });

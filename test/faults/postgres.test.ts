@@ -9,9 +9,9 @@ import { freePort, type LocalPostgres, startLocalPostgres } from "@pg-dbmail/dev
 import { migrate } from "@pg-dbmail/sql";
 import pg from "pg";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { killSpawned, profileWith, queue, shortId, tally } from "../sender/support.js";
+import { killSpawned, queue, shortId, tally } from "../sender/support.js";
 import { migrationsDir } from "../support/global-setup.js";
-import { type Queryable, sleep } from "../support/mail.js";
+import { profileWith, type Queryable, sleep } from "../support/mail.js";
 import { addAccount } from "../support/sender.js";
 import { TestSmtpServer } from "../support/smtp.js";
 import { drained, LONG, recordResult, spawnSender, until } from "./support.js";

@@ -1,9 +1,9 @@
 // Scenarios 4, 5 and 7: SMTP servers that are down, hung or refusing, and sysmail_stop_sp mid-drain, all
 // against a spawned `dbmail start`. AccountRetryDelay is 1 s, account timeouts 2 s.
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
-import { killSpawned, profileWith, queue, shortId, statusCounts, tally } from "../sender/support.js";
+import { killSpawned, queue, shortId, statusCounts, tally } from "../sender/support.js";
 import { TestDatabase, type TestRole } from "../support/database.js";
-import { configure, sleep } from "../support/mail.js";
+import { configure, profileWith, sleep } from "../support/mail.js";
 import { addAccount } from "../support/sender.js";
 import { type Behaviour, TestSmtpServer } from "../support/smtp.js";
 import { drained, LONG, recordResult, type SpawnedSender, spawnSender, until } from "./support.js";

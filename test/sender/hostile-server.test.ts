@@ -7,9 +7,8 @@ import { createServer, type Server, type Socket } from "node:net";
 import type { Sender } from "@pg-dbmail/sender";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TestDatabase } from "../support/database.js";
-import { configure, sleep } from "../support/mail.js";
+import { configure, profileWith, sleep } from "../support/mail.js";
 import { addAccount, eventually, startSender } from "../support/sender.js";
-import { profileWith } from "./support.js";
 
 /** What the server answers at the end of DATA, and to RCPT TO for addresses starting with "bad". */
 const HOSTILE = Buffer.concat([

@@ -8,10 +8,10 @@ import { migrate } from "@pg-dbmail/sql";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TestDatabase, type TestRole, withClient } from "../support/database.js";
 import { migrationsDir, withDatabase } from "../support/global-setup.js";
-import { addAccount, type Queryable } from "../support/mail.js";
+import { addAccount, profileWith, type Queryable } from "../support/mail.js";
 import { eventually, startSender } from "../support/sender.js";
 import { TestSmtpServer } from "../support/smtp.js";
-import { profileWith, queue } from "./support.js";
+import { queue } from "./support.js";
 
 const MAILS = 300;
 const POOL_SIZE = 5;

@@ -3,7 +3,7 @@
 // token that endpoint issued and that has not expired. Secrets are given as env: references.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { TestDatabase, type TestRole } from "../support/database.js";
-import { call, first, send, uniqueSubject } from "../support/mail.js";
+import { first, profileWith, send, uniqueSubject } from "../support/mail.js";
 import { addAccount, eventually, startSender } from "../support/sender.js";
 import { TestSmtpServer } from "../support/smtp.js";
 import { TestTokenEndpoint } from "../support/token-endpoint.js";
@@ -13,6 +13,8 @@ let role: TestRole;
 let endpoint: TestTokenEndpoint;
 let smtp: TestSmtpServer;
 let sender: Awaited<ReturnType<typeof startSender>> | undefined;
+/** Every line the current test's sender logged, at debug level. */
+let logLines: string[] = [];
 const MAILBOX = "reports@example.com";
 const SECRET_VARIABLE = `DBMAIL_TEST_OAUTH2_SECRET_${process.pid}`;
 let counter = 0;
@@ -43,6 +45,12 @@ afterAll(async () => {
   await db?.drop();
 });
 
+/** Starts the test's sender, keeping what it logs (at debug level). */
+async function start(): Promise<void> {
+  logLines = [];
+  sender = await startSender(role, {}, logLines);
+}
+
 /** An oauth2 account on the XOAUTH2 server, in a profile of its own (plus `more` accounts after it). */
 async function oauth2Profile(extra: Record<string, unknown> = {}, more: number[] = []): Promise<string> {
   counter++;
@@ -57,16 +65,7 @@ async function oauth2Profile(extra: Record<string, unknown> = {}, more: number[]
     timeout: 3,
     ...extra,
   });
-  await call(db, "sysmail_add_profile_sp", { profile_name: profile });
-  const accounts = [`oauth2_${counter}`, ...more.map(String)];
-  for (const [index, account] of accounts.entries()) {
-    const byId = /^\d+$/.test(account);
-    await call(db, "sysmail_add_profileaccount_sp", {
-      profile_name: profile,
-      ...(byId ? { account_id: Number(account) } : { account_name: account }),
-      sequence_number: index + 1,
-    });
-  }
+  await profileWith(db, profile, [`oauth2_${counter}`, ...more]);
   return profile;
 }
 
@@ -93,13 +92,13 @@ async function events(id: string): Promise<{ event_type: string; description: st
   return rows;
 }
 
-/** Everything the database says about mail and events, as one text: no secret may appear in it. */
-async function everythingStored(): Promise<string> {
+/** Everything the database says about mail and events, and the sender's log: no secret may appear in it. */
+async function everythingRecorded(): Promise<string> {
   const { rows } = await db.query<{ t: string }>(
     `SELECT concat_ws(' ', (SELECT string_agg(description, ' ') FROM dbmail.event_log),
        (SELECT string_agg(concat_ws(' ', last_error, smtp_response), ' ') FROM dbmail.mailitems)) AS t`,
   );
-  return first(rows).t ?? "";
+  return `${first(rows).t ?? ""}\n${logLines.join("")}`;
 }
 
 function sendVia(profile: string, subject = uniqueSubject("oauth2")): Promise<string> {
@@ -122,7 +121,7 @@ function expectNoSecretIn(text: string): void {
 describe("XOAUTH2 with a token from the account's endpoint", () => {
   it("logs in with a client-credentials token as the account's username and delivers", async () => {
     const profile = await oauth2Profile();
-    sender = await startSender(role);
+    await start();
     const subject = uniqueSubject("client credentials");
     const id = await sendVia(profile, subject);
     expect(await sentStatus(id)).toMatchObject({ send_attempts: 1 });
@@ -135,7 +134,7 @@ describe("XOAUTH2 with a token from the account's endpoint", () => {
       client_secret: endpoint.client.secret,
       scope: "https://outlook.office365.com/.default",
     });
-    expectNoSecretIn(await everythingStored());
+    expectNoSecretIn(await everythingRecorded());
   });
 
   it("uses the refresh-token grant when the account has a refresh token", async () => {
@@ -143,7 +142,7 @@ describe("XOAUTH2 with a token from the account's endpoint", () => {
       oauth2_client_secret: null,
       oauth2_refresh_token: endpoint.client.refreshToken,
     });
-    sender = await startSender(role);
+    await start();
     const id = await sendVia(profile);
     await sentStatus(id);
     expect(endpoint.requests.at(-1)).toMatchObject({
@@ -156,7 +155,7 @@ describe("XOAUTH2 with a token from the account's endpoint", () => {
   it("fetches a new token when the cached one has expired, without a failed attempt", async () => {
     endpoint.lifetimeSeconds = 2;
     const profile = await oauth2Profile();
-    sender = await startSender(role);
+    await start();
     await sentStatus(await sendVia(profile));
     const fetched = endpoint.requests.length;
     await new Promise((resolve) => setTimeout(resolve, 2500));
@@ -170,7 +169,7 @@ describe("XOAUTH2 with a token from the account's endpoint", () => {
 
   it("fetches a new token once when the server refuses a revoked one, and the message goes out", async () => {
     const profile = await oauth2Profile();
-    sender = await startSender(role);
+    await start();
     await sentStatus(await sendVia(profile));
     endpoint.revokeAll();
     await smtp.restart();
@@ -186,7 +185,7 @@ describe("token endpoint failures", () => {
     try {
       const backupId = await addAccount(db, `oauth2_backup_${++counter}`, plain, { timeout: 3 });
       const withBackup = await oauth2Profile({}, [backupId]);
-      sender = await startSender(role);
+      await start();
       const subject = uniqueSubject("failover");
       const viaBackup = await sendVia(withBackup, subject);
       expect(await sentStatus(viaBackup)).toMatchObject({ sent_account_id: backupId });
@@ -216,7 +215,7 @@ describe("token endpoint failures", () => {
       [`oauth2_${counter}`],
     );
     const accountId = first(rows).account_id;
-    sender = await startSender(role);
+    await start();
     const id = await sendVia(profile);
     const retrying = await sentStatus(id, "retrying");
     expect(retrying.last_error).toBe(
@@ -224,6 +223,6 @@ describe("token endpoint failures", () => {
     );
     const logged = (await events(id)).map((e) => e.description).join("\n");
     expect(logged).toContain(`account ${accountId}: EOAUTH2`);
-    expectNoSecretIn(await everythingStored());
+    expectNoSecretIn(await everythingRecorded());
   });
 });

@@ -11,10 +11,10 @@ import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { errorOf, withClient } from "../support/database.js";
 import { migrationsDir, withDatabase } from "../support/global-setup.js";
-import { addAccount, sleep } from "../support/mail.js";
+import { addAccount, profileWith, sleep } from "../support/mail.js";
 import { eventually } from "../support/sender.js";
 import { TestSmtpServer } from "../support/smtp.js";
-import { killSpawned, profileWith, spawnStart } from "./support.js";
+import { killSpawned, spawnStart } from "./support.js";
 
 let dataDir: string;
 let port: number;

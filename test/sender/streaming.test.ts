@@ -12,10 +12,9 @@ import {
   withFinalCheck,
 } from "../../packages/sender/src/smtp/final-check.js";
 import { errorOf, TestDatabase, type TestRole } from "../support/database.js";
-import { configure, sleep } from "../support/mail.js";
+import { configure, profileWith, sleep } from "../support/mail.js";
 import { addAccount } from "../support/sender.js";
 import { TestSmtpServer } from "../support/smtp.js";
-import { profileWith } from "./support.js";
 
 let db: TestDatabase;
 let senderRole: TestRole;

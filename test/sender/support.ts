@@ -1,10 +1,10 @@
-// What the sender's end-to-end tests (test/sender) and the fault suite (test/faults) share: profiles made
-// of accounts, a database with one account ready to deliver, spawned `dbmail start` processes, and
+// What the sender's end-to-end tests (test/sender) and the fault suite (test/faults) share: a database
+// with one account ready to deliver, spawned `dbmail start` processes, and
 // counting what the SMTP servers received per X-DBMail-Mailitem-Id.
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { TestDatabase, type TestRole } from "../support/database.js";
-import { addProfile, call, type Queryable } from "../support/mail.js";
+import { profileWith, type Queryable } from "../support/mail.js";
 import { addAccount } from "../support/sender.js";
 import { type ReceivedMail, TestSmtpServer } from "../support/smtp.js";
 
@@ -12,36 +12,6 @@ export const cli = fileURLToPath(new URL("../../packages/sender/dist/cli.js", im
 
 /** A sender id that says which test started it: `<prefix>-<random>`. */
 export const shortId = (prefix: string) => `${prefix}-${Math.random().toString(36).slice(2, 8)}`;
-
-/** An account of a profile: its name or id, at the next sequence number or at `[account, sequence]`. */
-export type ProfileMember = string | number | [account: string | number, sequence: number];
-
-/**
- * Creates `profile` with `members` (sequence 1, 2, ... unless given). With `publicDefault`, the profile
- * is granted to public, as its default profile when true.
- */
-export async function profileWith(
-  db: Queryable,
-  profile: string,
-  members: ProfileMember[],
-  publicDefault?: boolean,
-): Promise<void> {
-  await addProfile(db, { profile_name: profile });
-  for (const [i, member] of members.entries()) {
-    const [account, sequence] = Array.isArray(member) ? member : [member, i + 1];
-    await call(db, "sysmail_add_profileaccount_sp", {
-      profile_name: profile,
-      ...(typeof account === "number" ? { account_id: account } : { account_name: account }),
-      sequence_number: sequence,
-    });
-  }
-  if (publicDefault === undefined) return;
-  await call(db, "sysmail_add_principalprofile_sp", {
-    principal_name: "public",
-    profile_name: profile,
-    is_default: publicDefault,
-  });
-}
 
 /** A test database with a dbmail_sender login, and profile "p" whose one account sends to a new SMTP server. */
 export async function singleAccountFixture(): Promise<{

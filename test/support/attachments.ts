@@ -13,9 +13,9 @@ import { afterAll, beforeAll, expect } from "vitest";
 import { TestDatabase } from "./database.js";
 import {
   type Args,
-  addProfileFor,
   configure,
   first,
+  profileWith,
   type Refusal,
   refused,
   send,
@@ -47,7 +47,7 @@ export function setUpAttachments(): void {
     app = await db.connect(await db.createRole("app", { memberOf: ["dbmail_user"] }));
     other = await db.connect(await db.createRole("other", { memberOf: ["dbmail_user"] }));
     await addAccount(db, "main", smtp);
-    await addProfileFor(db, "p", "main", true);
+    await profileWith(db, "p", ["main"], true);
     sender = await startSender(senderRole);
 
     allowed = makeDirectory();

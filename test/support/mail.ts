@@ -234,24 +234,32 @@ export async function addProfile(admin: Queryable, args: Args = {}): Promise<{ i
   return { id: Number(Object.values(first(rows))[0]), name };
 }
 
-/** A profile whose only account (sequence 1) is `account`; with `publicDefault`, every role's default. */
-export async function addProfileFor(
+/** An account of a profile: its name or id, at the next sequence number or at `[account, sequence]`. */
+export type ProfileMember = string | number | [account: string | number, sequence: number];
+
+/**
+ * Creates `profile` with `members` (sequence 1, 2, ... unless given). With `publicDefault`, the profile
+ * is granted to public, as its default profile when true.
+ */
+export async function profileWith(
   admin: Queryable,
   profile: string,
-  account: string,
-  publicDefault = false,
+  members: ProfileMember[],
+  publicDefault?: boolean,
 ): Promise<void> {
   await addProfile(admin, { profile_name: profile });
-  await call(admin, "sysmail_add_profileaccount_sp", {
-    profile_name: profile,
-    account_name: account,
-    sequence_number: 1,
-  });
-  if (publicDefault) {
-    await call(admin, "sysmail_add_principalprofile_sp", {
-      principal_name: "public",
+  for (const [i, member] of members.entries()) {
+    const [account, sequence] = Array.isArray(member) ? member : [member, i + 1];
+    await call(admin, "sysmail_add_profileaccount_sp", {
       profile_name: profile,
-      is_default: true,
+      ...(typeof account === "number" ? { account_id: account } : { account_name: account }),
+      sequence_number: sequence,
     });
   }
+  if (publicDefault === undefined) return;
+  await call(admin, "sysmail_add_principalprofile_sp", {
+    principal_name: "public",
+    profile_name: profile,
+    is_default: publicDefault,
+  });
 }

@@ -1,12 +1,18 @@
 import { createLogger, senderDefaults as defaults, Sender, type SenderOptions } from "@pg-dbmail/sender";
+import pino from "pino";
 import type { TestDatabase, TestRole } from "./database.js";
 import type { TestSmtpServer } from "./smtp.js";
 
 /**
  * Starts an in-process sender against a test database, logged in as `role` (a dbmail_sender member), with
- * short poll and heartbeat intervals so tests run fast. Stop it with `sender.stop()`.
+ * short poll and heartbeat intervals so tests run fast. Stop it with `sender.stop()`. With `logLines`,
+ * every JSON line it logs (at debug level) is kept there instead of printed.
  */
-export async function startSender(role: TestRole, overrides: Partial<SenderOptions> = {}): Promise<Sender> {
+export async function startSender(
+  role: TestRole,
+  overrides: Partial<SenderOptions> = {},
+  logLines?: string[],
+): Promise<Sender> {
   const options: SenderOptions = {
     ...defaults,
     databases: [{ name: "test", url: role.url }],
@@ -18,7 +24,10 @@ export async function startSender(role: TestRole, overrides: Partial<SenderOptio
     logLevel: "error",
     ...overrides,
   };
-  const sender = new Sender(options, createLogger(options.logLevel));
+  const log = logLines
+    ? pino({ level: "debug" }, { write: (line: string) => void logLines.push(line) })
+    : createLogger(options.logLevel);
+  const sender = new Sender(options, log);
   await sender.start();
   return sender;
 }

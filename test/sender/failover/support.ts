@@ -6,10 +6,9 @@ import type { Sender } from "@pg-dbmail/sender";
 import type pg from "pg";
 import { afterAll, afterEach, beforeAll, beforeEach } from "vitest";
 import { TestDatabase, type TestRole } from "../../support/database.js";
-import { type Args, configure, send, sleep, withSettings } from "../../support/mail.js";
+import { type Args, configure, profileWith, send, sleep, withSettings } from "../../support/mail.js";
 import { addAccount, startSender } from "../../support/sender.js";
 import { type Behaviour, type Refusal, TestSmtpServer } from "../../support/smtp.js";
-import { profileWith } from "../support.js";
 
 export interface ItemRow {
   mailitem_id: string;

@@ -8,10 +8,9 @@ import type { AddressObject, EmailAddress } from "mailparser";
 import type pg from "pg";
 import { afterAll, beforeAll } from "vitest";
 import { TestDatabase } from "../../support/database.js";
-import { type Args, type Queryable, send, uniqueSubject } from "../../support/mail.js";
+import { type Args, profileWith, type Queryable, send, uniqueSubject } from "../../support/mail.js";
 import { addAccount, eventually, startSender } from "../../support/sender.js";
 import { type ReceivedMail, TestSmtpServer } from "../../support/smtp.js";
-import { profileWith } from "../support.js";
 
 export { decodeWords } from "../../../packages/sender/test/fixtures.js";
 

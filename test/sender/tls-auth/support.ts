@@ -5,15 +5,13 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { senderDefaults as defaults, Sender, type SenderOptions } from "@pg-dbmail/sender";
-import pino from "pino";
+import type { Sender, SenderOptions } from "@pg-dbmail/sender";
 import type { SMTPServer } from "smtp-server";
 import { afterAll, afterEach, beforeAll, expect } from "vitest";
 import { TestDatabase, type TestRole } from "../../support/database.js";
-import { configure, send } from "../../support/mail.js";
-import { addAccount, eventually } from "../../support/sender.js";
+import { configure, profileWith, send } from "../../support/mail.js";
+import { addAccount, eventually, startSender as startSharedSender } from "../../support/sender.js";
 import { TestSmtpServer, type TestSmtpServerOptions } from "../../support/smtp.js";
-import { profileWith } from "../support.js";
 
 /** What the SMTP server saw at the protocol level, beyond the messages it accepted. */
 export interface Observed {
@@ -60,23 +58,10 @@ export function useTlsAuth() {
     await db?.drop();
   });
 
-  /** Starts an in-process sender like test/support/sender.ts does, but keeps what it logs. */
+  /** Starts an in-process sender (test/support/sender.ts) whose log lines the test keeps. */
   async function startSender(overrides: Partial<SenderOptions> = {}): Promise<Sender> {
-    const options: SenderOptions = {
-      ...defaults,
-      databases: [{ name: "test", url: role.url }],
-      senderId: `tls-auth-${Math.random().toString(36).slice(2, 8)}`,
-      pollIntervalMs: 200,
-      heartbeatIntervalMs: 500,
-      shutdownTimeoutMs: 5000,
-      smtpTimeoutSeconds: 5,
-      logLevel: "debug",
-      ...overrides,
-    };
     logLines = [];
-    const log = pino({ level: "debug" }, { write: (line: string) => void logLines.push(line) });
-    sender = new Sender(options, log);
-    await sender.start();
+    sender = await startSharedSender(role, { logLevel: "debug", ...overrides }, logLines);
     return sender;
   }
 
