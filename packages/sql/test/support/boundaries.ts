@@ -7,9 +7,9 @@ import { TestDatabase, type TestRole } from "../../../../test/support/database.j
 import {
   type Args,
   addAccount,
-  addProfileFor,
   first,
   ident,
+  profileWith,
   type Queryable,
   sleep,
 } from "../../../../test/support/mail.js";
@@ -21,7 +21,7 @@ const VAULT_SECRET = `vault-${randomBytes(8).toString("hex")}`;
 /** Adds an account and a profile that uses it, and makes the profile every role's default. */
 export async function addPublicProfile(admin: Queryable, profile: string, account: Args): Promise<void> {
   const { name } = await addAccount(admin, account);
-  await addProfileFor(admin, profile, name, true);
+  await profileWith(admin, profile, [name], true);
 }
 
 /** The body of a mail item, read as `admin`. */
