@@ -6,7 +6,7 @@ import type { Sender } from "@pg-dbmail/sender";
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { errorOf, TestDatabase } from "../support/database.js";
-import { configure, profileWith, send } from "../support/mail.js";
+import { configure, profileWith, type Queryable, send } from "../support/mail.js";
 import { addAccount, eventually, startSender } from "../support/sender.js";
 import { TestSmtpServer } from "../support/smtp.js";
 
@@ -76,7 +76,7 @@ async function mailThrough(profile: string): Promise<{ id: string; before: numbe
   return { id, before, after: Date.now() };
 }
 
-async function attemptsOf(client: pg.Client | TestDatabase, id: string): Promise<AttemptRow[]> {
+async function attemptsOf(client: Queryable, id: string): Promise<AttemptRow[]> {
   const { rows } = await client.query<AttemptRow>(
     "SELECT * FROM dbmail.sysmail_attempts WHERE mailitem_id = $1 ORDER BY started_at",
     [id],
@@ -132,7 +132,9 @@ describe("sysmail_attempts", () => {
   it("shows a permanent 550 as refused", async () => {
     const { id, before, after } = await mailThrough("permanent");
     const rows = await attemptsOf(alice, id);
-    expect(rows.map((r) => [r.account_id, r.outcome, r.smtp_code])).toEqual([[accounts.refusing, "refused", 550]]);
+    expect(rows.map((r) => [r.account_id, r.outcome, r.smtp_code])).toEqual([
+      [accounts.refusing, "refused", 550],
+    ]);
     expect(rows[0]?.smtp_response).toContain("no such user here");
     expectPlausibleTimes(rows, before, after);
   });

@@ -78,10 +78,14 @@ describe("cancel with a running sender", () => {
     await admin.query("SELECT dbmail.sysmail_stop_sp()");
     const ids: string[] = [];
     for (let i = 0; i < 4; i++) {
-      ids.push(await send(alice, { profile_name: "p", recipients: "to@example.org", subject: `cancel ${i}` }));
+      ids.push(
+        await send(alice, { profile_name: "p", recipients: "to@example.org", subject: `cancel ${i}` }),
+      );
     }
     const [keep1, drop1, keep2, drop2] = ids as [string, string, string, string];
-    const cancelled = first(await call(alice, "sysmail_cancel_mailitems_sp", { mailitem_ids: [drop1, drop2] }));
+    const cancelled = first(
+      await call(alice, "sysmail_cancel_mailitems_sp", { mailitem_ids: [drop1, drop2] }),
+    );
     expect(cancelled.sysmail_cancel_mailitems_sp).toBe(2);
     await admin.query("SELECT dbmail.sysmail_start_sp()");
     await eventually(async () => (await statusOf(keep1)) === "sent" && (await statusOf(keep2)) === "sent");

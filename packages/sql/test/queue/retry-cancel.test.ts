@@ -72,7 +72,10 @@ async function failedMail(client: pg.Client = user, profileName = profile.name):
 const retry = async (client: pg.Client, args: Record<string, unknown>) =>
   Number(first(await call(client, "sysmail_retry_mailitems_sp", args)).sysmail_retry_mailitems_sp);
 const cancel = async (client: pg.Client, ids: number[] | null) =>
-  Number(first(await call(client, "sysmail_cancel_mailitems_sp", { mailitem_ids: ids })).sysmail_cancel_mailitems_sp);
+  Number(
+    first(await call(client, "sysmail_cancel_mailitems_sp", { mailitem_ids: ids }))
+      .sysmail_cancel_mailitems_sp,
+  );
 
 describe("sysmail_retry_mailitems_sp", () => {
   it("puts the caller's failed items back in the queue, due now, with every round again", async () => {
@@ -91,7 +94,10 @@ describe("sysmail_retry_mailitems_sp", () => {
       [id],
     );
     expect(rows).toEqual([
-      { event_type: "information", description: `Mail Id ${id} was put back in the queue by ${userRole.name}` },
+      {
+        event_type: "information",
+        description: `Mail Id ${id} was put back in the queue by ${userRole.name}`,
+      },
     ]);
   });
 
@@ -114,14 +120,20 @@ describe("sysmail_retry_mailitems_sp", () => {
     ]);
     const ids = [old, recent, otherProfile, waiting];
     expect(
-      await retry(user, { mailitem_ids: ids, sent_before: "2010-01-01", profile_name: profile.name.toUpperCase() }),
+      await retry(user, {
+        mailitem_ids: ids,
+        sent_before: "2010-01-01",
+        profile_name: profile.name.toUpperCase(),
+      }),
     ).toBe(1);
     expect((await item(old)).sent_status).toBe("unsent");
     expect((await item(recent)).sent_status).toBe("failed");
     expect((await item(otherProfile)).sent_status).toBe("failed");
     expect((await item(waiting)).send_attempts).toBe(0);
     // Without ids: every failed item of the caller that the other filters match.
-    expect(await retry(user, { profile_name: other.name, sent_status: " FAILED " })).toBeGreaterThanOrEqual(1);
+    expect(await retry(user, { profile_name: other.name, sent_status: " FAILED " })).toBeGreaterThanOrEqual(
+      1,
+    );
     expect((await item(otherProfile)).sent_status).toBe("unsent");
   });
 
@@ -213,7 +225,10 @@ describe("sysmail_cancel_mailitems_sp", () => {
 
   it("leaves an item being sent alone and says so; its sender's outcome is recorded as usual", async () => {
     const id = await queueMessage(profile.name, user);
-    await su("UPDATE dbmail.mailitems SET sent_status = 'failed' WHERE sent_status IN ('unsent', 'retrying') AND mailitem_id <> $1", [id]);
+    await su(
+      "UPDATE dbmail.mailitems SET sent_status = 'failed' WHERE sent_status IN ('unsent', 'retrying') AND mailitem_id <> $1",
+      [id],
+    );
     const { rows: claimed } = await sender.query(
       "SELECT mailitem_id, lease_token FROM dbmail.claim_mailitems('s-1', 10, 60)",
     );
@@ -229,11 +244,17 @@ describe("sysmail_cancel_mailitems_sp", () => {
 
   it("cannot be undone by a sender that held the item before: its late outcome is lease_lost", async () => {
     const id = await queueMessage(profile.name, user);
-    await su("UPDATE dbmail.mailitems SET sent_status = 'failed' WHERE sent_status IN ('unsent', 'retrying') AND mailitem_id <> $1", [id]);
+    await su(
+      "UPDATE dbmail.mailitems SET sent_status = 'failed' WHERE sent_status IN ('unsent', 'retrying') AND mailitem_id <> $1",
+      [id],
+    );
     const { rows } = await sender.query("SELECT lease_token FROM dbmail.claim_mailitems('s-2', 10, 60)");
     const token = first(rows).lease_token as string;
     // The sender gives it back (a rate limit, a shutdown), then it is cancelled.
-    await sender.query("SELECT dbmail.release_mailitems('s-2', ARRAY[$1]::bigint[], ARRAY[$2]::uuid[])", [id, token]);
+    await sender.query("SELECT dbmail.release_mailitems('s-2', ARRAY[$1]::bigint[], ARRAY[$2]::uuid[])", [
+      id,
+      token,
+    ]);
     expect(await cancel(user, [id])).toBe(1);
     const late = await sender.query(
       "SELECT dbmail.record_outcome($1, 's-2', $2, 'retrying', error => '451 try later') AS s",

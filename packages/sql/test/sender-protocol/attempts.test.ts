@@ -143,9 +143,21 @@ describe("record_outcome with attempts", () => {
   it.each([
     ["not an array", { account_id: 1 }, /^attempts: ".*": must be a JSON array$/],
     ["an entry without started_at", [{ duration_ms: 1, outcome: "sent" }], /each attempt is an object/],
-    ["a negative duration", [{ started_at: "2026-01-01T00:00:00Z", duration_ms: -1, outcome: "sent" }], /duration_ms of 0 or more/],
-    ["a duration that is text", [{ started_at: "2026-01-01T00:00:00Z", duration_ms: "1", outcome: "sent" }], /each attempt/],
-    ["an unknown outcome", [{ started_at: "2026-01-01T00:00:00Z", duration_ms: 1, outcome: "bounced" }], /sent, refused or failed/],
+    [
+      "a negative duration",
+      [{ started_at: "2026-01-01T00:00:00Z", duration_ms: -1, outcome: "sent" }],
+      /duration_ms of 0 or more/,
+    ],
+    [
+      "a duration that is text",
+      [{ started_at: "2026-01-01T00:00:00Z", duration_ms: "1", outcome: "sent" }],
+      /each attempt/,
+    ],
+    [
+      "an unknown outcome",
+      [{ started_at: "2026-01-01T00:00:00Z", duration_ms: 1, outcome: "bounced" }],
+      /sent, refused or failed/,
+    ],
     ["an entry that is not an object", [42], /each attempt is an object/],
   ])("refuses attempts that are %s, changing nothing", async (_label, bad, message) => {
     const id = await send();

@@ -16,7 +16,14 @@ import {
 } from "./security-lists.js";
 import { addSendingProfile } from "./send.js";
 
-export { CONFIG_PROCEDURES, HELP_PROCEDURES, SENDER_FUNCTIONS, USER_PROCEDURE_HALVES, USER_PROCEDURES, VIEWS };
+export {
+  CONFIG_PROCEDURES,
+  HELP_PROCEDURES,
+  SENDER_FUNCTIONS,
+  USER_PROCEDURE_HALVES,
+  USER_PROCEDURES,
+  VIEWS,
+};
 
 export const SECRET = `S3cret-${randomBytes(8).toString("hex")}`;
 
