@@ -8,6 +8,9 @@ CREATE TYPE dbmail.attachment AS (
 	content_type text
 );
 
+CREATE DOMAIN dbmail.attempt_outcome AS text
+	CONSTRAINT attempt_outcome_check CHECK ((VALUE = ANY (ARRAY['sent'::text, 'refused'::text, 'failed'::text])));
+
 CREATE DOMAIN dbmail.body_format AS text
 	CONSTRAINT body_format_check CHECK ((VALUE = ANY (ARRAY['TEXT'::text, 'HTML'::text])));
 
@@ -117,7 +120,7 @@ BEGIN
 END;
 $_$;
 
-CREATE FUNCTION dbmail.apply_outcome(mailitem_id bigint, sender_id text, lease_token uuid, outcome text, account_id integer, smtp_response text, error text, account_errors jsonb, process_id integer, retry_rounds integer, retry_delay integer) RETURNS text
+CREATE FUNCTION dbmail.apply_outcome(mailitem_id bigint, sender_id text, lease_token uuid, outcome text, account_id integer, smtp_response text, error text, account_errors jsonb, process_id integer, retry_rounds integer, retry_delay integer, smtp_attempts jsonb) RETURNS text
     LANGUAGE plpgsql
     AS $$
 DECLARE
@@ -136,6 +139,9 @@ BEGIN
   END IF;
   IF account_errors IS NOT NULL AND jsonb_typeof(account_errors) <> 'array' THEN
     PERFORM dbmail.raise_error('22023', 'account_errors', account_errors::text, 'must be a JSON array');
+  END IF;
+  IF smtp_attempts IS NOT NULL AND jsonb_typeof(smtp_attempts) <> 'array' THEN
+    PERFORM dbmail.raise_error('22023', 'attempts', smtp_attempts::text, 'must be a JSON array');
   END IF;
   -- The item by its key, owner and token, locked, and only then its status. With sent_status = 'sending'
   -- in the WHERE, the planner may read the item through a partial index whose predicate that implies
@@ -156,6 +162,23 @@ BEGIN
   WHERE t.mailitem_id = apply_outcome.mailitem_id AND t.finished_at IS NULL AND NOT t.waiting;
   SELECT string_agg(format('account %s: %s', f.value ->> 'account_id', f.value ->> 'error'), '; ')
     INTO summary FROM jsonb_array_elements(COALESCE(account_errors, '[]')) f;
+  IF jsonb_array_length(COALESCE(smtp_attempts, '[]')) > 0 THEN
+    -- Checked first (CASE: in this order) so that a bad entry gets a message naming it, not a cast error.
+    PERFORM dbmail.raise_error('22023', 'attempts', a.value::text, 'each attempt is an object with started_at, '
+        'a duration_ms of 0 or more and an outcome of sent, refused or failed')
+    FROM jsonb_array_elements(smtp_attempts) a
+    WHERE CASE WHEN jsonb_typeof(a.value) IS DISTINCT FROM 'object'
+                 OR jsonb_typeof(a.value -> 'started_at') IS DISTINCT FROM 'string'
+                 OR jsonb_typeof(a.value -> 'duration_ms') IS DISTINCT FROM 'number' THEN true
+               ELSE (a.value ->> 'duration_ms')::numeric < 0
+                 OR NOT COALESCE(a.value ->> 'outcome' IN ('sent', 'refused', 'failed'), false) END;
+    INSERT INTO dbmail.attempts (mailitem_id, attempt, account_id, started_at, duration_ms, outcome, smtp_code,
+                                 smtp_response, sent_by)
+    SELECT apply_outcome.mailitem_id, attempts, a.account_id, a.started_at, a.duration_ms, a.outcome, a.smtp_code,
+           a.smtp_response, apply_outcome.sender_id
+    FROM jsonb_to_recordset(smtp_attempts) AS a(account_id integer, started_at timestamptz, duration_ms integer,
+      outcome text, smtp_code integer, smtp_response text);
+  END IF;
 
   IF outcome = 'sent' THEN
     new_status := 'sent';
@@ -248,6 +271,41 @@ CREATE FUNCTION dbmail.caller_role() RETURNS name
     AS $$
 BEGIN
   RETURN COALESCE(NULLIF(current_setting('role'), 'none'), session_user)::name;
+END;
+$$;
+
+CREATE FUNCTION dbmail.cancel_mailitems(mailitem_ids bigint[]) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  caller name := dbmail.take_caller_stamp('sysmail_cancel_mailitems_sp');
+  caller_oid oid := to_regrole(quote_ident(caller));
+  caller_is_admin boolean := dbmail.is_admin(caller);
+  cancelled bigint[];
+  busy integer;
+BEGIN
+  PERFORM dbmail.check_mailitem_ids(mailitem_ids, false);
+  -- A claim locks what it takes: an item claimed meanwhile is 'sending' when this UPDATE sees it again.
+  WITH c AS (
+    UPDATE dbmail.mailitems m SET sent_status = 'failed', sent_date = now(), last_error = 'cancelled',
+      last_mod_date = now(), last_mod_user = caller
+    WHERE m.mailitem_id = ANY (mailitem_ids) AND m.sent_status IN ('unsent', 'retrying')
+      AND (caller_is_admin OR (m.send_request_user = caller AND m.send_request_role = caller_oid))
+    RETURNING m.mailitem_id
+  )
+  SELECT COALESCE(array_agg(c.mailitem_id ORDER BY c.mailitem_id), '{}') INTO cancelled FROM c;
+  -- Their turns at a rate-limited account are not needed any more.
+  DELETE FROM dbmail.send_slots t WHERE t.mailitem_id = ANY (cancelled) AND t.waiting;
+  PERFORM dbmail.log_event('information', format('Mail Id %s was cancelled by %s', i, caller), i)
+  FROM unnest(cancelled) i;
+  SELECT count(*) INTO busy FROM dbmail.mailitems m
+  WHERE m.mailitem_id = ANY (mailitem_ids) AND m.sent_status = 'sending'
+    AND (caller_is_admin OR (m.send_request_user = caller AND m.send_request_role = caller_oid));
+  IF busy > 0 THEN
+    RAISE NOTICE '% of these mail items are being sent right now and were not cancelled', busy;
+  END IF;
+  RETURN cardinality(cancelled);
 END;
 $$;
 
@@ -585,6 +643,22 @@ BEGIN
     PERFORM dbmail.raise_error('54000', parameter, value,
       format('the mail would be %s bytes (subject, addresses, headers, body and attachments), more than MaxMailSize (%s bytes)',
              size, max_size));
+  END IF;
+END;
+$$;
+
+CREATE FUNCTION dbmail.check_mailitem_ids(mailitem_ids bigint[], null_allowed boolean) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  IF mailitem_ids IS NULL THEN
+    IF NOT null_allowed THEN
+      PERFORM dbmail.raise_error('22004', 'mailitem_ids', NULL, 'name the mail items');
+    END IF;
+  ELSIF cardinality(mailitem_ids) = 0 THEN
+    PERFORM dbmail.raise_error('22023', 'mailitem_ids', '{}', 'is empty: name at least one mail item');
+  ELSIF array_position(mailitem_ids, NULL) IS NOT NULL THEN
+    PERFORM dbmail.raise_error('22004', 'mailitem_ids', mailitem_ids::text, 'holds NULL');
   END IF;
 END;
 $$;
@@ -2038,7 +2112,7 @@ CREATE FUNCTION dbmail.record_migration(version integer, name text, checksum tex
   INSERT INTO dbmail.migrations (version, name, checksum) VALUES ($1, $2, $3);
 $_$;
 
-CREATE FUNCTION dbmail.record_outcome(mailitem_id bigint, sender_id text, lease_token uuid, outcome text, account_id integer DEFAULT NULL::integer, smtp_response text DEFAULT NULL::text, error text DEFAULT NULL::text, account_errors jsonb DEFAULT NULL::jsonb, process_id integer DEFAULT NULL::integer) RETURNS text
+CREATE FUNCTION dbmail.record_outcome(mailitem_id bigint, sender_id text, lease_token uuid, outcome text, account_id integer DEFAULT NULL::integer, smtp_response text DEFAULT NULL::text, error text DEFAULT NULL::text, account_errors jsonb DEFAULT NULL::jsonb, process_id integer DEFAULT NULL::integer, attempts jsonb DEFAULT NULL::jsonb) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -2047,7 +2121,7 @@ BEGIN
   PERFORM dbmail.require_sender();
   RETURN dbmail.apply_outcome(mailitem_id, sender_id, lease_token, outcome, account_id, smtp_response, error,
     account_errors, process_id, COALESCE(dbmail.setting('AccountRetryAttempts')::integer, 1),
-    COALESCE(dbmail.setting('AccountRetryDelay')::integer, 60));
+    COALESCE(dbmail.setting('AccountRetryDelay')::integer, 60), attempts);
 END;
 $$;
 
@@ -2068,7 +2142,7 @@ BEGIN
   FOR entry IN
     SELECT o.* FROM jsonb_to_recordset(outcomes) AS o(
       mailitem_id bigint, lease_token uuid, outcome text, account_id integer, smtp_response text, error text,
-      account_errors jsonb)
+      account_errors jsonb, attempts jsonb)
     ORDER BY o.mailitem_id
   LOOP
     IF entry.mailitem_id IS NULL THEN
@@ -2077,7 +2151,7 @@ BEGIN
     mailitem_id := entry.mailitem_id;
     status := dbmail.apply_outcome(entry.mailitem_id, record_outcomes.sender_id, entry.lease_token, entry.outcome,
       entry.account_id, entry.smtp_response, entry.error, entry.account_errors, record_outcomes.process_id,
-      retry_rounds, retry_delay);
+      retry_rounds, retry_delay, entry.attempts);
     RETURN NEXT;
   END LOOP;
 END;
@@ -2214,6 +2288,43 @@ BEGIN
     PERFORM dbmail.raise_error('22023', 'security', security, 'conflicts with enable_ssl => true');
   END IF;
   RETURN resolved;
+END;
+$$;
+
+CREATE FUNCTION dbmail.retry_mailitems(mailitem_ids bigint[], sent_status text, sent_before timestamp with time zone, profile_name text) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  caller name := dbmail.take_caller_stamp('sysmail_retry_mailitems_sp');
+  caller_oid oid := to_regrole(quote_ident(caller));
+  caller_is_admin boolean := dbmail.is_admin(caller);
+  profile integer;
+  retried bigint[];
+BEGIN
+  IF sent_status IS NULL OR lower(btrim(sent_status)) <> 'failed' THEN
+    PERFORM dbmail.raise_error('22023', 'sent_status', sent_status, 'must be failed (only failed mail is retried)');
+  END IF;
+  PERFORM dbmail.check_mailitem_ids(mailitem_ids, true);
+  profile := dbmail.find_by_id_or_name('profile', NULL, profile_name, false);
+  -- Due now with all its rounds again; last_error keeps the failure's reason until a new one replaces it.
+  WITH r AS (
+    UPDATE dbmail.mailitems m SET sent_status = 'unsent', next_attempt_at = now(), send_attempts = 0,
+      sent_date = NULL, last_mod_date = now(), last_mod_user = caller
+    WHERE m.sent_status = 'failed'
+      AND (mailitem_ids IS NULL OR m.mailitem_id = ANY (mailitem_ids))
+      AND (sent_before IS NULL OR m.send_request_date < sent_before)
+      AND (profile IS NULL OR m.profile_id = profile)
+      AND (caller_is_admin OR (m.send_request_user = caller AND m.send_request_role = caller_oid))
+    RETURNING m.mailitem_id
+  )
+  SELECT COALESCE(array_agg(r.mailitem_id ORDER BY r.mailitem_id), '{}') INTO retried FROM r;
+  PERFORM dbmail.log_event('information', format('Mail Id %s was put back in the queue by %s', i, caller), i)
+  FROM unnest(retried) i;
+  IF cardinality(retried) > 0 THEN
+    PERFORM pg_notify('dbmail_queue', '');
+  END IF;
+  RETURN cardinality(retried);
 END;
 $$;
 
@@ -2842,6 +2953,16 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION dbmail.sysmail_cancel_mailitems_sp(mailitem_ids bigint[]) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+  INSERT INTO dbmail.caller_stamps DEFAULT VALUES;
+  RETURN dbmail.cancel_mailitems(mailitem_ids);
+END;
+$$;
+
 CREATE FUNCTION dbmail.sysmail_configure_sp(parameter_name text DEFAULT NULL::text, parameter_value text DEFAULT NULL::text, description text DEFAULT NULL::text) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -3118,6 +3239,16 @@ CREATE FUNCTION dbmail.sysmail_help_status_sp() RETURNS text
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
   SELECT CASE WHEN s.started THEN 'STARTED' ELSE 'STOPPED' END FROM dbmail.system_state s;
+$$;
+
+CREATE FUNCTION dbmail.sysmail_retry_mailitems_sp(mailitem_ids bigint[] DEFAULT NULL::bigint[], sent_status text DEFAULT 'failed'::text, sent_before timestamp with time zone DEFAULT NULL::timestamp with time zone, profile_name text DEFAULT NULL::text) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+  INSERT INTO dbmail.caller_stamps DEFAULT VALUES;
+  RETURN dbmail.retry_mailitems(mailitem_ids, sent_status, sent_before, profile_name);
+END;
 $$;
 
 CREATE FUNCTION dbmail.sysmail_start_sp() RETURNS void
@@ -3497,6 +3628,28 @@ ALTER TABLE dbmail.attachments ALTER COLUMN attachment_id ADD GENERATED ALWAYS A
     CACHE 1
 );
 
+CREATE TABLE dbmail.attempts (
+    attempt_id bigint NOT NULL,
+    mailitem_id bigint NOT NULL,
+    attempt integer NOT NULL,
+    account_id integer,
+    started_at timestamp with time zone NOT NULL,
+    duration_ms integer NOT NULL,
+    outcome dbmail.attempt_outcome NOT NULL,
+    smtp_code integer,
+    smtp_response text,
+    sent_by text
+);
+
+ALTER TABLE dbmail.attempts ALTER COLUMN attempt_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME dbmail.attempts_attempt_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 CREATE TABLE dbmail.caller_stamps (
     stamp_id bigint NOT NULL,
     role_name name DEFAULT CURRENT_USER NOT NULL,
@@ -3750,6 +3903,21 @@ CREATE VIEW dbmail.sysmail_allitems WITH (security_barrier='true') AS
    FROM dbmail.mailitems m
   WHERE (((m.send_request_user = CURRENT_USER) AND (m.send_request_role = ( SELECT (to_regrole(quote_ident((CURRENT_USER)::text)))::oid AS to_regrole))) OR ( SELECT dbmail.is_admin(CURRENT_USER) AS is_admin));
 
+CREATE VIEW dbmail.sysmail_attempts WITH (security_barrier='true') AS
+ SELECT t.mailitem_id,
+    t.attempt,
+    t.account_id,
+    t.started_at,
+    t.duration_ms,
+    (t.outcome)::text AS outcome,
+    t.smtp_code,
+    t.smtp_response,
+    t.sent_by
+   FROM dbmail.attempts t
+  WHERE (( SELECT dbmail.is_admin(CURRENT_USER) AS is_admin) OR (t.mailitem_id IN ( SELECT m.mailitem_id
+           FROM dbmail.mailitems m
+          WHERE ((m.send_request_user = CURRENT_USER) AND (m.send_request_role = ( SELECT (to_regrole(quote_ident((CURRENT_USER)::text)))::oid AS to_regrole))))));
+
 CREATE VIEW dbmail.sysmail_event_log WITH (security_barrier='true') AS
  SELECT e.log_id,
     e.event_type,
@@ -3927,6 +4095,9 @@ ALTER TABLE ONLY dbmail.accounts
 ALTER TABLE ONLY dbmail.attachments
     ADD CONSTRAINT attachments_pkey PRIMARY KEY (attachment_id);
 
+ALTER TABLE ONLY dbmail.attempts
+    ADD CONSTRAINT attempts_pkey PRIMARY KEY (attempt_id);
+
 ALTER TABLE ONLY dbmail.caller_stamps
     ADD CONSTRAINT caller_stamps_pkey PRIMARY KEY (stamp_id);
 
@@ -3973,6 +4144,8 @@ CREATE UNIQUE INDEX accounts_name_key ON dbmail.accounts USING btree (lower(name
 
 CREATE INDEX attachments_mailitem_idx ON dbmail.attachments USING btree (mailitem_id);
 
+CREATE INDEX attempts_mailitem_idx ON dbmail.attempts USING btree (mailitem_id);
+
 CREATE INDEX caller_stamps_backend_idx ON dbmail.caller_stamps USING btree (backend_pid, transaction_id, stamp_id);
 
 CREATE INDEX event_log_date_idx ON dbmail.event_log USING btree (log_date);
@@ -4013,6 +4186,9 @@ ALTER TABLE ONLY dbmail.account_secrets
 ALTER TABLE ONLY dbmail.attachments
     ADD CONSTRAINT attachments_mailitem_id_fkey FOREIGN KEY (mailitem_id) REFERENCES dbmail.mailitems(mailitem_id) ON DELETE CASCADE;
 
+ALTER TABLE ONLY dbmail.attempts
+    ADD CONSTRAINT attempts_mailitem_id_fkey FOREIGN KEY (mailitem_id) REFERENCES dbmail.mailitems(mailitem_id) ON DELETE CASCADE;
+
 ALTER TABLE ONLY dbmail.notified_job_runs
     ADD CONSTRAINT notified_job_runs_operator_id_fkey FOREIGN KEY (operator_id) REFERENCES dbmail.operators(operator_id) ON DELETE CASCADE;
 
@@ -4047,7 +4223,7 @@ REVOKE ALL ON FUNCTION dbmail.address_domain(address text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.address_problem(address text) FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION dbmail.apply_outcome(mailitem_id bigint, sender_id text, lease_token uuid, outcome text, account_id integer, smtp_response text, error text, account_errors jsonb, process_id integer, retry_rounds integer, retry_delay integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dbmail.apply_outcome(mailitem_id bigint, sender_id text, lease_token uuid, outcome text, account_id integer, smtp_response text, error text, account_errors jsonb, process_id integer, retry_rounds integer, retry_delay integer, smtp_attempts jsonb) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.attachment(filename text, content bytea, content_type text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.attachment(filename text, content bytea, content_type text) TO dbmail_user;
@@ -4055,6 +4231,9 @@ GRANT ALL ON FUNCTION dbmail.attachment(filename text, content bytea, content_ty
 REVOKE ALL ON FUNCTION dbmail.begin_migration(version integer, name text, previous_name text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.caller_role() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.cancel_mailitems(mailitem_ids bigint[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.cancel_mailitems(mailitem_ids bigint[]) TO dbmail_user;
 
 REVOKE ALL ON FUNCTION dbmail.check_account(a dbmail.accounts, s dbmail.account_secrets) FROM PUBLIC;
 
@@ -4073,6 +4252,8 @@ REVOKE ALL ON FUNCTION dbmail.check_header_text(parameter text, value text) FROM
 REVOKE ALL ON FUNCTION dbmail.check_headers(headers jsonb) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.check_mail_size(parameter text, value text, size bigint, max_size bigint) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.check_mailitem_ids(mailitem_ids bigint[], null_allowed boolean) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.check_operator(enabled boolean, email_address text, pager_address text, weekday_pager_start_time integer, weekday_pager_end_time integer, saturday_pager_start_time integer, saturday_pager_end_time integer, sunday_pager_start_time integer, sunday_pager_end_time integer, pager_days integer, netsend_address text, category_name text) FROM PUBLIC;
 
@@ -4177,8 +4358,8 @@ REVOKE ALL ON FUNCTION dbmail.read_attachment_files(file_attachments text) FROM 
 
 REVOKE ALL ON FUNCTION dbmail.record_migration(version integer, name text, checksum text) FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION dbmail.record_outcome(mailitem_id bigint, sender_id text, lease_token uuid, outcome text, account_id integer, smtp_response text, error text, account_errors jsonb, process_id integer) FROM PUBLIC;
-GRANT ALL ON FUNCTION dbmail.record_outcome(mailitem_id bigint, sender_id text, lease_token uuid, outcome text, account_id integer, smtp_response text, error text, account_errors jsonb, process_id integer) TO dbmail_sender;
+REVOKE ALL ON FUNCTION dbmail.record_outcome(mailitem_id bigint, sender_id text, lease_token uuid, outcome text, account_id integer, smtp_response text, error text, account_errors jsonb, process_id integer, attempts jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.record_outcome(mailitem_id bigint, sender_id text, lease_token uuid, outcome text, account_id integer, smtp_response text, error text, account_errors jsonb, process_id integer, attempts jsonb) TO dbmail_sender;
 
 REVOKE ALL ON FUNCTION dbmail.record_outcomes(sender_id text, outcomes jsonb, process_id integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.record_outcomes(sender_id text, outcomes jsonb, process_id integer) TO dbmail_sender;
@@ -4194,6 +4375,9 @@ GRANT ALL ON FUNCTION dbmail.require_sender() TO dbmail_sender;
 REVOKE ALL ON FUNCTION dbmail.resolve_profile(sender name, profile_name text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.resolve_security(enable_ssl boolean, security text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.retry_mailitems(mailitem_ids bigint[], sent_status text, sent_before timestamp with time zone, profile_name text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.retry_mailitems(mailitem_ids bigint[], sent_status text, sent_before timestamp with time zone, profile_name text) TO dbmail_user;
 
 REVOKE ALL ON FUNCTION dbmail.role_listed(role_name name, roles text) FROM PUBLIC;
 
@@ -4267,6 +4451,9 @@ GRANT ALL ON FUNCTION dbmail.sysmail_add_profile_sp(profile_name text, descripti
 REVOKE ALL ON FUNCTION dbmail.sysmail_add_profileaccount_sp(profile_id integer, profile_name text, account_id integer, account_name text, sequence_number integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.sysmail_add_profileaccount_sp(profile_id integer, profile_name text, account_id integer, account_name text, sequence_number integer) TO dbmail_admin;
 
+REVOKE ALL ON FUNCTION dbmail.sysmail_cancel_mailitems_sp(mailitem_ids bigint[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sysmail_cancel_mailitems_sp(mailitem_ids bigint[]) TO dbmail_user;
+
 REVOKE ALL ON FUNCTION dbmail.sysmail_configure_sp(parameter_name text, parameter_value text, description text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.sysmail_configure_sp(parameter_name text, parameter_value text, description text) TO dbmail_admin;
 
@@ -4310,6 +4497,9 @@ REVOKE ALL ON FUNCTION dbmail.sysmail_help_status_sp() FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.sysmail_help_status_sp() TO dbmail_admin;
 GRANT ALL ON FUNCTION dbmail.sysmail_help_status_sp() TO dbmail_sender;
 
+REVOKE ALL ON FUNCTION dbmail.sysmail_retry_mailitems_sp(mailitem_ids bigint[], sent_status text, sent_before timestamp with time zone, profile_name text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sysmail_retry_mailitems_sp(mailitem_ids bigint[], sent_status text, sent_before timestamp with time zone, profile_name text) TO dbmail_user;
+
 REVOKE ALL ON FUNCTION dbmail.sysmail_start_sp() FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.sysmail_start_sp() TO dbmail_admin;
 
@@ -4343,6 +4533,8 @@ GRANT ALL ON FUNCTION dbmail.wrap_line(line text, width integer) TO dbmail_user;
 GRANT INSERT(inserted) ON TABLE dbmail.caller_stamps TO dbmail_user;
 
 GRANT SELECT ON TABLE dbmail.sysmail_allitems TO dbmail_user;
+
+GRANT SELECT ON TABLE dbmail.sysmail_attempts TO dbmail_user;
 
 GRANT SELECT ON TABLE dbmail.sysmail_event_log TO dbmail_user;
 

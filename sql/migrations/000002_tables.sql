@@ -244,6 +244,25 @@ CREATE INDEX attachments_mailitem_idx ON dbmail.attachments (mailitem_id);
 -- it needs. Attachments are mostly compressed formats anyway (PDF, ZIP, images).
 ALTER TABLE dbmail.attachments ALTER COLUMN attachment SET STORAGE EXTERNAL;
 
+-- Every SMTP attempt: one account tried in one round over the profile's accounts, as the sender reports
+-- it with the item's outcome (dbmail.apply_outcome). attempt is the round (send_attempts after it);
+-- outcome is sent, refused (a permanent 5xx refusal) or failed (transient, or the account's fault).
+-- Deleted with its item, unlike the event log: it is the item's detail, read through sysmail_attempts.
+CREATE DOMAIN dbmail.attempt_outcome AS text CHECK (VALUE IN ('sent', 'refused', 'failed'));
+CREATE TABLE dbmail.attempts (
+  attempt_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  mailitem_id bigint NOT NULL REFERENCES dbmail.mailitems ON DELETE CASCADE,
+  attempt integer NOT NULL,
+  account_id integer,
+  started_at timestamptz NOT NULL,
+  duration_ms integer NOT NULL,
+  outcome dbmail.attempt_outcome NOT NULL,
+  smtp_code integer,
+  smtp_response text,
+  sent_by text
+);
+CREATE INDEX attempts_mailitem_idx ON dbmail.attempts (mailitem_id);
+
 -- No foreign key to mailitems: the log outlives deleted items, as in SQL Server.
 CREATE TABLE dbmail.event_log (
   log_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -344,4 +363,4 @@ CREATE INDEX notified_job_runs_ended_idx ON dbmail.notified_job_runs (run_ended_
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(2, 'tables', 'a6a019296180cb3dd950b9efbd85b167c33e7a98f9157b980e4a547b5e8b0ff6');
+SELECT dbmail.record_migration(2, 'tables', '4e3509a505efba8c618045bb254c355f420827364663861c78418491db4e9d35');

@@ -174,6 +174,133 @@ BEGIN
 END;
 $$;
 
+-- The mailitem_ids of retry and cancel: NULL only where allowed (retry: any item), never empty (a list
+-- built from an empty selection would otherwise mean "every item" or silently nothing), no NULL in it.
+CREATE FUNCTION dbmail.check_mailitem_ids(mailitem_ids bigint[], null_allowed boolean) RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+  IF mailitem_ids IS NULL THEN
+    IF NOT null_allowed THEN
+      PERFORM dbmail.raise_error('22004', 'mailitem_ids', NULL, 'name the mail items');
+    END IF;
+  ELSIF cardinality(mailitem_ids) = 0 THEN
+    PERFORM dbmail.raise_error('22023', 'mailitem_ids', '{}', 'is empty: name at least one mail item');
+  ELSIF array_position(mailitem_ids, NULL) IS NOT NULL THEN
+    PERFORM dbmail.raise_error('22004', 'mailitem_ids', mailitem_ids::text, 'holds NULL');
+  END IF;
+END;
+$$;
+
+-- sysmail_retry_mailitems_sp's work, as the owner: the caller's own items (by role OID and name), or
+-- any for an admin; others' items are not matched, as in delete_mailitems.
+CREATE FUNCTION dbmail.retry_mailitems(
+  mailitem_ids bigint[], sent_status text, sent_before timestamptz, profile_name text
+) RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  caller name := dbmail.take_caller_stamp('sysmail_retry_mailitems_sp');
+  caller_oid oid := to_regrole(quote_ident(caller));
+  caller_is_admin boolean := dbmail.is_admin(caller);
+  profile integer;
+  retried bigint[];
+BEGIN
+  IF sent_status IS NULL OR lower(btrim(sent_status)) <> 'failed' THEN
+    PERFORM dbmail.raise_error('22023', 'sent_status', sent_status, 'must be failed (only failed mail is retried)');
+  END IF;
+  PERFORM dbmail.check_mailitem_ids(mailitem_ids, true);
+  profile := dbmail.find_by_id_or_name('profile', NULL, profile_name, false);
+  -- Due now with all its rounds again; last_error keeps the failure's reason until a new one replaces it.
+  WITH r AS (
+    UPDATE dbmail.mailitems m SET sent_status = 'unsent', next_attempt_at = now(), send_attempts = 0,
+      sent_date = NULL, last_mod_date = now(), last_mod_user = caller
+    WHERE m.sent_status = 'failed'
+      AND (mailitem_ids IS NULL OR m.mailitem_id = ANY (mailitem_ids))
+      AND (sent_before IS NULL OR m.send_request_date < sent_before)
+      AND (profile IS NULL OR m.profile_id = profile)
+      AND (caller_is_admin OR (m.send_request_user = caller AND m.send_request_role = caller_oid))
+    RETURNING m.mailitem_id
+  )
+  SELECT COALESCE(array_agg(r.mailitem_id ORDER BY r.mailitem_id), '{}') INTO retried FROM r;
+  PERFORM dbmail.log_event('information', format('Mail Id %s was put back in the queue by %s', i, caller), i)
+  FROM unnest(retried) i;
+  IF cardinality(retried) > 0 THEN
+    PERFORM pg_notify('dbmail_queue', '');
+  END IF;
+  RETURN cardinality(retried);
+END;
+$$;
+
+-- Puts failed mail items back in the queue, to be sent as if new (every round again, the same
+-- Message-ID): those in mailitem_ids (NULL: any), requested before sent_before, of profile_name.
+-- dbmail_user members retry only their own items; admins any. Returns the number retried.
+CREATE FUNCTION dbmail.sysmail_retry_mailitems_sp(
+  mailitem_ids bigint[] DEFAULT NULL, sent_status text DEFAULT 'failed', sent_before timestamptz DEFAULT NULL,
+  profile_name text DEFAULT NULL
+) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  INSERT INTO dbmail.caller_stamps DEFAULT VALUES;
+  RETURN dbmail.retry_mailitems(mailitem_ids, sent_status, sent_before, profile_name);
+END;
+$$;
+
+-- sysmail_cancel_mailitems_sp's work, as the owner, with the visibility rule of retry_mailitems.
+CREATE FUNCTION dbmail.cancel_mailitems(mailitem_ids bigint[]) RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  caller name := dbmail.take_caller_stamp('sysmail_cancel_mailitems_sp');
+  caller_oid oid := to_regrole(quote_ident(caller));
+  caller_is_admin boolean := dbmail.is_admin(caller);
+  cancelled bigint[];
+  busy integer;
+BEGIN
+  PERFORM dbmail.check_mailitem_ids(mailitem_ids, false);
+  -- A claim locks what it takes: an item claimed meanwhile is 'sending' when this UPDATE sees it again.
+  WITH c AS (
+    UPDATE dbmail.mailitems m SET sent_status = 'failed', sent_date = now(), last_error = 'cancelled',
+      last_mod_date = now(), last_mod_user = caller
+    WHERE m.mailitem_id = ANY (mailitem_ids) AND m.sent_status IN ('unsent', 'retrying')
+      AND (caller_is_admin OR (m.send_request_user = caller AND m.send_request_role = caller_oid))
+    RETURNING m.mailitem_id
+  )
+  SELECT COALESCE(array_agg(c.mailitem_id ORDER BY c.mailitem_id), '{}') INTO cancelled FROM c;
+  -- Their turns at a rate-limited account are not needed any more.
+  DELETE FROM dbmail.send_slots t WHERE t.mailitem_id = ANY (cancelled) AND t.waiting;
+  PERFORM dbmail.log_event('information', format('Mail Id %s was cancelled by %s', i, caller), i)
+  FROM unnest(cancelled) i;
+  SELECT count(*) INTO busy FROM dbmail.mailitems m
+  WHERE m.mailitem_id = ANY (mailitem_ids) AND m.sent_status = 'sending'
+    AND (caller_is_admin OR (m.send_request_user = caller AND m.send_request_role = caller_oid));
+  IF busy > 0 THEN
+    RAISE NOTICE '% of these mail items are being sent right now and were not cancelled', busy;
+  END IF;
+  RETURN cardinality(cancelled);
+END;
+$$;
+
+-- Cancels queued mail items: those of mailitem_ids that are unsent or retrying become failed with
+-- last_error 'cancelled'. An item being sent ('sending') is not cancelled (a NOTICE counts them): its
+-- sender records what the server said. dbmail_user members cancel only their own items; admins any.
+-- Returns the number cancelled.
+CREATE FUNCTION dbmail.sysmail_cancel_mailitems_sp(mailitem_ids bigint[]) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  INSERT INTO dbmail.caller_stamps DEFAULT VALUES;
+  RETURN dbmail.cancel_mailitems(mailitem_ids);
+END;
+$$;
+
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(14, 'queue', '88d95dd2af8bf13e4d1754735702e7f4e79c92faca806fee7ca0252177e6cca0');
+SELECT dbmail.record_migration(14, 'queue', '6251b2fadfd98c765f883ccb76ac7b892df15378cb8629236667f5564f976314');

@@ -13,6 +13,10 @@ SELECT dbmail.begin_migration(16, 'sender_outcomes', 'sender_claims');
 --   failed    a permanent failure (every recipient rejected with 5xx, no usable account, ...)
 -- account_errors lists the failures of this round, [{"account_id": 1, "error": "..."}]: on success they
 -- are logged as warnings with their account, on final failure as one error (as SQL Server does).
+-- attempts lists every SMTP attempt of this round, [{"account_id": 1, "started_at": "...", "duration_ms": 120,
+-- "outcome": "refused", "smtp_code": 550, "smtp_response": "..."}] (outcome: sent, refused for a permanent
+-- 5xx refusal, failed otherwise); each becomes a row of dbmail.attempts (sysmail_attempts), numbered with
+-- the round. Optional: a sender that reports none records none.
 -- Returns the item's status afterwards, or 'lease_lost' when this sender no longer holds the item under
 -- this lease token (it was reclaimed after the lease expired, or deleted, or the token is wrong or
 -- missing): then nothing is changed.
@@ -22,7 +26,8 @@ SELECT dbmail.begin_migration(16, 'sender_outcomes', 'sender_claims');
 -- retry_delay are AccountRetryAttempts and AccountRetryDelay, read once per call by the caller.
 CREATE FUNCTION dbmail.apply_outcome(
   mailitem_id bigint, sender_id text, lease_token uuid, outcome text, account_id integer, smtp_response text,
-  error text, account_errors jsonb, process_id integer, retry_rounds integer, retry_delay integer
+  error text, account_errors jsonb, process_id integer, retry_rounds integer, retry_delay integer,
+  smtp_attempts jsonb
 ) RETURNS text
 LANGUAGE plpgsql
 AS $$
@@ -43,6 +48,9 @@ BEGIN
   IF account_errors IS NOT NULL AND jsonb_typeof(account_errors) <> 'array' THEN
     PERFORM dbmail.raise_error('22023', 'account_errors', account_errors::text, 'must be a JSON array');
   END IF;
+  IF smtp_attempts IS NOT NULL AND jsonb_typeof(smtp_attempts) <> 'array' THEN
+    PERFORM dbmail.raise_error('22023', 'attempts', smtp_attempts::text, 'must be a JSON array');
+  END IF;
   -- The item by its key, owner and token, locked, and only then its status. With sent_status = 'sending'
   -- in the WHERE, the planner may read the item through a partial index whose predicate that implies
   -- (mailitems_profile_pending_idx, mailitems_leased_idx) with no index condition, visiting every
@@ -62,6 +70,23 @@ BEGIN
   WHERE t.mailitem_id = apply_outcome.mailitem_id AND t.finished_at IS NULL AND NOT t.waiting;
   SELECT string_agg(format('account %s: %s', f.value ->> 'account_id', f.value ->> 'error'), '; ')
     INTO summary FROM jsonb_array_elements(COALESCE(account_errors, '[]')) f;
+  IF jsonb_array_length(COALESCE(smtp_attempts, '[]')) > 0 THEN
+    -- Checked first (CASE: in this order) so that a bad entry gets a message naming it, not a cast error.
+    PERFORM dbmail.raise_error('22023', 'attempts', a.value::text, 'each attempt is an object with started_at, '
+        'a duration_ms of 0 or more and an outcome of sent, refused or failed')
+    FROM jsonb_array_elements(smtp_attempts) a
+    WHERE CASE WHEN jsonb_typeof(a.value) IS DISTINCT FROM 'object'
+                 OR jsonb_typeof(a.value -> 'started_at') IS DISTINCT FROM 'string'
+                 OR jsonb_typeof(a.value -> 'duration_ms') IS DISTINCT FROM 'number' THEN true
+               ELSE (a.value ->> 'duration_ms')::numeric < 0
+                 OR NOT COALESCE(a.value ->> 'outcome' IN ('sent', 'refused', 'failed'), false) END;
+    INSERT INTO dbmail.attempts (mailitem_id, attempt, account_id, started_at, duration_ms, outcome, smtp_code,
+                                 smtp_response, sent_by)
+    SELECT apply_outcome.mailitem_id, attempts, a.account_id, a.started_at, a.duration_ms, a.outcome, a.smtp_code,
+           a.smtp_response, apply_outcome.sender_id
+    FROM jsonb_to_recordset(smtp_attempts) AS a(account_id integer, started_at timestamptz, duration_ms integer,
+      outcome text, smtp_code integer, smtp_response text);
+  END IF;
 
   IF outcome = 'sent' THEN
     new_status := 'sent';
@@ -116,7 +141,7 @@ $$;
 CREATE FUNCTION dbmail.record_outcome(
   mailitem_id bigint, sender_id text, lease_token uuid, outcome text, account_id integer DEFAULT NULL,
   smtp_response text DEFAULT NULL, error text DEFAULT NULL, account_errors jsonb DEFAULT NULL,
-  process_id integer DEFAULT NULL
+  process_id integer DEFAULT NULL, attempts jsonb DEFAULT NULL
 ) RETURNS text
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -127,14 +152,14 @@ BEGIN
   PERFORM dbmail.require_sender();
   RETURN dbmail.apply_outcome(mailitem_id, sender_id, lease_token, outcome, account_id, smtp_response, error,
     account_errors, process_id, COALESCE(dbmail.setting('AccountRetryAttempts')::integer, 1),
-    COALESCE(dbmail.setting('AccountRetryDelay')::integer, 60));
+    COALESCE(dbmail.setting('AccountRetryDelay')::integer, 60), attempts);
 END;
 $$;
 
 -- Many outcomes of one sender in one transaction (one commit instead of one per message), each with
 -- exactly record_outcome's effect. outcomes is a JSON array of objects with record_outcome's arguments
 -- by name: mailitem_id, lease_token, outcome, and optionally account_id, smtp_response, error,
--- account_errors. Returns each item's status afterwards (or 'lease_lost'), in mailitem_id order, which is
+-- account_errors, attempts. Returns each item's status afterwards (or 'lease_lost'), in mailitem_id order, which is
 -- also the order its rows are locked in (so two batches cannot deadlock on each other's items). A bad
 -- entry fails the whole call, changing nothing.
 CREATE FUNCTION dbmail.record_outcomes(sender_id text, outcomes jsonb, process_id integer DEFAULT NULL)
@@ -156,7 +181,7 @@ BEGIN
   FOR entry IN
     SELECT o.* FROM jsonb_to_recordset(outcomes) AS o(
       mailitem_id bigint, lease_token uuid, outcome text, account_id integer, smtp_response text, error text,
-      account_errors jsonb)
+      account_errors jsonb, attempts jsonb)
     ORDER BY o.mailitem_id
   LOOP
     IF entry.mailitem_id IS NULL THEN
@@ -165,7 +190,7 @@ BEGIN
     mailitem_id := entry.mailitem_id;
     status := dbmail.apply_outcome(entry.mailitem_id, record_outcomes.sender_id, entry.lease_token, entry.outcome,
       entry.account_id, entry.smtp_response, entry.error, entry.account_errors, record_outcomes.process_id,
-      retry_rounds, retry_delay);
+      retry_rounds, retry_delay, entry.attempts);
     RETURN NEXT;
   END LOOP;
 END;
@@ -251,4 +276,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(16, 'sender_outcomes', '0a0a38125e76acb9f17ddd426d48737ad7c4f37e51ba39d3fe6e4abc02ba0f05');
+SELECT dbmail.record_migration(16, 'sender_outcomes', '7a517e4696f531cd4c3d827a82dc6e0328ff1238c19e47641ffdda6552f46beb');

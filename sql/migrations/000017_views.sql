@@ -53,6 +53,18 @@ WHERE (SELECT dbmail.is_admin(current_user))
                         WHERE m.send_request_user = current_user
                           AND m.send_request_role = (SELECT pg_catalog.to_regrole(pg_catalog.quote_ident(current_user))::oid));
 
+-- Every SMTP attempt (one account tried in one round), with sysmail_allitems' row filter: users see the
+-- attempts of their own items, admins all. attempt is the round; a retried item counts its rounds from 1
+-- again, so started_at orders them.
+CREATE VIEW dbmail.sysmail_attempts WITH (security_barrier) AS
+SELECT t.mailitem_id, t.attempt, t.account_id, t.started_at, t.duration_ms, t.outcome::text AS outcome,
+       t.smtp_code, t.smtp_response, t.sent_by
+FROM dbmail.attempts t
+WHERE (SELECT dbmail.is_admin(current_user))
+   OR t.mailitem_id IN (SELECT m.mailitem_id FROM dbmail.mailitems m
+                        WHERE m.send_request_user = current_user
+                          AND m.send_request_role = (SELECT pg_catalog.to_regrole(pg_catalog.quote_ident(current_user))::oid));
+
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(17, 'views', '03edddb6fdd5d56d892a043c2c06e693bf11e70e8e2fa1e369a3ae0c7715d9ed');
+SELECT dbmail.record_migration(17, 'views', '2770bef5e5334af02d220c5bcb95efacadddb3b3426945d53197a1f504fc67fe');

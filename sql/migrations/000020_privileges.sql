@@ -19,7 +19,8 @@ GRANT dbmail_user TO dbmail_admin;
 -- dbmail_user (and so dbmail_admin, a member of it): send, see and delete its own.
 GRANT USAGE ON TYPE dbmail.attachment TO dbmail_user;
 GRANT SELECT ON dbmail.sysmail_allitems, dbmail.sysmail_sentitems, dbmail.sysmail_unsentitems,
-  dbmail.sysmail_faileditems, dbmail.sysmail_event_log, dbmail.sysmail_mailattachments TO dbmail_user;
+  dbmail.sysmail_faileditems, dbmail.sysmail_event_log, dbmail.sysmail_mailattachments,
+  dbmail.sysmail_attempts TO dbmail_user;
 GRANT EXECUTE ON FUNCTION
   dbmail.sp_send_dbmail(text, text, text, text, text, text, text, text, text, text, text, text, boolean, text,
     boolean, integer, text, boolean, boolean, boolean, boolean, text, text, dbmail.attachment[], jsonb,
@@ -32,6 +33,11 @@ GRANT EXECUTE ON FUNCTION
   dbmail.attachment(text, bytea, text),
   dbmail.sysmail_delete_mailitems_sp(timestamptz, text),
   dbmail.delete_mailitems(timestamptz, text),
+  -- Retry and cancel their own items (admins: any), through the caller stamp as the delete does.
+  dbmail.sysmail_retry_mailitems_sp(bigint[], text, timestamptz, text),
+  dbmail.retry_mailitems(bigint[], text, timestamptz, text),
+  dbmail.sysmail_cancel_mailitems_sp(bigint[]),
+  dbmail.cancel_mailitems(bigint[]),
   -- Called by the entry points above (which run as the caller) and by the views.
   dbmail.is_admin(name), dbmail.raise_error(text, text, text, text), dbmail.show_value(text),
   -- Called by sp_send_dbmail in the caller's context: the query path runs the caller's own query with the
@@ -101,7 +107,7 @@ GRANT EXECUTE ON FUNCTION
   dbmail.sender_heartbeat(text, text, integer, text),
   dbmail.sender_stopped(text),
   dbmail.claim_mailitems(text, integer, integer),
-  dbmail.record_outcome(bigint, text, uuid, text, integer, text, text, jsonb, integer),
+  dbmail.record_outcome(bigint, text, uuid, text, integer, text, text, jsonb, integer, jsonb),
   dbmail.record_outcomes(text, jsonb, integer),
   dbmail.release_mailitems(text, bigint[], uuid[]),
   dbmail.take_send_slot(text, bigint, uuid, integer),
@@ -119,4 +125,4 @@ GRANT EXECUTE ON FUNCTION dbmail.schema_version() TO dbmail_admin;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(20, 'privileges', '66d5575afeaa7455fb5e2a81fa1e28e5f0756947ac033d479565e4694f4ddcbf');
+SELECT dbmail.record_migration(20, 'privileges', '26c0b6f0ae0ce0b5c9435f027d5ad51e05a376a116a792f07c8421891a7aa031');

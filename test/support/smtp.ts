@@ -61,6 +61,9 @@ export class TestSmtpServer {
   readonly received: ReceivedMail[] = [];
   /** Connections opened to this server so far (a pooled sender opens few and reuses them). */
   connections = 0;
+  /** The most connections ever open at once (a sender's pool bounds it). */
+  maxOpen = 0;
+  private readonly openSessions = new Set<string>();
   behaviour: Behaviour;
   private server?: SMTPServer;
   private waiters: (() => void)[] = [];
@@ -137,9 +140,14 @@ export class TestSmtpServer {
           callback(Object.assign(new Error("Invalid username or password"), { responseCode: 535 }));
         }
       },
-      onConnect: (_session, callback) => {
+      onConnect: (session, callback) => {
         this.connections++;
+        this.openSessions.add(session.id);
+        this.maxOpen = Math.max(this.maxOpen, this.openSessions.size);
         if (!this.behaviour.stallGreeting) callback();
+      },
+      onClose: (session) => {
+        this.openSessions.delete(session.id);
       },
       onMailFrom: (address, _session, callback) =>
         callback(refusal(this.behaviour.onMailFrom?.(address.address))),

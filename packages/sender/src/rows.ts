@@ -71,10 +71,25 @@ export interface StoredAttachment {
   content: Buffer | null;
 }
 
+/** One SMTP attempt: one account tried in one round (a row of dbmail.attempts). */
+export interface Attempt {
+  account_id: number;
+  /** When the SMTP conversation began (ISO 8601). */
+  started_at: string;
+  duration_ms: number;
+  /** sent; refused: a permanent 5xx refusal; failed: anything else (transient, or the account's fault). */
+  outcome: "sent" | "refused" | "failed";
+  smtp_code: number | null;
+  /** The server's reply, or the error, made safe to store. */
+  smtp_response: string;
+}
+
 export interface Outcome {
   status: "sent" | "retrying" | "failed";
   accountId?: number;
   smtpResponse?: string;
   error?: string;
   accountErrors: { account_id: number; error: string }[];
+  /** Every account tried in this round, in order (none when the round never reached a server). */
+  attempts?: Attempt[];
 }

@@ -61,13 +61,14 @@ export class ItemDelivery {
     const [profileAccounts, attachments] = prepared;
     const delivered: Delivered = { outcome: { status: "retrying", accountErrors: [] } };
     try {
-      delivered.outcome = await deliver(item, profileAccounts, async (account) => {
+      delivered.outcome = await deliver(item, profileAccounts, async (account, clock) => {
         await this.admit(item, account);
         // Only when a pooled connection is free, so the lease checks happen right before the message
-        // goes out, not before it waits in nodemailer's queue.
-        return transports.withConnection(account, () =>
-          this.sendThrough(item, account, attachments, delivered),
-        );
+        // goes out, not before it waits in nodemailer's queue (nor is that wait the attempt's time).
+        return transports.withConnection(account, () => {
+          clock.start();
+          return this.sendThrough(item, account, attachments, delivered);
+        });
       });
     } catch (error) {
       if (error instanceof RateLimitedError) {

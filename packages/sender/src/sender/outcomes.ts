@@ -207,5 +207,6 @@ function withoutTexts(outcome: Outcome, error: Error): Outcome {
     smtpResponse: outcome.smtpResponse === undefined ? undefined : note,
     error: outcome.error === undefined ? undefined : note,
     accountErrors: outcome.accountErrors.map((e) => ({ account_id: e.account_id, error: note })),
+    attempts: outcome.attempts?.map((a) => ({ ...a, smtp_response: note })),
   };
 }

@@ -72,6 +72,7 @@ export async function recordOutcomes(
           smtp_response: outcome.smtpResponse ?? null,
           error: outcome.error ?? null,
           account_errors: outcome.accountErrors,
+          attempts: outcome.attempts ?? null,
         })),
       ),
       process.pid,

@@ -1,5 +1,5 @@
 import type Mail from "nodemailer/lib/mailer/index.js";
-import type { ClaimedItem, Outcome, ProfileAccount } from "../rows.js";
+import type { Attempt, ClaimedItem, Outcome, ProfileAccount } from "../rows.js";
 import { safeText } from "../safe-text.js";
 import { describeSmtpError, type SmtpError, serverText, verdictOf } from "./classify.js";
 
@@ -9,8 +9,27 @@ export interface SentInfo {
   rejectedErrors?: SmtpError[];
 }
 
+/**
+ * When one attempt's SMTP conversation began, and how long it has taken. It starts when the attempt is
+ * made; a SendThrough that first waits (for a free pooled connection) starts it again when it is done
+ * waiting, so the time recorded is the server's and the network's, not the sender's queue.
+ */
+export class AttemptClock {
+  startedAt = new Date();
+  private began = performance.now();
+
+  start(): void {
+    this.startedAt = new Date();
+    this.began = performance.now();
+  }
+
+  elapsedMs(): number {
+    return Math.max(0, Math.round(performance.now() - this.began));
+  }
+}
+
 /** Sends one composed message through one account. */
-export type SendThrough = (account: ProfileAccount) => Promise<SentInfo>;
+export type SendThrough = (account: ProfileAccount, clock: AttemptClock) => Promise<SentInfo>;
 
 /** Thrown by a SendThrough when the item is no longer this sender's: the delivery stops at once. */
 export class LeaseLostError extends Error {
@@ -63,20 +82,51 @@ export async function deliver(
     return { status: "retrying", error: `profile ${item.profile_id} has no accounts`, accountErrors: [] };
   }
   const accountErrors: Outcome["accountErrors"] = [];
+  const attempts: Attempt[] = [];
   let allPermanent = true;
   for (const account of round) {
+    const clock = new AttemptClock();
     try {
-      const info = await sendThrough(account);
-      return { status: "sent", accountId: account.account_id, smtpResponse: responseOf(info), accountErrors };
+      const info = await sendThrough(account, clock);
+      const smtpResponse = responseOf(info);
+      attempts.push(attemptOf(account, clock, "sent", replyCode(info.response), smtpResponse));
+      return { status: "sent", accountId: account.account_id, smtpResponse, accountErrors, attempts };
     } catch (error) {
       if (error instanceof LeaseLostError || error instanceof RateLimitedError) throw error;
       const smtpError = error as SmtpError;
-      allPermanent &&= verdictOf(smtpError) === "permanent";
-      accountErrors.push({ account_id: account.account_id, error: describeSmtpError(smtpError) });
+      const permanent = verdictOf(smtpError) === "permanent";
+      allPermanent &&= permanent;
+      const described = describeSmtpError(smtpError);
+      accountErrors.push({ account_id: account.account_id, error: described });
+      const code = typeof smtpError.responseCode === "number" ? smtpError.responseCode : null;
+      attempts.push(attemptOf(account, clock, permanent ? "refused" : "failed", code, described));
     }
   }
   const error = accountErrors.map((e) => `account ${e.account_id}: ${e.error}`).join("; ");
-  return { status: allPermanent ? "failed" : "retrying", error, accountErrors };
+  return { status: allPermanent ? "failed" : "retrying", error, accountErrors, attempts };
+}
+
+function attemptOf(
+  account: ProfileAccount,
+  clock: AttemptClock,
+  outcome: Attempt["outcome"],
+  smtpCode: number | null,
+  smtpResponse: string,
+): Attempt {
+  return {
+    account_id: account.account_id,
+    started_at: clock.startedAt.toISOString(),
+    duration_ms: clock.elapsedMs(),
+    outcome,
+    smtp_code: smtpCode,
+    smtp_response: smtpResponse,
+  };
+}
+
+/** The reply code a server's final answer starts with ("250 2.0.0 Ok: queued"), if it has one. */
+function replyCode(response: string | undefined): number | null {
+  const code = /^([2-5]\d\d)(?:[ -]|$)/.exec(response ?? "")?.[1];
+  return code === undefined ? null : Number(code);
 }
 
 /** The server's reply (made safe to store), plus the recipients it refused when it accepted the others. */

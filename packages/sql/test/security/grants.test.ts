@@ -10,6 +10,8 @@ import {
   expectDenied,
   queueMailUnstamped,
   SENDER_FUNCTIONS,
+  USER_PROCEDURE_HALVES,
+  USER_PROCEDURES,
   useSecurityDatabase,
   viewViolations,
 } from "../support/security.js";
@@ -22,7 +24,6 @@ const USER_FUNCTIONS = [
   "attachment",
   "check_send_arguments",
   "csv_line",
-  "delete_mailitems",
   "format_query_result",
   "html_escape",
   "html_row",
@@ -36,9 +37,10 @@ const USER_FUNCTIONS = [
   "show_value",
   "sp_notify_operator",
   "sp_send_dbmail",
-  "sysmail_delete_mailitems_sp",
   "wrap_line",
-];
+  ...USER_PROCEDURES,
+  ...USER_PROCEDURE_HALVES,
+].sort();
 
 /** Every call of the functions fails for client with 42501 (and the message), and changed nothing. */
 const expectNoCalls = (client: pg.Client, names: string[], message: RegExp) =>
@@ -84,7 +86,7 @@ describe("dbmail_user", () => {
        WHERE pronamespace = 'dbmail'::regnamespace AND proname LIKE 'sysmail\\_%' ORDER BY 1`,
     );
     const sysmail = CONFIG_PROCEDURES.filter((name) => name.startsWith("sysmail_"));
-    expect(rows.map((r) => r.name)).toEqual([...sysmail, "sysmail_delete_mailitems_sp"].sort());
+    expect(rows.map((r) => r.name)).toEqual([...sysmail, ...USER_PROCEDURES].sort());
   });
 
   it.each(CONFIG_PROCEDURES)("cannot call %s", async (name) => {
@@ -173,7 +175,7 @@ describe("dbmail_sender", () => {
     const procedures = CONFIG_PROCEDURES.filter((name) => name !== "sysmail_help_status_sp");
     await expectNoCalls(
       t.senderClient,
-      [...procedures, "sysmail_delete_mailitems_sp"],
+      [...procedures, ...USER_PROCEDURES],
       /permission denied for function/,
     );
     const status = first(

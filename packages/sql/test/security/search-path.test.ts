@@ -114,7 +114,7 @@ describe("search_path and shadowing", () => {
       );
     });
 
-    it("does not hijack sp_send_dbmail, queue_mail, the views or sysmail_delete_mailitems_sp", async () => {
+    it("does not hijack sp_send_dbmail, queue_mail, the views or the delete, retry and cancel procedures", async () => {
       received.length = 0;
       const id = await send(evilClient, {
         profile_name: " General ",
@@ -127,6 +127,8 @@ describe("search_path and shadowing", () => {
       await expectDenied(send(evilClient, { profile_name: "vip_only" }));
       for (const view of VIEWS) await evilClient.query(`SELECT * FROM dbmail.${view}`);
       await evilClient.query("SELECT dbmail.sysmail_delete_mailitems_sp(sent_before => '2000-01-01')");
+      await evilClient.query("SELECT dbmail.sysmail_retry_mailitems_sp(sent_before => '2000-01-01')");
+      await evilClient.query("SELECT dbmail.sysmail_cancel_mailitems_sp(ARRAY[0]::bigint[])");
       expect(hijacks()).toEqual([]);
       const row = await item(id);
       expect(row.send_request_user).toBe(t.alice.name);

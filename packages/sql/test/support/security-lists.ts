@@ -1,6 +1,6 @@
 // What each role may call, by name: the lists the security tests check the grants and probes against.
 
-/** Every configuration procedure of SPEC section 4 except sysmail_delete_mailitems_sp (users may call it). */
+/** Every configuration procedure of SPEC section 4 except the USER_PROCEDURES (users may call those). */
 export const CONFIG_PROCEDURES = [
   "sysmail_add_account_sp",
   "sysmail_update_account_sp",
@@ -35,6 +35,17 @@ export const CONFIG_PROCEDURES = [
   "claim_job_failure",
 ];
 
+/**
+ * The sysmail_*_sp procedures a dbmail_user may call, on its own items only (admins: any), with the
+ * definer halves that do their work behind a caller stamp.
+ */
+export const USER_PROCEDURES = [
+  "sysmail_delete_mailitems_sp",
+  "sysmail_retry_mailitems_sp",
+  "sysmail_cancel_mailitems_sp",
+];
+export const USER_PROCEDURE_HALVES = ["delete_mailitems", "retry_mailitems", "cancel_mailitems"];
+
 export const HELP_PROCEDURES = CONFIG_PROCEDURES.filter((name) => name.includes("_help_"));
 
 /** The sender protocol: dbmail_sender only. */
@@ -61,4 +72,5 @@ export const VIEWS = [
   "sysmail_faileditems",
   "sysmail_event_log",
   "sysmail_mailattachments",
+  "sysmail_attempts",
 ];

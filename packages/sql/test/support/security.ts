@@ -6,10 +6,24 @@ import type pg from "pg";
 import { afterAll, beforeAll, expect } from "vitest";
 import { errorOf, TestDatabase, type TestRole } from "../../../../test/support/database.js";
 import { type Args, addAccount, first, ident, send, snapshot } from "../../../../test/support/mail.js";
-import { CONFIG_PROCEDURES, HELP_PROCEDURES, SENDER_FUNCTIONS, VIEWS } from "./security-lists.js";
+import {
+  CONFIG_PROCEDURES,
+  HELP_PROCEDURES,
+  SENDER_FUNCTIONS,
+  USER_PROCEDURE_HALVES,
+  USER_PROCEDURES,
+  VIEWS,
+} from "./security-lists.js";
 import { addSendingProfile } from "./send.js";
 
-export { CONFIG_PROCEDURES, HELP_PROCEDURES, SENDER_FUNCTIONS, VIEWS };
+export {
+  CONFIG_PROCEDURES,
+  HELP_PROCEDURES,
+  SENDER_FUNCTIONS,
+  USER_PROCEDURE_HALVES,
+  USER_PROCEDURES,
+  VIEWS,
+};
 
 export const SECRET = `S3cret-${randomBytes(8).toString("hex")}`;
 

@@ -189,6 +189,8 @@ export interface OutcomeOptions {
   smtpResponse?: string | null;
   error?: string | null;
   accountErrors?: unknown;
+  /** The round's SMTP attempts (record_outcome's `attempts`), rows of dbmail.attempts. */
+  attempts?: unknown;
   processId?: number | null;
   /** The lease token to present; by default the one this sender_id's latest claim of the item returned. */
   leaseToken?: string | null;
@@ -205,7 +207,7 @@ export function recordOutcome(
     .query<{ result: string }>(
       `SELECT dbmail.record_outcome(mailitem_id => $1, sender_id => $2, lease_token => $9::uuid, outcome => $3,
          account_id => $4::integer, smtp_response => $5, error => $6, account_errors => $7::jsonb,
-         process_id => $8::integer) AS result`,
+         process_id => $8::integer, attempts => $10::jsonb) AS result`,
       [
         mailitemId,
         senderId,
@@ -216,6 +218,7 @@ export function recordOutcome(
         options.accountErrors === undefined ? null : JSON.stringify(options.accountErrors),
         options.processId ?? null,
         options.leaseToken === undefined ? tokenOf(senderId, mailitemId) : options.leaseToken,
+        options.attempts === undefined ? null : JSON.stringify(options.attempts),
       ],
     )
     .then((r) => first(r.rows).result);
@@ -230,6 +233,7 @@ export interface BatchOutcome {
   smtp_response?: string | null;
   error?: string | null;
   account_errors?: unknown;
+  attempts?: unknown;
 }
 
 /** record_outcomes: each item's status afterwards, as [mailitem_id, status] in the order returned. */
