@@ -112,11 +112,12 @@ GRANT EXECUTE ON FUNCTION
   dbmail.log_event(text, text, bigint, integer, integer, text),
   dbmail.require_sender(),
   dbmail.schema_version(),
-  dbmail.sysmail_help_status_sp()
+  dbmail.sysmail_help_status_sp(),
+  dbmail.sender_queue_stats()
 TO dbmail_sender;
 -- Admins may read the schema version too.
 GRANT EXECUTE ON FUNCTION dbmail.schema_version() TO dbmail_admin;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(20, 'privileges', '66d5575afeaa7455fb5e2a81fa1e28e5f0756947ac033d479565e4694f4ddcbf');
+SELECT dbmail.record_migration(20, 'privileges', '69e0acc20e4341f2d36e354a28562cd8ad6e9059e9e8760b0a159500161ba153');
