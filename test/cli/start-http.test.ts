@@ -92,7 +92,7 @@ describe("dbmail start --http", () => {
   });
 
   it("refuses an address that is not HOST:PORT (exit 2)", async () => {
-    for (const bad of ["9187", "localhost", "127.0.0.1:99999", "::1:9187"]) {
+    for (const bad of ["9465", "localhost", "127.0.0.1:99999", "::1:9465"]) {
       const result = await run(["start", "--database-url", db.url, "--http", bad]);
       expect(result.code, bad).toBe(2);
       expect(output(result), bad).toContain(`--http: "${bad}": must be HOST:PORT`);

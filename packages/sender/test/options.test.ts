@@ -124,10 +124,10 @@ describe("flags and environment variables", () => {
 
   it("take --http as HOST:PORT, an IPv6 host in brackets; off when not given", () => {
     expect(resolve({}).http).toBeUndefined();
-    expect(resolve({ flags: { http: "0.0.0.0:9187" } }).http).toBe("0.0.0.0:9187");
-    expect(resolve({ env: { DBMAIL_HTTP: "[::1]:9187" } }).http).toBe("[::1]:9187");
+    expect(resolve({ flags: { http: "0.0.0.0:9465" } }).http).toBe("0.0.0.0:9465");
+    expect(resolve({ env: { DBMAIL_HTTP: "[::1]:9465" } }).http).toBe("[::1]:9465");
     expect(resolve({ configFile: configFile({ http: "localhost:0" }) }).http).toBe("localhost:0");
-    expect(listenAddress("[::1]:9187")).toEqual({ host: "::1", port: 9187 });
+    expect(listenAddress("[::1]:9465")).toEqual({ host: "::1", port: 9465 });
     expect(listenAddress("metrics.internal:80")).toEqual({ host: "metrics.internal", port: 80 });
   });
 
@@ -166,12 +166,12 @@ describe("a bad value", () => {
     [{ flags: { "log-level": "verbose" } }, '--log-level: "verbose": must be debug, info, warn or error'],
     [{ env: { DBMAIL_LOG_LEVEL: "INFO" } }, 'DBMAIL_LOG_LEVEL: "INFO": must be debug, info, warn or error'],
     [
-      { flags: { http: "9187" } },
-      '--http: "9187": must be HOST:PORT, e.g. 127.0.0.1:9187, 0.0.0.0:9187 or [::1]:9187',
+      { flags: { http: "9465" } },
+      '--http: "9465": must be HOST:PORT, e.g. 127.0.0.1:9465, 0.0.0.0:9465 or [::1]:9465',
     ],
     [
       { env: { DBMAIL_HTTP: "localhost:65536" } },
-      'DBMAIL_HTTP: "localhost:65536": must be HOST:PORT, e.g. 127.0.0.1:9187, 0.0.0.0:9187 or [::1]:9187',
+      'DBMAIL_HTTP: "localhost:65536": must be HOST:PORT, e.g. 127.0.0.1:9465, 0.0.0.0:9465 or [::1]:9465',
     ],
   ] as const)("is refused with one line naming where it came from (%j)", (sources, message) => {
     expect(refusal(sources).message).toBe(message);

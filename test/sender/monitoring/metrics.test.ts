@@ -59,11 +59,13 @@ afterAll(async () => {
 });
 
 /** count(*) by status over the whole table, as the superuser reads it. */
-async function countsByStatus(): Promise<Record<string, number>> {
-  const { rows } = await db.query<{ sent_status: string; n: string }>(
+type Status = "unsent" | "sending" | "retrying" | "sent" | "failed";
+
+async function countsByStatus(): Promise<Record<Status, number>> {
+  const { rows } = await db.query<{ sent_status: Status; n: string }>(
     "SELECT sent_status, count(*) AS n FROM dbmail.mailitems GROUP BY sent_status",
   );
-  const counts: Record<string, number> = { unsent: 0, sending: 0, retrying: 0, sent: 0, failed: 0 };
+  const counts = { unsent: 0, sending: 0, retrying: 0, sent: 0, failed: 0 };
   for (const row of rows) counts[row.sent_status] = Number(row.n);
   return counts;
 }

@@ -281,7 +281,7 @@ function parseValue(spec: OptionSpec, raw: unknown, where: string): unknown {
 }
 
 /**
- * HOST:PORT (an IPv6 host in brackets, `[::1]:9187`) as host and port; port 0 picks a free one.
+ * HOST:PORT (an IPv6 host in brackets, `[::1]:9465`) as host and port; port 0 picks a free one.
  * Throws a usage error naming `where` when it is not one.
  */
 export function listenAddress(text: string, where = "--http"): { host: string; port: number } {
@@ -289,7 +289,7 @@ export function listenAddress(text: string, where = "--http"): { host: string; p
   const port = Number(match?.[3]);
   if (!match || port > 65535) {
     throw new CliError(
-      `${where}: "${text}": must be HOST:PORT, e.g. 127.0.0.1:9187, 0.0.0.0:9187 or [::1]:9187`,
+      `${where}: "${text}": must be HOST:PORT, e.g. 127.0.0.1:9465, 0.0.0.0:9465 or [::1]:9465`,
       ExitCode.usage,
     );
   }
