@@ -2,7 +2,7 @@
 // PostgreSQL, one in a PostgreSQL of the test's own, which the test stops and starts again (never the
 // machine's). /readyz turns 503 with a JSON body naming the database that went away and why, while
 // /livez stays 200; it is 200 again when the database is back. A database the config names that does
-// not exist keeps /readyz at 503, named. dbmail_database_up follows.
+// not exist keeps /readyz at 503, named, and so do claims that fail. dbmail_database_up follows.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -117,6 +117,29 @@ describe("/livez and /readyz", () => {
     expect(back.body.databases.own).toMatchObject({ ready: true, connected: true, problems: [] });
     const after = await scrape(port);
     expect(sampleValue(after, "dbmail_database_up", { database: "own" })).toBe(1);
+  });
+
+  it("turns 503 while claims fail (SenderRoles shuts the login out), 200 once they work", {
+    timeout: 60_000,
+  }, async () => {
+    const port = await serve([{ name: "main", url: role.url }]);
+    await eventually(async () => (await readyz(port)).status === 200);
+    const outsiders = await db.createRole("readyz_outsiders", { login: false });
+    await db.query("SELECT dbmail.sysmail_configure_sp('SenderRoles', $1)", [outsiders.name]);
+    try {
+      const refused = await eventually(async () => {
+        const answer = await readyz(port);
+        return answer.status === 503 ? answer : undefined;
+      });
+      const main = refused.body.databases.main;
+      expect(main).toMatchObject({ ready: false, state: "serving", connected: true, wakeup: "listen" });
+      expect(main?.problems).toHaveLength(1);
+      expect(main?.problems[0]).toMatch(/^claiming mail fails: .*SenderRoles allows the sender functions/);
+    } finally {
+      await db.query("SELECT dbmail.sysmail_configure_sp('SenderRoles', '')");
+    }
+    // The next claim (after the claim loop's backoff) works again.
+    await eventually(async () => (await readyz(port)).status === 200, 45_000);
   });
 
   it("names a database the config lists that does not exist", { timeout: 30_000 }, async () => {

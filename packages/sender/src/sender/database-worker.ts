@@ -173,17 +173,21 @@ export class DatabaseWorker {
   }
 
   /**
-   * Whether the database is ready: served, answering as it should (probed, at most once a second), and
-   * heard from by LISTEN or, while that is down, by polling that works.
+   * Whether the database is ready: served, answering as it should (probed, at most once a second),
+   * heard from by LISTEN or, while that is down, by polling, and its claims working.
    */
   async health(): Promise<DatabaseHealth> {
     if (this.state.state !== "serving") return notServing(this.state);
     const wakeup = this.listening ? "listen" : "polling";
     const unreachable = await this.probe.problem();
     const problems = unreachable ? [unreachable] : [];
-    if (!unreachable && !this.listening && this.queue.claimError) {
+    // Claims that fail deliver nothing, however the sender hears of new mail.
+    const claimError = this.queue.claimError;
+    if (!unreachable && claimError) {
       problems.push(
-        `LISTEN is down (${this.listenError ?? "connecting"}) and polling fails: ${this.queue.claimError}`,
+        this.listening
+          ? `claiming mail fails: ${claimError}`
+          : `LISTEN is down (${this.listenError ?? "connecting"}) and polling fails: ${claimError}`,
       );
     }
     return { ready: problems.length === 0, state: "serving", connected: !unreachable, wakeup, problems };
