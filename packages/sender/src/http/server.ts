@@ -46,6 +46,11 @@ export async function startMonitorServer(
       else response.destroy();
     });
   });
+  // A monitoring endpoint needs few connections and short requests: a client that trickles its headers
+  // or opens connections by the thousand is cut off instead of holding the sender's sockets.
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 15_000;
+  server.maxConnections = 64;
   await listen(server, host, port).catch((error: NodeJS.ErrnoException) => {
     const why = LISTEN_ERRORS[error.code ?? ""] ?? error.message;
     throw new CliError(`--http: "${address}": cannot listen: ${why}`, ExitCode.httpUnavailable, {
