@@ -112,12 +112,13 @@ GRANT EXECUTE ON FUNCTION
   dbmail.log_event(text, text, bigint, integer, integer, text),
   dbmail.require_sender(),
   dbmail.schema_version(),
-  dbmail.sysmail_help_status_sp(),
-  dbmail.sender_queue_stats()
+  dbmail.sysmail_help_status_sp()
 TO dbmail_sender;
+-- And the queue's figures, for its /metrics (it may not read the sysmail_* views).
+GRANT EXECUTE ON FUNCTION dbmail.sender_queue_stats() TO dbmail_sender;
 -- Admins may read the schema version too.
 GRANT EXECUTE ON FUNCTION dbmail.schema_version() TO dbmail_admin;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(20, 'privileges', '69e0acc20e4341f2d36e354a28562cd8ad6e9059e9e8760b0a159500161ba153');
+SELECT dbmail.record_migration(20, 'privileges', '7ca5071d19b5db1e267783e806956a22a05d41b1b057803a2851c19a1797f757');
