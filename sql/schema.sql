@@ -2547,6 +2547,27 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION dbmail.sender_queue_stats() RETURNS TABLE(unsent bigint, sending bigint, retrying bigint, sent bigint, failed bigint, oldest_unsent_age_seconds double precision)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+  SELECT dbmail.require_sender();
+  WITH pending AS (
+    SELECT count(*) FILTER (WHERE m.sent_status = 'unsent') AS unsent,
+           count(*) FILTER (WHERE m.sent_status = 'sending') AS sending,
+           count(*) FILTER (WHERE m.sent_status = 'retrying') AS retrying,
+           min(greatest(m.send_request_date, m.send_at)) FILTER (WHERE m.sent_status = 'unsent') AS oldest
+    FROM dbmail.mailitems m WHERE m.sent_status IN ('unsent', 'sending', 'retrying')
+  ), failed AS (
+    SELECT count(*) AS failed FROM dbmail.mailitems m WHERE m.sent_status = 'failed'
+  ), total AS (
+    SELECT count(*) AS total FROM dbmail.mailitems m
+  )
+  SELECT p.unsent, p.sending, p.retrying, t.total - p.unsent - p.sending - p.retrying - f.failed, f.failed,
+         COALESCE(greatest(extract(epoch FROM now() - p.oldest), 0), 0)::double precision
+  FROM pending p, failed f, total t;
+$$;
+
 CREATE FUNCTION dbmail.sender_stopped(sender_id text) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -4154,6 +4175,8 @@ CREATE INDEX event_log_mailitem_idx ON dbmail.event_log USING btree (mailitem_id
 
 CREATE INDEX mailitems_due_idx ON dbmail.mailitems USING btree (next_attempt_at, mailitem_id) WHERE ((sent_status)::text = ANY (ARRAY['unsent'::text, 'retrying'::text]));
 
+CREATE INDEX mailitems_failed_idx ON dbmail.mailitems USING btree (mailitem_id) WHERE ((sent_status)::text = 'failed'::text);
+
 CREATE UNIQUE INDEX mailitems_idempotency_key ON dbmail.mailitems USING btree (send_request_role, idempotency_key) WHERE (idempotency_key IS NOT NULL);
 
 CREATE INDEX mailitems_leased_idx ON dbmail.mailitems USING btree (lease_expires_at) WHERE ((sent_status)::text = 'sending'::text);
@@ -4404,6 +4427,9 @@ GRANT ALL ON FUNCTION dbmail.sender_attachments(sender_id text, mailitem_id bigi
 
 REVOKE ALL ON FUNCTION dbmail.sender_heartbeat(sender_id text, hostname text, process_id integer, version text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.sender_heartbeat(sender_id text, hostname text, process_id integer, version text) TO dbmail_sender;
+
+REVOKE ALL ON FUNCTION dbmail.sender_queue_stats() FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sender_queue_stats() TO dbmail_sender;
 
 REVOKE ALL ON FUNCTION dbmail.sender_stopped(sender_id text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.sender_stopped(sender_id text) TO dbmail_sender;

@@ -120,9 +120,11 @@ GRANT EXECUTE ON FUNCTION
   dbmail.schema_version(),
   dbmail.sysmail_help_status_sp()
 TO dbmail_sender;
+-- And the queue's figures, for its /metrics (it may not read the sysmail_* views).
+GRANT EXECUTE ON FUNCTION dbmail.sender_queue_stats() TO dbmail_sender;
 -- Admins may read the schema version too.
 GRANT EXECUTE ON FUNCTION dbmail.schema_version() TO dbmail_admin;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(20, 'privileges', '26c0b6f0ae0ce0b5c9435f027d5ad51e05a376a116a792f07c8421891a7aa031');
+SELECT dbmail.record_migration(20, 'privileges', '235b4a7091f2080c07bdeb5f3a2b6dee9241f5aa9a8682e1f8309c2e2518ed4d');

@@ -12,7 +12,7 @@ const launcherPath = new URL("../../packages/sender/bin/dbmail.js", import.meta.
 const senderPackagePath = new URL("../../packages/sender/package.json", import.meta.url).pathname;
 
 /** Every exit code the CLI documents in --help (and must document in docs/cli.md). */
-const exitCodes = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13];
+const exitCodes = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14];
 
 /** Every option of `dbmail start` with its environment variable. */
 const startOptions: [flag: string, env: string][] = [
@@ -30,6 +30,7 @@ const startOptions: [flag: string, env: string][] = [
   ["smtp-username", "DBMAIL_SMTP_USERNAME"],
   ["smtp-password", "DBMAIL_SMTP_PASSWORD"],
   ["log-level", "DBMAIL_LOG_LEVEL"],
+  ["http", "DBMAIL_HTTP"],
 ];
 
 setUpCliTests();

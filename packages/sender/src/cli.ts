@@ -32,7 +32,8 @@ Exit codes: 0 ok, 1 unexpected failure, 2 bad command line, 3 cannot connect or 
 than this pg-dbmail, 5 an applied migration changed, 6 schema dbmail without migration history, 7 migration
 lock timeout, 8 a migration failed (rolled back), 9 schema dbmail missing or older (run dbmail migrate),
 10 send-test: the mail failed, 11 send-test: no outcome in time, 12 dev: @pg-dbmail/dev is not
-installed, 13 dev: the data directory is in use by another dbmail dev.
+installed, 13 dev: the data directory is in use by another dbmail dev, 14 start: cannot listen on the
+--http address.
 `;
 
 type Options = NonNullable<ParseArgsConfig["options"]>;

@@ -30,6 +30,8 @@ export const ExitCode = {
   devNotInstalled: 12,
   /** dev: the data directory is in use by another dbmail dev (or a PostgreSQL one left running). */
   devDataDirInUse: 13,
+  /** start: --http cannot listen on its address (the port is in use, or the address is not this host's). */
+  httpUnavailable: 14,
 } as const;
 
 export const migrationExitCodes: Record<MigrationErrorCode, number> = {

@@ -8,4 +8,5 @@ export { CliError, ExitCode } from "./exit-codes.js";
 export { createLogger, type Logger } from "./log.js";
 export type { WorkerState } from "./sender/database-worker.js";
 export { DatabaseRefusedError, type RefusalCode } from "./sender/errors.js";
+export type { DatabaseHealth, HealthReport } from "./sender/health.js";
 export { Sender } from "./sender/sender.js";

@@ -10,6 +10,7 @@ import { startHelp } from "../src/commands/start.js";
 import {
   envOf,
   flagOf,
+  listenAddress,
   type OptionSources,
   optionFlags,
   optionsHelp,
@@ -92,6 +93,7 @@ describe("flags and environment variables", () => {
       "smtp-username",
       "smtp-password",
       "log-level",
+      "http",
     ]);
     expect(optionFlags.filter((o) => o.boolean).map((o) => o.flag)).toEqual(["exit-when-idle"]);
   });
@@ -118,6 +120,15 @@ describe("flags and environment variables", () => {
     for (const no of ["0", "False", "no", "OFF"])
       expect(resolve({ env: { DBMAIL_EXIT_WHEN_IDLE: no } }).exitWhenIdle).toBe(false);
     expect(resolve({ configFile: configFile({ exitWhenIdle: true }) }).exitWhenIdle).toBe(true);
+  });
+
+  it("take --http as HOST:PORT, an IPv6 host in brackets; off when not given", () => {
+    expect(resolve({}).http).toBeUndefined();
+    expect(resolve({ flags: { http: "0.0.0.0:9465" } }).http).toBe("0.0.0.0:9465");
+    expect(resolve({ env: { DBMAIL_HTTP: "[::1]:9465" } }).http).toBe("[::1]:9465");
+    expect(resolve({ configFile: configFile({ http: "localhost:0" }) }).http).toBe("localhost:0");
+    expect(listenAddress("[::1]:9465")).toEqual({ host: "::1", port: 9465 });
+    expect(listenAddress("metrics.internal:80")).toEqual({ host: "metrics.internal", port: 80 });
   });
 
   it("keep strings as given and levels by name", () => {
@@ -154,6 +165,14 @@ describe("a bad value", () => {
     [{ env: { DBMAIL_EXIT_WHEN_IDLE: "maybe" } }, 'DBMAIL_EXIT_WHEN_IDLE: "maybe": must be true or false'],
     [{ flags: { "log-level": "verbose" } }, '--log-level: "verbose": must be debug, info, warn or error'],
     [{ env: { DBMAIL_LOG_LEVEL: "INFO" } }, 'DBMAIL_LOG_LEVEL: "INFO": must be debug, info, warn or error'],
+    [
+      { flags: { http: "9465" } },
+      '--http: "9465": must be HOST:PORT, e.g. 127.0.0.1:9465, 0.0.0.0:9465 or [::1]:9465',
+    ],
+    [
+      { env: { DBMAIL_HTTP: "localhost:65536" } },
+      'DBMAIL_HTTP: "localhost:65536": must be HOST:PORT, e.g. 127.0.0.1:9465, 0.0.0.0:9465 or [::1]:9465',
+    ],
   ] as const)("is refused with one line naming where it came from (%j)", (sources, message) => {
     expect(refusal(sources).message).toBe(message);
   });

@@ -114,6 +114,7 @@ describe("SenderRoles", () => {
       "record_outcomes",
       "sender_attachments",
       "sender_attachment_chunk",
+      "sender_queue_stats",
     ]) {
       expect(await callsRequireSender(db1, name), name).toBe(true);
     }

@@ -22,8 +22,9 @@ ${optionsHelp()}
 
 Logs are JSON lines on stdout. Exit codes: 0 stopped cleanly, 2 bad options, 3 cannot log in or not a
 member of dbmail_sender, 4 database newer than this sender, 9 schema missing or older (run dbmail
-migrate), 1 otherwise. Serving several databases, a database that refuses is logged and retried
-instead, while the others are served; a database that is starting up or unreachable is always waited for.
+migrate), 14 cannot listen on the --http address (the port in use), 1 otherwise. Serving several
+databases, a database that refuses is logged and retried instead, while the others are served; a
+database that is starting up or unreachable is always waited for.
 `;
 
 export async function runStart(flags: Record<string, string | boolean | undefined>): Promise<void> {

@@ -10,7 +10,7 @@ export interface DatabaseTarget {
   url?: string;
 }
 
-type Kind = "integer" | "boolean" | "string" | "level";
+type Kind = "integer" | "boolean" | "string" | "level" | "listen";
 
 interface OptionSpec {
   kind: Kind;
@@ -89,6 +89,10 @@ const OPTIONS = {
   smtpUsername: { kind: "string", description: "credentials for accounts with use_default_credentials" },
   smtpPassword: { kind: "string", description: "password for accounts with use_default_credentials" },
   logLevel: { kind: "level", default: "info", description: "debug, info, warn or error" },
+  http: {
+    kind: "listen",
+    description: "serve /livez, /readyz and /metrics on HOST:PORT (default: off)",
+  },
 } as const satisfies Record<string, OptionSpec>;
 
 type OptionKey = keyof typeof OPTIONS;
@@ -132,7 +136,7 @@ export const defaults = Object.fromEntries(
     const spec: OptionSpec = OPTIONS[key];
     return spec.default === undefined ? [] : [[key, spec.default]];
   }),
-) as Omit<SenderOptions, "databases" | "senderId" | "smtpUsername" | "smtpPassword">;
+) as Omit<SenderOptions, "databases" | "senderId" | "smtpUsername" | "smtpPassword" | "http">;
 
 export interface OptionSources {
   /** Parsed command-line flags, by flag name. */
@@ -263,6 +267,9 @@ function parseValue(spec: OptionSpec, raw: unknown, where: string): unknown {
       }
       return value;
     }
+    case "listen":
+      listenAddress(text, where);
+      return text;
     case "level":
       if (!["debug", "info", "warn", "error"].includes(text)) {
         throw new CliError(`${where}: "${text}": must be debug, info, warn or error`, ExitCode.usage);
@@ -271,6 +278,22 @@ function parseValue(spec: OptionSpec, raw: unknown, where: string): unknown {
     default:
       return text;
   }
+}
+
+/**
+ * HOST:PORT (an IPv6 host in brackets, `[::1]:9465`) as host and port; port 0 picks a free one.
+ * Throws a usage error naming `where` when it is not one.
+ */
+export function listenAddress(text: string, where = "--http"): { host: string; port: number } {
+  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s:[\]]+)):(\d{1,5})$/.exec(text);
+  const port = Number(match?.[3]);
+  if (!match || port > 65535) {
+    throw new CliError(
+      `${where}: "${text}": must be HOST:PORT, e.g. 127.0.0.1:9465, 0.0.0.0:9465 or [::1]:9465`,
+      ExitCode.usage,
+    );
+  }
+  return { host: (match[1] ?? match[2]) as string, port };
 }
 
 /** The options part of `dbmail start --help`, generated from the table so it cannot drift. */

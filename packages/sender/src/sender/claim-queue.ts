@@ -34,6 +34,8 @@ export class ClaimQueue {
   started = true;
   /** When mail was last claimed (or the queue was made): for --exit-when-idle. */
   lastActivity = Date.now();
+  /** Why the last claim failed, until one succeeds: polling does not work meanwhile. */
+  claimError?: string;
   private readonly ready = new Map<string, ClaimedItem>();
   /** Items whose SMTP part is under way, until the server has answered. */
   private readonly inFlight = new Map<string, Promise<void>>();
@@ -69,10 +71,12 @@ export class ClaimQueue {
         this.fill();
         const claimed = this.wantsMore() ? await this.claim() : 0;
         failures = 0;
+        this.claimError = undefined;
         // A full batch: there may be more due at once.
         if (claimed === batchSize) continue;
       } catch (error) {
         const delay = backoffMs(++failures);
+        this.claimError = (error as Error).message;
         this.log.warn({ err: (error as Error).message, retryInMs: delay }, "claim failed");
         await this.wakeup.sleep(delay);
         continue;

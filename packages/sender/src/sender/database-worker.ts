@@ -5,7 +5,10 @@ import { safeText } from "../safe-text.js";
 import { Transports } from "../smtp/transports.js";
 import { AccountsCache } from "./accounts-cache.js";
 import { ClaimQueue } from "./claim-queue.js";
+import { DatabaseProbe, type QueueStats } from "./database-probe.js";
 import { ItemDelivery } from "./delivery.js";
+import type { DeliveryEvents } from "./delivery-events.js";
+import { type DatabaseHealth, notServing } from "./health.js";
 import { Heartbeat } from "./heartbeat.js";
 import { Leases } from "./leases.js";
 import { OutcomeRecorder } from "./outcomes.js";
@@ -55,6 +58,10 @@ export class DatabaseWorker {
   private readonly outcomes: OutcomeRecorder;
   private readonly heartbeat: Heartbeat;
   private readonly queue: ClaimQueue;
+  private readonly probe: DatabaseProbe;
+  /** Whether the LISTEN connection listens; why not, when it does not. */
+  private listening = false;
+  private listenError?: string;
   private stopping = false;
   /** Resolves when the worker serves, or has given up because it was stopped. */
   private serving?: Promise<void>;
@@ -65,6 +72,8 @@ export class DatabaseWorker {
     readonly target: DatabaseTarget,
     private readonly options: SenderOptions,
     log: Logger,
+    /** Told of each recorded outcome (the metrics, when --http is on). */
+    events?: DeliveryEvents,
   ) {
     this.log = log.child({ database: target.name });
     const applicationName = `dbmail sender ${options.senderId}`;
@@ -116,6 +125,7 @@ export class DatabaseWorker {
       transports: this.transports,
       outcomes: this.outcomes,
       log: this.log,
+      events,
     });
     this.queue = new ClaimQueue(
       this.pool,
@@ -126,6 +136,7 @@ export class DatabaseWorker {
       this.wakeup,
       this.log,
     );
+    this.probe = new DatabaseProbe(this.pool);
     this.heartbeat = new Heartbeat(this.pool, options.senderId, this.leases, this.log, (started) =>
       this.queue.setStarted(started),
     );
@@ -159,6 +170,32 @@ export class DatabaseWorker {
       },
     }).then((ready) => (ready ? this.serve() : undefined));
     return failFast ? this.serving : Promise.resolve();
+  }
+
+  /**
+   * Whether the database is ready: served, answering as it should (probed, at most once a second),
+   * heard from by LISTEN or, while that is down, by polling, and its claims working.
+   */
+  async health(): Promise<DatabaseHealth> {
+    if (this.state.state !== "serving") return notServing(this.state);
+    const wakeup = this.listening ? "listen" : "polling";
+    const unreachable = await this.probe.problem();
+    const problems = unreachable ? [unreachable] : [];
+    // Claims that fail deliver nothing, however the sender hears of new mail.
+    const claimError = this.queue.claimError;
+    if (!unreachable && claimError) {
+      problems.push(
+        this.listening
+          ? `claiming mail fails: ${claimError}`
+          : `LISTEN is down (${this.listenError ?? "connecting"}) and polling fails: ${claimError}`,
+      );
+    }
+    return { ready: problems.length === 0, state: "serving", connected: !unreachable, wakeup, problems };
+  }
+
+  /** The queue's figures (dbmail.sender_queue_stats, reused for 2 s). */
+  queueStats(): Promise<QueueStats> {
+    return this.probe.queueStats();
   }
 
   /** Stops waiting and claiming at once; stop() then finishes the shutdown. */
@@ -199,12 +236,15 @@ export class DatabaseWorker {
       else if (channel === "dbmail_control") void this.heartbeat.beat();
       else if (channel === "dbmail_config") this.accounts.invalidate();
     });
-    this.listener.on("lost", (error) =>
-      this.log.warn({ err: error.message }, "LISTEN connection lost; reconnecting (polling meanwhile)"),
-    );
+    this.listener.on("lost", (error) => {
+      this.listening = false;
+      this.listenError = error.message;
+      this.log.warn({ err: error.message }, "LISTEN connection lost; reconnecting (polling meanwhile)");
+    });
     // After every (re)connect, look for what arrived while no notification could be heard, and re-read
     // whether delivery is started.
     this.listener.on("connected", () => {
+      this.listening = true;
       this.wakeup.wake();
       void this.heartbeat.beat();
     });

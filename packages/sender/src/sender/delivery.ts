@@ -7,6 +7,7 @@ import { type FinalCheck, withFinalCheck } from "../smtp/final-check.js";
 import type { Transports } from "../smtp/transports.js";
 import type { AccountsCache } from "./accounts-cache.js";
 import { ATTACHMENT_CHUNK_BYTES, chunkedStream } from "./attachment-stream.js";
+import type { DeliveryEvents } from "./delivery-events.js";
 import type { Leases } from "./leases.js";
 import type { OutcomeRecorder } from "./outcomes.js";
 import * as q from "./queries.js";
@@ -16,6 +17,9 @@ export interface Delivered {
   outcome: Outcome;
   /** When (wall clock) the lease was last checked before the end of the message went out. */
   finalCheckAt?: number;
+  /** The account that accepted the message, and how long that took over SMTP (seconds). */
+  accountName?: string;
+  smtpSeconds?: number;
 }
 
 export interface DeliveryParts {
@@ -26,6 +30,8 @@ export interface DeliveryParts {
   transports: Transports;
   outcomes: OutcomeRecorder;
   log: Logger;
+  /** Told of each recorded outcome (the metrics). */
+  events?: DeliveryEvents;
 }
 
 /**
@@ -97,7 +103,10 @@ export class ItemDelivery {
   }
 
   /** Records the outcome the SMTP servers gave (see OutcomeRecorder), and logs it. */
-  async record(item: ClaimedItem, { outcome, finalCheckAt }: Delivered): Promise<void> {
+  async record(
+    item: ClaimedItem,
+    { outcome, finalCheckAt, accountName, smtpSeconds }: Delivered,
+  ): Promise<void> {
     // Made only when needed: a child logger per message costs more than it is worth on the hot path.
     const log = () => this.parts.log.child({ mailitemId: item.mailitem_id });
     let status: string;
@@ -110,6 +119,7 @@ export class ItemDelivery {
       );
       return;
     }
+    this.parts.events?.recorded({ outcome, status, accountName, smtpSeconds });
     if (outcome.status === "sent" && outcome.accountId !== undefined) {
       this.parts.accounts.markSuccess(item.profile_id, outcome.accountId);
     }
@@ -207,9 +217,13 @@ export class ItemDelivery {
       );
     };
     try {
-      return await this.parts.transports
+      const started = performance.now();
+      const info = await this.parts.transports
         .get(account)
         .sendMail(withFinalCheck(composeForSending(item, account, attachments), finalCheck));
+      delivered.accountName = account.account_name;
+      delivered.smtpSeconds = (performance.now() - started) / 1000;
+      return info;
     } catch (error) {
       if (lost !== undefined) throw new LeaseLostError(lost);
       throw error;

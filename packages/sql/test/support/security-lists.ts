@@ -60,6 +60,7 @@ export const SENDER_FUNCTIONS = [
   "sender_attachment_chunk",
   "sender_attachments",
   "sender_heartbeat",
+  "sender_queue_stats",
   "sender_stopped",
   "take_send_slot",
   "log_event",
