@@ -30,6 +30,8 @@ export const ExitCode = {
   devNotInstalled: 12,
   /** dev: the data directory is in use by another dbmail dev (or a PostgreSQL one left running). */
   devDataDirInUse: 13,
+  /** console: @pg-dbmail/console is not installed. */
+  consoleNotInstalled: 14,
 } as const;
 
 export const migrationExitCodes: Record<MigrationErrorCode, number> = {
