@@ -77,7 +77,7 @@ describe("the console's security", () => {
     expect(planted.cookie("dbmail_session")).not.toBe(visitor.cookie("dbmail_session"));
   });
 
-  it("answers every page with the strict CSP, nosniff and no-referrer", async () => {
+  it("answers every page with the strict CSP, nosniff and no referrer to other sites", async () => {
     const visitor = new Visitor(web.url);
     await visitor.signIn(alice.name);
     const page = await visitor.get("/items");
@@ -96,7 +96,7 @@ describe("the console's security", () => {
     }
     expect(csp).not.toContain("unsafe");
     expect(page.headers.get("X-Content-Type-Options")).toBe("nosniff");
-    expect(page.headers.get("Referrer-Policy")).toBe("no-referrer");
+    expect(page.headers.get("Referrer-Policy")).toBe("same-origin");
     // No inline script anywhere: the one script is htmx, from the console itself.
     expect([...page.text.matchAll(/<script[^>]*>/g)].map((m) => m[0])).toEqual([
       '<script src="/assets/htmx.min.js" defer="">',

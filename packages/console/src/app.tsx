@@ -32,6 +32,8 @@ export function createApp(config: AppConfig): { app: Hono<ConsoleEnv>; sessions:
 
   app.use(securityHeaders, hostCheck(config.loopback), originCheck(config.secure));
   app.route("/assets", assets);
+  // Browsers ask for it on their own; it is not a page to sign in for.
+  app.get("/favicon.ico", (c) => c.body(null, 204));
   app.route("/", loginRoutes({ databaseUrl: config.databaseUrl, sessions, throttle, cookies }));
 
   // Everything below needs a live session, and every POST its CSRF token.

@@ -18,9 +18,11 @@ export interface SignInDeps {
 /** GET and POST /login: a sign-in with the person's own PostgreSQL role. */
 export function loginRoutes({ databaseUrl, sessions, throttle, cookies }: SignInDeps) {
   // The form carries a token that must match a cookie set with it, so another site cannot sign a
-  // browser in under the attacker's role (there is no session yet to hold a token).
+  // browser in under the attacker's role (there is no session yet to hold a token). The cookie is
+  // kept while it lasts: a second tab, or the browser's own request for a favicon, must not make the
+  // token of a form already shown stale.
   const form = (c: Context, status: 200 | 400 | 401 | 403 | 429 | 503, problems: string[] = []) => {
-    const token = randomToken();
+    const token = cookies.read(c, cookies.signIn) ?? randomToken();
     cookies.write(c, cookies.signIn, token);
     return c.html(
       <Layout title="Sign in">

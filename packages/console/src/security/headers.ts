@@ -32,7 +32,9 @@ export const securityHeaders: MiddlewareHandler = async (c, next) => {
   await next();
   if (!c.res.headers.has("Content-Security-Policy")) c.header("Content-Security-Policy", pagePolicy);
   c.header("X-Content-Type-Options", "nosniff");
-  c.header("Referrer-Policy", "no-referrer");
+  // Not no-referrer: under it browsers send "Origin: null" with the console's own form POSTs, which
+  // the Origin check must then refuse. same-origin gives other sites no referrer either.
+  c.header("Referrer-Policy", "same-origin");
   c.header("Cross-Origin-Opener-Policy", "same-origin");
   c.header("Cache-Control", "no-store");
 };
