@@ -241,6 +241,13 @@ describe("the console's security", () => {
     expect((await owner.get(`/items/${aliceItem}`)).text).toContain("alice&#39;s own");
   });
 
+  it("refuses a body larger than any of its forms before reading it", async () => {
+    const visitor = new Visitor(web.url);
+    await visitor.get("/login");
+    const huge = await visitor.post("/login", { username: "x".repeat(100_000), password: "y" });
+    expect(huge.status).toBe(413);
+  });
+
   it("answers only to a loopback Host name while listening on loopback (no DNS rebinding)", async () => {
     // fetch() will not send another Host, so this is a plain http.get.
     const status = await new Promise<number | undefined>((resolve, reject) => {

@@ -1,4 +1,5 @@
 import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
 import type { ConsoleEnv } from "./context.js";
 import { Cookies } from "./cookies.js";
 import { NotFound } from "./not-found.js";
@@ -31,6 +32,8 @@ export function createApp(config: AppConfig): { app: Hono<ConsoleEnv>; sessions:
   const app = new Hono<ConsoleEnv>();
 
   app.use(securityHeaders, hostCheck(config.loopback), originCheck(config.secure));
+  // The console's forms are small; a large body is refused before it is read into memory.
+  app.use(bodyLimit({ maxSize: 64 * 1024, onError: (c) => c.text("Payload too large", 413) }));
   app.route("/assets", assets);
   // Browsers ask for it on their own; it is not a page to sign in for.
   app.get("/favicon.ico", (c) => c.body(null, 204));
