@@ -4,7 +4,7 @@
 import type { RunningConsole } from "@pg-dbmail/console";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TestDatabase, type TestRole } from "../support/database.js";
-import { call, send } from "../support/mail.js";
+import { call, first, send } from "../support/mail.js";
 import { addPublicProfile, startTestConsole, Visitor } from "./support.js";
 
 let db: TestDatabase;
@@ -69,6 +69,7 @@ describe("the overview", () => {
     expect(before.status).toBe(200);
     expect(before.text).toContain('<b>120</b><a href="/items?status=unsent">unsent</a>');
     expect(before.text).toContain('<b>1</b><a href="/items?status=failed">failed</a>');
+    expect(before.text).toContain(`Oldest mail still waiting: <time>${await oldestWaiting()}</time>`);
     expect(before.text).toContain("STALLED: mail is due and no sender is alive");
     expect(before.text).toContain("Live senders: 0");
     expect(before.text).toMatch(
@@ -93,6 +94,7 @@ describe("the overview", () => {
     expect(page.text).toContain('<b>1</b><a href="/items?status=unsent">unsent</a>');
     expect(page.text).toContain('<b>0</b><a href="/items?status=failed">failed</a>');
     expect(page.text).toContain("the senders and the whole queue are shown to admins");
+    expect(page.text).toContain(`Oldest mail still waiting: <time>${await oldestWaiting(erin.name)}</time>`);
     expect(page.text).not.toContain("Live senders");
   });
 });
@@ -205,6 +207,18 @@ describe("an item and the event log", () => {
     await erinSeesNoEvent();
   });
 });
+
+/** When the oldest waiting item (of `role`, else of all) was queued, as the console shows it. */
+async function oldestWaiting(role?: string): Promise<string> {
+  const { rows } = await db.query<{ oldest: Date }>(
+    `SELECT min(send_request_date) AS oldest FROM dbmail.mailitems
+     WHERE sent_status IN ('unsent', 'sending', 'retrying') AND ($1::name IS NULL OR send_request_user = $1)`,
+    [role ?? null],
+  );
+  return first(rows)
+    .oldest.toISOString()
+    .replace(/\.\d{3}Z$/, "Z");
+}
 
 async function erinSeesNoEvent(): Promise<void> {
   const visitor = new Visitor(web.url);

@@ -17,6 +17,7 @@ export interface Delivery {
   state: string;
   senders: Sender[];
   stalled: boolean;
+  oldestUnsent: Date | null;
 }
 
 export interface Overview {
@@ -32,38 +33,50 @@ export interface Overview {
   }[];
 }
 
-/** What the overview shows, read as the signed-in role (a dbmail_user counts its own mail only). */
+/**
+ * What the overview shows, read as the signed-in role (a dbmail_user counts its own mail only). The
+ * queries run side by side on the session's two connections; each reads the whole visible view.
+ */
 export async function readOverview(pool: pg.Pool, admin: boolean): Promise<Overview> {
+  const [rows, oldest, failures, delivery] = await Promise.all([
+    pool.query<{ sent_status: string; n: string }>(
+      "SELECT sent_status, count(*) AS n FROM dbmail.sysmail_allitems GROUP BY sent_status",
+    ),
+    // An admin has it from sysmail_help_queue_sp, below.
+    admin
+      ? undefined
+      : pool.query<{ oldest: Date | null }>(
+          "SELECT min(send_request_date) AS oldest FROM dbmail.sysmail_unsentitems",
+        ),
+    pool.query<Overview["failures"][number]>(
+      `SELECT mailitem_id, recipients, subject, sent_date, last_error FROM dbmail.sysmail_faileditems
+       ORDER BY mailitem_id DESC LIMIT 10`,
+    ),
+    admin ? readDelivery(pool) : undefined,
+  ]);
   const counts = Object.fromEntries(statuses.map((s) => [s, 0])) as Record<string, number>;
-  const rows = await pool.query<{ sent_status: string; n: string }>(
-    "SELECT sent_status, count(*) AS n FROM dbmail.sysmail_allitems GROUP BY sent_status",
-  );
   for (const row of rows.rows) counts[row.sent_status] = Number(row.n);
-  const oldest = await pool.query<{ oldest: Date | null }>(
-    "SELECT min(send_request_date) AS oldest FROM dbmail.sysmail_unsentitems",
-  );
-  const failures = await pool.query<Overview["failures"][number]>(
-    `SELECT mailitem_id, recipients, subject, sent_date, last_error FROM dbmail.sysmail_faileditems
-     ORDER BY mailitem_id DESC LIMIT 10`,
-  );
   return {
     counts,
-    oldestUnsent: oldest.rows[0]?.oldest ?? null,
-    delivery: admin ? await readDelivery(pool) : undefined,
+    oldestUnsent: delivery ? delivery.oldestUnsent : (oldest?.rows[0]?.oldest ?? null),
+    delivery,
     failures: failures.rows,
   };
 }
 
 async function readDelivery(pool: pg.Pool): Promise<Delivery> {
-  const status = await pool.query<{ status: string }>("SELECT dbmail.sysmail_help_status_sp() AS status");
-  const queue = await pool.query<{ state: string; senders: Sender[]; stalled: boolean }>(
-    "SELECT state, senders, stalled FROM dbmail.sysmail_help_queue_sp()",
-  );
+  const [status, queue] = await Promise.all([
+    pool.query<{ status: string }>("SELECT dbmail.sysmail_help_status_sp() AS status"),
+    pool.query<{ state: string; senders: Sender[]; stalled: boolean; oldest_unsent_date: Date | null }>(
+      "SELECT state, senders, stalled, oldest_unsent_date FROM dbmail.sysmail_help_queue_sp()",
+    ),
+  ]);
   const row = queue.rows[0];
   return {
     status: status.rows[0]?.status ?? "",
     state: row?.state ?? "",
     senders: row?.senders ?? [],
     stalled: row?.stalled ?? false,
+    oldestUnsent: row?.oldest_unsent_date ?? null,
   };
 }
