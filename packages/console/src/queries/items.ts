@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { type Condition, newestBelow, oldestAbove, type Select } from "./id-windows.js";
 import { statuses } from "./overview.js";
 
 export const pageSize = 50;
@@ -72,7 +73,8 @@ export function readItemQuery(query: Record<string, string>): {
 
 /**
  * One page of items, newest first, as the signed-in role sees them. The page is found by
- * mailitem_id (the primary key), never by OFFSET, so the thousandth page costs what the first does.
+ * mailitem_id (the primary key), never by OFFSET, and read range by range (see id-windows.ts), so
+ * the thousandth page costs what the first does.
  */
 export async function listItems(
   pool: pg.Pool,
@@ -80,35 +82,41 @@ export async function listItems(
   cursor: PageCursor,
   profileId: number | undefined,
 ): Promise<ItemsPage> {
-  const where: string[] = [];
-  const values: unknown[] = [];
-  const param = (v: unknown) => {
-    values.push(v);
-    return `$${values.length}`;
-  };
-  if (filter.status) where.push(`sent_status = ${param(filter.status)}`);
-  if (profileId !== undefined) where.push(`profile_id = ${param(profileId)}`);
+  const filters: Condition[] = [];
+  if (filter.status) filters.push((p) => `sent_status = ${p(filter.status)}`);
+  if (profileId !== undefined) filters.push((p) => `profile_id = ${p(profileId)}`);
   if (filter.recipient) {
-    where.push(
-      `strpos(lower(concat_ws(' ', recipients, copy_recipients, blind_copy_recipients)), lower(${param(filter.recipient)})) > 0`,
+    filters.push(
+      (p) =>
+        `strpos(lower(concat_ws(' ', recipients, copy_recipients, blind_copy_recipients)), lower(${p(filter.recipient)})) > 0`,
     );
   }
-  if (filter.from) where.push(`send_request_date >= ${param(filter.from)}::date`);
-  if (filter.to) where.push(`send_request_date < ${param(filter.to)}::date + 1`);
+  if (filter.from) filters.push((p) => `send_request_date >= ${p(filter.from)}::date`);
+  if (filter.to) filters.push((p) => `send_request_date < ${p(filter.to)}::date + 1`);
+  const select: Select<ItemRow> = async (extra, order, limit) => {
+    const values: unknown[] = [];
+    const param = (value: unknown) => {
+      values.push(value);
+      return `$${values.length}`;
+    };
+    const where = [...filters, ...extra].map((condition) => condition(param));
+    const result = await pool.query<ItemRow>(
+      `SELECT mailitem_id, profile_id, recipients, subject, sent_status, send_request_date,
+              send_request_user, sent_date
+       FROM dbmail.sysmail_allitems
+       ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""}
+       ORDER BY mailitem_id ${order}
+       LIMIT ${limit}`,
+      values,
+    );
+    return result.rows;
+  };
   const upward = cursor.before === undefined && cursor.after !== undefined;
-  if (cursor.before !== undefined) where.push(`mailitem_id < ${param(cursor.before)}::bigint`);
-  else if (cursor.after !== undefined) where.push(`mailitem_id > ${param(cursor.after)}::bigint`);
-  const result = await pool.query<ItemRow>(
-    `SELECT mailitem_id, profile_id, recipients, subject, sent_status, send_request_date,
-            send_request_user, sent_date
-     FROM dbmail.sysmail_allitems
-     ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""}
-     ORDER BY mailitem_id ${upward ? "ASC" : "DESC"}
-     LIMIT ${pageSize + 1}`,
-    values,
-  );
-  const more = result.rows.length > pageSize;
-  const rows = result.rows.slice(0, pageSize);
+  const found = upward
+    ? await oldestAbove(select, cursor.after as string, pageSize + 1)
+    : await newestBelow(pool, select, cursor.before, pageSize + 1);
+  const more = found.length > pageSize;
+  const rows = found.slice(0, pageSize);
   if (upward) rows.reverse();
   return {
     rows,
