@@ -112,6 +112,39 @@ describe("paging /items", () => {
     expect(pages.flat()).toHaveLength(254);
   });
 
+  it("pages the event log the same way, with a type filter", async () => {
+    for (let k = 1; k <= 3; k++) {
+      await db.query("SELECT setval(pg_get_serial_sequence('dbmail.event_log', 'log_id'), $1)", [k * 41_000]);
+      await db.query(
+        `INSERT INTO dbmail.event_log (event_type, description, last_mod_user)
+         SELECT (ARRAY['information', 'warning'])[1 + x % 2], 'event ' || x, 'postgres' FROM generate_series(1, 40) x`,
+      );
+    }
+    const logIds = async (type?: string) =>
+      (
+        await db.query<{ id: string }>(
+          "SELECT log_id AS id FROM dbmail.event_log WHERE $1::text IS NULL OR event_type = $1 ORDER BY log_id DESC",
+          [type ?? null],
+        )
+      ).rows.map((r) => String(r.id));
+    const visitor = new Visitor(web.url);
+    await visitor.signIn(admin.name);
+    const eventIds = (html: string) =>
+      [...html.matchAll(/<tr><td>(\d+)<\/td><td>/g)].map((m) => m[1] as string);
+    for (const [path, type] of [
+      ["/events", undefined],
+      ["/events?type=warning", "warning"],
+    ] as const) {
+      const seen: string[] = [];
+      for (let next: string | undefined = path; next !== undefined; ) {
+        const page = await visitor.get(next);
+        seen.push(...eventIds(page.text));
+        next = pager(page.text, "Older →");
+      }
+      expect(seen, path).toEqual(await logIds(type));
+    }
+  });
+
   it("finds items that are all older than a month", async () => {
     const visitor = new Visitor(web.url);
     await visitor.signIn(ivy.name);

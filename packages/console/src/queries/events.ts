@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { type Condition, eventList, newestBelow, oldestAbove, selectFrom } from "./id-windows.js";
 import type { EventRow } from "./item.js";
 import { pageSize } from "./items.js";
 
@@ -10,34 +11,25 @@ export interface EventsPage {
   older: boolean;
 }
 
-/** One page of the event log, newest first, keyset-paged on log_id like the items. */
+/** One page of the event log, newest first, read by ranges of log_id like the items. */
 export async function listEvents(
   pool: pg.Pool,
   type: string | undefined,
   cursor: { before?: string; after?: string },
 ): Promise<EventsPage> {
-  const where: string[] = [];
-  const values: unknown[] = [];
-  if (type !== undefined) {
-    values.push(type);
-    where.push(`event_type = $${values.length}`);
-  }
-  const upward = cursor.before === undefined && cursor.after !== undefined;
-  const edge = cursor.before ?? cursor.after;
-  if (edge !== undefined) {
-    values.push(edge);
-    where.push(`log_id ${upward ? ">" : "<"} $${values.length}::bigint`);
-  }
-  const result = await pool.query<EventRow>(
-    `SELECT log_id, event_type, log_date, description, mailitem_id, account_id, sender_id
-     FROM dbmail.sysmail_event_log
-     ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""}
-     ORDER BY log_id ${upward ? "ASC" : "DESC"}
-     LIMIT ${pageSize + 1}`,
-    values,
+  const filters: Condition[] = type === undefined ? [] : [(p) => `event_type = ${p(type)}`];
+  const select = selectFrom<EventRow>(
+    pool,
+    eventList,
+    "log_id, event_type, log_date, description, mailitem_id, account_id, sender_id",
+    filters,
   );
-  const more = result.rows.length > pageSize;
-  const rows = result.rows.slice(0, pageSize);
+  const upward = cursor.before === undefined && cursor.after !== undefined;
+  const found = upward
+    ? await oldestAbove(eventList, select, cursor.after as string, pageSize + 1)
+    : await newestBelow(pool, eventList, select, cursor.before, pageSize + 1);
+  const more = found.length > pageSize;
+  const rows = found.slice(0, pageSize);
   if (upward) rows.reverse();
   return { rows, newer: upward ? more : cursor.before !== undefined, older: upward ? true : more };
 }

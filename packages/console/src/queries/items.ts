@@ -1,5 +1,5 @@
 import type pg from "pg";
-import { type Condition, newestBelow, oldestAbove, type Select } from "./id-windows.js";
+import { type Condition, itemList, newestBelow, oldestAbove, selectFrom } from "./id-windows.js";
 import { statuses } from "./overview.js";
 
 export const pageSize = 50;
@@ -93,28 +93,17 @@ export async function listItems(
   }
   if (filter.from) filters.push((p) => `send_request_date >= ${p(filter.from)}::date`);
   if (filter.to) filters.push((p) => `send_request_date < ${p(filter.to)}::date + 1`);
-  const select: Select<ItemRow> = async (extra, order, limit) => {
-    const values: unknown[] = [];
-    const param = (value: unknown) => {
-      values.push(value);
-      return `$${values.length}`;
-    };
-    const where = [...filters, ...extra].map((condition) => condition(param));
-    const result = await pool.query<ItemRow>(
-      `SELECT mailitem_id, profile_id, recipients, subject, sent_status, send_request_date,
-              send_request_user, sent_date
-       FROM dbmail.sysmail_allitems
-       ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""}
-       ORDER BY mailitem_id ${order}
-       LIMIT ${limit}`,
-      values,
-    );
-    return result.rows;
-  };
+  const select = selectFrom<ItemRow>(
+    pool,
+    itemList,
+    `mailitem_id, profile_id, recipients, subject, sent_status, send_request_date, send_request_user,
+     sent_date`,
+    filters,
+  );
   const upward = cursor.before === undefined && cursor.after !== undefined;
   const found = upward
-    ? await oldestAbove(select, cursor.after as string, pageSize + 1)
-    : await newestBelow(pool, select, cursor.before, pageSize + 1);
+    ? await oldestAbove(itemList, select, cursor.after as string, pageSize + 1)
+    : await newestBelow(pool, itemList, select, cursor.before, pageSize + 1);
   const more = found.length > pageSize;
   const rows = found.slice(0, pageSize);
   if (upward) rows.reverse();
