@@ -205,6 +205,15 @@ describe("the console's security", () => {
     expect(later.status).toBe(429);
     expect(later.headers.get("Retry-After")).toBe("2");
     expect((await neighbour.signIn(alice.name)).status).toBe(303);
+    // Guesses sent all at once get no further: one is tried, the others wait.
+    const parallel = new Visitor(web.url);
+    await parallel.get("/login");
+    const guesses = await Promise.all(
+      [1, 2, 3, 4, 5].map((n) =>
+        parallel.post("/login", { username: "no_such_role_parallel", password: `g${n}` }),
+      ),
+    );
+    expect(guesses.map((g) => g.status).sort()).toEqual([401, 429, 429, 429, 429]);
   });
 
   it("signs in a role without dbmail rights and tells it that it has no access, holding no connection", async () => {

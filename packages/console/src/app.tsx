@@ -39,7 +39,7 @@ export function createApp(config: AppConfig): { app: Hono<ConsoleEnv>; sessions:
   app.get("/favicon.ico", (c) => c.body(null, 204));
   app.route("/", loginRoutes({ databaseUrl: config.databaseUrl, sessions, throttle, cookies }));
 
-  // Everything below needs a live session, and every POST its CSRF token.
+  // Everything below needs a live session, and every POST (any method but GET and HEAD) its CSRF token.
   app.use(async (c, next) => {
     const session = sessions.get(cookies.read(c, cookies.session));
     if (!session) {
@@ -50,7 +50,7 @@ export function createApp(config: AppConfig): { app: Hono<ConsoleEnv>; sessions:
       }
       return c.redirect("/login", 303);
     }
-    if (c.req.method === "POST" && !(await hasCsrfToken(c, session.csrfToken))) {
+    if (c.req.method !== "GET" && c.req.method !== "HEAD" && !(await hasCsrfToken(c, session.csrfToken))) {
       return c.text("Forbidden: the form's CSRF token is missing or wrong; reload the page", 403);
     }
     c.set("session", session);

@@ -66,12 +66,21 @@ export function loginRoutes({ databaseUrl, sessions, throttle, cookies }: SignIn
         c.header("Retry-After", String(seconds));
         return form(c, 429, [`Too many failed sign-ins: try again in ${seconds} s.`]);
       }
-      const result = await signIn(databaseUrl, username, password);
+      if (!throttle.begin(username)) {
+        c.header("Retry-After", "1");
+        return form(c, 429, ["Another sign-in for this user name is under way: try again in 1 s."]);
+      }
+      let result: Awaited<ReturnType<typeof signIn>>;
+      try {
+        result = await signIn(databaseUrl, username, password);
+        if (!result.ok && result.reason === "credentials") throttle.failed(username, address);
+      } finally {
+        throttle.finish(username);
+      }
       if (!result.ok) {
         if (result.reason === "unreachable") {
           return form(c, 503, [`The database cannot be reached: ${result.message}`]);
         }
-        throttle.failed(username, address);
         return form(c, 401, [`Sign-in failed: ${result.message}.`]);
       }
       throttle.succeeded(username);

@@ -8,7 +8,22 @@
 export class SignInThrottle {
   private readonly failures = new Map<string, { count: number; until: number; last: number }>();
 
+  /** User names with an attempt under way: parallel guesses must not all slip in before the wait. */
+  private readonly inFlight = new Set<string>();
+
   constructor(private readonly firstDelayMs: number) {}
+
+  /** Claims the user name for one attempt; false while another attempt for it is under way. */
+  begin(username: string): boolean {
+    const key = username.toLowerCase();
+    if (this.inFlight.has(key)) return false;
+    this.inFlight.add(key);
+    return true;
+  }
+
+  finish(username: string): void {
+    this.inFlight.delete(username.toLowerCase());
+  }
 
   /** Milliseconds until an attempt for `username` from `address` may be made (0: now). */
   wait(username: string, address: string): number {
