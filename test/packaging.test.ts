@@ -102,11 +102,11 @@ describe("@pg-dbmail/sender as installed in production", () => {
     expect(existsSync(join(app, "node_modules/@pg-dbmail/sql/migrations"))).toBe(true);
   });
 
-  it("dbmail --version, start --help, dev --help work", () => {
+  it("dbmail --version, start --help, dev --help, console --help work", () => {
     const version = dbmail("--version");
     expect(version.status, version.stderr).toBe(0);
     expect(version.stdout).toBe(`dbmail ${senderVersion}\n`);
-    for (const command of ["start", "dev"]) {
+    for (const command of ["start", "dev", "console"]) {
       const help = dbmail(command, "--help");
       expect(help.status, help.stderr).toBe(0);
       expect(help.stdout).toMatch(new RegExp(`^Usage: dbmail ${command}\\b`));
@@ -120,6 +120,13 @@ describe("@pg-dbmail/sender as installed in production", () => {
     expect(result.stderr).toBe(
       "dbmail: dev needs the development package: npm install --save-dev @pg-dbmail/dev\n",
     );
+  });
+
+  it("dbmail console says in one line that it needs @pg-dbmail/console (exit 15)", () => {
+    const result = dbmail("console");
+    expect(result.status, result.stderr).toBe(15);
+    expect(result.stdout).toBe("");
+    expect(result.stderr).toBe("dbmail: console needs its package: npm install @pg-dbmail/console\n");
   });
 
   it("dbmail migrate finds the packed migrations, and dbmail start serves a database", async () => {

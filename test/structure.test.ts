@@ -1,25 +1,33 @@
 // The shape of the code, checked: dependencies point one way (the SMTP side of the sender never reaches
 // into its database side), no module imports itself back through others, and no file (source, test or
 // migration) outgrows one concern.
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 
 const root = new URL("..", import.meta.url).pathname;
-const sourceDirs = ["packages/sender/src", "packages/sql/src", "packages/dev/src", "bench/src"];
+const sourceDirs = [
+  "packages/sender/src",
+  "packages/sql/src",
+  "packages/dev/src",
+  "packages/console/src",
+  "bench/src",
+];
 
 function sourceFiles(dir: string): string[] {
   return readdirSync(join(root, dir), { withFileTypes: true, recursive: true })
-    .filter((entry) => entry.isFile() && entry.name.endsWith(".ts") && !entry.name.endsWith(".d.ts"))
+    .filter((entry) => entry.isFile() && /\.tsx?$/.test(entry.name) && !entry.name.endsWith(".d.ts"))
     .map((entry) => relative(root, join(entry.parentPath, entry.name)));
 }
 
 /** The project files a file imports (relative imports only; `import type` included). */
 function importsOf(file: string): string[] {
   const text = readFileSync(join(root, file), "utf8");
-  return [...text.matchAll(/^(?:import|export)[^;]*?from "(\.{1,2}\/[^"]+)"/gms)].map((m) =>
-    relative(root, resolve(root, dirname(file), (m[1] as string).replace(/\.js$/, ".ts"))),
-  );
+  return [...text.matchAll(/^(?:import|export)[^;]*?from "(\.{1,2}\/[^"]+)"/gms)].map((m) => {
+    const target = resolve(root, dirname(file), (m[1] as string).replace(/\.js$/, ".ts"));
+    // A .js import names a .ts source, or a .tsx one (the console's pages).
+    return relative(root, existsSync(target) ? target : `${target}x`);
+  });
 }
 
 const files = sourceDirs.flatMap(sourceFiles);

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { type ParseArgsConfig, parseArgs } from "node:util";
+import { consoleHelp, runConsoleCommand } from "./commands/console.js";
 import { devHelp, runDev } from "./commands/dev.js";
 import { migrateHelp, runMigrate } from "./commands/migrate.js";
 import { runSendTest, sendTestHelp } from "./commands/send-test.js";
@@ -21,6 +22,7 @@ Commands:
   status      show the queue, the live senders and recent failures
   send-test   send a test mail through a profile and wait for its outcome
   dev         run everything locally: a PostgreSQL, a mail catcher, the sender (needs @pg-dbmail/dev)
+  console     serve the web console, where people sign in with their own role (needs @pg-dbmail/console)
 
 Run 'dbmail <command> --help' for a command's options.
 
@@ -33,7 +35,7 @@ than this pg-dbmail, 5 an applied migration changed, 6 schema dbmail without mig
 lock timeout, 8 a migration failed (rolled back), 9 schema dbmail missing or older (run dbmail migrate),
 10 send-test: the mail failed, 11 send-test: no outcome in time, 12 dev: @pg-dbmail/dev is not
 installed, 13 dev: the data directory is in use by another dbmail dev, 14 start: cannot listen on the
---http address.
+--http address, 15 console: @pg-dbmail/console is not installed.
 `;
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
@@ -110,6 +112,17 @@ const commands: Record<string, Command> = {
         list: v.list === true,
       });
     },
+  },
+  console: {
+    help: consoleHelp,
+    options: {
+      ...common,
+      listen: { type: "string" },
+      "allow-remote": { type: "boolean" },
+      "tls-cert": { type: "string" },
+      "tls-key": { type: "string" },
+    },
+    run: (v) => runConsoleCommand(v),
   },
 };
 

@@ -32,6 +32,8 @@ export const ExitCode = {
   devDataDirInUse: 13,
   /** start: --http cannot listen on its address (the port is in use, or the address is not this host's). */
   httpUnavailable: 14,
+  /** console: @pg-dbmail/console is not installed. */
+  consoleNotInstalled: 15,
 } as const;
 
 export const migrationExitCodes: Record<MigrationErrorCode, number> = {
