@@ -1,8 +1,6 @@
-import { createRequire } from "node:module";
-import { join } from "node:path";
-import { pathToFileURL } from "node:url";
 import { databaseUrlFrom } from "../connection.js";
 import { CliError, ExitCode } from "../exit-codes.js";
+import { asCliError, loadOptionalPackage } from "./optional-package.js";
 
 // `dbmail console` is a command of this CLI, but the web console (a web server, its pages, htmx)
 // lives in @pg-dbmail/console, which depends on this package; this package must not depend on it
@@ -56,47 +54,13 @@ export async function runConsoleCommand(values: Record<string, string | boolean 
     tlsCert: str(values["tls-cert"]),
     tlsKey: str(values["tls-key"]),
   };
-  const module = await loadConsolePackage();
+  const module = await loadOptionalPackage<ConsoleModule>(
+    consolePackage,
+    new CliError(`console needs its package: npm install ${consolePackage}`, ExitCode.consoleNotInstalled),
+  );
   try {
     await module.runConsole(options);
   } catch (error) {
     throw asCliError(error);
   }
-}
-
-/** Imports @pg-dbmail/console: next to this package, else from the current directory's project. */
-async function loadConsolePackage(): Promise<ConsoleModule> {
-  const tries = [
-    () => consolePackage,
-    () => pathToFileURL(createRequire(join(process.cwd(), "package.json")).resolve(consolePackage)).href,
-  ];
-  for (const specifier of tries) {
-    try {
-      return (await import(specifier())) as ConsoleModule;
-    } catch (error) {
-      const { code, message } = error as { code?: string; message?: string };
-      const missing =
-        (code === "ERR_MODULE_NOT_FOUND" || code === "MODULE_NOT_FOUND") &&
-        typeof message === "string" &&
-        message.includes(`'${consolePackage}'`);
-      if (!missing) {
-        const reason = error instanceof Error ? error.message.split("\n")[0] : String(error);
-        throw new CliError(`cannot load ${consolePackage}: ${reason}`, ExitCode.failure, { cause: error });
-      }
-    }
-  }
-  throw new CliError(
-    `console needs its package: npm install ${consolePackage}`,
-    ExitCode.consoleNotInstalled,
-  );
-}
-
-/** The console throws CliError from its own copy of this package (npx, a global install): match by shape. */
-function asCliError(error: unknown): unknown {
-  if (error instanceof CliError) return error;
-  const { name, message, exitCode } = error as { name?: string; message?: string; exitCode?: unknown };
-  if (name === "CliError" && typeof message === "string" && typeof exitCode === "number") {
-    return new CliError(message, exitCode, { cause: error });
-  }
-  return error;
 }
