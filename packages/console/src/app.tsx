@@ -3,12 +3,14 @@ import { bodyLimit } from "hono/body-limit";
 import type { ConsoleEnv } from "./context.js";
 import { Cookies } from "./cookies.js";
 import { NotFound } from "./not-found.js";
+import { actionRoutes } from "./routes/actions.js";
 import { assets } from "./routes/assets.js";
 import { eventRoutes } from "./routes/events.js";
 import { itemRoutes } from "./routes/item.js";
 import { itemsRoutes } from "./routes/items.js";
 import { loginRoutes } from "./routes/login.js";
 import { overviewRoutes } from "./routes/overview.js";
+import { sendTestRoutes } from "./routes/send-test.js";
 import { hasCsrfToken } from "./security/csrf.js";
 import { securityHeaders } from "./security/headers.js";
 import { hostCheck, originCheck } from "./security/origin.js";
@@ -83,6 +85,8 @@ export function createApp(config: AppConfig): { app: Hono<ConsoleEnv>; sessions:
   app.route("/", itemsRoutes);
   app.route("/", itemRoutes);
   app.route("/", eventRoutes);
+  app.route("/", actionRoutes);
+  app.route("/", sendTestRoutes);
   app.notFound((c) => c.html(<NotFound />, 404));
   // A query the database refused or that failed: its message, escaped like everything else.
   app.onError((error, c) =>

@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { type AttemptRow, readAttempts } from "./attempts.js";
 
 export interface AttachmentInfo {
   attachment_id: string;
@@ -64,4 +65,24 @@ export async function readHtmlBody(pool: pg.Pool, id: string): Promise<string | 
   );
   const row = result.rows[0];
   return row ? (row.body ?? "") : undefined;
+}
+
+/** Everything /items/<id> shows, or undefined when the role may not see the item. */
+export async function readItemPage(pool: pg.Pool, id: string): Promise<ItemPageData | undefined> {
+  const item = isId(id) ? await readItem(pool, id) : undefined;
+  if (!item) return undefined;
+  const [attachments, events, attempts] = await Promise.all([
+    readAttachments(pool, id),
+    readItemEvents(pool, id),
+    readAttempts(pool, id),
+  ]);
+  return { id, item, attachments, events, attempts };
+}
+
+export interface ItemPageData {
+  id: string;
+  item: Record<string, unknown>;
+  attachments: AttachmentInfo[];
+  events: EventRow[];
+  attempts: AttemptRow[];
 }

@@ -82,17 +82,7 @@ export async function listItems(
   cursor: PageCursor,
   profileId: number | undefined,
 ): Promise<ItemsPage> {
-  const filters: Condition[] = [];
-  if (filter.status) filters.push((p) => `sent_status = ${p(filter.status)}`);
-  if (profileId !== undefined) filters.push((p) => `profile_id = ${p(profileId)}`);
-  if (filter.recipient) {
-    filters.push(
-      (p) =>
-        `strpos(lower(concat_ws(' ', recipients, copy_recipients, blind_copy_recipients)), lower(${p(filter.recipient)})) > 0`,
-    );
-  }
-  if (filter.from) filters.push((p) => `send_request_date >= ${p(filter.from)}::date`);
-  if (filter.to) filters.push((p) => `send_request_date < ${p(filter.to)}::date + 1`);
+  const filters = itemConditions(filter, profileId);
   const select = selectFrom<ItemRow>(
     pool,
     itemList,
@@ -114,6 +104,43 @@ export async function listItems(
   };
 }
 
+/** The filter as conditions on sysmail_allitems: the list and its bulk actions use these same ones. */
+export function itemConditions(filter: ItemFilter, profileId: number | undefined): Condition[] {
+  const filters: Condition[] = [];
+  if (filter.status) filters.push((p) => `sent_status = ${p(filter.status)}`);
+  if (profileId !== undefined) filters.push((p) => `profile_id = ${p(profileId)}`);
+  if (filter.recipient) {
+    filters.push(
+      (p) =>
+        `strpos(lower(concat_ws(' ', recipients, copy_recipients, blind_copy_recipients)), lower(${p(filter.recipient)})) > 0`,
+    );
+  }
+  if (filter.from) filters.push((p) => `send_request_date >= ${p(filter.from)}::date`);
+  if (filter.to) filters.push((p) => `send_request_date < ${p(filter.to)}::date + 1`);
+  return filters;
+}
+
+/**
+ * The ids of the items the list shows for `filter` whose status is one of `statuses`, at most `limit`
+ * (ask for one more than the cap to know it is exceeded).
+ */
+export async function matchingIds(
+  pool: pg.Pool,
+  filter: ItemFilter,
+  profileId: number | undefined,
+  statuses: string[],
+  limit: number,
+): Promise<string[]> {
+  const select = selectFrom<{ mailitem_id: string }>(
+    pool,
+    itemList,
+    "mailitem_id",
+    itemConditions(filter, profileId),
+  );
+  const rows = await select([(p) => `sent_status = ANY(${p(statuses)}::text[])`], "ASC", limit);
+  return rows.map((row) => row.mailitem_id);
+}
+
 /**
  * The profile filter as an id: digits are an id; a name is looked up, which only admins may do
  * (profile names come from sysmail_help_profile_sp). Returns a problem message instead when it cannot.
@@ -130,4 +157,20 @@ export async function profileIdOf(pool: pg.Pool, profile: string, admin: boolean
   } catch (error) {
     return (error as Error).message;
   }
+}
+
+/** The filter of a query string or form, its profile resolved to an id, and what is wrong with it. */
+export async function resolveFilter(
+  pool: pg.Pool,
+  query: Record<string, string>,
+  admin: boolean,
+): Promise<{ filter: ItemFilter; cursor: PageCursor; profileId: number | undefined; problems: string[] }> {
+  const { filter, cursor, problems } = readItemQuery(query);
+  let profileId: number | undefined;
+  if (filter.profile !== undefined) {
+    const found = await profileIdOf(pool, filter.profile, admin);
+    if (typeof found === "number") profileId = found;
+    else problems.push(found);
+  }
+  return { filter, cursor, profileId, problems };
 }

@@ -2,17 +2,9 @@ import { Hono } from "hono";
 import type { ConsoleEnv } from "../context.js";
 import { attachmentDisposition } from "../download-name.js";
 import { NotFound } from "../not-found.js";
-import {
-  isId,
-  readAttachment,
-  readAttachments,
-  readHtmlBody,
-  readItem,
-  readItemEvents,
-} from "../queries/item.js";
+import { isId, readAttachment, readHtmlBody, readItemPage } from "../queries/item.js";
 import { bodyPolicy } from "../security/headers.js";
-import { EventTable } from "../views/events.js";
-import { Layout, time } from "../views/layout.js";
+import { ItemPage } from "../views/item.js";
 import { requirePool } from "./pool.js";
 
 /**
@@ -21,50 +13,10 @@ import { requirePool } from "./pool.js";
  */
 export const itemRoutes = new Hono<ConsoleEnv>()
   .get("/items/:id", async (c) => {
-    const id = c.req.param("id");
     const session = c.get("session");
-    const pool = requirePool(session);
-    const item = isId(id) ? await readItem(pool, id) : undefined;
-    if (!item) return c.html(<NotFound />, 404);
-    const [attachments, events] = await Promise.all([readAttachments(pool, id), readItemEvents(pool, id)]);
-    const { body, ...fields } = item;
-    return c.html(
-      <Layout title={`Mail item ${id}`} session={session}>
-        <dl class="fields">
-          {Object.entries(fields).map(([name, value]) => (
-            <>
-              <dt>{name}</dt>
-              <dd>{shown(value)}</dd>
-            </>
-          ))}
-        </dl>
-        <h2>Body</h2>
-        {item.body_format === "HTML" ? (
-          // No allow-scripts, no allow-same-origin: the body runs nothing and reaches nothing of the
-          // console; its own route adds a CSP that blocks scripts, requests and forms as well.
-          <iframe class="body" sandbox="" src={`/items/${id}/body`} title="HTML body"></iframe>
-        ) : (
-          <pre class="body">{typeof body === "string" ? body : ""}</pre>
-        )}
-        <h2>Attachments</h2>
-        {attachments.length === 0 ? (
-          <p>None.</p>
-        ) : (
-          <ul>
-            {attachments.map((a) => (
-              <li>
-                <a href={`/items/${id}/attachments/${a.attachment_id}`} download hx-boost="false">
-                  {a.filename}
-                </a>{" "}
-                ({a.filesize} bytes{a.content_type ? `, ${a.content_type}` : ""})
-              </li>
-            ))}
-          </ul>
-        )}
-        <h2>Events</h2>
-        {events.length === 0 ? <p>None.</p> : <EventTable events={events} />}
-      </Layout>,
-    );
+    const data = await readItemPage(requirePool(session), c.req.param("id"));
+    if (!data) return c.html(<NotFound />, 404);
+    return c.html(<ItemPage data={data} session={session} />);
   })
   .get("/items/:id/body", async (c) => {
     const id = c.req.param("id");
@@ -85,10 +37,3 @@ export const itemRoutes = new Hono<ConsoleEnv>()
       "Content-Disposition": attachmentDisposition(file.filename),
     });
   });
-
-function shown(value: unknown): string {
-  if (value === null || value === undefined) return "";
-  if (value instanceof Date) return time(value);
-  if (typeof value === "object") return JSON.stringify(value);
-  return String(value);
-}

@@ -1,7 +1,8 @@
 import { Hono } from "hono";
 import type { ConsoleEnv } from "../context.js";
-import { type ItemFilter, listItems, profileIdOf, readItemQuery } from "../queries/items.js";
+import { type ItemFilter, listItems, resolveFilter } from "../queries/items.js";
 import { statuses } from "../queries/overview.js";
+import { BulkForms, filterQuery } from "../views/bulk.js";
 import { Layout, Problems, time } from "../views/layout.js";
 import { Pager } from "../views/pager.js";
 import { requirePool } from "./pool.js";
@@ -10,13 +11,11 @@ import { requirePool } from "./pool.js";
 export const itemsRoutes = new Hono<ConsoleEnv>().get("/items", async (c) => {
   const session = c.get("session");
   const pool = requirePool(session);
-  const { filter, cursor, problems } = readItemQuery(c.req.query());
-  let profileId: number | undefined;
-  if (filter.profile !== undefined) {
-    const found = await profileIdOf(pool, filter.profile, session.access === "admin");
-    if (typeof found === "number") profileId = found;
-    else problems.push(found);
-  }
+  const { filter, cursor, profileId, problems } = await resolveFilter(
+    pool,
+    c.req.query(),
+    session.access === "admin",
+  );
   const page = problems.length === 0 ? await listItems(pool, filter, cursor, profileId) : undefined;
   const rows = page?.rows ?? [];
   return c.html(
@@ -66,16 +65,10 @@ export const itemsRoutes = new Hono<ConsoleEnv>().get("/items", async (c) => {
           older={page.older}
         />
       )}
+      {rows.length > 0 && <BulkForms filter={filter} csrfToken={session.csrfToken} />}
     </Layout>,
   );
 });
-
-function filterQuery(filter: ItemFilter): Record<string, string> {
-  return Object.fromEntries(Object.entries(filter).filter(([, v]) => v !== undefined)) as Record<
-    string,
-    string
-  >;
-}
 
 function Filters({ filter }: { filter: ItemFilter }) {
   return (

@@ -36,6 +36,7 @@ export function Layout(props: { title: string; session?: Session | undefined; ch
                 <a href="/">Overview</a>
                 <a href="/items">Items</a>
                 <a href="/events">Events</a>
+                <a href="/send-test">Send test e-mail</a>
               </nav>
             )}
             {session && (

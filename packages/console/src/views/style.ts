@@ -20,6 +20,10 @@ form.filters { display: flex; flex-wrap: wrap; gap: .6rem; align-items: end; mar
 form.filters label { display: flex; flex-direction: column; font-size: .85rem; }
 form.login { display: flex; flex-direction: column; gap: .6rem; max-width: 20rem; }
 .problems { color: #8a1c1c; background: #fdecec; padding: .6rem 1.6rem; }
+.results { color: #1d5b2a; background: #e8f6ec; padding: .6rem 1.6rem; }
+form.actions, .bulk { display: flex; gap: .6rem; margin: .8rem 0; }
+form.send-test { display: flex; flex-direction: column; gap: .6rem; max-width: 36rem; }
+form.send-test label { display: flex; flex-direction: column; }
 .stalled { color: #8a1c1c; font-weight: 700; }
 .pager { display: flex; gap: 1rem; margin: .8rem 0; }
 .counts { display: flex; gap: 1rem; flex-wrap: wrap; }
