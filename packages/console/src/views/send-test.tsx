@@ -7,9 +7,9 @@ export function SendTestForm(props: { mail: TestMail; profiles: string[] | undef
   return (
     <form method="post" action="/send-test" class="send-test">
       <input type="hidden" name={csrfField} value={props.csrfToken} />
-      <label>
-        Profile
-        {profiles ? (
+      {profiles ? (
+        <label>
+          Profile
           <select name="profile">
             <option value="">(my default profile)</option>
             {profiles.map((name) => (
@@ -18,10 +18,13 @@ export function SendTestForm(props: { mail: TestMail; profiles: string[] | undef
               </option>
             ))}
           </select>
-        ) : (
+        </label>
+      ) : (
+        <label>
+          Profile
           <input name="profile" value={mail.profile} placeholder="empty: your default profile" />
-        )}
-      </label>
+        </label>
+      )}
       <label>
         Recipient
         <input name="recipients" type="text" value={mail.recipients} required />
