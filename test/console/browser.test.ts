@@ -1,5 +1,6 @@
 // The console in a real browser (Debian's chromium driven by playwright-core; no browser download):
-// sign in, filter the items, open an HTML mail whose script must not run, sign out. The pages load
+// sign in, filter the items, open an HTML mail whose script must not run, sign out; retry a failed item
+// and send a test e-mail, both arriving at a real SMTP server through a real sender. The pages load
 // htmx and the style sheet under the strict CSP without a single violation. Skipped, saying why, when
 // /usr/bin/chromium is missing (apt-get install chromium); under CI=true it must run.
 import { existsSync } from "node:fs";
@@ -7,7 +8,9 @@ import type { RunningConsole } from "@pg-dbmail/console";
 import { type Browser, chromium } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TestDatabase, type TestRole } from "../support/database.js";
-import { send } from "../support/mail.js";
+import { send, sleep, uniqueSubject } from "../support/mail.js";
+import { eventually } from "../support/sender.js";
+import { type Delivery, startDelivery, withSubject } from "./delivery.js";
 import { addPublicProfile, startTestConsole } from "./support.js";
 
 const chromiumPath = "/usr/bin/chromium";
@@ -24,6 +27,7 @@ describe.skipIf(!hasChromium)(
     let browser: Browser;
     let frank: TestRole;
     let htmlItem: string;
+    let delivery: Delivery | undefined;
 
     beforeAll(async () => {
       db = await TestDatabase.create();
@@ -48,6 +52,7 @@ describe.skipIf(!hasChromium)(
 
     afterAll(async () => {
       await browser?.close();
+      await delivery?.stop();
       await web?.close();
       await db?.drop();
     });
@@ -94,6 +99,58 @@ describe.skipIf(!hasChromium)(
       await page.waitForURL(`${web.url}/login`);
       await page.goto(`${web.url}/`);
       expect(new URL(page.url()).pathname).toBe("/login");
+      await page.close();
+    });
+
+    it("retries a failed item and sends a test e-mail, both arriving at the SMTP server", async () => {
+      // The first test's items name a placeholder server: out of the way before a sender starts.
+      await db.query("UPDATE dbmail.mailitems SET sent_status = 'failed' WHERE sent_status = 'unsent'");
+      delivery = await startDelivery(db);
+      const smtp = delivery.smtp;
+      const client = await db.connect(frank);
+      const retried = uniqueSubject("browser retry");
+      const failed = await send(client, {
+        recipients: "r@example.com",
+        subject: retried,
+        body: "again",
+        send_at: new Date(Date.now() + 3_600_000),
+      });
+      await db.query(
+        "UPDATE dbmail.mailitems SET sent_status = 'failed', sent_date = now() WHERE mailitem_id = $1",
+        [failed],
+      );
+
+      const page = await browser.newPage();
+      const violations: string[] = [];
+      page.on("console", (message) => {
+        if (/Content.Security.Policy/i.test(message.text())) violations.push(message.text());
+      });
+      await page.goto(`${web.url}/login`);
+      await page.fill('input[name="username"]', frank.name);
+      await page.fill('input[name="password"]', "test");
+      await page.click('button[type="submit"]');
+      await page.waitForURL(`${web.url}/`);
+
+      await page.goto(`${web.url}/items/${failed}`);
+      await page.click('form.actions button:has-text("Retry")');
+      await expect
+        .poll(() => page.locator(".results").textContent())
+        .toContain("1 item put back in the queue");
+      await eventually(async () => withSubject(smtp, retried).length > 0);
+      await sleep(500);
+      expect(withSubject(smtp, retried)).toHaveLength(1);
+
+      await page.click('nav a[href="/send-test"]');
+      await page.waitForURL(`${web.url}/send-test`);
+      const subject = uniqueSubject("browser test mail");
+      await page.fill('input[name="recipients"]', "browser@example.com");
+      await page.fill('input[name="subject"]', subject);
+      await page.click('form.send-test button[type="submit"]');
+      // The status fragment polls once a second until the sender has sent it.
+      await expect.poll(() => page.locator("#status b").textContent(), { timeout: 15_000 }).toBe("sent");
+      const [mail] = withSubject(smtp, subject);
+      expect(mail?.envelope.to).toEqual(["browser@example.com"]);
+      expect(violations).toEqual([]);
       await page.close();
     });
   },
