@@ -3,7 +3,7 @@ import type { Child } from "hono/jsx";
 import type { ConsoleEnv } from "../context.js";
 import { NotFound } from "../not-found.js";
 import { type ActionResult, bulkCap, cancelItems, describeResult, retryItems } from "../queries/actions.js";
-import { readItemPage } from "../queries/item.js";
+import { isId, readItem, readItemPage } from "../queries/item.js";
 import { matchingIds, resolveFilter } from "../queries/items.js";
 import { type BulkAction, BulkConfirm, bulkLabels, filterQuery } from "../views/bulk.js";
 import { ItemPage } from "../views/item.js";
@@ -35,7 +35,8 @@ async function itemAction(c: Context<ConsoleEnv>, action: BulkAction) {
   const session = c.get("session");
   const pool = requirePool(session);
   const id = c.req.param("id") ?? "";
-  if (!(await readItemPage(pool, id))) return c.html(<NotFound />, 404);
+  // An item the role may not see is not found, exactly as on its page.
+  if (!isId(id) || !(await readItem(pool, id))) return c.html(<NotFound />, 404);
   const { results, problems } = await attempt(() => act[action](pool, [id]), action);
   const data = await readItemPage(pool, id);
   if (!data) return c.html(<NotFound />, 404);
