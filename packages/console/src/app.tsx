@@ -3,12 +3,15 @@ import { bodyLimit } from "hono/body-limit";
 import type { ConsoleEnv } from "./context.js";
 import { Cookies } from "./cookies.js";
 import { NotFound } from "./not-found.js";
+import { accountRoutes } from "./routes/accounts.js";
 import { assets } from "./routes/assets.js";
 import { eventRoutes } from "./routes/events.js";
 import { itemRoutes } from "./routes/item.js";
 import { itemsRoutes } from "./routes/items.js";
 import { loginRoutes } from "./routes/login.js";
 import { overviewRoutes } from "./routes/overview.js";
+import { profileRoutes } from "./routes/profiles.js";
+import { settingRoutes } from "./routes/settings.js";
 import { hasCsrfToken } from "./security/csrf.js";
 import { securityHeaders } from "./security/headers.js";
 import { hostCheck, originCheck } from "./security/origin.js";
@@ -83,6 +86,9 @@ export function createApp(config: AppConfig): { app: Hono<ConsoleEnv>; sessions:
   app.route("/", itemsRoutes);
   app.route("/", itemRoutes);
   app.route("/", eventRoutes);
+  app.route("/", accountRoutes);
+  app.route("/", profileRoutes);
+  app.route("/", settingRoutes);
   app.notFound((c) => c.html(<NotFound />, 404));
   // A query the database refused or that failed: its message, escaped like everything else.
   app.onError((error, c) =>

@@ -36,6 +36,9 @@ export function Layout(props: { title: string; session?: Session | undefined; ch
                 <a href="/">Overview</a>
                 <a href="/items">Items</a>
                 <a href="/events">Events</a>
+                {session.access === "admin" && <a href="/accounts">Accounts</a>}
+                {session.access === "admin" && <a href="/profiles">Profiles</a>}
+                {session.access === "admin" && <a href="/settings">Settings</a>}
               </nav>
             )}
             {session && (
