@@ -148,15 +148,25 @@ describe("the accounts page", () => {
     expect(saved.status).toBe(200);
     expect(saved.text).toContain(`Account ${name} saved.`);
     expect(await account(name)).toMatchObject({ max_messages_per_minute: 45, oauth2_client_id: "client-1" });
-    expect(await secrets(id)).toMatchObject({ oauth2_client_secret: clientSecret, oauth2_refresh_token: refreshToken });
+    expect(await secrets(id)).toMatchObject({
+      oauth2_client_secret: clientSecret,
+      oauth2_refresh_token: refreshToken,
+    });
 
-    await visitor.post(`/accounts/${id}`, { ...fields, clear_oauth2_refresh_token: "on", max_messages_per_minute: "" });
+    await visitor.post(`/accounts/${id}`, {
+      ...fields,
+      clear_oauth2_refresh_token: "on",
+      max_messages_per_minute: "",
+    });
     expect(await account(name)).toMatchObject({
       oauth2_refresh_token_source: "none",
       oauth2_client_secret_source: "literal",
       max_messages_per_minute: null,
     });
-    expect(await secrets(id)).toMatchObject({ oauth2_client_secret: clientSecret, oauth2_refresh_token: null });
+    expect(await secrets(id)).toMatchObject({
+      oauth2_client_secret: clientSecret,
+      oauth2_refresh_token: null,
+    });
   });
 
   it("shows a refused add's error from the procedure, escaped, without the secrets, and adds nothing", async () => {
@@ -167,7 +177,9 @@ describe("the accounts page", () => {
       email_address: "DB <db@example.com>",
     });
     expect(refused.status).toBe(422);
-    expect(refused.text).toMatch(/<ul class="problems" role="alert"><li>email_address: &quot;DB &lt;db@example.com&gt;&quot;: [^<]+<\/li>/);
+    expect(refused.text).toMatch(
+      /<ul class="problems" role="alert"><li>email_address: &quot;DB &lt;db@example.com&gt;&quot;: [^<]+<\/li>/,
+    );
     expect(refused.text).not.toContain("<script>alert(1)");
     // The form comes back with what was typed, except the secrets.
     expect(refused.text).toContain('value="client-1"');
@@ -210,13 +222,20 @@ describe("the accounts page", () => {
       password: "m365-password-Qw9",
     });
     expect(saved.status).toBe(200);
-    expect(saved.text).toMatch(/<li>WARNING: account \d+ \(\w+\) logs in to smtp.office365.com with a password: Microsoft 365/);
+    expect(saved.text).toMatch(
+      /<li>WARNING: account \d+ \(\w+\) logs in to smtp.office365.com with a password: Microsoft 365/,
+    );
     expect(saved.text).not.toContain("m365-password-Qw9");
   });
 
   it("asks before deleting an account, and deletes it on the confirmation's POST", async () => {
     const name = unique("gone");
-    await visitor.post("/accounts/new", { account_name: name, email_address: "a@example.com", mailserver_name: "h", port: "25" });
+    await visitor.post("/accounts/new", {
+      account_name: name,
+      email_address: "a@example.com",
+      mailserver_name: "h",
+      port: "25",
+    });
     const { account_id: id } = await account(name);
     const confirm = await visitor.get(`/accounts/${id}/delete`);
     expect(confirm.text).toContain(`Delete account ${name}?`);

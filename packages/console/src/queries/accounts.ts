@@ -52,7 +52,12 @@ export const textFields = {
 export const numberFields = ["port", "timeout", "max_messages_per_minute"] as const;
 export const booleanFields = ["use_default_credentials", "enable_ssl", "tls_reject_unauthorized"] as const;
 /** Never shown, never filled back into a form: only their `<secret>_source` column is. */
-export const secretFields = ["password", "oauth2_client_secret", "oauth2_refresh_token", "dkim_private_key"] as const;
+export const secretFields = [
+  "password",
+  "oauth2_client_secret",
+  "oauth2_refresh_token",
+  "dkim_private_key",
+] as const;
 export type Secret = (typeof secretFields)[number];
 export const sourceOf = (secret: Secret) => `${secret}_source` as const;
 

@@ -23,7 +23,8 @@ export async function callProcedure<Row extends object = Record<string, unknown>
   set = false,
 ): Promise<CallResult<Row>> {
   const names = Object.keys(args);
-  for (const n of [name, ...names]) if (!identifier.test(n)) throw new Error(`not a procedure or argument name: ${n}`);
+  for (const n of [name, ...names])
+    if (!identifier.test(n)) throw new Error(`not a procedure or argument name: ${n}`);
   const list = names.map((n, i) => `${n} => $${i + 1}`).join(", ");
   const sql = set ? `SELECT * FROM dbmail.${name}(${list})` : `SELECT dbmail.${name}(${list})`;
   const client = await pool.connect();
@@ -46,10 +47,13 @@ export function isUnknownObject(error: unknown): boolean {
   return (error as { code?: string }).code === "42704";
 }
 
-/** A refusal from the database (any error it reported), as opposed to a failure of the console. */
+/**
+ * The message of a refusal to show next to the form: any error the database reported, except a lack
+ * of privilege (42501), which is not about the form and goes up to the "admins only" page.
+ */
 export function refusal(error: unknown): string | undefined {
   const { code, message } = error as { code?: string; message?: string };
-  return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) ? message : undefined;
+  return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) && code !== "42501" ? message : undefined;
 }
 
 /** An id in a path: a positive integer that fits PostgreSQL's integer. */

@@ -115,7 +115,9 @@ export const accountRoutes = new Hono<ConsoleEnv>()
   .use("/accounts", adminOnly)
   .use("/accounts/*", adminOnly)
   .get("/accounts", (c) => listPage(c))
-  .get("/accounts/new", (c) => formPage(c, { mailserver_type: "SMTP", port: "25", tls_reject_unauthorized: "on" }))
+  .get("/accounts/new", (c) =>
+    formPage(c, { mailserver_type: "SMTP", port: "25", tls_reject_unauthorized: "on" }),
+  )
   .post("/accounts/new", (c) => save(c))
   .get("/accounts/:id", async (c) => {
     const account = await pathAccount(c);
@@ -132,8 +134,8 @@ export const accountRoutes = new Hono<ConsoleEnv>()
     return c.html(
       <Layout title={`Delete account ${account.name}?`} session={session}>
         <p>
-          The account and its secrets are deleted, and it leaves every profile. Mail already sent
-          through it keeps its account id.
+          The account and its secrets are deleted, and it leaves every profile. Mail already sent through it
+          keeps its account id.
         </p>
         <form method="post" action={`/accounts/${account.account_id}/delete`}>
           <input type="hidden" name={csrfField} value={session.csrfToken} />

@@ -75,7 +75,12 @@ async function profilePage(c: C, problems: string[] = []) {
     <Layout title={`Profile ${profile.name}`} session={session}>
       <Problems messages={problems} />
       <ProfileForm csrf={session.csrfToken} profile={profile} />
-      <ProfileAccounts csrf={session.csrfToken} profileId={profile.profile_id} accounts={found.accounts} all={all} />
+      <ProfileAccounts
+        csrf={session.csrfToken}
+        profileId={profile.profile_id}
+        accounts={found.accounts}
+        all={all}
+      />
       <ProfileGrants csrf={session.csrfToken} profileId={profile.profile_id} grants={found.grants} />
       <p>
         <a href={`/profiles/${profile.profile_id}/delete`}>Delete this profile</a>
@@ -100,7 +105,11 @@ async function change(c: C, procedure: string, args: Args) {
   if (!isSmallId(id)) return c.html(<NotFound />, 404);
   const numbers = ["account_id", "sequence_number", "principal_id"].filter((k) => k in args);
   const bad = numbers.filter((k) => !/^-?\d{1,10}$/.test(args[k] ?? ""));
-  if (bad.length > 0) return profilePage(c, bad.map((k) => `${k}: "${args[k]}": not a whole number`));
+  if (bad.length > 0)
+    return profilePage(
+      c,
+      bad.map((k) => `${k}: "${args[k]}": not a whole number`),
+    );
   try {
     await callProcedure(requirePool(c.get("session")), procedure, { profile_id: id, ...args });
   } catch (error) {
@@ -164,7 +173,6 @@ export const profileRoutes = new Hono<ConsoleEnv>()
     );
   })
   .post("/profiles/:id/delete", async (c) => {
-    const id = c.req.param("id");
     const form = await fields(c, "force_delete");
     const response = await change(c, "sysmail_delete_profile_sp", {
       force_delete: form.force_delete === "true" ? "true" : "false",

@@ -57,19 +57,20 @@ function SecretField(props: { name: Secret; account: Account | undefined }) {
   const { name, account } = props;
   return (
     <div class="secret">
-      <label>
-        {secretLabels[name]}
-        {name === "dkim_private_key" ? (
+      {name === "dkim_private_key" ? (
+        <label>
+          {secretLabels[name]}
           <textarea name={name} rows={3} autocomplete="off" spellcheck={false}></textarea>
-        ) : (
+        </label>
+      ) : (
+        <label>
+          {secretLabels[name]}
           <input type="password" name={name} autocomplete="new-password" />
-        )}
-      </label>
+        </label>
+      )}
       {account && (
         <>
-          <span class="hint">
-            stored: {account[sourceOf(name)]}; leave empty to keep it
-          </span>
+          <span class="hint">stored: {account[sourceOf(name)]}; leave empty to keep it</span>
           <label class="check">
             <input type="checkbox" name={`clear_${name}`} />
             clear
@@ -100,11 +101,25 @@ export function AccountForm(props: { csrf: string; values: FormValues; account?:
         <Text name="mailserver_name" label="Server" values={values} required />
         <Text name="mailserver_type" label="Server type" values={values} />
         <Text name="port" label="Port" values={values} />
-        <Choice name="security" label="Security" values={values} options={["none", "starttls", "tls"]} add={add} />
+        <Choice
+          name="security"
+          label="Security"
+          values={values}
+          options={["none", "starttls", "tls"]}
+          add={add}
+        />
         <Check name="enable_ssl" label="enable_ssl (STARTTLS, when no security is chosen)" values={values} />
-        <Check name="tls_reject_unauthorized" label="Refuse certificates that do not verify" values={values} />
+        <Check
+          name="tls_reject_unauthorized"
+          label="Refuse certificates that do not verify"
+          values={values}
+        />
         <Text name="timeout" label="Timeout (seconds)" values={values} />
-        <Text name="max_messages_per_minute" label="Max messages per minute (empty: no limit)" values={values} />
+        <Text
+          name="max_messages_per_minute"
+          label="Max messages per minute (empty: no limit)"
+          values={values}
+        />
       </fieldset>
       <fieldset>
         <legend>Sign-in</legend>
@@ -131,8 +146,8 @@ export function AccountForm(props: { csrf: string; values: FormValues; account?:
         <SecretField name="dkim_private_key" account={account} />
       </fieldset>
       <p class="hint">
-        Secrets may be given as env:NAME or file:/path, which only the sender resolves. The console
-        never shows a stored secret.
+        Secrets may be given as env:NAME or file:/path, which only the sender resolves. The console never
+        shows a stored secret.
       </p>
       <button type="submit">{add ? "Add account" : "Save"}</button>
     </form>
@@ -141,7 +156,5 @@ export function AccountForm(props: { csrf: string; values: FormValues; account?:
 
 /** How each secret of an account is stored (none, literal, env or file). */
 export function secretSources(account: Account): string {
-  return secretFields
-    .map((s) => `${s}: ${account[sourceOf(s)]}`)
-    .join(", ");
+  return secretFields.map((s) => `${s}: ${account[sourceOf(s)]}`).join(", ");
 }
