@@ -5,7 +5,7 @@
 import type { RunningConsole } from "@pg-dbmail/console";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TestDatabase, type TestRole } from "../support/database.js";
-import { addAccount, unique } from "../support/mail.js";
+import { addAccount, send, unique } from "../support/mail.js";
 import { startTestConsole, Visitor } from "./support.js";
 
 let db: TestDatabase;
@@ -69,6 +69,29 @@ describe("the profiles page", () => {
     expect(deleted.headers.get("Location")).toBe("/profiles");
     expect((await db.query("SELECT 1 FROM dbmail.profiles WHERE profile_id = $1", [id])).rowCount).toBe(0);
     expect((await visitor.get(`/profiles/${id}`)).status).toBe(404);
+  });
+
+  it("refuses to delete a profile whose mail waits unless force_delete is ticked, which fails that mail", async () => {
+    const name = unique("busy");
+    const id = await addProfile(name);
+    const item = await send(db, {
+      profile_name: name,
+      recipients: "a@example.com",
+      subject: "waiting",
+      body: "b",
+    });
+    const refused = await visitor.post(`/profiles/${id}/delete`, {});
+    expect(refused.status).toBe(422);
+    expect(refused.text).toMatch(
+      /<li>profile_name: &quot;\w+&quot;: 1 mail items of this profile are waiting to be sent; use force_delete =&gt; true to fail them<\/li>/,
+    );
+    expect(await help("sysmail_help_profile_sp", id)).toHaveLength(1);
+    expect((await visitor.post(`/profiles/${id}/delete`, { force_delete: "true" })).status).toBe(303);
+    const { rows } = await db.query(
+      "SELECT sent_status FROM dbmail.sysmail_allitems WHERE mailitem_id = $1",
+      [item],
+    );
+    expect(rows).toEqual([{ sent_status: "failed" }]);
   });
 
   it("shows a refused profile, escaped, and adds nothing", async () => {
