@@ -1,6 +1,7 @@
 // The console in a real browser (Debian's chromium driven by playwright-core; no browser download):
 // sign in, filter the items, open an HTML mail whose script must not run, sign out; retry a failed item
-// and send a test e-mail, both arriving at a real SMTP server through a real sender. The pages load
+// and send a test e-mail, both arriving at a real SMTP server through a real sender; as an admin, add an
+// account through the form and find it listed. The pages load
 // htmx and the style sheet under the strict CSP without a single violation. Skipped, saying why, when
 // /usr/bin/chromium is missing (apt-get install chromium); under CI=true it must run.
 import { existsSync } from "node:fs";
@@ -26,6 +27,7 @@ describe.skipIf(!hasChromium)(
     let web: RunningConsole;
     let browser: Browser;
     let frank: TestRole;
+    let grace: TestRole;
     let htmlItem: string;
     let delivery: Delivery | undefined;
 
@@ -33,6 +35,7 @@ describe.skipIf(!hasChromium)(
       db = await TestDatabase.create();
       await addPublicProfile(db);
       frank = await db.createRole("console_frank", { memberOf: ["dbmail_user"] });
+      grace = await db.createRole("console_grace", { memberOf: ["dbmail_admin"] });
       const client = await db.connect(frank);
       await send(client, { recipients: "a@example.com", subject: "plain one", body: "text" });
       htmlItem = await send(client, {
@@ -150,6 +153,43 @@ describe.skipIf(!hasChromium)(
       await expect.poll(() => page.locator("#status b").textContent(), { timeout: 15_000 }).toBe("sent");
       const [mail] = withSubject(smtp, subject);
       expect(mail?.envelope.to).toEqual(["browser@example.com"]);
+      expect(violations).toEqual([]);
+      await page.close();
+    });
+
+    it("as an admin, adds an account through the form, sees it listed, and its secret never comes back", async () => {
+      const page = await browser.newPage();
+      const violations: string[] = [];
+      page.on("console", (message) => {
+        if (/Content.Security.Policy/i.test(message.text())) violations.push(message.text());
+      });
+      await page.goto(`${web.url}/login`);
+      await page.fill('input[name="username"]', grace.name);
+      await page.fill('input[name="password"]', "test");
+      await page.click('button[type="submit"]');
+      await page.waitForURL(`${web.url}/`);
+
+      await page.click('nav a[href="/accounts"]');
+      await page.waitForURL(`${web.url}/accounts`);
+      await page.click('a[href="/accounts/new"]');
+      await page.waitForURL(`${web.url}/accounts/new`);
+      await page.fill('input[name="account_name"]', "browser-added");
+      await page.fill('input[name="email_address"]', "ops@example.com");
+      await page.fill('input[name="mailserver_name"]', "smtp.example.com");
+      await page.fill('input[name="port"]', "587");
+      await page.selectOption('select[name="security"]', "starttls");
+      await page.fill('input[name="username"]', "ops@example.com");
+      await page.fill('input[name="password"]', "browser-secret-77");
+      await page.click('button:has-text("Add account")');
+      await expect.poll(() => page.textContent("p.done")).toBe("Account browser-added added.");
+      const row = page.locator("#accounts tbody tr", { hasText: "browser-added" });
+      expect(await row.locator("td").nth(4).textContent()).toBe("starttls");
+      expect(await row.textContent()).toContain("password: literal");
+
+      await row.locator('a:has-text("browser-added")').click();
+      await page.waitForURL(/\/accounts\/\d+$/);
+      expect(await page.inputValue('input[name="password"]')).toBe("");
+      expect(await page.content()).not.toContain("browser-secret-77");
       expect(violations).toEqual([]);
       await page.close();
     });

@@ -3,6 +3,7 @@ import { bodyLimit } from "hono/body-limit";
 import type { ConsoleEnv } from "./context.js";
 import { Cookies } from "./cookies.js";
 import { NotFound } from "./not-found.js";
+import { accountRoutes } from "./routes/accounts.js";
 import { actionRoutes } from "./routes/actions.js";
 import { assets } from "./routes/assets.js";
 import { eventRoutes } from "./routes/events.js";
@@ -10,7 +11,9 @@ import { itemRoutes } from "./routes/item.js";
 import { itemsRoutes } from "./routes/items.js";
 import { loginRoutes } from "./routes/login.js";
 import { overviewRoutes } from "./routes/overview.js";
+import { profileRoutes } from "./routes/profiles.js";
 import { sendTestRoutes } from "./routes/send-test.js";
+import { settingRoutes } from "./routes/settings.js";
 import { hasCsrfToken } from "./security/csrf.js";
 import { securityHeaders } from "./security/headers.js";
 import { hostCheck, originCheck } from "./security/origin.js";
@@ -87,6 +90,9 @@ export function createApp(config: AppConfig): { app: Hono<ConsoleEnv>; sessions:
   app.route("/", eventRoutes);
   app.route("/", actionRoutes);
   app.route("/", sendTestRoutes);
+  app.route("/", accountRoutes);
+  app.route("/", profileRoutes);
+  app.route("/", settingRoutes);
   app.notFound((c) => c.html(<NotFound />, 404));
   // A query the database refused or that failed: its message, escaped like everything else.
   app.onError((error, c) =>

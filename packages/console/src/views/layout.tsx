@@ -37,6 +37,9 @@ export function Layout(props: { title: string; session?: Session | undefined; ch
                 <a href="/items">Items</a>
                 <a href="/events">Events</a>
                 <a href="/send-test">Send test e-mail</a>
+                {session.access === "admin" && <a href="/accounts">Accounts</a>}
+                {session.access === "admin" && <a href="/profiles">Profiles</a>}
+                {session.access === "admin" && <a href="/settings">Settings</a>}
               </nav>
             )}
             {session && (

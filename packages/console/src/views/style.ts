@@ -24,6 +24,13 @@ form.login { display: flex; flex-direction: column; gap: .6rem; max-width: 20rem
 form.actions, .bulk { display: flex; gap: .6rem; margin: .8rem 0; }
 form.send-test { display: flex; flex-direction: column; gap: .6rem; max-width: 36rem; }
 form.send-test label { display: flex; flex-direction: column; }
+form.admin fieldset { display: grid; grid-template-columns: repeat(auto-fill, minmax(16rem, 1fr)); gap: .6rem; background: #fff; }
+form.admin label, .secret { display: flex; flex-direction: column; font-size: .85rem; }
+label.check { flex-direction: row; gap: .4rem; align-items: center; }
+.hint { font-size: .8rem; color: #56606b; }
+.done { color: #1c5a2a; background: #e8f6ec; padding: .6rem 1rem; }
+.warnings { color: #6b4a00; background: #fff6dc; padding: .6rem 1.6rem; }
+form.inline { display: inline-flex; gap: .4rem; align-items: center; margin: 0; }
 .stalled { color: #8a1c1c; font-weight: 700; }
 .pager { display: flex; gap: 1rem; margin: .8rem 0; }
 .counts { display: flex; gap: 1rem; flex-wrap: wrap; }
