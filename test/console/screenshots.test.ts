@@ -114,7 +114,7 @@ describe.skipIf(skipReason !== undefined)(
       // The whole page, through a viewport as tall as it: a full-page capture leaves the sandboxed
       // iframe of an HTML body blank.
       const shoot = async (name: string) => {
-        const height = await page.evaluate(() => document.documentElement.scrollHeight);
+        const height = await page.evaluate<number>("document.documentElement.scrollHeight");
         await page.setViewportSize({ width: 1200, height: Math.max(760, height) });
         await page.screenshot({ path: `${pictures}${name}.png` });
         await page.setViewportSize({ width: 1200, height: 760 });
