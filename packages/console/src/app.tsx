@@ -3,6 +3,7 @@ import { bodyLimit } from "hono/body-limit";
 import type { ConsoleEnv } from "./context.js";
 import { Cookies } from "./cookies.js";
 import { NotFound } from "./not-found.js";
+import type { DemoLogin } from "./options.js";
 import { accountRoutes } from "./routes/accounts.js";
 import { actionRoutes } from "./routes/actions.js";
 import { assets } from "./routes/assets.js";
@@ -27,6 +28,7 @@ export interface AppConfig {
   loopback: boolean;
   idleTimeoutMs: number;
   signInDelayMs: number;
+  demoLogin: DemoLogin | undefined;
 }
 
 /** The console's routes behind its checks; `sessions` is returned so the server can close them. */
@@ -42,7 +44,16 @@ export function createApp(config: AppConfig): { app: Hono<ConsoleEnv>; sessions:
   app.route("/assets", assets);
   // Browsers ask for it on their own; it is not a page to sign in for.
   app.get("/favicon.ico", (c) => c.body(null, 204));
-  app.route("/", loginRoutes({ databaseUrl: config.databaseUrl, sessions, throttle, cookies }));
+  app.route(
+    "/",
+    loginRoutes({
+      databaseUrl: config.databaseUrl,
+      demoLogin: config.demoLogin,
+      sessions,
+      throttle,
+      cookies,
+    }),
+  );
 
   // Everything below needs a live session, and every POST (any method but GET and HEAD) its CSRF token.
   app.use(async (c, next) => {

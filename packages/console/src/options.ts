@@ -15,6 +15,17 @@ export interface ConsoleOptions {
   idleTimeoutMs?: number;
   /** The first wait after a failed sign-in; it doubles with each further failure. */
   signInDelayMs?: number;
+  /** dbmail dev only: a role that may sign in without typing its password (on loopback alone). */
+  demoLogin?: DemoLogin;
+}
+
+/**
+ * The development mode's sign-in: the console signs in as `role` with `password` on the person's
+ * behalf. dbmail dev creates the role and sets a random password; `dbmail console` never sets this.
+ */
+export interface DemoLogin {
+  role: string;
+  password: string;
 }
 
 /** The options checked and read: where to listen, and the TLS key pair when given. */
@@ -26,6 +37,7 @@ export interface ConsoleConfig {
   tls: { cert: Buffer; key: Buffer } | undefined;
   idleTimeoutMs: number;
   signInDelayMs: number;
+  demoLogin: DemoLogin | undefined;
 }
 
 export const defaultListen = "127.0.0.1:8025";
@@ -58,6 +70,13 @@ export function checkOptions(options: ConsoleOptions): ConsoleConfig {
         "localhost unless --allow-remote is given (then serve it with --tls-cert and --tls-key)",
     );
   }
+  // Anyone who reaches the console could take the demo role: only this machine may reach it.
+  if (options.demoLogin && (!loopback || options.allowRemote)) {
+    throw usage(
+      `--listen: "${options.listen}": the password-less sign-in of dbmail dev is only for a console ` +
+        "on loopback without --allow-remote",
+    );
+  }
   if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) {
     const missing = options.tlsCert === undefined ? "--tls-cert" : "--tls-key";
     throw usage(`${missing}: missing: --tls-cert and --tls-key go together`);
@@ -74,6 +93,7 @@ export function checkOptions(options: ConsoleOptions): ConsoleConfig {
     tls,
     idleTimeoutMs: options.idleTimeoutMs ?? 30 * 60_000,
     signInDelayMs: options.signInDelayMs ?? 1000,
+    demoLogin: options.demoLogin,
   };
 }
 

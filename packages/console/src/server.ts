@@ -21,6 +21,7 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
     loopback: config.loopback,
     idleTimeoutMs: config.idleTimeoutMs,
     signInDelayMs: config.signInDelayMs,
+    demoLogin: config.demoLogin,
   });
   const server = serve({
     fetch: app.fetch,

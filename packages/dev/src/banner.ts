@@ -8,6 +8,10 @@ export interface Welcome {
   ownPostgres: boolean;
   catcherPort: number;
   mailDir: string;
+  /** The web console's address. */
+  consoleUrl: string;
+  /** The role that signs in to the console without a password (only in dbmail dev's own PostgreSQL). */
+  demoRole: string | undefined;
   /** The data directory, when --data-dir named one (dev --list must be told it too). */
   dataDirOption: string | undefined;
 }
@@ -27,6 +31,9 @@ export function printWelcome(welcome: Welcome): void {
     [list, "the mail caught so far"],
   ];
   const width = Math.max(...commands.map(([command]) => command.length));
+  const signIn = welcome.demoRole
+    ? `sign in as ${welcome.demoRole}, no password needed on this machine`
+    : "sign in with your PostgreSQL role";
   console.log(`
 pg-dbmail is running in ${shown}
 
@@ -46,6 +53,8 @@ ${commands.map(([command, what]) => `  ${command.padEnd(width)}   # ${what}`).jo
 
 The profile '${demoProfile}' is every user's default; it sends to the mail catcher on 127.0.0.1:${welcome.catcherPort},
 which keeps each mail in ${welcome.mailDir} and announces it here.
+
+The web console: ${welcome.consoleUrl} (${signIn})
 
 Ctrl-C to stop.
 `);

@@ -1,4 +1,5 @@
 import { join, resolve } from "node:path";
+import type { DemoLogin, RunningConsole } from "@pg-dbmail/console";
 import {
   CliError,
   connect,
@@ -13,6 +14,7 @@ import {
 import { printWelcome } from "./banner.js";
 import { lockDataDir, refuseLivePostgres } from "./data-dir-lock.js";
 import { ensureDemoProfile } from "./demo-profile.js";
+import { ensureDemoRole, startDevConsole } from "./dev-console.js";
 import { freePort, type LocalPostgres, portIsFree, startLocalPostgres } from "./local-postgres.js";
 import { listCaughtMail, type MailCatcher, startMailCatcher } from "./mail-catcher.js";
 
@@ -32,6 +34,7 @@ export async function runDev(options: DevOptions): Promise<void> {
   const lock = lockDataDir(dataDir, shownDataDir);
   let local: LocalPostgres | undefined;
   let catcher: MailCatcher | undefined;
+  let web: RunningConsole | undefined;
   try {
     let url = databaseUrlFrom(options.databaseUrl);
     const urlFromEnvironment = options.databaseUrl === undefined && url !== undefined;
@@ -47,12 +50,15 @@ export async function runDev(options: DevOptions): Promise<void> {
       onMessage: (m) => console.log(`caught mail from ${m.from} to ${m.to}: "${m.subject}"\n  ${m.file}`),
     });
     const client = await connectExplained(url, urlFromEnvironment);
+    let demoLogin: DemoLogin | undefined;
     try {
       await migrateOrExplain(client);
       await ensureDemoProfile(client, catcher.port);
+      if (local) demoLogin = await ensureDemoRole(client);
     } finally {
       await client.end();
     }
+    web = await startDevConsole(url, options.consolePort, demoLogin);
     const sender = new Sender(
       {
         ...senderDefaults,
@@ -68,11 +74,14 @@ export async function runDev(options: DevOptions): Promise<void> {
       ownPostgres: local !== undefined,
       catcherPort: catcher.port,
       mailDir,
+      consoleUrl: web.url,
+      demoRole: demoLogin?.role,
       dataDirOption: options.dataDir === undefined ? undefined : dataDir,
     });
     await untilSignal();
     await sender.stop(5000);
   } finally {
+    await web?.close();
     await catcher?.stop();
     await local?.stop();
     lock.release();

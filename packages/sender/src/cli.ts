@@ -50,6 +50,14 @@ interface Command {
 
 const str = (value: string | boolean | undefined) => (typeof value === "string" ? value : undefined);
 
+/** A TCP port option (1 to 65535), checked; undefined when not given. */
+function portOption(flag: string, value: string | undefined): string | undefined {
+  if (value !== undefined && !(/^\d{1,5}$/.test(value) && Number(value) >= 1 && Number(value) <= 65535)) {
+    throw new CliError(`${flag}: "${value}": not a port number`, ExitCode.usage);
+  }
+  return value;
+}
+
 const commands: Record<string, Command> = {
   migrate: {
     help: migrateHelp,
@@ -98,20 +106,17 @@ const commands: Record<string, Command> = {
       ...common,
       "data-dir": { type: "string" },
       port: { type: "string" },
+      "console-port": { type: "string" },
       list: { type: "boolean" },
     },
-    run: (v) => {
-      const port = str(v.port);
-      if (port !== undefined && !/^\d{1,5}$/.test(port)) {
-        throw new CliError(`--port: "${port}": not a port number`, ExitCode.usage);
-      }
-      return runDev({
+    run: (v) =>
+      runDev({
         databaseUrl: str(v["database-url"]),
         dataDir: str(v["data-dir"]),
-        port,
+        port: portOption("--port", str(v.port)),
+        consolePort: portOption("--console-port", str(v["console-port"])),
         list: v.list === true,
-      });
-    },
+      }),
   },
   console: {
     help: consoleHelp,

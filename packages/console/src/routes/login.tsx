@@ -2,6 +2,7 @@ import { getConnInfo } from "@hono/node-server/conninfo";
 import { type Context, Hono } from "hono";
 import type { ConsoleEnv } from "../context.js";
 import type { Cookies } from "../cookies.js";
+import { type DemoLogin, isLoopback } from "../options.js";
 import { csrfField, hasCsrfToken } from "../security/csrf.js";
 import type { SignInThrottle } from "../security/throttle.js";
 import { randomToken, type SessionStore } from "../sessions.js";
@@ -10,13 +11,15 @@ import { Layout, Problems } from "../views/layout.js";
 
 export interface SignInDeps {
   databaseUrl: string | undefined;
+  /** dbmail dev's password-less sign-in (only ever set on loopback: checkOptions refuses it elsewhere). */
+  demoLogin: DemoLogin | undefined;
   sessions: SessionStore;
   throttle: SignInThrottle;
   cookies: Cookies;
 }
 
 /** GET and POST /login: a sign-in with the person's own PostgreSQL role. */
-export function loginRoutes({ databaseUrl, sessions, throttle, cookies }: SignInDeps) {
+export function loginRoutes({ databaseUrl, demoLogin, sessions, throttle, cookies }: SignInDeps) {
   // The form carries a token that must match a cookie set with it, so another site cannot sign a
   // browser in under the attacker's role (there is no session yet to hold a token). The cookie is
   // kept while it lasts: a second tab, or the browser's own request for a favicon, must not make the
@@ -38,6 +41,7 @@ export function loginRoutes({ databaseUrl, sessions, throttle, cookies }: SignIn
           </label>
           <button type="submit">Sign in</button>
         </form>
+        {demoLogin && <DemoSignIn role={demoLogin.role} token={token} />}
       </Layout>,
       status,
     );
@@ -55,11 +59,15 @@ export function loginRoutes({ databaseUrl, sessions, throttle, cookies }: SignIn
       }
       const body = await c.req.parseBody();
       const username = typeof body.username === "string" ? body.username : "";
-      const password = typeof body.password === "string" ? body.password : "";
+      const address = getConnInfo(c).remote.address ?? "unknown";
+      let password = typeof body.password === "string" ? body.password : "";
+      // The demo role signs in without a password, and only from this machine.
+      if (password === "" && demoLogin && username === demoLogin.role && isLoopback(address)) {
+        password = demoLogin.password;
+      }
       if (username === "" || password === "") {
         return form(c, 400, [`${username === "" ? "username" : "password"}: required`]);
       }
-      const address = getConnInfo(c).remote.address ?? "unknown";
       const wait = throttle.wait(username, address);
       if (wait > 0) {
         const seconds = Math.ceil(wait / 1000);
@@ -95,4 +103,18 @@ export function loginRoutes({ databaseUrl, sessions, throttle, cookies }: SignIn
       cookies.write(c, cookies.session, session.id);
       return c.redirect("/", 303);
     });
+}
+
+/** dbmail dev's sign-in as its demo role: a button, no password (the console holds it). */
+function DemoSignIn(props: { role: string; token: string }) {
+  return (
+    <section class="demo-login">
+      <p>{`Development mode: sign in as ${props.role} without a password (only on this machine)`}</p>
+      <form method="post" action="/login">
+        <input type="hidden" name={csrfField} value={props.token} />
+        <input type="hidden" name="username" value={props.role} />
+        <button type="submit">{`Sign in as ${props.role}`}</button>
+      </form>
+    </section>
+  );
 }

@@ -19,6 +19,7 @@ iframe.body { width: 100%; height: 28rem; border: 1px solid #c9d0d8; background:
 form.filters { display: flex; flex-wrap: wrap; gap: .6rem; align-items: end; margin-bottom: 1rem; }
 form.filters label { display: flex; flex-direction: column; font-size: .85rem; }
 form.login { display: flex; flex-direction: column; gap: .6rem; max-width: 20rem; }
+.demo-login { margin-top: 1.5rem; padding: .6rem 1rem; max-width: 40rem; background: #fff6dc; border: 1px solid #e8d39a; }
 .problems { color: #8a1c1c; background: #fdecec; padding: .6rem 1.6rem; }
 .results { color: #1d5b2a; background: #e8f6ec; padding: .6rem 1.6rem; }
 form.actions, .bulk { display: flex; gap: .6rem; margin: .8rem 0; }

@@ -5,14 +5,16 @@ import { asCliError, loadOptionalPackage } from "./optional-package.js";
 // install's size) lives in @pg-dbmail/dev, a development dependency loaded only when the command runs
 // (optional-package.ts): the contract is below.
 
-export const devHelp = `Usage: dbmail dev [--database-url URL] [--data-dir DIR] [--port N]
+export const devHelp = `Usage: dbmail dev [--database-url URL] [--data-dir DIR] [--port N] [--console-port N]
        dbmail dev --list [--data-dir DIR]
 
 Runs pg-dbmail locally: with no database URL, starts a PostgreSQL of its own (data kept in DIR),
-installs schema dbmail, creates a demo profile that sends to a local mail catcher, starts the sender,
-and prints what to paste: export DATABASE_URL=... (for dbmail status, send-test and dev --list in
-another terminal), a psql connection string and a ready-to-paste SELECT dbmail.sp_send_dbmail(...).
-Every mail sent lands in DIR/mail as an .eml file. Ctrl-C stops everything.
+installs schema dbmail, creates a demo profile that sends to a local mail catcher, starts the sender
+and the web console, and prints what to paste: export DATABASE_URL=... (for dbmail status, send-test
+and dev --list in another terminal), a psql connection string, a ready-to-paste
+SELECT dbmail.sp_send_dbmail(...), and the console's address. In its own PostgreSQL the role
+dbmail_demo signs in to the console without a password, from this machine only. Every mail sent
+lands in DIR/mail as an .eml file. Ctrl-C stops everything.
 
 Needs the development package: npm install --save-dev @pg-dbmail/dev (a checkout of the repository
 has it).
@@ -22,6 +24,7 @@ Options:
   --data-dir DIR       where the local PostgreSQL and the caught mail are kept (default: .dbmail);
                        one dbmail dev at a time per directory
   --port N             the local PostgreSQL's port (default: 54329, or a free one if taken)
+  --console-port N     the web console's port, on 127.0.0.1 (default: 8025, or a free one near it)
   --list               list the mail caught so far and exit
   -h, --help           show this help
 
@@ -34,6 +37,7 @@ export interface DevOptions {
   databaseUrl?: string;
   dataDir?: string;
   port?: string;
+  consolePort?: string;
   list?: boolean;
 }
 
