@@ -136,6 +136,16 @@ describe.skipIf(skipReason !== undefined)(
       await page.click('nav a[href="/events"]');
       await page.waitForURL(`${web.url}/events`);
       await shoot("events");
+      for (const [path, name] of [
+        ["/send-test", "send-test"],
+        ["/accounts", "accounts"],
+        ["/profiles", "profiles"],
+        ["/settings", "settings"],
+      ]) {
+        await page.click(`nav a[href="${path}"]`);
+        await page.waitForURL(`${web.url}${path}`);
+        await shoot(name as string);
+      }
       await page.close();
     });
   },
