@@ -1,6 +1,6 @@
 // sysmail_retry_mailitems_sp and sysmail_cancel_mailitems_sp with a real sender (SPEC section 12): a
 // retried failed mail is delivered again exactly once; cancelled mail is never sent; a bulk retry of
-// 2,000 failed items delivers each exactly once while the sender keeps to its SMTP pool.
+// 10,000 failed items delivers each exactly once while the sender keeps to its SMTP pool.
 import type { Sender } from "@pg-dbmail/sender";
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -11,6 +11,8 @@ import { TestSmtpServer } from "../support/smtp.js";
 import { mailitemIdOf, queue, statusCounts, tally } from "./support.js";
 
 const POOL_SIZE = 3;
+/** As many as issue 16 names: a bulk retry this large must drain at the normal pace, each item once. */
+const BULK = 10_000;
 
 let db: TestDatabase;
 let alice: pg.Client;
@@ -101,9 +103,9 @@ describe("cancel with a running sender", () => {
 });
 
 describe("a bulk retry", () => {
-  it("delivers 2,000 failed items exactly once each, within the sender's SMTP pool", async () => {
+  it("delivers 10,000 failed items exactly once each, within the sender's SMTP pool", async () => {
     await admin.query("SELECT dbmail.sysmail_stop_sp()");
-    const ids = await queue(db, 2000, "bulk", "bulk");
+    const ids = await queue(db, BULK, "bulk", "bulk");
     await db.query(
       `UPDATE dbmail.mailitems SET sent_status = 'failed', send_attempts = 1, sent_date = now(),
          last_error = 'account 1: 451 try later' WHERE mailitem_id = ANY($1::bigint[])`,
@@ -113,15 +115,15 @@ describe("a bulk retry", () => {
     const alreadyReceived = smtp.received.length;
     smtp.maxOpen = 0;
     const retried = first(await call(admin, "sysmail_retry_mailitems_sp", { profile_name: "bulk" }));
-    expect(retried.sysmail_retry_mailitems_sp).toBe(2000);
-    await smtp.waitFor(alreadyReceived + 2000, 180_000);
-    await eventually(async () => (await statusCounts(db, ids)).sent === 2000, 30_000);
+    expect(retried.sysmail_retry_mailitems_sp).toBe(BULK);
+    await smtp.waitFor(alreadyReceived + BULK, 300_000);
+    await eventually(async () => (await statusCounts(db, ids)).sent === BULK, 60_000);
     await sleep(1000);
     const counted = tally([smtp], ids);
     expect(counted.missing).toEqual([]);
     expect(counted.duplicates).toEqual([]);
-    expect(counted.arrived).toBe(2000);
+    expect(counted.arrived).toBe(BULK);
     expect(smtp.maxOpen).toBeGreaterThan(0);
     expect(smtp.maxOpen).toBeLessThanOrEqual(POOL_SIZE);
-  }, 240_000);
+  }, 420_000);
 });
