@@ -2552,20 +2552,9 @@ CREATE FUNCTION dbmail.sender_queue_stats() RETURNS TABLE(unsent bigint, sending
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
   SELECT dbmail.require_sender();
-  WITH pending AS (
-    SELECT count(*) FILTER (WHERE m.sent_status = 'unsent') AS unsent,
-           count(*) FILTER (WHERE m.sent_status = 'sending') AS sending,
-           count(*) FILTER (WHERE m.sent_status = 'retrying') AS retrying,
-           min(greatest(m.send_request_date, m.send_at)) FILTER (WHERE m.sent_status = 'unsent') AS oldest
-    FROM dbmail.mailitems m WHERE m.sent_status IN ('unsent', 'sending', 'retrying')
-  ), failed AS (
-    SELECT count(*) AS failed FROM dbmail.mailitems m WHERE m.sent_status = 'failed'
-  ), total AS (
-    SELECT count(*) AS total FROM dbmail.mailitems m
-  )
-  SELECT p.unsent, p.sending, p.retrying, t.total - p.unsent - p.sending - p.retrying - f.failed, f.failed,
-         COALESCE(greatest(extract(epoch FROM now() - p.oldest), 0), 0)::double precision
-  FROM pending p, failed f, total t;
+  SELECT c.unsent, c.sending, c.retrying, c.sent, c.failed,
+         COALESCE(greatest(extract(epoch FROM now() - c.oldest_unsent_due), 0), 0)::double precision
+  FROM dbmail.status_counts() c;
 $$;
 
 CREATE FUNCTION dbmail.sender_stopped(sender_id text) RETURNS void
@@ -2824,6 +2813,25 @@ BEGIN
   FROM regexp_matches(list, '"(?:[^"\\]|\\.)*"|[^";]+|;', 'g') WITH ORDINALITY AS t(token, n);
   RETURN string_to_array(joined, E'\x01');
 END;
+$$;
+
+CREATE FUNCTION dbmail.status_counts(OUT unsent bigint, OUT sending bigint, OUT retrying bigint, OUT sent bigint, OUT failed bigint, OUT oldest_unsent_due timestamp with time zone) RETURNS record
+    LANGUAGE sql STABLE
+    AS $$
+  WITH pending AS (
+    SELECT count(*) FILTER (WHERE m.sent_status = 'unsent') AS unsent,
+           count(*) FILTER (WHERE m.sent_status = 'sending') AS sending,
+           count(*) FILTER (WHERE m.sent_status = 'retrying') AS retrying,
+           min(greatest(m.send_request_date, m.send_at)) FILTER (WHERE m.sent_status = 'unsent') AS oldest
+    FROM dbmail.mailitems m WHERE m.sent_status IN ('unsent', 'sending', 'retrying')
+  ), failed AS (
+    SELECT count(*) AS failed FROM dbmail.mailitems m WHERE m.sent_status = 'failed'
+  ), total AS (
+    SELECT count(*) AS total FROM dbmail.mailitems m
+  )
+  SELECT p.unsent, p.sending, p.retrying, t.total - p.unsent - p.sending - p.retrying - f.failed, f.failed,
+         p.oldest
+  FROM pending p, failed f, total t;
 $$;
 
 CREATE FUNCTION dbmail.store_secrets(s dbmail.account_secrets) RETURNS void
@@ -3222,7 +3230,7 @@ CREATE FUNCTION dbmail.sysmail_help_profileaccount_sp(profile_id integer DEFAULT
   ORDER BY p.profile_id, pa.sequence_number, a.account_id;
 $_$;
 
-CREATE FUNCTION dbmail.sysmail_help_queue_sp(queue_type text DEFAULT NULL::text) RETURNS TABLE(queue_type text, length bigint, state text, last_empty_rowset_time timestamp with time zone, last_activated_time timestamp with time zone, live_senders integer, senders jsonb, oldest_unsent_date timestamp with time zone, stalled boolean)
+CREATE FUNCTION dbmail.sysmail_help_queue_sp(queue_type text DEFAULT NULL::text) RETURNS TABLE(queue_type text, length bigint, state text, last_empty_rowset_time timestamp with time zone, last_activated_time timestamp with time zone, live_senders integer, senders jsonb, oldest_unsent_date timestamp with time zone, stalled boolean, unsent bigint, sending bigint, retrying bigint, sent bigint, failed bigint)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
@@ -3251,8 +3259,9 @@ CREATE FUNCTION dbmail.sysmail_help_queue_sp(queue_type text DEFAULT NULL::text)
          CASE WHEN NOT s.started THEN 'STOPPED' WHEN live.live_count = 0 THEN 'INACTIVE'
               ELSE 'RECEIVES_OCCURRING' END,
          live.last_empty, live.last_started, live.live_count, live.list, queue.oldest,
-         s.started AND queue.due > 0 AND live.live_count = 0
-  FROM queue, live, dbmail.system_state s;
+         s.started AND queue.due > 0 AND live.live_count = 0,
+         c.unsent, c.sending, c.retrying, c.sent, c.failed
+  FROM queue, live, dbmail.system_state s, dbmail.status_counts() c;
 $_$;
 
 CREATE FUNCTION dbmail.sysmail_help_status_sp() RETURNS text
@@ -4462,6 +4471,8 @@ REVOKE ALL ON FUNCTION dbmail.sp_update_operator(name text, new_name text, enabl
 GRANT ALL ON FUNCTION dbmail.sp_update_operator(name text, new_name text, enabled boolean, email_address text, pager_address text, weekday_pager_start_time integer, weekday_pager_end_time integer, saturday_pager_start_time integer, saturday_pager_end_time integer, sunday_pager_start_time integer, sunday_pager_end_time integer, pager_days integer, netsend_address text, category_name text) TO dbmail_admin;
 
 REVOKE ALL ON FUNCTION dbmail.split_quoted_list(parameter text, list text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.status_counts(OUT unsent bigint, OUT sending bigint, OUT retrying bigint, OUT sent bigint, OUT failed bigint, OUT oldest_unsent_due timestamp with time zone) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.store_secrets(s dbmail.account_secrets) FROM PUBLIC;
 

@@ -59,11 +59,37 @@ $$;
 -- beyond them, the live senders, the oldest waiting item, and `stalled`: mail is due but no sender is
 -- alive to send it (the one flag to alert on), also when the only sender holding mail died less than a
 -- lease ago.
+-- The number of items in each status, from indexes rather than the table (a million sent items are
+-- not read): unsent, sending and retrying through the pending index, failed through its own, the total
+-- through the smallest index; sent is what remains. Owner-only: the sender's /metrics
+-- (sender_queue_stats) and the admins' sysmail_help_queue_sp ask it, each after its own check.
+CREATE FUNCTION dbmail.status_counts(
+  OUT unsent bigint, OUT sending bigint, OUT retrying bigint, OUT sent bigint, OUT failed bigint,
+  OUT oldest_unsent_due timestamptz
+)
+LANGUAGE sql STABLE
+AS $$
+  WITH pending AS (
+    SELECT count(*) FILTER (WHERE m.sent_status = 'unsent') AS unsent,
+           count(*) FILTER (WHERE m.sent_status = 'sending') AS sending,
+           count(*) FILTER (WHERE m.sent_status = 'retrying') AS retrying,
+           min(greatest(m.send_request_date, m.send_at)) FILTER (WHERE m.sent_status = 'unsent') AS oldest
+    FROM dbmail.mailitems m WHERE m.sent_status IN ('unsent', 'sending', 'retrying')
+  ), failed AS (
+    SELECT count(*) AS failed FROM dbmail.mailitems m WHERE m.sent_status = 'failed'
+  ), total AS (
+    SELECT count(*) AS total FROM dbmail.mailitems m
+  )
+  SELECT p.unsent, p.sending, p.retrying, t.total - p.unsent - p.sending - p.retrying - f.failed, f.failed,
+         p.oldest
+  FROM pending p, failed f, total t;
+$$;
+
 CREATE FUNCTION dbmail.sysmail_help_queue_sp(queue_type text DEFAULT NULL)
 RETURNS TABLE (
   queue_type text, length bigint, state text, last_empty_rowset_time timestamptz,
   last_activated_time timestamptz, live_senders integer, senders jsonb, oldest_unsent_date timestamptz,
-  stalled boolean
+  stalled boolean, unsent bigint, sending bigint, retrying bigint, sent bigint, failed bigint
 )
 LANGUAGE sql STABLE
 SECURITY DEFINER
@@ -94,8 +120,9 @@ AS $$
          CASE WHEN NOT s.started THEN 'STOPPED' WHEN live.live_count = 0 THEN 'INACTIVE'
               ELSE 'RECEIVES_OCCURRING' END,
          live.last_empty, live.last_started, live.live_count, live.list, queue.oldest,
-         s.started AND queue.due > 0 AND live.live_count = 0
-  FROM queue, live, dbmail.system_state s;
+         s.started AND queue.due > 0 AND live.live_count = 0,
+         c.unsent, c.sending, c.retrying, c.sent, c.failed
+  FROM queue, live, dbmail.system_state s, dbmail.status_counts() c;
 $$;
 
 -- sysmail_delete_mailitems_sp's work, as the owner: the caller's own items (by role OID and name), or
@@ -303,4 +330,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(14, 'queue', '6251b2fadfd98c765f883ccb76ac7b892df15378cb8629236667f5564f976314');
+SELECT dbmail.record_migration(14, 'queue', '95e7a8b51b9db5fc08a46961b35d43ffbefc4a8c7fc7a82f267b6d50b6f9f168');

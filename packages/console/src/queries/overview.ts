@@ -18,6 +18,8 @@ export interface Delivery {
   senders: Sender[];
   stalled: boolean;
   oldestUnsent: Date | null;
+  /** Items in each status (all of them: an admin sees everything). */
+  counts: Record<string, number>;
 }
 
 export interface Overview {
@@ -34,14 +36,18 @@ export interface Overview {
 }
 
 /**
- * What the overview shows, read as the signed-in role (a dbmail_user counts its own mail only). The
- * queries run side by side on the session's two connections; each reads the whole visible view.
+ * What the overview shows, read as the signed-in role (a dbmail_user counts its own mail only, reading
+ * its visible rows; an admin's counts come from indexes, through sysmail_help_queue_sp). The queries
+ * run side by side on the session's two connections.
  */
 export async function readOverview(pool: pg.Pool, admin: boolean): Promise<Overview> {
   const [rows, oldest, failures, delivery] = await Promise.all([
-    pool.query<{ sent_status: string; n: string }>(
-      "SELECT sent_status, count(*) AS n FROM dbmail.sysmail_allitems GROUP BY sent_status",
-    ),
+    // An admin's counts come with sysmail_help_queue_sp (from indexes); a user's are of its own items.
+    admin
+      ? undefined
+      : pool.query<{ sent_status: string; n: string }>(
+          "SELECT sent_status, count(*) AS n FROM dbmail.sysmail_allitems GROUP BY sent_status",
+        ),
     // An admin has it from sysmail_help_queue_sp, below.
     admin
       ? undefined
@@ -55,7 +61,8 @@ export async function readOverview(pool: pg.Pool, admin: boolean): Promise<Overv
     admin ? readDelivery(pool) : undefined,
   ]);
   const counts = Object.fromEntries(statuses.map((s) => [s, 0])) as Record<string, number>;
-  for (const row of rows.rows) counts[row.sent_status] = Number(row.n);
+  for (const row of rows?.rows ?? []) counts[row.sent_status] = Number(row.n);
+  if (delivery) Object.assign(counts, delivery.counts);
   return {
     counts,
     oldestUnsent: delivery ? delivery.oldestUnsent : (oldest?.rows[0]?.oldest ?? null),
@@ -67,8 +74,14 @@ export async function readOverview(pool: pg.Pool, admin: boolean): Promise<Overv
 async function readDelivery(pool: pg.Pool): Promise<Delivery> {
   const [status, queue] = await Promise.all([
     pool.query<{ status: string }>("SELECT dbmail.sysmail_help_status_sp() AS status"),
-    pool.query<{ state: string; senders: Sender[]; stalled: boolean; oldest_unsent_date: Date | null }>(
-      "SELECT state, senders, stalled, oldest_unsent_date FROM dbmail.sysmail_help_queue_sp()",
+    pool.query<
+      { state: string; senders: Sender[]; stalled: boolean; oldest_unsent_date: Date | null } & Record<
+        (typeof statuses)[number],
+        string
+      >
+    >(
+      `SELECT state, senders, stalled, oldest_unsent_date, unsent, sending, retrying, sent, failed
+       FROM dbmail.sysmail_help_queue_sp()`,
     ),
   ]);
   const row = queue.rows[0];
@@ -78,5 +91,6 @@ async function readDelivery(pool: pg.Pool): Promise<Delivery> {
     senders: row?.senders ?? [],
     stalled: row?.stalled ?? false,
     oldestUnsent: row?.oldest_unsent_date ?? null,
+    counts: Object.fromEntries(statuses.map((s) => [s, Number(row?.[s] ?? 0)])),
   };
 }

@@ -88,6 +88,11 @@ describe("help_queue", () => {
       "senders",
       "oldest_unsent_date",
       "stalled",
+      "unsent",
+      "sending",
+      "retrying",
+      "sent",
+      "failed",
     ]);
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ queue_type: "mail", live_senders: 0, senders: [] });
@@ -108,6 +113,25 @@ describe("help_queue", () => {
     await setStatus(b, "failed");
     await setStatus(c, "retrying");
     expect(Number((await queue()).length)).toBe(Number(before.length) + 1);
+  });
+
+  it("counts the items of each status, as a GROUP BY over the table does", async () => {
+    const profile = await addProfile(admin);
+    const [a, b, c] = await queueThree(profile.name);
+    await setStatus(a, "sent");
+    await setStatus(b, "failed");
+    await setStatus(c, "sending");
+    const byStatus = Object.fromEntries(
+      (await su("SELECT sent_status, count(*)::int AS n FROM dbmail.mailitems GROUP BY sent_status")).map(
+        (r) => [r.sent_status, r.n],
+      ),
+    );
+    const row = await queue();
+    for (const status of ["unsent", "sending", "retrying", "sent", "failed"]) {
+      expect(Number(row[status]), status).toBe(byStatus[status] ?? 0);
+    }
+    expect(Number(row.sent)).toBeGreaterThan(0);
+    expect(Number(row.failed)).toBeGreaterThan(0);
   });
 
   it("with due mail and no live sender: INACTIVE and stalled; a live sender makes it RECEIVES_OCCURRING", async () => {
