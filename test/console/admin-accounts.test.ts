@@ -4,11 +4,9 @@
 // "clear" box drops it; the procedure's refusal is shown escaped and changes nothing; the Microsoft 365
 // warning is shown after saving; a name carrying <script> comes out escaped; deletion asks first.
 import { generateKeyPairSync } from "node:crypto";
-import type { RunningConsole } from "@pg-dbmail/console";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { TestDatabase, type TestRole } from "../support/database.js";
+import { describe, expect, it } from "vitest";
 import { unique } from "../support/mail.js";
-import { startTestConsole, Visitor } from "./support.js";
+import { useSignedInAdmin } from "./support.js";
 
 const clientSecret = "client-secret-Zq81vX";
 const refreshToken = "refresh-token-Kp20aB";
@@ -18,26 +16,10 @@ const dkimKey = generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey.e
 }) as string;
 const dkimKeyBody = (dkimKey.split("\n")[1] ?? "").slice(0, 40);
 
-let db: TestDatabase;
-let web: RunningConsole;
-let admin: TestRole;
-let visitor: Visitor;
-
-beforeAll(async () => {
-  db = await TestDatabase.create();
-  admin = await db.createRole("console_acct_admin", { memberOf: ["dbmail_admin"] });
-  web = await startTestConsole(db);
-  visitor = new Visitor(web.url);
-  await visitor.signIn(admin.name);
-});
-
-afterAll(async () => {
-  await web?.close();
-  await db?.drop();
-});
+const t = useSignedInAdmin("console_acct_admin");
 
 async function account(name: string) {
-  const { rows } = await db.query<Record<string, unknown>>(
+  const { rows } = await t.db.query<Record<string, unknown>>(
     "SELECT * FROM dbmail.sysmail_help_account_sp(account_name => $1)",
     [name],
   );
@@ -45,7 +27,7 @@ async function account(name: string) {
 }
 
 async function secrets(id: unknown) {
-  const { rows } = await db.query<Record<string, string | null>>(
+  const { rows } = await t.db.query<Record<string, string | null>>(
     "SELECT * FROM dbmail.account_secrets WHERE account_id = $1",
     [id],
   );
@@ -100,10 +82,10 @@ function expectNoSecret(html: string) {
 describe("the accounts page", () => {
   it("adds an OAuth2 account with secrets through the form, and shows only how each secret is stored", async () => {
     const name = unique("oauth");
-    const form = await visitor.get("/accounts/new");
+    const form = await t.visitor.get("/accounts/new");
     expect(form.status).toBe(200);
     expect(form.text).toContain('type="password" name="oauth2_client_secret"');
-    const saved = await visitor.post("/accounts/new", oauthForm(name));
+    const saved = await t.visitor.post("/accounts/new", oauthForm(name));
     expect(saved.status).toBe(200);
     expect(saved.text).toContain(`Account ${name} added.`);
     expect(saved.text).toContain("oauth2_client_secret: literal, oauth2_refresh_token: literal");
@@ -129,10 +111,10 @@ describe("the accounts page", () => {
       dkim_private_key: dkimKey,
     });
 
-    const list = await visitor.get("/accounts");
+    const list = await t.visitor.get("/accounts");
     expect(list.text).toContain(`>${name}</a>`);
     expectNoSecret(list.text);
-    const edit = await visitor.get(`/accounts/${row.account_id}`);
+    const edit = await t.visitor.get(`/accounts/${row.account_id}`);
     expect(edit.status).toBe(200);
     expect(edit.text).toContain("stored: literal; leave empty to keep it");
     expectNoSecret(edit.text);
@@ -140,11 +122,11 @@ describe("the accounts page", () => {
 
   it("keeps a secret whose field is left empty on edit, and drops it when its clear box is ticked", async () => {
     const name = unique("keep");
-    await visitor.post("/accounts/new", oauthForm(name));
+    await t.visitor.post("/accounts/new", oauthForm(name));
     const { account_id: id } = await account(name);
-    const fields = formFields((await visitor.get(`/accounts/${id}`)).text);
+    const fields = formFields((await t.visitor.get(`/accounts/${id}`)).text);
     expect(fields.oauth2_client_secret).toBe("");
-    const saved = await visitor.post(`/accounts/${id}`, { ...fields, max_messages_per_minute: "45" });
+    const saved = await t.visitor.post(`/accounts/${id}`, { ...fields, max_messages_per_minute: "45" });
     expect(saved.status).toBe(200);
     expect(saved.text).toContain(`Account ${name} saved.`);
     expect(await account(name)).toMatchObject({ max_messages_per_minute: 45, oauth2_client_id: "client-1" });
@@ -153,7 +135,7 @@ describe("the accounts page", () => {
       oauth2_refresh_token: refreshToken,
     });
 
-    await visitor.post(`/accounts/${id}`, {
+    await t.visitor.post(`/accounts/${id}`, {
       ...fields,
       clear_oauth2_refresh_token: "on",
       max_messages_per_minute: "",
@@ -170,9 +152,9 @@ describe("the accounts page", () => {
   });
 
   it("shows a refused add's error from the procedure, escaped, without the secrets, and adds nothing", async () => {
-    const before = (await db.query("SELECT * FROM dbmail.sysmail_help_account_sp()")).rowCount;
+    const before = (await t.db.query("SELECT * FROM dbmail.sysmail_help_account_sp()")).rowCount;
     const name = `<script>alert(1)</script>${unique("bad")}`;
-    const refused = await visitor.post("/accounts/new", {
+    const refused = await t.visitor.post("/accounts/new", {
       ...oauthForm(name),
       email_address: "DB <db@example.com>",
     });
@@ -184,9 +166,9 @@ describe("the accounts page", () => {
     // The form comes back with what was typed, except the secrets.
     expect(refused.text).toContain('value="client-1"');
     expectNoSecret(refused.text);
-    expect((await db.query("SELECT * FROM dbmail.sysmail_help_account_sp()")).rowCount).toBe(before);
+    expect((await t.db.query("SELECT * FROM dbmail.sysmail_help_account_sp()")).rowCount).toBe(before);
 
-    const badPort = await visitor.post("/accounts/new", { ...oauthForm(unique("port")), port: "5x" });
+    const badPort = await t.visitor.post("/accounts/new", { ...oauthForm(unique("port")), port: "5x" });
     expect(badPort.status).toBe(422);
     expect(badPort.text).toContain("port: &quot;5x&quot;: not a whole number");
     expectNoSecret(badPort.text);
@@ -194,7 +176,7 @@ describe("the accounts page", () => {
 
   it("shows an account name carrying <script> escaped in the list and on its edit page", async () => {
     const name = `<script>alert('x')</script> ${unique("esc")}`;
-    const saved = await visitor.post("/accounts/new", {
+    const saved = await t.visitor.post("/accounts/new", {
       account_name: name,
       email_address: "db@example.com",
       mailserver_name: "smtp.example.com",
@@ -205,14 +187,14 @@ describe("the accounts page", () => {
     expect(saved.text).toContain(escaped);
     expect(saved.text).not.toContain("<script>alert");
     const { account_id: id } = await account(name);
-    const edit = await visitor.get(`/accounts/${id}`);
+    const edit = await t.visitor.get(`/accounts/${id}`);
     expect(edit.text).toContain(escaped);
     expect(edit.text).not.toContain("<script>alert");
   });
 
   it("shows the Microsoft 365 password warning of the procedure after saving", async () => {
     const name = unique("m365");
-    const saved = await visitor.post("/accounts/new", {
+    const saved = await t.visitor.post("/accounts/new", {
       account_name: name,
       email_address: "db@contoso.example",
       mailserver_name: "smtp.office365.com",
@@ -230,22 +212,22 @@ describe("the accounts page", () => {
 
   it("asks before deleting an account, and deletes it on the confirmation's POST", async () => {
     const name = unique("gone");
-    await visitor.post("/accounts/new", {
+    await t.visitor.post("/accounts/new", {
       account_name: name,
       email_address: "a@example.com",
       mailserver_name: "h",
       port: "25",
     });
     const { account_id: id } = await account(name);
-    const confirm = await visitor.get(`/accounts/${id}/delete`);
+    const confirm = await t.visitor.get(`/accounts/${id}/delete`);
     expect(confirm.text).toContain(`Delete account ${name}?`);
     expect(await account(name)).toBeDefined();
-    const deleted = await visitor.post(`/accounts/${id}/delete`, {});
+    const deleted = await t.visitor.post(`/accounts/${id}/delete`, {});
     expect(deleted.status).toBe(303);
     expect(deleted.headers.get("Location")).toBe("/accounts");
-    const { rowCount } = await db.query("SELECT 1 FROM dbmail.accounts WHERE account_id = $1", [id]);
+    const { rowCount } = await t.db.query("SELECT 1 FROM dbmail.accounts WHERE account_id = $1", [id]);
     expect(rowCount).toBe(0);
-    expect((await visitor.get(`/accounts/${id}`)).status).toBe(404);
-    expect((await visitor.get("/accounts/abc")).status).toBe(404);
+    expect((await t.visitor.get(`/accounts/${id}`)).status).toBe(404);
+    expect((await t.visitor.get("/accounts/abc")).status).toBe(404);
   });
 });

@@ -1,40 +1,22 @@
-// The profiles and settings pages (SPEC.md section 12) as an admin, each change checked with the
-// sysmail_help_* procedures: a profile added, renamed and deleted; its accounts added, renumbered and
-// removed; grants added, made default and removed; a refusal shown escaped; a setting changed and a
-// bad value refused; delivery stopped and started again.
-import type { RunningConsole } from "@pg-dbmail/console";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { TestDatabase, type TestRole } from "../support/database.js";
+import { beforeAll, describe, expect, it } from "vitest";
+import type { TestRole } from "../support/database.js";
 import { addAccount, send, unique } from "../support/mail.js";
-import { startTestConsole, Visitor } from "./support.js";
+import { useSignedInAdmin } from "./support.js";
 
-let db: TestDatabase;
-let web: RunningConsole;
-let admin: TestRole;
+const t = useSignedInAdmin("console_prof_admin");
 let member: TestRole;
-let visitor: Visitor;
 
 beforeAll(async () => {
-  db = await TestDatabase.create();
-  admin = await db.createRole("console_prof_admin", { memberOf: ["dbmail_admin"] });
-  member = await db.createRole("console_prof_user", { memberOf: ["dbmail_user"] });
-  web = await startTestConsole(db);
-  visitor = new Visitor(web.url);
-  await visitor.signIn(admin.name);
+  member = await t.db.createRole("console_prof_user", { memberOf: ["dbmail_user"] });
 });
 
-afterAll(async () => {
-  await web?.close();
-  await db?.drop();
-});
-
-async function help(procedure: string, profileId: string) {
-  return (await db.query(`SELECT * FROM dbmail.${procedure}(profile_id => $1)`, [profileId])).rows;
+async function help(procedure: string, profileId: string): Promise<Record<string, unknown>[]> {
+  return (await t.db.query(`SELECT * FROM dbmail.${procedure}(profile_id => $1)`, [profileId])).rows;
 }
 
 /** Adds a profile through the form; its id, from the page it leads to. */
 async function addProfile(name: string, description = ""): Promise<string> {
-  const added = await visitor.post("/profiles/new", { profile_name: name, description });
+  const added = await t.visitor.post("/profiles/new", { profile_name: name, description });
   expect(added.status).toBe(303);
   return /^\/profiles\/(\d+)$/.exec(added.headers.get("Location") ?? "")?.[1] ?? "";
 }
@@ -46,11 +28,11 @@ describe("the profiles page", () => {
     expect(await help("sysmail_help_profile_sp", id)).toEqual([
       { profile_id: Number(id), name, description: "first" },
     ]);
-    const page = await visitor.get(`/profiles/${id}`);
+    const page = await t.visitor.get(`/profiles/${id}`);
     expect(page.status).toBe(200);
     expect(page.text).toContain(`Profile ${name}`);
 
-    const renamed = await visitor.post(`/profiles/${id}`, {
+    const renamed = await t.visitor.post(`/profiles/${id}`, {
       profile_name: `${name}_b`,
       description: "second",
     });
@@ -60,34 +42,34 @@ describe("the profiles page", () => {
     ]);
     // Saving an unchanged form is no error (the procedure would refuse a call that changes nothing).
     expect(
-      (await visitor.post(`/profiles/${id}`, { profile_name: `${name}_b`, description: "second" })).status,
+      (await t.visitor.post(`/profiles/${id}`, { profile_name: `${name}_b`, description: "second" })).status,
     ).toBe(303);
-    expect((await visitor.get("/profiles")).text).toContain(`>${name}_b</a>`);
+    expect((await t.visitor.get("/profiles")).text).toContain(`>${name}_b</a>`);
 
-    expect((await visitor.get(`/profiles/${id}/delete`)).text).toContain(`Delete profile ${name}_b?`);
-    const deleted = await visitor.post(`/profiles/${id}/delete`, { force_delete: "true" });
+    expect((await t.visitor.get(`/profiles/${id}/delete`)).text).toContain(`Delete profile ${name}_b?`);
+    const deleted = await t.visitor.post(`/profiles/${id}/delete`, { force_delete: "true" });
     expect(deleted.headers.get("Location")).toBe("/profiles");
-    expect((await db.query("SELECT 1 FROM dbmail.profiles WHERE profile_id = $1", [id])).rowCount).toBe(0);
-    expect((await visitor.get(`/profiles/${id}`)).status).toBe(404);
+    expect((await t.db.query("SELECT 1 FROM dbmail.profiles WHERE profile_id = $1", [id])).rowCount).toBe(0);
+    expect((await t.visitor.get(`/profiles/${id}`)).status).toBe(404);
   });
 
   it("refuses to delete a profile whose mail waits unless force_delete is ticked, which fails that mail", async () => {
     const name = unique("busy");
     const id = await addProfile(name);
-    const item = await send(db, {
+    const item = await send(t.db, {
       profile_name: name,
       recipients: "a@example.com",
       subject: "waiting",
       body: "b",
     });
-    const refused = await visitor.post(`/profiles/${id}/delete`, {});
+    const refused = await t.visitor.post(`/profiles/${id}/delete`, {});
     expect(refused.status).toBe(422);
     expect(refused.text).toMatch(
       /<li>profile_name: &quot;\w+&quot;: 1 mail items of this profile are waiting to be sent; use force_delete =&gt; true to fail them<\/li>/,
     );
     expect(await help("sysmail_help_profile_sp", id)).toHaveLength(1);
-    expect((await visitor.post(`/profiles/${id}/delete`, { force_delete: "true" })).status).toBe(303);
-    const { rows } = await db.query(
+    expect((await t.visitor.post(`/profiles/${id}/delete`, { force_delete: "true" })).status).toBe(303);
+    const { rows } = await t.db.query(
       "SELECT sent_status FROM dbmail.sysmail_allitems WHERE mailitem_id = $1",
       [item],
     );
@@ -97,7 +79,7 @@ describe("the profiles page", () => {
   it("shows a refused profile, escaped, and adds nothing", async () => {
     const name = unique("dup");
     await addProfile(name);
-    const refused = await visitor.post("/profiles/new", {
+    const refused = await t.visitor.post("/profiles/new", {
       profile_name: name.toUpperCase(),
       description: "<b>x</b>",
     });
@@ -106,7 +88,7 @@ describe("the profiles page", () => {
       /<ul class="problems" role="alert"><li>profile_name: &quot;\w+&quot;: [^<]+<\/li>/,
     );
     expect(refused.text).toContain('value="&lt;b&gt;x&lt;/b&gt;"');
-    const { rowCount } = await db.query("SELECT 1 FROM dbmail.profiles WHERE lower(name) = lower($1)", [
+    const { rowCount } = await t.db.query("SELECT 1 FROM dbmail.profiles WHERE lower(name) = lower($1)", [
       name,
     ]);
     expect(rowCount).toBe(1);
@@ -114,61 +96,67 @@ describe("the profiles page", () => {
 
   it("adds a profile's accounts with sequence numbers, renumbers and removes them", async () => {
     const id = await addProfile(unique("failover"));
-    const first = await addAccount(db, { account_name: unique("first") });
-    const second = await addAccount(db, { account_name: unique("second") });
+    const first = await addAccount(t.db, { account_name: unique("first") });
+    const second = await addAccount(t.db, { account_name: unique("second") });
     const base = `/profiles/${id}/accounts`;
     expect(
-      (await visitor.post(`${base}/add`, { account_id: String(first.id), sequence_number: "1" })).status,
+      (await t.visitor.post(`${base}/add`, { account_id: String(first.id), sequence_number: "1" })).status,
     ).toBe(303);
-    await visitor.post(`${base}/add`, { account_id: String(second.id), sequence_number: "2" });
+    await t.visitor.post(`${base}/add`, { account_id: String(second.id), sequence_number: "2" });
     const order = async () =>
       (await help("sysmail_help_profileaccount_sp", id)).map((r) => [r.account_name, r.sequence_number]);
     expect(await order()).toEqual([
       [first.name, 1],
       [second.name, 2],
     ]);
-    const page = await visitor.get(`/profiles/${id}`);
+    const page = await t.visitor.get(`/profiles/${id}`);
     expect(page.text).toContain(first.name);
     expect(page.text).toContain('name="sequence_number" value="2"');
 
-    await visitor.post(`${base}/update`, { account_id: String(first.id), sequence_number: "3" });
+    await t.visitor.post(`${base}/update`, { account_id: String(first.id), sequence_number: "3" });
     expect(await order()).toEqual([
       [second.name, 2],
       [first.name, 3],
     ]);
     // The same account twice is refused by the procedure; the page says so.
-    const twice = await visitor.post(`${base}/add`, { account_id: String(second.id), sequence_number: "5" });
+    const twice = await t.visitor.post(`${base}/add`, {
+      account_id: String(second.id),
+      sequence_number: "5",
+    });
     expect(twice.status).toBe(422);
     expect(twice.text).toContain('class="problems"');
-    const bad = await visitor.post(`${base}/add`, { account_id: String(second.id), sequence_number: "one" });
+    const bad = await t.visitor.post(`${base}/add`, {
+      account_id: String(second.id),
+      sequence_number: "one",
+    });
     expect(bad.text).toContain("sequence_number: &quot;one&quot;: not a whole number");
 
-    await visitor.post(`${base}/delete`, { account_id: String(second.id) });
+    await t.visitor.post(`${base}/delete`, { account_id: String(second.id) });
     expect(await order()).toEqual([[first.name, 3]]);
   });
 
   it("grants a profile to a role and to public, makes one the default, and removes a grant", async () => {
     const id = await addProfile(unique("granted"));
     const base = `/profiles/${id}/grants`;
-    expect((await visitor.post(`${base}/add`, { principal_name: member.name })).status).toBe(303);
-    await visitor.post(`${base}/add`, { principal_name: "public", is_default: "true" });
+    expect((await t.visitor.post(`${base}/add`, { principal_name: member.name })).status).toBe(303);
+    await t.visitor.post(`${base}/add`, { principal_name: "public", is_default: "true" });
     const grants = async () =>
       Object.fromEntries(
         (await help("sysmail_help_principalprofile_sp", id)).map((r) => [r.principal_name, r.is_default]),
       );
     expect(await grants()).toEqual({ [member.name]: false, public: true });
-    const { rows } = await db.query<{ oid: string }>("SELECT oid FROM pg_roles WHERE rolname = $1", [
+    const { rows } = await t.db.query<{ oid: string }>("SELECT oid FROM pg_roles WHERE rolname = $1", [
       member.name,
     ]);
     const oid = rows[0]?.oid ?? "";
-    expect((await visitor.get(`/profiles/${id}`)).text).toContain(`name="principal_id" value="${oid}"`);
+    expect((await t.visitor.get(`/profiles/${id}`)).text).toContain(`name="principal_id" value="${oid}"`);
 
-    await visitor.post(`${base}/update`, { principal_id: oid, is_default: "true" });
+    await t.visitor.post(`${base}/update`, { principal_id: oid, is_default: "true" });
     expect(await grants()).toEqual({ [member.name]: true, public: true });
-    await visitor.post(`${base}/delete`, { principal_id: "0" });
+    await t.visitor.post(`${base}/delete`, { principal_id: "0" });
     expect(await grants()).toEqual({ [member.name]: true });
 
-    const unknown = await visitor.post(`${base}/add`, { principal_name: "<no_such_role>" });
+    const unknown = await t.visitor.post(`${base}/add`, { principal_name: "<no_such_role>" });
     expect(unknown.status).toBe(422);
     expect(unknown.text).toContain("&lt;no_such_role&gt;");
     expect(unknown.text).not.toContain("<no_such_role>");
@@ -177,42 +165,42 @@ describe("the profiles page", () => {
 
 describe("the settings page", () => {
   it("lists the settings and changes one; a bad value is refused with the procedure's message", async () => {
-    const page = await visitor.get("/settings");
+    const page = await t.visitor.get("/settings");
     expect(page.status).toBe(200);
     expect(page.text).toContain('name="parameter_name" value="AccountRetryAttempts"');
-    const saved = await visitor.post("/settings", {
+    const saved = await t.visitor.post("/settings", {
       parameter_name: "AccountRetryAttempts",
       parameter_value: " 7 ",
     });
     expect(saved.status).toBe(303);
     const value = async () =>
-      (await db.query("SELECT paramvalue FROM dbmail.sysmail_help_configure_sp('AccountRetryAttempts')"))
+      (await t.db.query("SELECT paramvalue FROM dbmail.sysmail_help_configure_sp('AccountRetryAttempts')"))
         .rows[0]?.paramvalue;
     expect(await value()).toBe("7");
-    expect((await visitor.get("/settings")).text).toContain('aria-label="AccountRetryAttempts"');
+    expect((await t.visitor.get("/settings")).text).toContain('aria-label="AccountRetryAttempts"');
 
-    const refused = await visitor.post("/settings", {
+    const refused = await t.visitor.post("/settings", {
       parameter_name: "AccountRetryAttempts",
       parameter_value: "-1",
     });
     expect(refused.status).toBe(422);
     expect(refused.text).toMatch(/<li>[^<]*&quot;-1&quot;[^<]*<\/li>/);
     expect(await value()).toBe("7");
-    const unknown = await visitor.post("/settings", { parameter_name: "<Nope>", parameter_value: "1" });
+    const unknown = await t.visitor.post("/settings", { parameter_name: "<Nope>", parameter_value: "1" });
     expect(unknown.status).toBe(422);
     expect(unknown.text).toContain("&lt;Nope&gt;");
   });
 
   it("stops and starts delivery, showing the status", async () => {
-    const status = async () => (await db.query("SELECT dbmail.sysmail_help_status_sp() AS s")).rows[0]?.s;
+    const status = async () => (await t.db.query("SELECT dbmail.sysmail_help_status_sp() AS s")).rows[0]?.s;
     expect(await status()).toBe("STARTED");
-    expect((await visitor.get("/settings")).text).toContain("Database Mail is STARTED.");
-    expect((await visitor.post("/settings/stop", {})).status).toBe(303);
+    expect((await t.visitor.get("/settings")).text).toContain("Database Mail is STARTED.");
+    expect((await t.visitor.post("/settings/stop", {})).status).toBe(303);
     expect(await status()).toBe("STOPPED");
-    const stopped = await visitor.get("/settings");
+    const stopped = await t.visitor.get("/settings");
     expect(stopped.text).toContain("Database Mail is STOPPED.");
     expect(stopped.text).toContain('action="/settings/start"');
-    await visitor.post("/settings/start", {});
+    await t.visitor.post("/settings/start", {});
     expect(await status()).toBe("STARTED");
   });
 });

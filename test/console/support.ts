@@ -2,7 +2,8 @@
 // cookies as a browser would and can forge what an attacker's page could send (another Origin, no
 // CSRF token), for the console's tests.
 import { type ConsoleOptions, type RunningConsole, startConsole } from "@pg-dbmail/console";
-import type { TestDatabase } from "../support/database.js";
+import { afterAll, beforeAll } from "vitest";
+import { TestDatabase, type TestRole } from "../support/database.js";
 import { addAccount, profileWith, unique } from "../support/mail.js";
 
 export async function startTestConsole(
@@ -11,6 +12,34 @@ export async function startTestConsole(
 ): Promise<RunningConsole> {
   // The superuser's URL: the console takes only the server and database from it, never its user.
   return startConsole({ listen: "127.0.0.1:0", databaseUrl: db.url, signInDelayMs: 1000, ...options });
+}
+
+/** What useSignedInAdmin sets up: filled in before the file's tests run. */
+export interface SignedInAdmin {
+  db: TestDatabase;
+  web: RunningConsole;
+  admin: TestRole;
+  visitor: Visitor;
+}
+
+/**
+ * A database and console of the test file's own, with a dbmail_admin login (`<role>`, cluster-wide, so
+ * named after the file) already signed in as `visitor`; all closed and dropped after the file.
+ */
+export function useSignedInAdmin(role: string): SignedInAdmin {
+  const fixture = {} as SignedInAdmin;
+  beforeAll(async () => {
+    fixture.db = await TestDatabase.create();
+    fixture.admin = await fixture.db.createRole(role, { memberOf: ["dbmail_admin"] });
+    fixture.web = await startTestConsole(fixture.db);
+    fixture.visitor = new Visitor(fixture.web.url);
+    await fixture.visitor.signIn(fixture.admin.name);
+  });
+  afterAll(async () => {
+    await fixture.web?.close();
+    await fixture.db?.drop();
+  });
+  return fixture;
 }
 
 /** A public default profile, so that every dbmail_user of the database can send. */
