@@ -1114,6 +1114,7 @@ DECLARE
   deleter_oid oid := to_regrole(quote_ident(deleter));
   deleter_is_admin boolean := dbmail.is_admin(deleter);
   status text := lower(btrim(sent_status));
+  gone_ids bigint[];
   deleted bigint;
 BEGIN
   IF sent_before IS NULL AND sent_status IS NULL THEN
@@ -1124,11 +1125,17 @@ BEGIN
     PERFORM dbmail.raise_error('22023', 'sent_status', sent_status,
       'must be unsent, sending, retrying, sent or failed');
   END IF;
-  DELETE FROM dbmail.mailitems m
-  WHERE (sent_before IS NULL OR m.send_request_date < sent_before)
-    AND (status IS NULL OR m.sent_status = status)
-    AND (deleter_is_admin OR (m.send_request_user = deleter AND m.send_request_role = deleter_oid));
-  GET DIAGNOSTICS deleted = ROW_COUNT;
+  WITH gone AS (
+    DELETE FROM dbmail.mailitems m
+    WHERE (sent_before IS NULL OR m.send_request_date < sent_before)
+      AND (status IS NULL OR m.sent_status = status)
+      AND (deleter_is_admin OR (m.send_request_user = deleter AND m.send_request_role = deleter_oid))
+    RETURNING m.mailitem_id)
+  SELECT array_agg(gone.mailitem_id) INTO gone_ids FROM gone;
+  deleted := COALESCE(cardinality(gone_ids), 0);
+  -- Their attempts (dbmail.attempts has no foreign key, see its table). A statement of its own, so that
+  -- it sees the attempts a sender committed while the DELETE above waited for the item's lock.
+  DELETE FROM dbmail.attempts t WHERE t.mailitem_id = ANY (gone_ids);
   PERFORM dbmail.log_event('information',
     format('Mail items deletion was initiated by %s; %s items deleted', deleter, deleted));
   RETURN deleted;
@@ -4217,9 +4224,6 @@ ALTER TABLE ONLY dbmail.account_secrets
 
 ALTER TABLE ONLY dbmail.attachments
     ADD CONSTRAINT attachments_mailitem_id_fkey FOREIGN KEY (mailitem_id) REFERENCES dbmail.mailitems(mailitem_id) ON DELETE CASCADE;
-
-ALTER TABLE ONLY dbmail.attempts
-    ADD CONSTRAINT attempts_mailitem_id_fkey FOREIGN KEY (mailitem_id) REFERENCES dbmail.mailitems(mailitem_id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY dbmail.notified_job_runs
     ADD CONSTRAINT notified_job_runs_operator_id_fkey FOREIGN KEY (operator_id) REFERENCES dbmail.operators(operator_id) ON DELETE CASCADE;

@@ -138,6 +138,7 @@ DECLARE
   deleter_oid oid := to_regrole(quote_ident(deleter));
   deleter_is_admin boolean := dbmail.is_admin(deleter);
   status text := lower(btrim(sent_status));
+  gone_ids bigint[];
   deleted bigint;
 BEGIN
   IF sent_before IS NULL AND sent_status IS NULL THEN
@@ -148,11 +149,17 @@ BEGIN
     PERFORM dbmail.raise_error('22023', 'sent_status', sent_status,
       'must be unsent, sending, retrying, sent or failed');
   END IF;
-  DELETE FROM dbmail.mailitems m
-  WHERE (sent_before IS NULL OR m.send_request_date < sent_before)
-    AND (status IS NULL OR m.sent_status = status)
-    AND (deleter_is_admin OR (m.send_request_user = deleter AND m.send_request_role = deleter_oid));
-  GET DIAGNOSTICS deleted = ROW_COUNT;
+  WITH gone AS (
+    DELETE FROM dbmail.mailitems m
+    WHERE (sent_before IS NULL OR m.send_request_date < sent_before)
+      AND (status IS NULL OR m.sent_status = status)
+      AND (deleter_is_admin OR (m.send_request_user = deleter AND m.send_request_role = deleter_oid))
+    RETURNING m.mailitem_id)
+  SELECT array_agg(gone.mailitem_id) INTO gone_ids FROM gone;
+  deleted := COALESCE(cardinality(gone_ids), 0);
+  -- Their attempts (dbmail.attempts has no foreign key, see its table). A statement of its own, so that
+  -- it sees the attempts a sender committed while the DELETE above waited for the item's lock.
+  DELETE FROM dbmail.attempts t WHERE t.mailitem_id = ANY (gone_ids);
   PERFORM dbmail.log_event('information',
     format('Mail items deletion was initiated by %s; %s items deleted', deleter, deleted));
   RETURN deleted;
@@ -330,4 +337,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(14, 'queue', '95e7a8b51b9db5fc08a46961b35d43ffbefc4a8c7fc7a82f267b6d50b6f9f168');
+SELECT dbmail.record_migration(14, 'queue', 'a3c0522550166c2dce7526ac5b95632476134ff5e747af7758912cf35ea980e4');

@@ -4,7 +4,8 @@
 // records no attempt. End to end with a real sender: test/sender/attempts.test.ts.
 import { describe, expect, it } from "vitest";
 import { errorOf } from "../../../../test/support/database.js";
-import { snapshot } from "../../../../test/support/mail.js";
+import { first, snapshot } from "../../../../test/support/mail.js";
+import { untilBlocked } from "../support/boundaries.js";
 import {
   A,
   B,
@@ -214,5 +215,31 @@ describe("record_outcomes with attempts", () => {
     await db.query("SELECT dbmail.sysmail_delete_mailitems_sp(sent_status => 'sent')");
     const { rows } = await db.query("SELECT count(*)::int AS n FROM dbmail.attempts");
     expect(rows[0]?.n).toBe(0);
+  });
+
+  it("deletes the attempts a sender commits while the deletion waits for the item", async () => {
+    const id = await send();
+    await claim(s1, A);
+    // The sender reports first and holds the item's lock; the deletion (by date: the row it reads is still
+    // 'sending') waits for it, then must also remove the attempts that were committed meanwhile.
+    await s1.query("BEGIN");
+    await recordOutcome(s1, id, A, "failed", {
+      error: "550 no",
+      attempts: [refusedBy(primaryId, "2026-01-02T03:00:00Z")],
+    });
+    const admin = await db.connect();
+    try {
+      const pid = first((await admin.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows).pid;
+      const deleting = admin.query(
+        "SELECT dbmail.sysmail_delete_mailitems_sp(sent_before => now() + interval '1 hour') AS n",
+      );
+      await untilBlocked(db, pid);
+      await s1.query("COMMIT");
+      expect(first((await deleting).rows).n).toBe("1");
+    } finally {
+      await admin.end();
+    }
+    const { rows } = await db.query<{ mailitem_id: string }>("SELECT mailitem_id::text FROM dbmail.attempts");
+    expect(rows).toEqual([]);
   });
 });

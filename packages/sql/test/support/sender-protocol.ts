@@ -140,6 +140,7 @@ export function useSenderProtocol(): void {
   beforeEach(async () => {
     tokens.clear();
     await db.query("DELETE FROM dbmail.mailitems");
+    await db.query("DELETE FROM dbmail.attempts");
     await db.query("DELETE FROM dbmail.senders");
     await db.query("UPDATE dbmail.profiles SET last_success_account_id = NULL");
     await configure(db, "AccountRetryAttempts", "1");
