@@ -3938,7 +3938,52 @@ CREATE VIEW dbmail.sysmail_allitems WITH (security_barrier='true') AS
     m.sent_by,
     m.smtp_response
    FROM dbmail.mailitems m
-  WHERE (((m.send_request_user = CURRENT_USER) AND (m.send_request_role = ( SELECT (to_regrole(quote_ident((CURRENT_USER)::text)))::oid AS to_regrole))) OR ( SELECT dbmail.is_admin(CURRENT_USER) AS is_admin));
+  WHERE ( SELECT dbmail.is_admin(CURRENT_USER) AS is_admin)
+UNION ALL
+ SELECT m.mailitem_id,
+    m.profile_id,
+    m.recipients,
+    m.copy_recipients,
+    m.blind_copy_recipients,
+    m.subject,
+    m.body,
+    m.body_format,
+    m.importance,
+    m.sensitivity,
+    m.file_attachments,
+    m.attachment_encoding,
+    m.query,
+    m.execute_query_database,
+    m.attach_query_result_as_file,
+    m.query_result_header,
+    m.query_result_width,
+    m.query_result_separator,
+    m.exclude_query_output,
+    m.append_query_error,
+    m.send_request_date,
+    m.send_request_user,
+    m.sent_account_id,
+    m.sent_status,
+    m.sent_date,
+    m.last_mod_date,
+    m.last_mod_user,
+    m.from_address,
+    m.reply_to,
+    m.headers,
+    m.send_at,
+    m.idempotency_key,
+    m.query_result_format,
+    m.message_id,
+    m.send_attempts,
+    m.last_error,
+        CASE
+            WHEN ((m.sent_status)::text = ANY (ARRAY['unsent'::text, 'retrying'::text])) THEN m.next_attempt_at
+            ELSE NULL::timestamp with time zone
+        END AS next_attempt_at,
+    m.sent_by,
+    m.smtp_response
+   FROM dbmail.mailitems m
+  WHERE ((NOT ( SELECT dbmail.is_admin(CURRENT_USER) AS is_admin)) AND (m.send_request_user = CURRENT_USER) AND (m.send_request_role = ( SELECT (to_regrole(quote_ident((CURRENT_USER)::text)))::oid AS to_regrole)));
 
 CREATE VIEW dbmail.sysmail_attempts WITH (security_barrier='true') AS
  SELECT t.mailitem_id,

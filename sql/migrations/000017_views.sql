@@ -7,6 +7,11 @@
 -- The guard: waits for any other migrator; refuses this file if applied already or out of order.
 SELECT dbmail.begin_migration(17, 'views', 'sender_outcomes');
 
+-- Two branches with the same columns, of which only one runs (each is gated by a one-time filter),
+-- rather than one WHERE with an OR: an OR with the admin test keeps PostgreSQL from reading a user's
+-- rows through mailitems_user_idx, so a user's count of its own items read the whole table (with
+-- 1,000,000 items, 10,000 of them the user's: 620 ms, against 35 ms this way). The columns are listed,
+-- not taken with *, so that no view's text names the lease token (a test checks).
 CREATE VIEW dbmail.sysmail_allitems WITH (security_barrier) AS
 SELECT m.mailitem_id, m.profile_id, m.recipients, m.copy_recipients, m.blind_copy_recipients, m.subject,
        m.body, m.body_format, m.importance, m.sensitivity, m.file_attachments, m.attachment_encoding,
@@ -20,9 +25,22 @@ SELECT m.mailitem_id, m.profile_id, m.recipients, m.copy_recipients, m.blind_cop
        CASE WHEN m.sent_status IN ('unsent', 'retrying') THEN m.next_attempt_at END AS next_attempt_at,
        m.sent_by, m.smtp_response
 FROM dbmail.mailitems m
-WHERE (m.send_request_user = current_user
-       AND m.send_request_role = (SELECT pg_catalog.to_regrole(pg_catalog.quote_ident(current_user))::oid))
-   OR (SELECT dbmail.is_admin(current_user));
+WHERE (SELECT dbmail.is_admin(current_user))
+UNION ALL
+SELECT m.mailitem_id, m.profile_id, m.recipients, m.copy_recipients, m.blind_copy_recipients, m.subject,
+       m.body, m.body_format, m.importance, m.sensitivity, m.file_attachments, m.attachment_encoding,
+       m.query, m.execute_query_database, m.attach_query_result_as_file, m.query_result_header,
+       m.query_result_width, m.query_result_separator, m.exclude_query_output, m.append_query_error,
+       m.send_request_date, m.send_request_user, m.sent_account_id, m.sent_status, m.sent_date,
+       m.last_mod_date, m.last_mod_user,
+       m.from_address, m.reply_to, m.headers, m.send_at, m.idempotency_key, m.query_result_format,
+       m.message_id, m.send_attempts, m.last_error,
+       CASE WHEN m.sent_status IN ('unsent', 'retrying') THEN m.next_attempt_at END AS next_attempt_at,
+       m.sent_by, m.smtp_response
+FROM dbmail.mailitems m
+WHERE NOT (SELECT dbmail.is_admin(current_user))
+  AND m.send_request_user = current_user
+  AND m.send_request_role = (SELECT pg_catalog.to_regrole(pg_catalog.quote_ident(current_user))::oid);
 
 CREATE VIEW dbmail.sysmail_sentitems WITH (security_barrier) AS
 SELECT * FROM dbmail.sysmail_allitems WHERE sent_status = 'sent';
@@ -67,4 +85,4 @@ WHERE (SELECT dbmail.is_admin(current_user))
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(17, 'views', '2770bef5e5334af02d220c5bcb95efacadddb3b3426945d53197a1f504fc67fe');
+SELECT dbmail.record_migration(17, 'views', '28c5e833c91fb431b49e308586283d23494128ab08921c035449f2c82e7ab839');

@@ -32,6 +32,10 @@ export async function signIn(
     idleTimeoutMillis: 60_000,
     statement_timeout: 30_000,
     application_name: "dbmail console",
+    // No JIT: the views' admin branch is costed as a scan of every item even when a user's branch is
+    // the one that runs, which pushes small queries over jit_above_cost and adds ~100 ms of
+    // compilation to a 30 ms page. No console query reads enough rows for JIT to pay.
+    options: [server.options, "-c jit=off"].filter(Boolean).join(" "),
   });
   // An idle connection that the server closes must not crash the process.
   pool.on("error", () => {});
