@@ -34,6 +34,8 @@ export const ExitCode = {
   httpUnavailable: 14,
   /** console: @pg-dbmail/console is not installed. */
   consoleNotInstalled: 15,
+  /** extension install: pg_config is missing or fails, or its extension directory cannot be written. */
+  extensionInstallFailed: 16,
 } as const;
 
 export const migrationExitCodes: Record<MigrationErrorCode, number> = {
