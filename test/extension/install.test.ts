@@ -89,6 +89,27 @@ describe.skipIf(!available)("the extension pg_dbmail", () => {
     const viaExtension = await createDatabase(pg.url, "via_extension");
     await installWithExtension(viaExtension);
     expect(await roles()).toEqual(["dbmail_admin", "dbmail_sender", "dbmail_user"]);
+    // pg_dump keeps every table's rows but the scripts' own dbmail.migrations, and every sequence's position.
+    const marked = await withClient(viaExtension, async (c) => {
+      const { rows } = await c.query(
+        `SELECT c.relname, c.oid = ANY (e.extconfig) AS marked, e.extcondition[array_position(e.extconfig, c.oid)] AS condition
+         FROM pg_class c, pg_extension e
+         WHERE e.extname = 'pg_dbmail' AND c.relnamespace = 'dbmail'::regnamespace AND c.relkind IN ('r', 'S')
+         ORDER BY 1`,
+      );
+      return rows;
+    });
+    expect(marked.length).toBeGreaterThan(20);
+    for (const row of marked) {
+      expect(row, row.relname).toEqual(
+        row.relname === "migrations"
+          ? { relname: "migrations", marked: false, condition: null }
+          : { relname: row.relname, marked: true, condition: "" },
+      );
+    }
+    expect(marked.map((r) => r.relname)).toEqual(
+      expect.arrayContaining(["mailitems_mailitem_id_seq", "settings"]),
+    );
 
     const viaCli = await createDatabase(pg.url, "via_cli");
     const viaPsql = await createDatabase(pg.url, "via_psql");
