@@ -124,6 +124,9 @@ describe.skipIf(!available)("the extension pg_dbmail", () => {
 
     // `dbmail migrate` and the sender's version check accept it: nothing to do.
     expect(runCli(["migrate", "--database-url", viaExtension])).toMatch(/is up to date \(version \d+\)/);
+    // A migrations install does not become an extension one.
+    const refused = await errorOf(installWithExtension(viaCli));
+    expect(refused.message).toBe("000001_schema is already applied to this database");
     // A second database of the cluster finds the roles there already.
     await installWithExtension(await createDatabase(pg.url, "second_extension"));
   });
@@ -146,6 +149,16 @@ describe.skipIf(!available)("the extension pg_dbmail", () => {
       const url = await createDatabase(pg.url, "via_update");
       await installWithExtension(url, "0.0.1");
       expect((await migrationRows(url)).length).toBe(migrations.length - 1);
+      // The pending migration belongs to the extension's next version: `dbmail migrate` leaves it alone.
+      const migrate = spawnSync(process.execPath, [cli, "migrate", "--database-url", url], {
+        encoding: "utf8",
+        env: cliEnv,
+      });
+      expect(migrate.status).toBe(17);
+      expect(migrate.stderr).toBe(
+        "dbmail: schema dbmail is the extension pg_dbmail 0.0.1: upgrade it as an extension (`dbmail extension " +
+          "install` of this version's files, then ALTER EXTENSION pg_dbmail UPDATE), not with dbmail migrate\n",
+      );
       await withClient(url, (c) => c.query("ALTER EXTENSION pg_dbmail UPDATE TO '0.0.2'"));
       const { rows } = await withClient(url, (c) =>
         c.query("SELECT extversion FROM pg_extension WHERE extname = 'pg_dbmail'"),

@@ -38,7 +38,8 @@ lock timeout, 8 a migration failed (rolled back), 9 schema dbmail missing or old
 10 send-test: the mail failed, 11 send-test: no outcome in time, 12 dev: @pg-dbmail/dev is not
 installed, 13 dev: the data directory is in use by another dbmail dev, 14 start: cannot listen on the
 --http address, 15 console: @pg-dbmail/console is not installed, 16 extension install: no pg_config, or
-its extension directory cannot be written.
+its extension directory cannot be written, 17 migrate: the database has the extension pg_dbmail (upgrade
+it with ALTER EXTENSION pg_dbmail UPDATE).
 `;
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
