@@ -159,6 +159,16 @@ describe.skipIf(!available)("the extension pg_dbmail", () => {
         "dbmail: schema dbmail is the extension pg_dbmail 0.0.1: upgrade it as an extension (`dbmail extension " +
           "install` of this version's files, then ALTER EXTENSION pg_dbmail UPDATE), not with dbmail migrate\n",
       );
+      // The sender refuses the older schema, saying how an extension install is brought up to date.
+      const start = spawnSync(process.execPath, [cli, "start", "--database-url", url], {
+        encoding: "utf8",
+        env: cliEnv,
+        timeout: 30_000,
+      });
+      expect(start.status).toBe(9);
+      expect(start.stderr).toContain(
+        `older than this sender (${migrations.length}): run dbmail migrate (a CREATE EXTENSION install: ALTER EXTENSION pg_dbmail UPDATE)`,
+      );
       await withClient(url, (c) => c.query("ALTER EXTENSION pg_dbmail UPDATE TO '0.0.2'"));
       const { rows } = await withClient(url, (c) =>
         c.query("SELECT extversion FROM pg_extension WHERE extname = 'pg_dbmail'"),
