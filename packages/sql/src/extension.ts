@@ -25,8 +25,9 @@ export interface ExtensionRelease {
  * The versions released before the current one (the @pg-dbmail/sql package version), oldest first. The
  * current version holds every migration file there is; each release here gets an update script to the
  * version after it. 0.1.0 is the first version and not released yet, so there is none. Releasing 0.1.0
- * and starting 0.2.0 means adding `{ version: "0.1.0", lastMigration: 20 }` here when bumping the
- * package version: the build then writes pg_dbmail--0.1.0--0.2.0.sql from the migrations after 20.
+ * and starting 0.2.0 means adding `{ version: "0.1.0", lastMigration: N }` here (N: the number of the
+ * last migration 0.1.0 shipped) when bumping the package version: the build then writes
+ * pg_dbmail--0.1.0--0.2.0.sql from the migrations after N.
  */
 export const extensionReleases: ExtensionRelease[] = [];
 
