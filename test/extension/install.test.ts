@@ -7,7 +7,7 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { extensionFiles, readMigrationFiles } from "@pg-dbmail/sql";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { errorOf, withClient } from "../support/database.js";
@@ -45,7 +45,7 @@ const builtFiles = () =>
     .sort();
 
 describe.skipIf(!available)("the extension pg_dbmail", () => {
-  it("`make install PG_CONFIG=...` (PGXS) and `dbmail extension install --pg-config` put the built files into that server's extension directory", () => {
+  it("`make install PG_CONFIG=...` (PGXS) and `dbmail extension install` (pg_config on PATH) put the built files into that server's extension directory", () => {
     const build = mkdtempSync(join(tmpdir(), "pg-dbmail-pgxs-"));
     try {
       cpSync(extensionBuildDir, build, { recursive: true });
@@ -64,7 +64,11 @@ describe.skipIf(!available)("the extension pg_dbmail", () => {
       rmSync(join(pg.extensionDir, file));
     }
 
-    const out = runCli(["extension", "install", "--pg-config", pg.pgConfig]);
+    // Without --pg-config: the pg_config found on PATH (here the copied one, first on PATH).
+    const out = execFileSync(process.execPath, [cli, "extension", "install"], {
+      encoding: "utf8",
+      env: { ...cliEnv, PATH: `${dirname(pg.pgConfig)}:${process.env.PATH}` },
+    });
     expect(out).toContain(`installed pg_dbmail 0.1.0 into ${pg.extensionDir}: ${builtFiles().join(", ")}`);
     expect(out).toContain("CREATE EXTENSION pg_dbmail");
     for (const file of builtFiles()) {
