@@ -2194,6 +2194,20 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION dbmail.replace_default_row() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+  IF TG_TABLE_NAME = 'settings' THEN
+    DELETE FROM dbmail.settings s WHERE s.paramname = NEW.paramname;
+  ELSE
+    DELETE FROM dbmail.system_state;
+  END IF;
+  RETURN NEW;
+END;
+$$;
+
 CREATE FUNCTION dbmail.require_admin() RETURNS boolean
     LANGUAGE plpgsql STABLE
     AS $$
@@ -4264,6 +4278,10 @@ CREATE INDEX send_slots_mailitem_idx ON dbmail.send_slots USING btree (mailitem_
 
 CREATE INDEX senders_live_idx ON dbmail.senders USING btree (last_heartbeat) WHERE (stopped_at IS NULL);
 
+CREATE TRIGGER replace_default_row BEFORE INSERT ON dbmail.settings FOR EACH ROW EXECUTE FUNCTION dbmail.replace_default_row();
+
+CREATE TRIGGER replace_default_row BEFORE INSERT ON dbmail.system_state FOR EACH ROW EXECUTE FUNCTION dbmail.replace_default_row();
+
 ALTER TABLE ONLY dbmail.account_secrets
     ADD CONSTRAINT account_secrets_account_id_fkey FOREIGN KEY (account_id) REFERENCES dbmail.accounts(account_id) ON DELETE CASCADE;
 
@@ -4447,6 +4465,8 @@ GRANT ALL ON FUNCTION dbmail.record_outcomes(sender_id text, outcomes jsonb, pro
 
 REVOKE ALL ON FUNCTION dbmail.release_mailitems(sender_id text, mailitem_ids bigint[], lease_tokens uuid[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.release_mailitems(sender_id text, mailitem_ids bigint[], lease_tokens uuid[]) TO dbmail_sender;
+
+REVOKE ALL ON FUNCTION dbmail.replace_default_row() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.require_admin() FROM PUBLIC;
 

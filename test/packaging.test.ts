@@ -102,6 +102,15 @@ describe("@pg-dbmail/sender as installed in production", () => {
     expect(existsSync(join(app, "node_modules/@pg-dbmail/sql/migrations"))).toBe(true);
   });
 
+  it("carries the extension pg_dbmail that `dbmail extension install` copies", () => {
+    const extension = join(app, "node_modules/@pg-dbmail/sql/extension");
+    for (const file of ["pg_dbmail.control", "pg_dbmail--0.1.0.sql", "Makefile"]) {
+      expect(existsSync(join(extension, file)), file).toBe(true);
+    }
+    const result = dbmail("extension", "install", "--pg-config", "/nonexistent/pg_config");
+    expect(result.status, result.stderr).toBe(16);
+  });
+
   it("dbmail --version, start --help, dev --help, console --help work", () => {
     const version = dbmail("--version");
     expect(version.status, version.stderr).toBe(0);

@@ -1,7 +1,7 @@
 -- pg-dbmail 000003: shared helpers: how a value is shown and an error raised, header text checked, a
--- setting read, running senders told of a change, and a profile, account, operator or principal found by
--- id or name. Owner-only but for the few that the entry points and views call in the caller's own
--- context (000019_privileges grants them).
+-- setting read, running senders told of a change, a profile, account, operator or principal found by id
+-- or name, and a restored row put over a default one. Owner-only but for the few that the entry points
+-- and views call in the caller's own context (000019_privileges grants them).
 
 -- The guard: waits for any other migrator; refuses this file if applied already or out of order.
 SELECT dbmail.begin_migration(3, 'helpers', 'tables');
@@ -146,6 +146,29 @@ BEGIN
 END;
 $$;
 
+-- Restoring a pg_dump of a CREATE EXTENSION install: CREATE EXTENSION inserts the default rows of
+-- dbmail.settings and dbmail.system_state (000002), then pg_restore copies the dumped rows in (they are
+-- extension configuration, see docs/operations.md). A copied row replaces the default of the same key
+-- instead of failing on it. Nothing else inserts into these tables (the procedures update them); a dump
+-- of a migrations install creates its triggers after its data, so there this never runs.
+CREATE FUNCTION dbmail.replace_default_row() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF TG_TABLE_NAME = 'settings' THEN
+    DELETE FROM dbmail.settings s WHERE s.paramname = NEW.paramname;
+  ELSE
+    DELETE FROM dbmail.system_state;
+  END IF;
+  RETURN NEW;
+END;
+$$;
+CREATE TRIGGER replace_default_row BEFORE INSERT ON dbmail.settings
+  FOR EACH ROW EXECUTE FUNCTION dbmail.replace_default_row();
+CREATE TRIGGER replace_default_row BEFORE INSERT ON dbmail.system_state
+  FOR EACH ROW EXECUTE FUNCTION dbmail.replace_default_row();
+
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(3, 'helpers', 'c8ef64a82c56168219c0109a73a94ebd33fe76c07b5d7a621a0ead1b1c459ebc');
+SELECT dbmail.record_migration(3, 'helpers', '2ab3915be33099dcca8de4797236122270c6f0ae65b0da4a46b486bec48af9d5');

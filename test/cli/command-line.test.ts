@@ -12,7 +12,7 @@ const launcherPath = new URL("../../packages/sender/bin/dbmail.js", import.meta.
 const senderPackagePath = new URL("../../packages/sender/package.json", import.meta.url).pathname;
 
 /** Every exit code the CLI documents in --help (and must document in docs/cli.md). */
-const exitCodes = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+const exitCodes = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17];
 
 /** Every option of `dbmail start` with its environment variable. */
 const startOptions: [flag: string, env: string][] = [
@@ -39,7 +39,7 @@ describe("dbmail --help and the command line", () => {
   it("--help lists every command and every exit code", async () => {
     const result = await run(["--help"]);
     expect(result.code).toBe(0);
-    for (const command of ["migrate", "start", "status", "send-test", "dev", "console"]) {
+    for (const command of ["migrate", "start", "status", "send-test", "dev", "console", "extension"]) {
       expect(result.stdout).toMatch(new RegExp(`^\\s+${command}\\s+\\S`, "m"));
     }
     const exitSection = result.stdout.slice(result.stdout.indexOf("Exit codes"));
@@ -58,7 +58,7 @@ describe("dbmail --help and the command line", () => {
   });
 
   it("every command has --help (exit 0, a usage line)", async () => {
-    for (const command of ["migrate", "start", "status", "send-test", "dev", "console"]) {
+    for (const command of ["migrate", "start", "status", "send-test", "dev", "console", "extension"]) {
       const result = await run([command, "--help"]);
       expect(result.code, command).toBe(0);
       expect(result.stdout, command).toMatch(new RegExp(`^Usage: dbmail ${command}\\b`));

@@ -2,6 +2,7 @@
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { consoleHelp, runConsoleCommand } from "./commands/console.js";
 import { devHelp, runDev } from "./commands/dev.js";
+import { extensionHelp, runExtensionInstall } from "./commands/extension.js";
 import { migrateHelp, runMigrate } from "./commands/migrate.js";
 import { runSendTest, sendTestHelp } from "./commands/send-test.js";
 import { runStart, startHelp } from "./commands/start.js";
@@ -23,6 +24,7 @@ Commands:
   send-test   send a test mail through a profile and wait for its outcome
   dev         run everything locally: a PostgreSQL, a mail catcher, the sender (needs @pg-dbmail/dev)
   console     serve the web console, where people sign in with their own role (needs @pg-dbmail/console)
+  extension   extension install: put the PostgreSQL extension pg_dbmail into a server's extension directory
 
 Run 'dbmail <command> --help' for a command's options.
 
@@ -35,7 +37,9 @@ than this pg-dbmail, 5 an applied migration changed, 6 schema dbmail without mig
 lock timeout, 8 a migration failed (rolled back), 9 schema dbmail missing or older (run dbmail migrate),
 10 send-test: the mail failed, 11 send-test: no outcome in time, 12 dev: @pg-dbmail/dev is not
 installed, 13 dev: the data directory is in use by another dbmail dev, 14 start: cannot listen on the
---http address, 15 console: @pg-dbmail/console is not installed.
+--http address, 15 console: @pg-dbmail/console is not installed, 16 extension install: no pg_config, or
+its extension directory cannot be written, 17 migrate: the database has the extension pg_dbmail (upgrade
+it with ALTER EXTENSION pg_dbmail UPDATE).
 `;
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
@@ -46,6 +50,8 @@ interface Command {
   help: string;
   options: Options;
   run: (values: Record<string, string | boolean | undefined>) => Promise<void>;
+  /** A command that takes a subcommand (`dbmail extension install`): the ones it has. */
+  subcommands?: string[];
 }
 
 const str = (value: string | boolean | undefined) => (typeof value === "string" ? value : undefined);
@@ -129,6 +135,12 @@ const commands: Record<string, Command> = {
     },
     run: (v) => runConsoleCommand(v),
   },
+  extension: {
+    help: extensionHelp,
+    options: { "pg-config": { type: "string" }, help: common.help },
+    subcommands: ["install"],
+    run: (v) => runExtensionInstall({ pgConfig: str(v["pg-config"]) }),
+  },
 };
 
 async function main(argv: string[]): Promise<void> {
@@ -144,15 +156,39 @@ async function main(argv: string[]): Promise<void> {
   const command = commands[name];
   if (!command) throw new CliError(`unknown command '${name}'; run 'dbmail --help'`, ExitCode.usage);
   let values: Record<string, string | boolean | undefined>;
+  let positionals: string[];
   try {
-    values = parseArgs({ args: rest, options: command.options, allowPositionals: false, strict: true })
-      .values as Record<string, string | boolean | undefined>;
+    const parsed = parseArgs({
+      args: rest,
+      options: command.options,
+      allowPositionals: command.subcommands !== undefined,
+      strict: true,
+    });
+    values = parsed.values as Record<string, string | boolean | undefined>;
+    positionals = parsed.positionals;
   } catch (error) {
     throw new CliError(`${(error as Error).message}; run 'dbmail ${name} --help'`, ExitCode.usage);
   }
   if (values.help) {
     process.stdout.write(command.help);
     return;
+  }
+  if (command.subcommands) {
+    const [sub, ...extra] = positionals;
+    const problem =
+      sub === undefined
+        ? "needs a subcommand"
+        : !command.subcommands.includes(sub)
+          ? `unknown subcommand '${sub}'`
+          : extra.length > 0
+            ? `unexpected argument '${extra[0]}'`
+            : undefined;
+    if (problem) {
+      throw new CliError(
+        `${name}: ${problem} (${command.subcommands.join(", ")}); run 'dbmail ${name} --help'`,
+        ExitCode.usage,
+      );
+    }
   }
   await command.run(values);
 }

@@ -34,6 +34,10 @@ export const ExitCode = {
   httpUnavailable: 14,
   /** console: @pg-dbmail/console is not installed. */
   consoleNotInstalled: 15,
+  /** extension install: pg_config is missing or fails, or its extension directory cannot be written. */
+  extensionInstallFailed: 16,
+  /** migrate: schema dbmail is the extension pg_dbmail; ALTER EXTENSION pg_dbmail UPDATE upgrades it. */
+  extensionManaged: 17,
 } as const;
 
 export const migrationExitCodes: Record<MigrationErrorCode, number> = {
@@ -42,6 +46,7 @@ export const migrationExitCodes: Record<MigrationErrorCode, number> = {
   UNTRACKED_SCHEMA: ExitCode.untrackedSchema,
   LOCK_TIMEOUT: ExitCode.lockTimeout,
   MIGRATION_FAILED: ExitCode.migrationFailed,
+  EXTENSION_MANAGED: ExitCode.extensionManaged,
 };
 
 export const refusalExitCodes: Record<RefusalCode, number> = {

@@ -4,7 +4,8 @@ export type MigrationErrorCode =
   | "CHECKSUM_MISMATCH"
   | "UNTRACKED_SCHEMA"
   | "LOCK_TIMEOUT"
-  | "MIGRATION_FAILED";
+  | "MIGRATION_FAILED"
+  | "EXTENSION_MANAGED";
 
 export class MigrationError extends Error {
   override name = "MigrationError";

@@ -85,6 +85,7 @@ async function applyPending(
   const current = applied.length;
   const pending = files.filter((f) => f.version > current);
   const latest = files.length;
+  if (pending.length > 0) await refuseExtension(client);
   if (options.dryRun) {
     return { applied: pending.map(({ version, name }) => ({ version, name })), version: current, latest };
   }
@@ -118,6 +119,22 @@ async function readApplied(client: pg.Client): Promise<AppliedRow[]> {
     );
   }
   return history;
+}
+
+// Objects a migration creates outside CREATE EXTENSION / ALTER EXTENSION UPDATE would not be the
+// extension's, and the update script that brings the same migration later would find it applied already.
+async function refuseExtension(client: pg.Client): Promise<void> {
+  const { rows } = await client.query<{ version: string }>(
+    "SELECT extversion AS version FROM pg_catalog.pg_extension WHERE extname = 'pg_dbmail'",
+  );
+  const version = rows[0]?.version;
+  if (version !== undefined) {
+    throw new MigrationError(
+      "EXTENSION_MANAGED",
+      `schema dbmail is the extension pg_dbmail ${version}: upgrade it as an extension (\`dbmail extension ` +
+        "install` of this version's files, then ALTER EXTENSION pg_dbmail UPDATE), not with dbmail migrate",
+    );
+  }
 }
 
 function checkHistory(applied: AppliedRow[], files: MigrationFile[]): void {

@@ -55,7 +55,8 @@ export async function checkSchema(pool: pg.Pool): Promise<void> {
   if (version < latest) {
     throw new DatabaseRefusedError(
       "SCHEMA_OLDER",
-      `the database's dbmail schema is version ${version}, older than this sender (${latest}): run dbmail migrate`,
+      `the database's dbmail schema is version ${version}, older than this sender (${latest}): ` +
+        "run dbmail migrate (a CREATE EXTENSION install: ALTER EXTENSION pg_dbmail UPDATE)",
     );
   }
 }
