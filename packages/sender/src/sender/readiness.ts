@@ -49,7 +49,9 @@ export async function untilDatabaseReady(wait: ReadinessWait): Promise<boolean> 
             })
           : error;
       }
-      const delay = backoffMs(attempt);
+      // Waiting for a standby's promotion: look again every few seconds at most, so that a failover is
+      // followed within seconds rather than after a backoff grown to half a minute.
+      const delay = backoffMs(attempt, error instanceof NoSuitableHostError ? { maxMs: 2_000 } : {});
       const reason = (error as Error).message;
       if (error instanceof NoSuitableHostError && error.onlyStandbys) {
         // Only standbys answer (before a failover's promotion, or a URL naming standbys alone): claim
