@@ -16,6 +16,11 @@ import { LONG, logLines, recordResult, spawnSender, until } from "./support.js";
 
 /** Seconds of queuing before the kill, and after the promotion. */
 const QUEUE_SECONDS = LONG ? 30 : 4;
+/**
+ * How long the primary stays dead before the standby is promoted (the failure detection of Patroni and
+ * the like takes seconds; the sender meanwhile retries against both hosts).
+ */
+const PROMOTE_AFTER_MS = LONG ? 10_000 : 2_000;
 /** Mails per sp_send_dbmail batch (one transaction), one batch every 50 ms or so. */
 const BATCH = 5;
 
@@ -124,6 +129,12 @@ async function failover({ synchronous, lagMs = 0 }: { synchronous: boolean; lagM
   const sender = spawnSender(pair.mailerUrl([primary, standby]), shortId("failover"), [
     "--lease-seconds",
     "10",
+    // A production sender's defaults (the suite's senders poll and beat faster): how soon it finds the
+    // new primary depends on them.
+    "--poll-interval-ms",
+    "5000",
+    "--heartbeat-interval-ms",
+    "5000",
   ]);
   const enqueuer = new Enqueuer(pair.adminUrl(primary));
   await sleep(QUEUE_SECONDS * 1000 - lagMs);
@@ -138,6 +149,7 @@ async function failover({ synchronous, lagMs = 0 }: { synchronous: boolean; lagM
   if (lagMs > 0 && walSender) process.kill(walSender, "SIGKILL");
   await primary.stop("immediate");
   const killedAt = Date.now();
+  await sleep(PROMOTE_AFTER_MS);
   await standby.promote();
   const promotedAt = Date.now();
   enqueuer.switchTo(pair.adminUrl(standby));
@@ -235,9 +247,10 @@ it("9a. primary killed, synchronous standby promoted: every committed mail deliv
     duplicates: r.duplicates,
     maxRecoverySeconds: r.outageSeconds,
     notes:
-      "1 sender, multi-host URL (primary, standby) target_session_attrs=read-write, lease 10 s; " +
+      "1 sender, multi-host URL (primary, standby) target_session_attrs=read-write, lease 10 s, poll and " +
+      "heartbeat every 5 s (the defaults); " +
       `${r.beforeKill} queued before the kill (${r.deliveredBeforeKill} delivered by then), primary killed ` +
-      `(immediate shutdown), standby promoted ${r.promoteSeconds} s later, first outcome recorded on ` +
+      `(immediate shutdown), standby promoted ${r.promoteSeconds} s later (failure detection), first outcome recorded on ` +
       `it ${r.findSeconds} s after the promotion; ${r.failedBatches} batches of ${BATCH} refused during ` +
       "the outage (never committed); every committed mail delivered; " +
       `${r.warnings} warnings logged; recovery = kill to first outcome on the new primary`,
