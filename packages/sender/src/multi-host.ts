@@ -101,7 +101,8 @@ class HostFinder {
       this.url.hosts.length === 1
         ? `${hostLabel(host)} is ${why}`
         : `${hostLabel(host)} is ${why} (no longer usable); looking again`,
-      why.includes("recovery") || why.startsWith("read-only"),
+      // With one host, that is all there is to wait on; with several, the next connection looks again.
+      this.url.hosts.length === 1 && (why.includes("recovery") || why.startsWith("read-only")),
     );
   }
 

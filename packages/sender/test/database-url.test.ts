@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { runConsoleCommand } from "../src/commands/console.js";
 import { resolveOptions } from "../src/config/options.js";
 import { parseDatabaseUrl } from "../src/database-url.js";
 import { CliError, ExitCode } from "../src/exit-codes.js";
@@ -126,6 +127,19 @@ describe("dbmail start with several hosts", () => {
         "PostgreSQL URL (target_session_attrs=standby: this command writes to the database, so it needs " +
         "read-write or primary (or leave target_session_attrs out)); the form is " +
         "postgres://user:password@host:port/database",
+    );
+  });
+});
+
+describe("dbmail console", () => {
+  it("refuses a URL of several hosts (exit 2): it signs people in on one server", async () => {
+    const refused = await runConsoleCommand({
+      "database-url": "postgres://u:secret@h1:5432,h2:5433/app",
+    }).catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(CliError);
+    expect((refused as CliError).exitCode).toBe(ExitCode.usage);
+    expect((refused as CliError).message).toBe(
+      "console: postgres://u:****@h1:5432,h2:5433/app: the console takes a URL of one host (connect it to the primary)",
     );
   });
 });
