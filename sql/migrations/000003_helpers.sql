@@ -1,7 +1,7 @@
 -- pg-dbmail 000003: shared helpers: how a value is shown and an error raised, header text checked, a
--- setting read, running senders told of a change, and a profile, account, operator or principal found by
--- id or name. Owner-only but for the few that the entry points and views call in the caller's own
--- context (000019_privileges grants them).
+-- setting read, running senders told of a change, a profile, account, operator or principal found by id
+-- or name, and the WAL timeline noted. Owner-only but for the few that the entry points and views call
+-- in the caller's own context (000019_privileges grants them).
 
 -- The guard: waits for any other migrator; refuses this file if applied already or out of order.
 SELECT dbmail.begin_migration(3, 'helpers', 'tables');
@@ -146,6 +146,28 @@ BEGIN
 END;
 $$;
 
+-- A promoted standby (PostgreSQL failover) was started long before it became the primary, so
+-- pg_postmaster_start_time() does not say since when senders can reach it; its WAL timeline is new.
+-- Notes the timeline in system_state (writing only when it changed; the first note, at install or
+-- after a restore, counts as long ago) and returns since when the server writes on it, so that a claim
+-- gives senders the same 30 seconds to come back as after a restart (sender_heartbeat notes it too).
+CREATE FUNCTION dbmail.note_timeline() RETURNS timestamptz
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  current_timeline text := substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8);
+  since timestamptz;
+BEGIN
+  UPDATE dbmail.system_state s
+  SET timeline = current_timeline,
+      timeline_since = CASE WHEN s.timeline IS NULL THEN '-infinity'::timestamptz ELSE now() END
+  WHERE s.timeline IS DISTINCT FROM current_timeline;
+  SELECT s.timeline_since INTO since FROM dbmail.system_state s;
+  RETURN since;
+END;
+$$;
+
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(3, 'helpers', 'c8ef64a82c56168219c0109a73a94ebd33fe76c07b5d7a621a0ead1b1c459ebc');
+SELECT dbmail.record_migration(3, 'helpers', 'f2f8a7edc0b50f329bec8c72bbc9e7a791686f326a8c51982c227553a4504f12');

@@ -2,7 +2,8 @@
 // streaming hot standby of the test's own: migrate, status, send-test and the sender connect to the
 // host that is not in recovery, whichever order the URL lists them in and past a closed port; each
 // target_session_attrs picks the server libpq would; a sender given only the standby claims nothing,
-// says why in its log and /readyz (503), and serves once the standby is promoted (200).
+// says why in its log and /readyz (503), and serves once the standby is promoted (200), where a sender
+// gone quiet is not taken for dead in the first 30 s after the promotion.
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { freePort } from "@pg-dbmail/dev/local-postgres";
@@ -10,7 +11,7 @@ import { connect, Sender, senderDefaults } from "@pg-dbmail/sender";
 import pg from "pg";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { profileWith, type Queryable } from "../../support/mail.js";
+import { profileWith, type Queryable, sleep } from "../../support/mail.js";
 import { type ReplicatedPair, startReplicatedPair } from "../../support/replicated-postgres.js";
 import { addAccount, eventually } from "../../support/sender.js";
 import { TestSmtpServer } from "../../support/smtp.js";
@@ -155,6 +156,60 @@ describe("target_session_attrs, as libpq", () => {
   });
 });
 
+/**
+ * On the promoted standby, which started long before it was promoted: a sender whose heartbeat is 40 s
+ * old is not taken for dead in the first 30 s after the promotion (it may be on its way back, with mail
+ * sent but not yet recorded), as after a restart; after them it is.
+ */
+async function newPrimaryGivesSendersTime(): Promise<void> {
+  const promoted = new pg.Pool({ connectionString: pair.adminUrl(pair.standby), max: 2 });
+  try {
+    const seconds = async (sql: string) => Number((await promoted.query<{ s: number }>(sql)).rows[0]?.s);
+    // Older than a restart's 30 s, so only the promotion can hold the takeover back.
+    const uptime = await seconds("SELECT extract(epoch FROM now() - pg_postmaster_start_time()) AS s");
+    if (uptime < 31) await sleep((31 - uptime) * 1000);
+    const { rows: state } = await promoted.query<{ timeline: string; since: number }>(
+      "SELECT timeline, extract(epoch FROM now() - timeline_since) AS since FROM dbmail.system_state",
+    );
+    expect(state[0]?.timeline).toBe("00000002");
+    expect(Number(state[0]?.since)).toBeLessThan(30);
+
+    const client = await promoted.connect();
+    let id: string;
+    try {
+      await client.query("BEGIN");
+      [id] = (await queue(client as Queryable, 1, "ghost")) as [string];
+      await client.query(
+        "INSERT INTO dbmail.senders (sender_id, last_heartbeat) VALUES ('ghost', now() - interval '40 seconds')",
+      );
+      await client.query(
+        `UPDATE dbmail.mailitems SET sent_status = 'sending', lease_owner = 'ghost', lease_token = gen_random_uuid(),
+                lease_expires_at = now() + interval '5 minutes' WHERE mailitem_id = $1`,
+        [id],
+      );
+      await client.query("COMMIT");
+    } finally {
+      client.release();
+    }
+    await sleep(2000);
+    const owner = async () =>
+      (
+        await promoted.query<{ o: string }>(
+          "SELECT lease_owner AS o FROM dbmail.mailitems WHERE mailitem_id = $1",
+          [id],
+        )
+      ).rows[0]?.o;
+    expect(await owner()).toBe("ghost");
+    expect(tally([smtp], [id]).arrived).toBe(0);
+
+    // 30 s after the promotion (made to have passed): ghost is dead, its item sent again.
+    await promoted.query("UPDATE dbmail.system_state SET timeline_since = now() - interval '31 seconds'");
+    await eventually(async () => tally([smtp], [id]).arrived === 1 || undefined, 15_000);
+  } finally {
+    await promoted.end();
+  }
+}
+
 describe("a sender given only a standby", () => {
   it("claims nothing, says why in its log and /readyz, and serves once promoted", {
     timeout: 90_000,
@@ -185,5 +240,6 @@ describe("a sender given only a standby", () => {
     await pair.standby.promote();
     await eventually(async () => tally([smtp], ids).arrived === 2 || undefined, 30_000);
     await eventually(async () => ((await readyz(port)).status === 200 ? true : undefined), 15_000);
+    await newPrimaryGivesSendersTime();
   });
 });
