@@ -66,12 +66,18 @@ export function parseDatabaseUrl(url: string): DatabaseUrl {
   // What node-postgres is given: one host in the authority, no host/port/target_session_attrs options.
   const rest = new URLSearchParams(params);
   for (const name of ["target_session_attrs", "host", "port"]) rest.delete(name);
-  const restQuery = rest.size > 0 ? `?${rest.toString()}` : "";
+  const restQuery = rest.toString() ? `?${rest.toString()}` : "";
   return {
     hosts,
     targetSessionAttrs: attrs as TargetSessionAttrs,
     connectTimeoutMs: connectTimeoutSeconds ? connectTimeoutSeconds * 1000 : undefined,
     urlFor(index) {
+      // One host: the URL as given (an empty host still means PGHOST, a missing port PGPORT).
+      if (hosts.length === 1) {
+        const given = new URLSearchParams(params);
+        given.delete("target_session_attrs");
+        return `${scheme}${authority}${path}${given.toString() ? `?${given.toString()}` : ""}`;
+      }
       const { host, port } = hosts[index] as HostPort;
       if (host.startsWith("/")) {
         // node-postgres takes a socket directory as ?host=, with an empty authority host.

@@ -186,10 +186,12 @@ export function multiHostClient(url: DatabaseUrl, attrs: TargetSessionAttrs): ty
 
     private async connectToFittingHost(): Promise<pg.Client> {
       const index = await finder.pick(this.options);
-      const { host, port } = url.hosts[index] as HostPort;
-      // Where pg.Client connects (and sends a cancel) to: set before its connect reads them.
-      this.host = host;
-      this.port = port;
+      if (url.hosts.length > 1) {
+        const { host, port } = url.hosts[index] as HostPort;
+        // Where pg.Client connects (and sends a cancel) to: set before its connect reads them.
+        this.host = host;
+        this.port = port;
+      }
       try {
         await super.connect();
       } catch (error) {

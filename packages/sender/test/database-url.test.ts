@@ -73,6 +73,13 @@ describe("parseDatabaseUrl", () => {
     expect(parsed.connectTimeoutMs).toBe(3000);
   });
 
+  it("gives node-postgres a URL of one host as it was, so an empty host still means PGHOST", () => {
+    expect(urlsOf("postgres:///app?target_session_attrs=read-write")).toEqual(["postgres:///app"]);
+    expect(urlsOf("postgres://u:p@db/app?sslmode=require&target_session_attrs=primary")).toEqual([
+      "postgres://u:p@db/app?sslmode=require",
+    ]);
+  });
+
   it.each([
     ["http://h/db", "must start with postgres:// or postgresql://"],
     [
