@@ -286,8 +286,10 @@ it("9b. primary killed 1 s behind, asynchronous standby promoted: what the unrep
       `standby (sp_send_dbmail had returned their ids): ${r.unreplicatedDelivered} of them were sent ` +
       `from the old primary before the crash, the other ${r.lost} are the lost mails; ${r.idsReused} of ` +
       "their mailitem_ids were handed out again by the new primary (so their Message-IDs recur); " +
-      `${r.duplicates} extra copies: of mails whose 'sent' outcome was committed on the old primary only ` +
-      `(${r.unsettledAtDrain} items still 'sending' or 'unsent' on the new primary when every survivor had ` +
-      `arrived, all 'sent' ${r.settleSeconds} s later, after their lease), sent again; first outcome on the new primary ${r.findSeconds} s after the promotion`,
+      `${r.duplicates} extra copies (same Message-ID): mails whose claim or 'sent' outcome was among the ` +
+      "lost commits, so the new primary had them still to send and they went out again (claimed at once " +
+      `when the claim was lost, after the lease when only the outcome was: ${r.unsettledAtDrain} items ` +
+      `still 'sending' or 'unsent' when every other mail had arrived, all 'sent' ${r.settleSeconds} s ` +
+      `later); first outcome on the new primary ${r.findSeconds} s after the promotion`,
   });
 });
