@@ -923,13 +923,15 @@ BEGIN
   -- when their leases would have run out (300 s by default). A sender that is alive but stuck keeps
   -- heartbeating, and its lease stays the bound. Never the claimer itself: it is claiming, so alive (its
   -- heartbeat may be old after an outage, and its own items in flight must not come back to it). Not in
-  -- the first 30 seconds after the server started: nobody could heartbeat while it was down, and one
-  -- sender's first claim may come before another's first heartbeat. Usually no sender has died: one
-  -- probe of senders_live_idx says so. Dead senders are taken one claimer at a time (SKIP LOCKED).
+  -- the first 30 seconds after the server started, nor after a standby was promoted (a new timeline,
+  -- note_timeline): nobody could heartbeat while it was down, and one sender's first claim may come
+  -- before another's first heartbeat. Usually no sender has died: one probe of senders_live_idx says
+  -- so. Dead senders are taken one claimer at a time (SKIP LOCKED).
   IF EXISTS (SELECT FROM dbmail.senders s
              WHERE s.stopped_at IS NULL AND s.last_heartbeat < now() - interval '30 seconds'
                AND s.sender_id <> claimer)
-     AND pg_postmaster_start_time() < now() - interval '30 seconds' THEN
+     AND pg_postmaster_start_time() < now() - interval '30 seconds'
+     AND dbmail.note_timeline() < now() - interval '30 seconds' THEN
     WITH dead AS (
       UPDATE dbmail.senders s SET stopped_at = s.last_heartbeat + interval '30 seconds'
       WHERE s.sender_id IN (
@@ -1644,6 +1646,23 @@ BEGIN
   RETURN trimmed::bigint::text;
 END;
 $_$;
+
+CREATE FUNCTION dbmail.note_timeline() RETURNS timestamp with time zone
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+  current_timeline text := substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8);
+  since timestamptz;
+BEGIN
+  UPDATE dbmail.system_state s
+  SET timeline = current_timeline,
+      timeline_since = CASE WHEN s.timeline IS NULL THEN '-infinity'::timestamptz ELSE now() END
+  WHERE s.timeline IS DISTINCT FROM current_timeline;
+  SELECT s.timeline_since INTO since FROM dbmail.system_state s;
+  RETURN since;
+END;
+$$;
 
 CREATE FUNCTION dbmail.notify_job_failures(operator_name text DEFAULT NULL::text, profile_name text DEFAULT NULL::text, since interval DEFAULT '01:00:00'::interval) RETURNS integer
     LANGUAGE plpgsql
@@ -2562,6 +2581,7 @@ BEGIN
   -- Stamps are consumed in the transaction that made them; any left over were made by hand and
   -- committed. Remove those of transactions that have ended.
   DELETE FROM dbmail.caller_stamps c WHERE c.transaction_id < pg_snapshot_xmin(pg_current_snapshot());
+  PERFORM dbmail.note_timeline();
   RETURN QUERY
   SELECT st.started, (SELECT jsonb_object_agg(c.paramname, c.paramvalue) FROM dbmail.settings c)
   FROM dbmail.system_state st;
@@ -4179,6 +4199,8 @@ CREATE TABLE dbmail.system_state (
     installation_id uuid DEFAULT gen_random_uuid() NOT NULL,
     last_mod_date timestamp with time zone DEFAULT now() NOT NULL,
     last_mod_user name DEFAULT CURRENT_USER NOT NULL,
+    timeline text,
+    timeline_since timestamp with time zone,
     CONSTRAINT system_state_singleton_check CHECK (singleton)
 );
 
@@ -4425,6 +4447,8 @@ REVOKE ALL ON FUNCTION dbmail.may_use_sender_id(login oid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dbmail.message_id_for(mailitem_id bigint, profile_id integer, from_address jsonb) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.normalise_setting(parameter_name text, parameter_value text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.note_timeline() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.notify_job_failures(operator_name text, profile_name text, since interval) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.notify_job_failures(operator_name text, profile_name text, since interval) TO dbmail_admin;

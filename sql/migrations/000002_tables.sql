@@ -23,7 +23,11 @@ CREATE TABLE dbmail.system_state (
   started boolean NOT NULL DEFAULT true,
   installation_id uuid NOT NULL DEFAULT gen_random_uuid(),
   last_mod_date timestamptz NOT NULL DEFAULT now(),
-  last_mod_user name NOT NULL DEFAULT current_user
+  last_mod_user name NOT NULL DEFAULT current_user,
+  -- The WAL timeline the server writes on (the first 8 digits of its WAL file names), as senders last saw
+  -- it, and since when: a promoted standby starts a new one (dbmail.note_timeline).
+  timeline text,
+  timeline_since timestamptz
 );
 INSERT INTO dbmail.system_state DEFAULT VALUES;
 
@@ -370,4 +374,4 @@ CREATE INDEX notified_job_runs_ended_idx ON dbmail.notified_job_runs (run_ended_
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(2, 'tables', '328dbaf1ab744ef4fccd62419e01be607120874e2551dad8e15ad6e8618aba15');
+SELECT dbmail.record_migration(2, 'tables', 'd09bb7345116b4dfe601f95772fe93ad267e7d29ef59e292bc1184393313bff1');

@@ -1,7 +1,7 @@
 -- pg-dbmail 000003: shared helpers: how a value is shown and an error raised, header text checked, a
 -- setting read, running senders told of a change, a profile, account, operator or principal found by id
--- or name, and a restored row put over a default one. Owner-only but for the few that the entry points
--- and views call in the caller's own context (000019_privileges grants them).
+-- or name, a restored row put over a default one, and the WAL timeline noted. Owner-only but for the few
+-- that the entry points and views call in the caller's own context (000019_privileges grants them).
 
 -- The guard: waits for any other migrator; refuses this file if applied already or out of order.
 SELECT dbmail.begin_migration(3, 'helpers', 'tables');
@@ -169,6 +169,28 @@ CREATE TRIGGER replace_default_row BEFORE INSERT ON dbmail.settings
 CREATE TRIGGER replace_default_row BEFORE INSERT ON dbmail.system_state
   FOR EACH ROW EXECUTE FUNCTION dbmail.replace_default_row();
 
+-- A promoted standby (PostgreSQL failover) was started long before it became the primary, so
+-- pg_postmaster_start_time() does not say since when senders can reach it; its WAL timeline is new.
+-- Notes the timeline in system_state (writing only when it changed; the first note, at install or
+-- after a restore, counts as long ago) and returns since when the server writes on it, so that a claim
+-- gives senders the same 30 seconds to come back as after a restart (sender_heartbeat notes it too).
+CREATE FUNCTION dbmail.note_timeline() RETURNS timestamptz
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  current_timeline text := substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8);
+  since timestamptz;
+BEGIN
+  UPDATE dbmail.system_state s
+  SET timeline = current_timeline,
+      timeline_since = CASE WHEN s.timeline IS NULL THEN '-infinity'::timestamptz ELSE now() END
+  WHERE s.timeline IS DISTINCT FROM current_timeline;
+  SELECT s.timeline_since INTO since FROM dbmail.system_state s;
+  RETURN since;
+END;
+$$;
+
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(3, 'helpers', '2ab3915be33099dcca8de4797236122270c6f0ae65b0da4a46b486bec48af9d5');
+SELECT dbmail.record_migration(3, 'helpers', '5e8af289f2c1378a1b43e9fb8db85503a90dde54b37115a81e73029dd48c4bcf');

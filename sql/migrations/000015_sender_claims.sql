@@ -72,6 +72,7 @@ BEGIN
   -- Stamps are consumed in the transaction that made them; any left over were made by hand and
   -- committed. Remove those of transactions that have ended.
   DELETE FROM dbmail.caller_stamps c WHERE c.transaction_id < pg_snapshot_xmin(pg_current_snapshot());
+  PERFORM dbmail.note_timeline();
   RETURN QUERY
   SELECT st.started, (SELECT jsonb_object_agg(c.paramname, c.paramvalue) FROM dbmail.settings c)
   FROM dbmail.system_state st;
@@ -158,13 +159,15 @@ BEGIN
   -- when their leases would have run out (300 s by default). A sender that is alive but stuck keeps
   -- heartbeating, and its lease stays the bound. Never the claimer itself: it is claiming, so alive (its
   -- heartbeat may be old after an outage, and its own items in flight must not come back to it). Not in
-  -- the first 30 seconds after the server started: nobody could heartbeat while it was down, and one
-  -- sender's first claim may come before another's first heartbeat. Usually no sender has died: one
-  -- probe of senders_live_idx says so. Dead senders are taken one claimer at a time (SKIP LOCKED).
+  -- the first 30 seconds after the server started, nor after a standby was promoted (a new timeline,
+  -- note_timeline): nobody could heartbeat while it was down, and one sender's first claim may come
+  -- before another's first heartbeat. Usually no sender has died: one probe of senders_live_idx says
+  -- so. Dead senders are taken one claimer at a time (SKIP LOCKED).
   IF EXISTS (SELECT FROM dbmail.senders s
              WHERE s.stopped_at IS NULL AND s.last_heartbeat < now() - interval '30 seconds'
                AND s.sender_id <> claimer)
-     AND pg_postmaster_start_time() < now() - interval '30 seconds' THEN
+     AND pg_postmaster_start_time() < now() - interval '30 seconds'
+     AND dbmail.note_timeline() < now() - interval '30 seconds' THEN
     WITH dead AS (
       UPDATE dbmail.senders s SET stopped_at = s.last_heartbeat + interval '30 seconds'
       WHERE s.sender_id IN (
@@ -388,4 +391,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(15, 'sender_claims', '5dd4b229acd6121a3ad75778788b6a352c21c2e3e9332226f7c1bcb847027224');
+SELECT dbmail.record_migration(15, 'sender_claims', 'dfee7e111937552e2b2aef391a1ec304e891428d9da0714c5032d5f5dcd160d4');

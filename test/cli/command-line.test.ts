@@ -157,7 +157,8 @@ describe("dbmail --help and the command line", () => {
       expect(flag.code, command).toBe(2);
       expect(flag.stderr, command).toBe(
         'dbmail: --database-url: "postgres://me:****@db:99999/app": not a usable PostgreSQL URL ' +
-          "(Invalid URL); the form is postgres://user:password@host:port/database\n",
+          '(port "99999": must be a number from 1 to 65535); the form is ' +
+          "postgres://user:password@host:port/database\n",
       );
       const env = await run([command], { DATABASE_URL: "db.example.com/app" });
       expect(env.code, command).toBe(2);

@@ -30,10 +30,18 @@ export interface LocalPostgresOptions {
    * waiting that state out.
    */
   standby?: boolean;
+  /**
+   * Make a new data directory a streaming standby of the local server on this port (pg_basebackup -R,
+   * as the postgres superuser of startLocalPostgres) and start it as a hot standby: read-only
+   * connections, replaying the primary's WAL, until promote(). Needs the pg_basebackup client of the
+   * same major version (Debian's /usr/lib/postgresql/<major>/bin, or on PATH).
+   */
+  replicaOf?: number;
 }
 
 const READY = /database system is ready to accept connections/;
 const STANDBY = /entering standby mode/;
+const HOT_STANDBY = /database system is ready to accept read-only connections/;
 
 /** Starts PostgreSQL on 127.0.0.1:port, initialising dataDir on first use. */
 export async function startLocalPostgres(options: LocalPostgresOptions): Promise<LocalPostgres> {
@@ -41,7 +49,10 @@ export async function startLocalPostgres(options: LocalPostgresOptions): Promise
   const bin = join(binariesDir(runAs), "bin");
   // Possibly elsewhere than asked, when the postgres user cannot reach it (see prepareDataDir).
   const dataDir = prepareDataDir(runAs, options.dataDir);
-  if (!existsSync(join(dataDir, "PG_VERSION"))) initdb(bin, dataDir, runAs);
+  if (!existsSync(join(dataDir, "PG_VERSION"))) {
+    if (options.replicaOf !== undefined) baseBackup(bin, options.replicaOf, dataDir, runAs);
+    else initdb(bin, dataDir, runAs);
+  }
   if (options.standby) writeFileSync(join(dataDir, "standby.signal"), "");
   const server = spawn(
     join(bin, "postgres"),
@@ -61,7 +72,10 @@ export async function startLocalPostgres(options: LocalPostgresOptions): Promise
   // Never leave a server behind when this process ends, however it ends.
   const killOnExit = () => server.kill("SIGINT");
   process.once("exit", killOnExit);
-  await untilLogged(server, options.standby ? STANDBY : READY);
+  await untilLogged(
+    server,
+    options.standby ? STANDBY : options.replicaOf !== undefined ? HOT_STANDBY : READY,
+  );
   return {
     url: `postgres://postgres:postgres@127.0.0.1:${options.port}/postgres`,
     port: options.port,
@@ -120,6 +134,30 @@ function initdb(bin: string, dataDir: string, runAs: RunAs | undefined): void {
   } finally {
     rmSync(passwordFile, { force: true });
   }
+}
+
+/** A copy of the primary on 127.0.0.1:`primaryPort` in dataDir, set up to stream from it (-R). */
+function baseBackup(bin: string, primaryPort: number, dataDir: string, runAs: RunAs | undefined): void {
+  // "postgres (PostgreSQL) 15.18": pg_basebackup must be of the server's major version.
+  const version = execFileSync(join(bin, "postgres"), ["--version"], { encoding: "utf8" });
+  const major = /\) (\d+)/.exec(version)?.[1] ?? "15";
+  const debian = `/usr/lib/postgresql/${major}/bin/pg_basebackup`;
+  execFileSync(
+    existsSync(debian) ? debian : "pg_basebackup",
+    [
+      "-h",
+      "127.0.0.1",
+      "-p",
+      String(primaryPort),
+      "-U",
+      "postgres",
+      "-D",
+      dataDir,
+      "-R",
+      "--checkpoint=fast",
+    ],
+    { ...runAs, stdio: "pipe", env: { ...process.env, PGPASSWORD: "postgres" } },
+  );
 }
 
 /** A UTF-8 locale this machine has, so that lower() and sorting handle non-ASCII text. */

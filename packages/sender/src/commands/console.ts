@@ -1,4 +1,5 @@
-import { databaseUrlFrom } from "../connection.js";
+import { databaseUrlFrom, describe } from "../connection.js";
+import { parseDatabaseUrl } from "../database-url.js";
 import { CliError, ExitCode } from "../exit-codes.js";
 import { asCliError, loadOptionalPackage } from "./optional-package.js";
 
@@ -45,11 +46,20 @@ interface ConsoleModule {
 
 const consolePackage = "@pg-dbmail/console";
 
+/** The console signs people in with node-postgres as it is: one host, as node-postgres parses it. */
+function singleHost(url: string | undefined): string | undefined {
+  if (url === undefined || parseDatabaseUrl(url).hosts.length === 1) return url;
+  throw new CliError(
+    `console: ${describe(url)}: the console takes a URL of one host (connect it to the primary)`,
+    ExitCode.usage,
+  );
+}
+
 export async function runConsoleCommand(values: Record<string, string | boolean | undefined>): Promise<void> {
   const str = (value: string | boolean | undefined) => (typeof value === "string" ? value : undefined);
   const options: ConsoleCommandOptions = {
     listen: str(values.listen) ?? (process.env.DBMAIL_CONSOLE_LISTEN || "127.0.0.1:8025"),
-    databaseUrl: databaseUrlFrom(str(values["database-url"])),
+    databaseUrl: singleHost(databaseUrlFrom(str(values["database-url"]))),
     allowRemote: values["allow-remote"] === true,
     tlsCert: str(values["tls-cert"]),
     tlsKey: str(values["tls-key"]),

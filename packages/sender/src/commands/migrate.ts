@@ -15,7 +15,7 @@ Options:
 `;
 
 export async function runMigrate(options: { databaseUrl?: string; dryRun?: boolean }): Promise<void> {
-  const url = databaseUrlFrom(options.databaseUrl);
+  const url = databaseUrlFrom(options.databaseUrl, process.env, { writes: true });
   const client = await connect(url, "dbmail migrate");
   try {
     const result = await migrateOrExplain(client, {

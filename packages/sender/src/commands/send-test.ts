@@ -36,7 +36,7 @@ export async function runSendTest(options: SendTestOptions): Promise<void> {
   if (!Number.isInteger(timeoutSeconds) || timeoutSeconds < 1) {
     throw new CliError(`--timeout: "${options.timeout}": must be a whole number of seconds`, ExitCode.usage);
   }
-  const url = databaseUrlFrom(options.databaseUrl);
+  const url = databaseUrlFrom(options.databaseUrl, process.env, { writes: true });
   const client = await connect(url, "dbmail send-test");
   try {
     await requireRole(client, url, "dbmail_user", "send-test");

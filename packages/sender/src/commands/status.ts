@@ -24,7 +24,7 @@ interface QueueRow {
 
 export async function runStatus(options: { databaseUrl?: string; json?: boolean }): Promise<void> {
   const url = databaseUrlFrom(options.databaseUrl);
-  const client = await connect(url, "dbmail status");
+  const client = await connect(url, "dbmail status", { writes: false });
   try {
     await requireRole(client, url, "dbmail_admin", "status");
     const status = (

@@ -166,7 +166,7 @@ export function resolveOptions(sources: OptionSources): SenderOptions {
 
 function resolveDatabases(sources: OptionSources, file: Record<string, unknown>): DatabaseTarget[] {
   const flag = sources.flags["database-url"];
-  const url = databaseUrlFrom(typeof flag === "string" ? flag : undefined, sources.env);
+  const url = databaseUrlFrom(typeof flag === "string" ? flag : undefined, sources.env, { writes: true });
   if (file.databases !== undefined) {
     // One URL and a list of databases: which was meant is anybody's guess, so neither wins silently.
     if (url) {
@@ -200,7 +200,7 @@ function databasesOfConfig(list: unknown, configFile: string): DatabaseTarget[] 
     if (typeof url !== "string" || url === "") {
       throw new CliError(`${where}[${i}]: needs a "url"`, ExitCode.usage);
     }
-    checkedDatabaseUrl(url, `${where}[${i}].url`);
+    checkedDatabaseUrl(url, `${where}[${i}].url`, { writes: true });
     if (given.name !== undefined && (typeof given.name !== "string" || given.name.trim() === "")) {
       throw new CliError(`${where}[${i}].name: must be a non-empty string`, ExitCode.usage);
     }
@@ -224,7 +224,9 @@ function nameOf(url: string): string {
     const parsed = new URL(url);
     return `${parsed.hostname}${parsed.pathname}`;
   } catch {
-    return "database";
+    // Several hosts (h1:5432,h2:5433) are not a WHATWG URL: name it after them all.
+    const hosts = /^[a-z]+:\/\/(?:[^@/?]*@)?([^/?]*)(\/[^?]*)?/i.exec(url);
+    return hosts?.[1] ? `${hosts[1].replace(/:\d+/g, "")}${hosts[2] ?? ""}` : "database";
   }
 }
 

@@ -1,5 +1,6 @@
 import pg from "pg";
 import type { DatabaseTarget, SenderOptions } from "../config/options.js";
+import { connectionConfig } from "../connection.js";
 import type { Logger } from "../log.js";
 import { safeText } from "../safe-text.js";
 import { Transports } from "../smtp/transports.js";
@@ -77,15 +78,19 @@ export class DatabaseWorker {
   ) {
     this.log = log.child({ database: target.name });
     const applicationName = `dbmail sender ${options.senderId}`;
+    // One host, or several of which the one not in recovery is used (connection.ts, multi-host.ts): the
+    // pool and the LISTEN connection share the host found, and look again after a failover.
+    const connection = connectionConfig(target.url, { writes: true });
     this.pool = new pg.Pool({
-      connectionString: target.url,
+      ...connection,
       application_name: applicationName,
       max: databasePoolSize(options.concurrency),
     });
     // An idle client's connection can drop (database restart); the pool replaces it on the next query.
     this.pool.on("error", (error) => this.log.warn({ err: error.message }, "database connection lost"));
     this.listener = new WakeListener({
-      connectionString: target.url,
+      connectionString: connection.connectionString,
+      Client: connection.Client,
       applicationName,
       channels: CHANNELS,
       checkIntervalMs: 10_000,

@@ -1,5 +1,6 @@
 import type pg from "pg";
 import type { Logger } from "../log.js";
+import { NoSuitableHostError } from "../multi-host.js";
 import { backoffMs } from "./backoff.js";
 import { checkSchema } from "./check-schema.js";
 import { DatabaseRefusedError } from "./errors.js";
@@ -34,6 +35,7 @@ export interface ReadinessWait {
  * unreachable) are always waited out. Returns false when stopped meanwhile.
  */
 export async function untilDatabaseReady(wait: ReadinessWait): Promise<boolean> {
+  let waitingFor: string | undefined;
   for (let attempt = 0; !wait.stopping(); attempt++) {
     try {
       await checkSchema(wait.pool);
@@ -47,9 +49,18 @@ export async function untilDatabaseReady(wait: ReadinessWait): Promise<boolean> 
             })
           : error;
       }
-      const delay = backoffMs(attempt);
+      // Waiting for a standby's promotion: look again every few seconds at most, so that a failover is
+      // followed within seconds rather than after a backoff grown to half a minute.
+      const delay = backoffMs(attempt, error instanceof NoSuitableHostError ? { maxMs: 2_000 } : {});
       const reason = (error as Error).message;
-      if (refused || !isTransient(error)) {
+      if (error instanceof NoSuitableHostError && error.onlyStandbys) {
+        // Only standbys answer (before a failover's promotion, or a URL naming standbys alone): claim
+        // nothing, and say so once per change rather than at every attempt.
+        const why = `${reason}: waiting for a primary`;
+        wait.onState({ state: "connecting", reason: why });
+        if (why !== waitingFor) wait.log.warn({ reason: why }, "no primary to write to; claiming nothing");
+        waitingFor = why;
+      } else if (refused || !isTransient(error)) {
         wait.onState({ state: "refused", reason });
         wait.log.error({ err: reason, retryInMs: delay }, "cannot serve this database; retrying");
       } else {

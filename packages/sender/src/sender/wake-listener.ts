@@ -5,6 +5,8 @@ import { Wakeup } from "./wakeup.js";
 
 export interface WakeListenerOptions {
   connectionString: string | undefined;
+  /** The client class to connect with (connection.ts's, for several hosts); pg.Client by default. */
+  Client?: typeof pg.Client;
   applicationName: string;
   channels: readonly string[];
   /** How often to check that the connection is alive and still listening. */
@@ -48,7 +50,7 @@ export class WakeListener extends EventEmitter<{
 
   private async run(): Promise<void> {
     for (let failures = 0; !this.closed; ) {
-      const client = new pg.Client({
+      const client = new (this.options.Client ?? pg.Client)({
         connectionString: this.options.connectionString,
         application_name: this.options.applicationName,
         keepAlive: true,
