@@ -210,7 +210,7 @@ describe.skipIf(!available)("the extension pg_dbmail", () => {
     expect(psql.stderr).toContain("HINT:  Must be superuser to create this extension.");
   });
 
-  it("`dbmail extension install` refuses, with exit code 16, a pg_config that is not there or an extension directory it may not write", () => {
+  it("`dbmail extension install` refuses, with exit code 16, a pg_config that is not there, one without an extension directory, or a directory it may not write", () => {
     const missing = spawnSync(
       process.execPath,
       [cli, "extension", "install", "--pg-config", "/nonexistent/pg_config"],
@@ -224,14 +224,32 @@ describe.skipIf(!available)("the extension pg_dbmail", () => {
       'dbmail: --pg-config: "/nonexistent/pg_config": not found (install PostgreSQL\'s server development package, or name it with --pg-config PATH)\n',
     );
 
-    // As root every directory is writable: the command then runs as the server's user, who may not.
-    const readOnly = pg.runAs ? {} : { chmod: true };
-    if (readOnly.chmod) execFileSync("chmod", ["a-w", pg.extensionDir]);
+    // A pg_config whose share directory has no extension directory (not a server's pg_config).
+    const fake = mkdtempSync(join(tmpdir(), "dbmail-fake-pg-config-"));
+    try {
+      const fakePgConfig = join(fake, "pg_config");
+      writeFileSync(fakePgConfig, `#!/bin/sh\necho ${fake}/share\n`, { mode: 0o755 });
+      const noDir = spawnSync(process.execPath, [cli, "extension", "install", "--pg-config", fakePgConfig], {
+        encoding: "utf8",
+        env: cliEnv,
+      });
+      expect(noDir.status).toBe(16);
+      expect(noDir.stderr).toBe(
+        `dbmail: ${fake}/share/extension (pg_config --sharedir of "${fakePgConfig}", /extension): does not exist ` +
+          `(ENOENT: no such file or directory, stat '${fake}/share/extension'); is that PostgreSQL's pg_config?\n`,
+      );
+    } finally {
+      rmSync(fake, { recursive: true, force: true });
+    }
+
+    // A directory this user may not write. Root may write any, so only a test run by another user can
+    // show this refusal (running the CLI as the server's user instead fails on a checkout it may not read).
+    if (process.getuid?.() === 0) return;
+    execFileSync("chmod", ["a-w", pg.extensionDir]);
     try {
       const refused = spawnSync(process.execPath, [cli, "extension", "install", "--pg-config", pg.pgConfig], {
         encoding: "utf8",
         env: cliEnv,
-        ...pg.runAs,
       });
       expect(refused.status).toBe(16);
       expect(refused.stderr).toMatch(
@@ -240,7 +258,7 @@ describe.skipIf(!available)("the extension pg_dbmail", () => {
         ),
       );
     } finally {
-      if (readOnly.chmod) execFileSync("chmod", ["u+w", pg.extensionDir]);
+      execFileSync("chmod", ["u+w", pg.extensionDir]);
     }
   });
 

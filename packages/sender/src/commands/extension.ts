@@ -38,17 +38,21 @@ function extensionDirOf(pgConfig: string): string {
     });
   }
   const dir = join(sharedir, "extension");
+  const where = `${dir} (pg_config --sharedir of "${pgConfig}", /extension)`;
+  let problem: string | undefined;
   try {
-    if (!statSync(dir).isDirectory()) throw new Error("not a directory");
-    accessSync(dir, constants.W_OK);
+    if (!statSync(dir).isDirectory()) problem = "is not a directory; is that PostgreSQL's pg_config?";
   } catch (error) {
-    throw new CliError(
-      `${dir} (pg_config --sharedir of "${pgConfig}", /extension): cannot be written by this user ` +
-        `(${(error as Error).message}); run as a user that may, usually root (sudo)`,
-      ExitCode.extensionInstallFailed,
-      { cause: error },
-    );
+    problem = `does not exist (${(error as Error).message}); is that PostgreSQL's pg_config?`;
   }
+  if (problem === undefined) {
+    try {
+      accessSync(dir, constants.W_OK);
+    } catch (error) {
+      problem = `cannot be written by this user (${(error as Error).message}); run as a user that may, usually root (sudo)`;
+    }
+  }
+  if (problem !== undefined) throw new CliError(`${where}: ${problem}`, ExitCode.extensionInstallFailed);
   return dir;
 }
 
