@@ -1563,6 +1563,15 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION dbmail.must_wake_senders() RETURNS boolean
+    LANGUAGE sql
+    AS $$
+  SELECT NOT pg_catalog.pg_try_advisory_xact_lock_shared(1684172140, 3)
+      OR (NOT (pg_catalog.pg_try_advisory_lock(1684172140, 1) AND pg_catalog.pg_advisory_unlock(1684172140, 1))
+          AND pg_catalog.pg_try_advisory_lock_shared(1684172140, 2)
+          AND pg_catalog.pg_advisory_unlock_shared(1684172140, 2));
+$$;
+
 CREATE FUNCTION dbmail.normalise_setting(parameter_name text, parameter_value text) RETURNS text
     LANGUAGE plpgsql STABLE
     AS $_$
@@ -2025,7 +2034,7 @@ BEGIN
     FROM unnest(files) WITH ORDINALITY AS f(filename, content, content_type, n)
     ORDER BY f.n;
   END IF;
-  IF send_at IS NULL OR send_at <= now() THEN
+  IF (send_at IS NULL OR send_at <= now()) AND dbmail.must_wake_senders() THEN
     PERFORM pg_notify('dbmail_queue', '');
   END IF;
   RETURN new_id;
@@ -2554,6 +2563,16 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION dbmail.sender_listening() RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+  PERFORM dbmail.require_sender();
+  PERFORM pg_advisory_lock_shared(1684172140, 1);
+END;
+$$;
+
 CREATE FUNCTION dbmail.sender_queue_stats() RETURNS TABLE(unsent bigint, sending bigint, retrying bigint, sent bigint, failed bigint, oldest_unsent_age_seconds double precision)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -2562,6 +2581,20 @@ CREATE FUNCTION dbmail.sender_queue_stats() RETURNS TABLE(unsent bigint, sending
   SELECT c.unsent, c.sending, c.retrying, c.sent, c.failed,
          COALESCE(greatest(extract(epoch FROM now() - c.oldest_unsent_due), 0), 0)::double precision
   FROM dbmail.status_counts() c;
+$$;
+
+CREATE FUNCTION dbmail.sender_settle(timeout_ms integer) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+  PERFORM dbmail.require_sender();
+  PERFORM set_config('lock_timeout', GREATEST(timeout_ms, 1)::text, true);
+  PERFORM pg_advisory_xact_lock(1684172140, 3);
+  RETURN true;
+EXCEPTION WHEN lock_not_available THEN
+  RETURN false;
+END;
 $$;
 
 CREATE FUNCTION dbmail.sender_stopped(sender_id text) RETURNS void
@@ -2578,6 +2611,25 @@ BEGIN
   IF FOUND AND NOT dbmail.may_use_sender_id(registered_by) THEN
     PERFORM dbmail.raise_error('42501', 'sender_id', sender_id, 'registered by another login');
   END IF;
+END;
+$$;
+
+CREATE FUNCTION dbmail.sender_unwatch() RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+  RETURN pg_advisory_unlock(1684172140, 2);
+END;
+$$;
+
+CREATE FUNCTION dbmail.sender_watch() RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+  PERFORM dbmail.require_sender();
+  RETURN pg_try_advisory_lock(1684172140, 2);
 END;
 $$;
 
@@ -4361,6 +4413,8 @@ REVOKE ALL ON FUNCTION dbmail.may_use_sender_id(login oid) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.message_id_for(mailitem_id bigint, profile_id integer, from_address jsonb) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION dbmail.must_wake_senders() FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION dbmail.normalise_setting(parameter_name text, parameter_value text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.notify_job_failures(operator_name text, profile_name text, since interval) FROM PUBLIC;
@@ -4441,11 +4495,23 @@ GRANT ALL ON FUNCTION dbmail.sender_attachments(sender_id text, mailitem_id bigi
 REVOKE ALL ON FUNCTION dbmail.sender_heartbeat(sender_id text, hostname text, process_id integer, version text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.sender_heartbeat(sender_id text, hostname text, process_id integer, version text) TO dbmail_sender;
 
+REVOKE ALL ON FUNCTION dbmail.sender_listening() FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sender_listening() TO dbmail_sender;
+
 REVOKE ALL ON FUNCTION dbmail.sender_queue_stats() FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.sender_queue_stats() TO dbmail_sender;
 
+REVOKE ALL ON FUNCTION dbmail.sender_settle(timeout_ms integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sender_settle(timeout_ms integer) TO dbmail_sender;
+
 REVOKE ALL ON FUNCTION dbmail.sender_stopped(sender_id text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.sender_stopped(sender_id text) TO dbmail_sender;
+
+REVOKE ALL ON FUNCTION dbmail.sender_unwatch() FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sender_unwatch() TO dbmail_sender;
+
+REVOKE ALL ON FUNCTION dbmail.sender_watch() FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sender_watch() TO dbmail_sender;
 
 REVOKE ALL ON FUNCTION dbmail.sending_role(sender name) FROM PUBLIC;
 

@@ -1,10 +1,32 @@
 -- pg-dbmail 000013: sending. dbmail.sp_send_dbmail, the public entry point, runs as the caller; with a
 -- query it hands over to send_with_query, which runs the query in the caller's session; either way
--- queue_mail, as the owner, checks the message and queues it in the caller's transaction with a NOTIFY
--- on dbmail_queue.
+-- queue_mail, as the owner, checks the message and queues it in the caller's transaction, with a NOTIFY
+-- on dbmail_queue when no sender is awake to find it (must_wake_senders).
 
 -- The guard: waits for any other migrator; refuses this file if applied already or out of order.
 SELECT dbmail.begin_migration(13, 'send', 'send_checks');
+
+-- Whether a call that queued a due item must NOTIFY dbmail_queue. A NOTIFY serialises the commits of
+-- every transaction that sent one (PostgreSQL holds a cluster-wide lock from the notifying commit's
+-- queue write through its WAL flush), so it is sent only when it is needed: when a sender listens and
+-- none is awake. The state is three advisory locks of this database (read as of now, whatever the
+-- caller's isolation level), held by the senders (000016, "the wake-up protocol"):
+--   (1684172140, 1) shared by every sender's LISTEN connection: someone listens;
+--   (1684172140, 2) exclusive by at most one awake sender, the watcher: it will look again;
+--   (1684172140, 3) shared by this transaction until it ends, taken first: a sender going idle takes it
+--     exclusively, so it waits for every call that counted on it, then looks once more.
+-- Nobody listens: no NOTIFY (a sender claims when it starts listening, after waiting on the third lock).
+-- A sender is going idle (the third lock is taken or wanted): NOTIFY. A watcher: no NOTIFY. The probes of
+-- the first two are taken and given back at once, so callers never wait for each other or a sender.
+-- LANGUAGE sql, one expression: inlined into queue_mail's plan (evaluated left to right, stopping early).
+CREATE FUNCTION dbmail.must_wake_senders() RETURNS boolean
+LANGUAGE sql VOLATILE
+AS $$
+  SELECT NOT pg_catalog.pg_try_advisory_xact_lock_shared(1684172140, 3)
+      OR (NOT (pg_catalog.pg_try_advisory_lock(1684172140, 1) AND pg_catalog.pg_advisory_unlock(1684172140, 1))
+          AND pg_catalog.pg_try_advisory_lock_shared(1684172140, 2)
+          AND pg_catalog.pg_advisory_unlock_shared(1684172140, 2));
+$$;
 
 -- Validates and queues one message, with its attachments and its query result, on behalf of the role
 -- that called sp_send_dbmail (its stamp). SECURITY DEFINER because the tables are private; sp_send_dbmail,
@@ -158,7 +180,7 @@ BEGIN
     FROM unnest(files) WITH ORDINALITY AS f(filename, content, content_type, n)
     ORDER BY f.n;
   END IF;
-  IF send_at IS NULL OR send_at <= now() THEN
+  IF (send_at IS NULL OR send_at <= now()) AND dbmail.must_wake_senders() THEN
     PERFORM pg_notify('dbmail_queue', '');
   END IF;
   RETURN new_id;
@@ -297,4 +319,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(13, 'send', 'e14c6af37e4be1e12e5ba981fef32bbe2c71629d9f1b06604c244d007b5f6738');
+SELECT dbmail.record_migration(13, 'send', '791dc43f36c41eaf6e242ec8718200729c1964cf2feb0488321924ae205f6bdb');

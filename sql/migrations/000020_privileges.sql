@@ -112,6 +112,10 @@ GRANT EXECUTE ON FUNCTION
   dbmail.release_mailitems(text, bigint[], uuid[]),
   dbmail.take_send_slot(text, bigint, uuid, integer),
   dbmail.extend_leases(text, bigint[], uuid[], integer),
+  dbmail.sender_listening(),
+  dbmail.sender_watch(),
+  dbmail.sender_unwatch(),
+  dbmail.sender_settle(integer),
   dbmail.sender_accounts(),
   dbmail.sender_attachments(text, bigint, uuid),
   dbmail.sender_attachment_chunk(text, bigint, uuid, bigint, integer),
@@ -127,4 +131,4 @@ GRANT EXECUTE ON FUNCTION dbmail.schema_version() TO dbmail_admin;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(20, 'privileges', '235b4a7091f2080c07bdeb5f3a2b6dee9241f5aa9a8682e1f8309c2e2518ed4d');
+SELECT dbmail.record_migration(20, 'privileges', '638a1fcb353c5967c907733cbee82e6049233b95efca59c5ce282595daffd557');

@@ -36,6 +36,31 @@ export async function claim(
   return rows;
 }
 
+/**
+ * Waits up to `timeoutMs` for every transaction that queued mail counting on a watcher to end (the
+ * wake-up protocol, 000016); false when the time ran out.
+ */
+export async function settle(db: pg.Pool, timeoutMs: number): Promise<boolean> {
+  const { rows } = await db.query<{ settled: boolean }>({
+    name: "dbmail_settle",
+    text: "SELECT dbmail.sender_settle($1) AS settled",
+    values: [timeoutMs],
+  });
+  return rows[0]?.settled === true;
+}
+
+/**
+ * Wakes every sender (NOTIFY dbmail_queue), after settling when `settleMs` is given: a watcher that
+ * stops looking hands its watch over so.
+ */
+export async function wakeSenders(db: pg.Pool, settleMs?: number): Promise<void> {
+  await db.query(
+    settleMs === undefined
+      ? "SELECT pg_notify('dbmail_queue', '')"
+      : { text: "SELECT dbmail.sender_settle($1), pg_notify('dbmail_queue', '')", values: [settleMs] },
+  );
+}
+
 /** One outcome waiting to be recorded with recordOutcomes. */
 export interface PendingOutcome {
   mailitemId: string;
