@@ -1544,25 +1544,6 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION dbmail.message_id_for(mailitem_id bigint, profile_id integer, from_address jsonb) RETURNS text
-    LANGUAGE plpgsql STABLE
-    AS $$
-DECLARE
-  domain text := dbmail.address_domain(from_address ->> 'address');
-  installation text;
-BEGIN
-  IF domain IS NULL THEN
-    SELECT dbmail.address_domain(a.email_address) INTO domain
-    FROM dbmail.profile_accounts pa JOIN dbmail.accounts a ON a.account_id = pa.account_id
-    WHERE pa.profile_id = message_id_for.profile_id
-    ORDER BY pa.sequence_number, pa.account_id
-    LIMIT 1;
-  END IF;
-  SELECT replace(s.installation_id::text, '-', '') INTO installation FROM dbmail.system_state s;
-  RETURN '<dbmail.' || mailitem_id || '.' || installation || '@' || COALESCE(domain, 'localhost') || '>';
-END;
-$$;
-
 CREATE FUNCTION dbmail.must_wake_senders() RETURNS boolean
     LANGUAGE sql
     AS $$
@@ -1855,10 +1836,12 @@ CREATE FUNCTION dbmail.parse_envelope(recipients text, copy_recipients text, bli
     AS $$
 DECLARE
   to_list jsonb := dbmail.parse_addresses('recipients', recipients, 0, max_count, false);
-  cc_list jsonb := dbmail.parse_addresses('copy_recipients', copy_recipients, jsonb_array_length(to_list),
-    max_count, false);
-  bcc_list jsonb := dbmail.parse_addresses('blind_copy_recipients', blind_copy_recipients,
-    jsonb_array_length(to_list) + jsonb_array_length(cc_list), max_count, false);
+  -- Lists not given are empty, without a call (the usual mail has neither cc nor bcc).
+  cc_list jsonb := CASE WHEN copy_recipients IS NULL THEN '[]' ELSE
+    dbmail.parse_addresses('copy_recipients', copy_recipients, jsonb_array_length(to_list), max_count, false) END;
+  bcc_list jsonb := CASE WHEN blind_copy_recipients IS NULL THEN '[]' ELSE
+    dbmail.parse_addresses('blind_copy_recipients', blind_copy_recipients,
+      jsonb_array_length(to_list) + jsonb_array_length(cc_list), max_count, false) END;
 BEGIN
   IF to_list = '[]' AND cc_list = '[]' AND bcc_list = '[]' THEN
     PERFORM dbmail.raise_error('22004', 'recipients, copy_recipients, blind_copy_recipients', NULL,
@@ -1898,14 +1881,14 @@ CREATE FUNCTION dbmail.query_result_limit() RETURNS bigint
   SELECT s.paramvalue::bigint FROM dbmail.settings s WHERE s.paramname = 'MaxFileSize';
 $$;
 
-CREATE FUNCTION dbmail.queue_mail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, query_result text) RETURNS bigint
+CREATE FUNCTION dbmail.queue_mail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, query_result text, caller name DEFAULT NULL::name) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET plan_cache_mode TO 'force_generic_plan'
-    AS $$
+    AS $_$
 #variable_conflict use_column
 DECLARE
-  sender name := dbmail.take_caller_stamp('sp_send_dbmail');
+  sender name;
   sender_oid oid;
   call_stack text;
   -- The denial-of-service limits (0 = unlimited).
@@ -1921,10 +1904,12 @@ DECLARE
   next_id bigint;
   new_id bigint;
 BEGIN
-  -- The sender: a role of its own, by OID; a query and its result only from send_with_query.
+  -- The sender: who called the entry point (send_as_caller or send_with_query, else a stamp), a role of
+  -- its own, by OID; a query and its result only from send_with_query.
+  GET DIAGNOSTICS call_stack = PG_CONTEXT;
+  sender := dbmail.sending_caller(call_stack, caller);
   sender_oid := dbmail.sending_role(sender);
   IF query IS NOT NULL THEN
-    GET DIAGNOSTICS call_stack = PG_CONTEXT;
     PERFORM dbmail.check_query_source(call_stack, query);
   END IF;
 
@@ -1951,11 +1936,27 @@ BEGIN
     max_per_day := 0;
   END IF;
 
-  -- The arguments.
-  PERFORM dbmail.check_send_arguments(subject, body, COALESCE(body_format, 'TEXT'), importance, sensitivity,
-    query, execute_query_database, attach_query_result_as_file, query_result_header, query_result_width,
-    query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
-    query_result_no_padding, file_attachments, attachments, headers, idempotency_key, query_result_format);
+  -- The arguments. The usual call, with nothing check_send_arguments could refuse, is recognised in one
+  -- expression (a call of it costs as much as a statement); anything else, or a NULL on the way, goes
+  -- through it, which names the first bad argument.
+  IF NOT COALESCE(query IS NULL AND execute_query_database IS NULL AND headers IS NULL
+      AND idempotency_key IS NULL AND file_attachments IS NULL AND attachments IS NULL
+      AND upper(btrim(COALESCE(body_format, 'TEXT'))) IN ('TEXT', 'HTML')
+      AND upper(btrim(importance)) IN ('LOW', 'NORMAL', 'HIGH')
+      AND upper(btrim(sensitivity)) IN ('NORMAL', 'PERSONAL', 'PRIVATE', 'CONFIDENTIAL')
+      AND upper(btrim(query_result_format)) IN ('TEXT', 'CSV', 'HTML', 'JSON')
+      AND query_result_width BETWEEN 10 AND 32767 AND length(query_result_separator) = 1
+      AND NOT attach_query_result_as_file AND query_result_header IS NOT NULL
+      AND exclude_query_output IS NOT NULL AND append_query_error IS NOT NULL
+      AND query_no_truncate IS NOT NULL AND query_result_no_padding IS NOT NULL
+      AND NOT (query_result_no_padding AND query_no_truncate)
+      AND (subject IS NULL OR (subject !~ '[\x01-\x08\x0a-\x1f\x7f]' AND length(subject) <= 998))
+      AND (NULLIF(body, '') IS NOT NULL OR NULLIF(subject, '') IS NOT NULL), false) THEN
+    PERFORM dbmail.check_send_arguments(subject, body, COALESCE(body_format, 'TEXT'), importance, sensitivity,
+      query, execute_query_database, attach_query_result_as_file, query_result_header, query_result_width,
+      query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
+      query_result_no_padding, file_attachments, attachments, headers, idempotency_key, query_result_format);
+  END IF;
 
   -- MaxMailSize of what was given, before anything is parsed.
   fixed_size := dbmail.check_given_size(subject, recipients, copy_recipients, blind_copy_recipients,
@@ -2010,7 +2011,17 @@ BEGIN
     query_result_width, query_result_separator, exclude_query_output, append_query_error,
     query_no_truncate, query_result_no_padding, query_attachment_filename,
     upper(btrim(query_result_format)), NULLIF(btrim(from_address), ''), NULLIF(btrim(reply_to), ''),
-    headers, send_at, idempotency_key, dbmail.message_id_for(next_id, the_profile, parsed_from),
+    headers, send_at, idempotency_key,
+    -- The Message-ID every attempt carries: unique per item and installation, with the sending domain (of
+    -- from_address, else of the profile's first account; what follows the last @, as address_domain
+    -- says), computed in this statement rather than in statements of its own; the account by its key (a
+    -- join of the two tables costs a fifth more).
+    '<dbmail.' || next_id || '.' || (SELECT replace(s.installation_id::text, '-', '') FROM dbmail.system_state s)
+      || '@' || COALESCE(substring(parsed_from ->> 'address', '@([^@]*)$'),
+                         (SELECT substring(a.email_address, '@([^@]*)$') FROM dbmail.accounts a
+                          WHERE a.account_id = (SELECT pa.account_id FROM dbmail.profile_accounts pa
+                            WHERE pa.profile_id = the_profile ORDER BY pa.sequence_number, pa.account_id LIMIT 1)),
+                         'localhost') || '>',
     GREATEST(COALESCE(send_at, now()), now()), sender, sender_oid, sender)
   ON CONFLICT (send_request_role, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
   RETURNING m.mailitem_id INTO new_id;
@@ -2039,7 +2050,7 @@ BEGIN
   END IF;
   RETURN new_id;
 END;
-$$;
+$_$;
 
 CREATE FUNCTION dbmail.raise_error(sqlstate text, parameter text, value text, problem text) RETURNS void
     LANGUAGE plpgsql IMMUTABLE
@@ -2421,6 +2432,20 @@ CREATE FUNCTION dbmail.secret_source(secret text) RETURNS text
               ELSE 'literal' END;
 $$;
 
+CREATE FUNCTION dbmail.send_as_caller(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+  RETURN dbmail.queue_mail(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
+    body_format, importance, sensitivity, file_attachments, query, execute_query_database,
+    attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
+    query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
+    query_result_no_padding, from_address, reply_to, attachments, headers, send_at, idempotency_key,
+    query_result_format, NULL, current_user);
+END;
+$$;
+
 CREATE FUNCTION dbmail.send_with_query(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, caller_search_path text) RETURNS bigint
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -2464,14 +2489,14 @@ BEGIN
         format('the result is more than MaxFileSize (%s bytes)', result_limit));
     END IF;
   END IF;
-  -- The stamp that tells queue_mail who is calling (see dbmail.caller_stamps).
-  INSERT INTO dbmail.caller_stamps DEFAULT VALUES;
+  -- Who is calling: this function runs as the caller, and queue_mail sees in its call stack that it is
+  -- the caller.
   RETURN dbmail.queue_mail(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
     body_format, importance, sensitivity, file_attachments, query, execute_query_database,
     attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
     query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
     query_result_no_padding, from_address, reply_to, attachments, headers, send_at, idempotency_key,
-    query_result_format, query_result);
+    query_result_format, query_result, current_user);
 END;
 $$;
 
@@ -2633,6 +2658,23 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION dbmail.sending_caller(call_stack text, caller name) RETURNS name
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  own_frame text := split_part(call_stack, E'\n', 1);
+  words text := left(own_frame, strpos(own_frame, 'dbmail.queue_mail(') - 1);
+  caller_frame text := split_part(call_stack, E'\n', 2);
+BEGIN
+  IF caller IS NOT NULL AND strpos(own_frame, 'dbmail.queue_mail(') > 0
+     AND (starts_with(caller_frame, words || 'dbmail.send_as_caller(')
+          OR starts_with(caller_frame, words || 'dbmail.send_with_query(')) THEN
+    RETURN caller;
+  END IF;
+  RETURN dbmail.take_caller_stamp('sp_send_dbmail');
+END;
+$$;
+
 CREATE FUNCTION dbmail.sending_role(sender name) RETURNS oid
     LANGUAGE plpgsql STABLE
     AS $$
@@ -2769,14 +2811,12 @@ DECLARE
   new_id bigint;
 BEGIN
   IF query IS NULL THEN
-    -- The stamp that tells queue_mail who is calling (see dbmail.caller_stamps).
-    INSERT INTO dbmail.caller_stamps DEFAULT VALUES;
-    new_id := dbmail.queue_mail(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
-      body_format, importance, sensitivity, file_attachments, query, execute_query_database,
+    new_id := dbmail.send_as_caller(profile_name, recipients, copy_recipients, blind_copy_recipients, subject,
+      body, body_format, importance, sensitivity, file_attachments, query, execute_query_database,
       attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
       query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
       query_result_no_padding, from_address, reply_to, attachments, headers, send_at, idempotency_key,
-      query_result_format, NULL);
+      query_result_format);
   ELSE
     new_id := dbmail.send_with_query(profile_name, recipients, copy_recipients, blind_copy_recipients, subject,
       body, body_format, importance, sensitivity, file_attachments, query, execute_query_database,
@@ -4411,8 +4451,6 @@ GRANT ALL ON FUNCTION dbmail.log_event(event_type text, description text, mailit
 
 REVOKE ALL ON FUNCTION dbmail.may_use_sender_id(login oid) FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION dbmail.message_id_for(mailitem_id bigint, profile_id integer, from_address jsonb) FROM PUBLIC;
-
 REVOKE ALL ON FUNCTION dbmail.must_wake_senders() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.normalise_setting(parameter_name text, parameter_value text) FROM PUBLIC;
@@ -4438,8 +4476,8 @@ REVOKE ALL ON FUNCTION dbmail.principal_name(principal_id oid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dbmail.query_result_limit() FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.query_result_limit() TO dbmail_user;
 
-REVOKE ALL ON FUNCTION dbmail.queue_mail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, query_result text) FROM PUBLIC;
-GRANT ALL ON FUNCTION dbmail.queue_mail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, query_result text) TO dbmail_user;
+REVOKE ALL ON FUNCTION dbmail.queue_mail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, query_result text, caller name) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.queue_mail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, query_result text, caller name) TO dbmail_user;
 
 REVOKE ALL ON FUNCTION dbmail.raise_error(sqlstate text, parameter text, value text, problem text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.raise_error(sqlstate text, parameter text, value text, problem text) TO dbmail_user;
@@ -4480,6 +4518,9 @@ GRANT ALL ON FUNCTION dbmail.schema_version() TO dbmail_admin;
 
 REVOKE ALL ON FUNCTION dbmail.secret_source(secret text) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION dbmail.send_as_caller(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.send_as_caller(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text) TO dbmail_user;
+
 REVOKE ALL ON FUNCTION dbmail.send_with_query(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, caller_search_path text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.send_with_query(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, caller_search_path text) TO dbmail_user;
 
@@ -4512,6 +4553,8 @@ GRANT ALL ON FUNCTION dbmail.sender_unwatch() TO dbmail_sender;
 
 REVOKE ALL ON FUNCTION dbmail.sender_watch() FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.sender_watch() TO dbmail_sender;
+
+REVOKE ALL ON FUNCTION dbmail.sending_caller(call_stack text, caller name) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.sending_role(sender name) FROM PUBLIC;
 

@@ -227,10 +227,12 @@ LANGUAGE plpgsql IMMUTABLE
 AS $$
 DECLARE
   to_list jsonb := dbmail.parse_addresses('recipients', recipients, 0, max_count, false);
-  cc_list jsonb := dbmail.parse_addresses('copy_recipients', copy_recipients, jsonb_array_length(to_list),
-    max_count, false);
-  bcc_list jsonb := dbmail.parse_addresses('blind_copy_recipients', blind_copy_recipients,
-    jsonb_array_length(to_list) + jsonb_array_length(cc_list), max_count, false);
+  -- Lists not given are empty, without a call (the usual mail has neither cc nor bcc).
+  cc_list jsonb := CASE WHEN copy_recipients IS NULL THEN '[]' ELSE
+    dbmail.parse_addresses('copy_recipients', copy_recipients, jsonb_array_length(to_list), max_count, false) END;
+  bcc_list jsonb := CASE WHEN blind_copy_recipients IS NULL THEN '[]' ELSE
+    dbmail.parse_addresses('blind_copy_recipients', blind_copy_recipients,
+      jsonb_array_length(to_list) + jsonb_array_length(cc_list), max_count, false) END;
 BEGIN
   IF to_list = '[]' AND cc_list = '[]' AND bcc_list = '[]' THEN
     PERFORM dbmail.raise_error('22004', 'recipients, copy_recipients, blind_copy_recipients', NULL,
@@ -242,4 +244,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(5, 'addresses', '8db44c8a3568321b77733df19e05a7ab76b3bad98dd489be152be33389d786c5');
+SELECT dbmail.record_migration(5, 'addresses', '5365d6af3ff4fe419ead505b40a368b7286bd7348f7e2330159a948d71ff5bdd');

@@ -1,7 +1,6 @@
 -- pg-dbmail 000012: the checks of a message, and the steps of queue_mail (000012) that check rather than
--- build: its arguments and extra headers, the sending role, where a query result came from, the size of
--- what was given (MaxMailSize), the profile it may use, MaxMailsPerUserPerDay and its ledger, and the
--- Message-ID it will carry.
+-- build: its arguments and extra headers, the sending role and who calls, where a query result came from, the size of
+-- what was given (MaxMailSize), the profile it may use, and MaxMailsPerUserPerDay and its ledger.
 
 -- The guard: waits for any other migrator; refuses this file if applied already or out of order.
 SELECT dbmail.begin_migration(12, 'send_checks', 'query_results');
@@ -180,6 +179,29 @@ BEGIN
 END;
 $$;
 
+-- Who calls queue_mail, by name: `caller`, the current_user that dbmail.send_as_caller or
+-- dbmail.send_with_query passes, when one of them is the frame above queue_mail's in call_stack (its
+-- PG_CONTEXT, read as check_query_source reads it: both run as their caller, pinned to a search_path
+-- without dbmail, so their frames name them schema-qualified, and no function of the caller's is named
+-- so). Otherwise queue_mail was called directly: the caller's stamp says who (take_caller_stamp), which
+-- costs two statements that the entry points spare.
+CREATE FUNCTION dbmail.sending_caller(call_stack text, caller name) RETURNS name
+LANGUAGE plpgsql
+AS $$
+DECLARE
+  own_frame text := split_part(call_stack, E'\n', 1);
+  words text := left(own_frame, strpos(own_frame, 'dbmail.queue_mail(') - 1);
+  caller_frame text := split_part(call_stack, E'\n', 2);
+BEGIN
+  IF caller IS NOT NULL AND strpos(own_frame, 'dbmail.queue_mail(') > 0
+     AND (starts_with(caller_frame, words || 'dbmail.send_as_caller(')
+          OR starts_with(caller_frame, words || 'dbmail.send_with_query(')) THEN
+    RETURN caller;
+  END IF;
+  RETURN dbmail.take_caller_stamp('sp_send_dbmail');
+END;
+$$;
+
 -- MaxMailSize of what a message is given, before anything is parsed: the subject, the address lists as
 -- given (with their display names), the headers (names and values) and the body. Over max_size (0 =
 -- unlimited) it names what pushed it over, in this order. Returns the size of all but the body: the
@@ -271,27 +293,6 @@ BEGIN
 END;
 $$;
 
--- The Message-ID every attempt carries: unique per item and installation, with the sending domain (of
--- from_address, else of the profile's first account).
-CREATE FUNCTION dbmail.message_id_for(mailitem_id bigint, profile_id integer, from_address jsonb) RETURNS text
-LANGUAGE plpgsql STABLE
-AS $$
-DECLARE
-  domain text := dbmail.address_domain(from_address ->> 'address');
-  installation text;
-BEGIN
-  IF domain IS NULL THEN
-    SELECT dbmail.address_domain(a.email_address) INTO domain
-    FROM dbmail.profile_accounts pa JOIN dbmail.accounts a ON a.account_id = pa.account_id
-    WHERE pa.profile_id = message_id_for.profile_id
-    ORDER BY pa.sequence_number, pa.account_id
-    LIMIT 1;
-  END IF;
-  SELECT replace(s.installation_id::text, '-', '') INTO installation FROM dbmail.system_state s;
-  RETURN '<dbmail.' || mailitem_id || '.' || installation || '@' || COALESCE(domain, 'localhost') || '>';
-END;
-$$;
-
 -- MaxMailsPerUserPerDay (SQL Server's planned error 14657): the mails the role queued in this hour (UTC)
 -- and the 24 before it, from the ledger (so never fewer than in the last 24 hours). The per-role lock
 -- makes concurrent sends count each other; queue_mail counts the mail (count_daily_mail) once it is
@@ -333,4 +334,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(12, 'send_checks', '5c6764123f7067d491d13ddd4d612c9ff1ec10429774b6f49e1c251105dd16e5');
+SELECT dbmail.record_migration(12, 'send_checks', 'f9685cf46c84bbb9d3de7cee4d22688f476906399448594e9088e450c24aaee0');

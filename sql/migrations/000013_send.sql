@@ -29,7 +29,7 @@ AS $$
 $$;
 
 -- Validates and queues one message, with its attachments and its query result, on behalf of the role
--- that called sp_send_dbmail (its stamp). SECURITY DEFINER because the tables are private; sp_send_dbmail,
+-- that called sp_send_dbmail (named by the entry point, see sending_caller). SECURITY DEFINER because the tables are private; sp_send_dbmail,
 -- which runs as the caller, is the public entry point. The steps, each named below: the sender; the
 -- limits; the arguments; the size of what was given; the addresses; the profile; the daily limit; the
 -- attachments; the query result; then the item is stored and the senders woken.
@@ -40,7 +40,8 @@ CREATE FUNCTION dbmail.queue_mail(
   query_result_header boolean, query_result_width integer, query_result_separator text,
   exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean,
   query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[],
-  headers jsonb, send_at timestamptz, idempotency_key text, query_result_format text, query_result text
+  headers jsonb, send_at timestamptz, idempotency_key text, query_result_format text, query_result text,
+  caller name DEFAULT NULL
 ) RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -51,7 +52,7 @@ SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 DECLARE
-  sender name := dbmail.take_caller_stamp('sp_send_dbmail');
+  sender name;
   sender_oid oid;
   call_stack text;
   -- The denial-of-service limits (0 = unlimited).
@@ -67,10 +68,12 @@ DECLARE
   next_id bigint;
   new_id bigint;
 BEGIN
-  -- The sender: a role of its own, by OID; a query and its result only from send_with_query.
+  -- The sender: who called the entry point (send_as_caller or send_with_query, else a stamp), a role of
+  -- its own, by OID; a query and its result only from send_with_query.
+  GET DIAGNOSTICS call_stack = PG_CONTEXT;
+  sender := dbmail.sending_caller(call_stack, caller);
   sender_oid := dbmail.sending_role(sender);
   IF query IS NOT NULL THEN
-    GET DIAGNOSTICS call_stack = PG_CONTEXT;
     PERFORM dbmail.check_query_source(call_stack, query);
   END IF;
 
@@ -97,11 +100,27 @@ BEGIN
     max_per_day := 0;
   END IF;
 
-  -- The arguments.
-  PERFORM dbmail.check_send_arguments(subject, body, COALESCE(body_format, 'TEXT'), importance, sensitivity,
-    query, execute_query_database, attach_query_result_as_file, query_result_header, query_result_width,
-    query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
-    query_result_no_padding, file_attachments, attachments, headers, idempotency_key, query_result_format);
+  -- The arguments. The usual call, with nothing check_send_arguments could refuse, is recognised in one
+  -- expression (a call of it costs as much as a statement); anything else, or a NULL on the way, goes
+  -- through it, which names the first bad argument.
+  IF NOT COALESCE(query IS NULL AND execute_query_database IS NULL AND headers IS NULL
+      AND idempotency_key IS NULL AND file_attachments IS NULL AND attachments IS NULL
+      AND upper(btrim(COALESCE(body_format, 'TEXT'))) IN ('TEXT', 'HTML')
+      AND upper(btrim(importance)) IN ('LOW', 'NORMAL', 'HIGH')
+      AND upper(btrim(sensitivity)) IN ('NORMAL', 'PERSONAL', 'PRIVATE', 'CONFIDENTIAL')
+      AND upper(btrim(query_result_format)) IN ('TEXT', 'CSV', 'HTML', 'JSON')
+      AND query_result_width BETWEEN 10 AND 32767 AND length(query_result_separator) = 1
+      AND NOT attach_query_result_as_file AND query_result_header IS NOT NULL
+      AND exclude_query_output IS NOT NULL AND append_query_error IS NOT NULL
+      AND query_no_truncate IS NOT NULL AND query_result_no_padding IS NOT NULL
+      AND NOT (query_result_no_padding AND query_no_truncate)
+      AND (subject IS NULL OR (subject !~ '[\x01-\x08\x0a-\x1f\x7f]' AND length(subject) <= 998))
+      AND (NULLIF(body, '') IS NOT NULL OR NULLIF(subject, '') IS NOT NULL), false) THEN
+    PERFORM dbmail.check_send_arguments(subject, body, COALESCE(body_format, 'TEXT'), importance, sensitivity,
+      query, execute_query_database, attach_query_result_as_file, query_result_header, query_result_width,
+      query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
+      query_result_no_padding, file_attachments, attachments, headers, idempotency_key, query_result_format);
+  END IF;
 
   -- MaxMailSize of what was given, before anything is parsed.
   fixed_size := dbmail.check_given_size(subject, recipients, copy_recipients, blind_copy_recipients,
@@ -156,7 +175,17 @@ BEGIN
     query_result_width, query_result_separator, exclude_query_output, append_query_error,
     query_no_truncate, query_result_no_padding, query_attachment_filename,
     upper(btrim(query_result_format)), NULLIF(btrim(from_address), ''), NULLIF(btrim(reply_to), ''),
-    headers, send_at, idempotency_key, dbmail.message_id_for(next_id, the_profile, parsed_from),
+    headers, send_at, idempotency_key,
+    -- The Message-ID every attempt carries: unique per item and installation, with the sending domain (of
+    -- from_address, else of the profile's first account; what follows the last @, as address_domain
+    -- says), computed in this statement rather than in statements of its own; the account by its key (a
+    -- join of the two tables costs a fifth more).
+    '<dbmail.' || next_id || '.' || (SELECT replace(s.installation_id::text, '-', '') FROM dbmail.system_state s)
+      || '@' || COALESCE(substring(parsed_from ->> 'address', '@([^@]*)$'),
+                         (SELECT substring(a.email_address, '@([^@]*)$') FROM dbmail.accounts a
+                          WHERE a.account_id = (SELECT pa.account_id FROM dbmail.profile_accounts pa
+                            WHERE pa.profile_id = the_profile ORDER BY pa.sequence_number, pa.account_id LIMIT 1)),
+                         'localhost') || '>',
     GREATEST(COALESCE(send_at, now()), now()), sender, sender_oid, sender)
   ON CONFLICT (send_request_role, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
   RETURNING m.mailitem_id INTO new_id;
@@ -242,19 +271,46 @@ BEGIN
         format('the result is more than MaxFileSize (%s bytes)', result_limit));
     END IF;
   END IF;
-  -- The stamp that tells queue_mail who is calling (see dbmail.caller_stamps).
-  INSERT INTO dbmail.caller_stamps DEFAULT VALUES;
+  -- Who is calling: this function runs as the caller, and queue_mail sees in its call stack that it is
+  -- the caller.
   RETURN dbmail.queue_mail(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
     body_format, importance, sensitivity, file_attachments, query, execute_query_database,
     attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
     query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
     query_result_no_padding, from_address, reply_to, attachments, headers, send_at, idempotency_key,
-    query_result_format, query_result);
+    query_result_format, query_result, current_user);
 END;
 $$;
 
--- The public entry point. It runs with the caller's rights (SECURITY INVOKER). Without a query it stamps
--- the caller's current_user for queue_mail, which does the rest; with one it hands over to
+-- sp_send_dbmail without a query: queue_mail with the caller's current_user. It runs as the caller, pinned
+-- to a search_path without dbmail, so its frame in queue_mail's call stack names it schema-qualified and
+-- queue_mail can trust the name it passes (see sending_caller): a caller stamp would cost two statements.
+-- (sp_send_dbmail itself cannot be that frame: it keeps the caller's search_path, under which its frame
+-- may name it unqualified.)
+CREATE FUNCTION dbmail.send_as_caller(
+  profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text,
+  body text, body_format text, importance text, sensitivity text, file_attachments text, query text,
+  execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text,
+  query_result_header boolean, query_result_width integer, query_result_separator text,
+  exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean,
+  query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[],
+  headers jsonb, send_at timestamptz, idempotency_key text, query_result_format text
+) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  RETURN dbmail.queue_mail(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
+    body_format, importance, sensitivity, file_attachments, query, execute_query_database,
+    attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
+    query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
+    query_result_no_padding, from_address, reply_to, attachments, headers, send_at, idempotency_key,
+    query_result_format, NULL, current_user);
+END;
+$$;
+
+-- The public entry point. It runs with the caller's rights (SECURITY INVOKER). Without a query it hands
+-- over to send_as_caller, which tells queue_mail who is calling; with one it hands over to
 -- send_with_query, passing the caller's search_path for the query (no search_path is pinned here, so
 -- current_setting reads the caller's; every name below is qualified).
 CREATE FUNCTION dbmail.sp_send_dbmail(
@@ -293,14 +349,12 @@ DECLARE
   new_id bigint;
 BEGIN
   IF query IS NULL THEN
-    -- The stamp that tells queue_mail who is calling (see dbmail.caller_stamps).
-    INSERT INTO dbmail.caller_stamps DEFAULT VALUES;
-    new_id := dbmail.queue_mail(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
-      body_format, importance, sensitivity, file_attachments, query, execute_query_database,
+    new_id := dbmail.send_as_caller(profile_name, recipients, copy_recipients, blind_copy_recipients, subject,
+      body, body_format, importance, sensitivity, file_attachments, query, execute_query_database,
       attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
       query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
       query_result_no_padding, from_address, reply_to, attachments, headers, send_at, idempotency_key,
-      query_result_format, NULL);
+      query_result_format);
   ELSE
     new_id := dbmail.send_with_query(profile_name, recipients, copy_recipients, blind_copy_recipients, subject,
       body, body_format, importance, sensitivity, file_attachments, query, execute_query_database,
@@ -319,4 +373,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(13, 'send', '791dc43f36c41eaf6e242ec8718200729c1964cf2feb0488321924ae205f6bdb');
+SELECT dbmail.record_migration(13, 'send', '4293dd2e78ebc1256ae68064caa08cfeb4e4418938966d3555f33c8c92c53de2');

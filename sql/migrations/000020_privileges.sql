@@ -27,7 +27,10 @@ GRANT EXECUTE ON FUNCTION
     timestamptz, text, text),
   dbmail.queue_mail(text, text, text, text, text, text, text, text, text, text, text, text, boolean, text,
     boolean, integer, text, boolean, boolean, boolean, boolean, text, text, dbmail.attachment[], jsonb,
-    timestamptz, text, text, text),
+    timestamptz, text, text, text, name),
+  dbmail.send_as_caller(text, text, text, text, text, text, text, text, text, text, text, text, boolean, text,
+    boolean, integer, text, boolean, boolean, boolean, boolean, text, text, dbmail.attachment[], jsonb,
+    timestamptz, text, text),
   dbmail.check_send_arguments(text, text, text, text, text, text, text, boolean, boolean, integer, text, boolean,
     boolean, boolean, boolean, text, dbmail.attachment[], jsonb, text, text),
   dbmail.attachment(text, bytea, text),
@@ -131,4 +134,4 @@ GRANT EXECUTE ON FUNCTION dbmail.schema_version() TO dbmail_admin;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(20, 'privileges', '638a1fcb353c5967c907733cbee82e6049233b95efca59c5ce282595daffd557');
+SELECT dbmail.record_migration(20, 'privileges', 'c32216ab85c08575efb316781d130f99e37bb9b4fc95cb77b0a967536ba5a00d');
