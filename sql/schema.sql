@@ -1467,6 +1467,13 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION dbmail.is_plain_address(address text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $_$
+  SELECT address ~ '^[A-Za-z0-9!#$%&''*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&''*+/=?^_`{|}~-]+)*@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$'
+     AND length(address) <= 254 AND strpos(address, '@') <= 65;
+$_$;
+
 CREATE FUNCTION dbmail.job_failure_operator(operator_name text) RETURNS TABLE(operator_id integer, enabled boolean, email_address text)
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -1835,14 +1842,26 @@ CREATE FUNCTION dbmail.parse_envelope(recipients text, copy_recipients text, bli
     LANGUAGE plpgsql IMMUTABLE
     AS $$
 DECLARE
-  to_list jsonb := dbmail.parse_addresses('recipients', recipients, 0, max_count, false);
-  -- Lists not given are empty, without a call (the usual mail has neither cc nor bcc).
-  cc_list jsonb := CASE WHEN copy_recipients IS NULL THEN '[]' ELSE
-    dbmail.parse_addresses('copy_recipients', copy_recipients, jsonb_array_length(to_list), max_count, false) END;
-  bcc_list jsonb := CASE WHEN blind_copy_recipients IS NULL THEN '[]' ELSE
-    dbmail.parse_addresses('blind_copy_recipients', blind_copy_recipients,
-      jsonb_array_length(to_list) + jsonb_array_length(cc_list), max_count, false) END;
+  to_list jsonb;
+  cc_list jsonb := '[]';
+  bcc_list jsonb := '[]';
 BEGIN
+  -- The usual message: one plain address in recipients and nothing else. parse_addresses would find it
+  -- so too, at several times the cost.
+  IF copy_recipients IS NULL AND blind_copy_recipients IS NULL AND dbmail.is_plain_address(recipients) THEN
+    RETURN jsonb_build_object('to', jsonb_build_array(jsonb_build_object('name', NULL, 'address', recipients)),
+      'cc', cc_list, 'bcc', bcc_list);
+  END IF;
+  to_list := dbmail.parse_addresses('recipients', recipients, 0, max_count, false);
+  -- Lists not given are empty, without a call.
+  IF copy_recipients IS NOT NULL THEN
+    cc_list := dbmail.parse_addresses('copy_recipients', copy_recipients, jsonb_array_length(to_list), max_count,
+      false);
+  END IF;
+  IF blind_copy_recipients IS NOT NULL THEN
+    bcc_list := dbmail.parse_addresses('blind_copy_recipients', blind_copy_recipients,
+      jsonb_array_length(to_list) + jsonb_array_length(cc_list), max_count, false);
+  END IF;
   IF to_list = '[]' AND cc_list = '[]' AND bcc_list = '[]' THEN
     PERFORM dbmail.raise_error('22004', 'recipients, copy_recipients, blind_copy_recipients', NULL,
       'a message needs at least one recipient');
@@ -4440,6 +4459,8 @@ GRANT ALL ON FUNCTION dbmail.html_row(cells text[], numeric_columns boolean[]) T
 
 REVOKE ALL ON FUNCTION dbmail.is_admin(role_name name) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.is_admin(role_name name) TO dbmail_user;
+
+REVOKE ALL ON FUNCTION dbmail.is_plain_address(address text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.job_failure_operator(operator_name text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.job_failure_operator(operator_name text) TO dbmail_admin;
