@@ -1467,6 +1467,16 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION dbmail.is_member_of(member oid, role oid) RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$
+  WITH RECURSIVE belongs(roleid) AS (
+    SELECT m.roleid FROM pg_catalog.pg_auth_members m WHERE m.member = is_member_of.member
+    UNION
+    SELECT m.roleid FROM pg_catalog.pg_auth_members m JOIN belongs b ON m.member = b.roleid)
+  SELECT EXISTS (SELECT FROM belongs b WHERE b.roleid = is_member_of.role);
+$$;
+
 CREATE FUNCTION dbmail.is_plain_address(address text) RETURNS boolean
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $_$
@@ -1919,6 +1929,7 @@ DECLARE
   envelope jsonb;
   parsed_from jsonb;
   the_profile integer;
+  usual_default integer;
   files dbmail.attachment[] := '{}';
   next_id bigint;
   new_id bigint;
@@ -1943,10 +1954,19 @@ BEGIN
     FOR KEY SHARE;
     replay := FOUND;
   END IF;
+  -- With them, when no profile is named, the profile the mail would be sent with (see resolve_profile,
+  -- which decides later, in its turn): the role's own default, else one granted to one of its roles (their
+  -- memberships walked only for such grants), else the public one.
   SELECT max(s.paramvalue) FILTER (WHERE s.paramname = 'MaxRecipientsPerMail')::bigint,
          max(s.paramvalue) FILTER (WHERE s.paramname = 'MaxMailSize')::bigint,
-         max(s.paramvalue) FILTER (WHERE s.paramname = 'MaxMailsPerUserPerDay')::bigint
-  INTO max_recipients, max_size, max_per_day
+         max(s.paramvalue) FILTER (WHERE s.paramname = 'MaxMailsPerUserPerDay')::bigint,
+         CASE WHEN profile_name IS NULL THEN
+           (SELECT pp.profile_id FROM dbmail.principal_profiles pp
+            WHERE pp.is_default
+              AND (pp.principal_id IN (0, sender_oid) OR dbmail.is_member_of(sender_oid, pp.principal_id))
+            ORDER BY pp.principal_id = sender_oid DESC, pp.principal_id = 0, pp.profile_id
+            LIMIT 1) END
+  INTO max_recipients, max_size, max_per_day, usual_default
   FROM dbmail.settings s
   WHERE s.paramname IN ('MaxRecipientsPerMail', 'MaxMailSize', 'MaxMailsPerUserPerDay');
   IF replay THEN
@@ -1991,7 +2011,7 @@ BEGIN
   END IF;
 
   -- The profile.
-  the_profile := dbmail.resolve_profile(sender, profile_name);
+  the_profile := dbmail.resolve_profile(sender, sender_oid, profile_name, usual_default);
 
   -- MaxMailsPerUserPerDay. Admins are exempt.
   IF max_per_day > 0 AND NOT dbmail.is_admin(sender) THEN
@@ -2276,43 +2296,39 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION dbmail.resolve_profile(sender name, profile_name text) RETURNS integer
+CREATE FUNCTION dbmail.resolve_profile(sender name, sender_oid oid, profile_name text, usual_default integer) RETURNS integer
     LANGUAGE plpgsql STABLE
     AS $$
 DECLARE
   named integer;
   chosen integer;
-  sender_oid oid := to_regrole(quote_ident(sender));
 BEGIN
-  IF profile_name IS NOT NULL THEN
-    SELECT p.profile_id INTO named FROM dbmail.profiles p WHERE lower(p.name) = lower(btrim(profile_name));
-    IF named IS NULL THEN
-      PERFORM dbmail.raise_error('42704', 'profile_name', profile_name, 'no such profile');
+  IF profile_name IS NULL THEN
+    IF usual_default IS NULL THEN
+      PERFORM dbmail.raise_error('55000', 'profile_name', NULL,
+        format('no default profile is configured for role %s; name a profile, or have an admin set a default '
+               '(sysmail_add_principalprofile_sp with is_default => true)', sender));
     END IF;
-    IF dbmail.is_admin(sender) THEN
-      RETURN named;
-    END IF;
+    RETURN usual_default;
   END IF;
-  -- One statement (each costs as much as the rest of the function): the named profile if one of the
-  -- role's grants covers it, else the best of its defaults.
-  WITH RECURSIVE belongs(roleid) AS (
-    SELECT m.roleid FROM pg_auth_members m WHERE m.member = sender_oid
-    UNION
-    SELECT m.roleid FROM pg_auth_members m JOIN belongs b ON m.member = b.roleid)
+  SELECT p.profile_id INTO named FROM dbmail.profiles p WHERE lower(p.name) = lower(btrim(profile_name));
+  IF named IS NULL THEN
+    PERFORM dbmail.raise_error('42704', 'profile_name', profile_name, 'no such profile');
+  END IF;
+  IF dbmail.is_admin(sender) THEN
+    RETURN named;
+  END IF;
+  -- Whether one of the role's grants covers it: public, the role's own, or one of its roles' (walked
+  -- only for the grants that are neither).
   SELECT pp.profile_id INTO chosen
   FROM dbmail.principal_profiles pp
-  WHERE (pp.profile_id = named OR (named IS NULL AND pp.is_default))
-    AND (pp.principal_id IN (0, sender_oid) OR pp.principal_id IN (SELECT b.roleid FROM belongs b))
-  ORDER BY pp.principal_id = sender_oid DESC, pp.principal_id = 0, pp.profile_id
+  WHERE pp.profile_id = named
+    AND (pp.principal_id IN (0, sender_oid) OR dbmail.is_member_of(sender_oid, pp.principal_id))
   LIMIT 1;
-  IF chosen IS NULL AND named IS NOT NULL THEN
+  IF chosen IS NULL THEN
     PERFORM dbmail.raise_error('42501', 'profile_name', profile_name,
       format('role %s may not use this profile (an admin can grant it with sysmail_add_principalprofile_sp)',
              sender));
-  ELSIF chosen IS NULL THEN
-    PERFORM dbmail.raise_error('55000', 'profile_name', NULL,
-      format('no default profile is configured for role %s; name a profile, or have an admin set a default '
-             '(sysmail_add_principalprofile_sp with is_default => true)', sender));
   END IF;
   RETURN chosen;
 END;
@@ -4460,6 +4476,8 @@ GRANT ALL ON FUNCTION dbmail.html_row(cells text[], numeric_columns boolean[]) T
 REVOKE ALL ON FUNCTION dbmail.is_admin(role_name name) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.is_admin(role_name name) TO dbmail_user;
 
+REVOKE ALL ON FUNCTION dbmail.is_member_of(member oid, role oid) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION dbmail.is_plain_address(address text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.job_failure_operator(operator_name text) FROM PUBLIC;
@@ -4521,7 +4539,7 @@ REVOKE ALL ON FUNCTION dbmail.require_admin() FROM PUBLIC;
 REVOKE ALL ON FUNCTION dbmail.require_sender() FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.require_sender() TO dbmail_sender;
 
-REVOKE ALL ON FUNCTION dbmail.resolve_profile(sender name, profile_name text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dbmail.resolve_profile(sender name, sender_oid oid, profile_name text, usual_default integer) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.resolve_security(enable_ssl boolean, security text) FROM PUBLIC;
 

@@ -246,48 +246,58 @@ BEGIN
 END;
 $$;
 
+-- Whether role `member` is a member of role `role`, directly or through other roles, walking
+-- pg_auth_members rather than asking pg_has_role, which counts a superuser as a member of every role (a
+-- superuser is not a member of every role's default profile).
+CREATE FUNCTION dbmail.is_member_of(member oid, role oid) RETURNS boolean
+LANGUAGE sql STABLE
+AS $$
+  WITH RECURSIVE belongs(roleid) AS (
+    SELECT m.roleid FROM pg_catalog.pg_auth_members m WHERE m.member = is_member_of.member
+    UNION
+    SELECT m.roleid FROM pg_catalog.pg_auth_members m JOIN belongs b ON m.member = b.roleid)
+  SELECT EXISTS (SELECT FROM belongs b WHERE b.roleid = is_member_of.role);
+$$;
+
 -- The profile a message is sent with. Named: it must exist and the role must be allowed to use it (an
 -- admin, or a grant to public, to the role, or to a role it is a member of). Not named: the role's own
--- default, else a default granted to one of its roles, else the public default. The role's memberships
--- are walked in pg_auth_members rather than with pg_has_role, which counts a superuser as a member of
--- every role (a superuser is not a member of every role's default profile).
-CREATE FUNCTION dbmail.resolve_profile(sender name, profile_name text) RETURNS integer
+-- default, else a default granted to one of its roles, else the public default; queue_mail looks that up
+-- in the statement that reads the limits (one statement fewer: each costs as much as the rest of this
+-- function) and passes it as usual_default, the same query as below without a name.
+CREATE FUNCTION dbmail.resolve_profile(sender name, sender_oid oid, profile_name text, usual_default integer)
+RETURNS integer
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
   named integer;
   chosen integer;
-  sender_oid oid := to_regrole(quote_ident(sender));
 BEGIN
-  IF profile_name IS NOT NULL THEN
-    SELECT p.profile_id INTO named FROM dbmail.profiles p WHERE lower(p.name) = lower(btrim(profile_name));
-    IF named IS NULL THEN
-      PERFORM dbmail.raise_error('42704', 'profile_name', profile_name, 'no such profile');
+  IF profile_name IS NULL THEN
+    IF usual_default IS NULL THEN
+      PERFORM dbmail.raise_error('55000', 'profile_name', NULL,
+        format('no default profile is configured for role %s; name a profile, or have an admin set a default '
+               '(sysmail_add_principalprofile_sp with is_default => true)', sender));
     END IF;
-    IF dbmail.is_admin(sender) THEN
-      RETURN named;
-    END IF;
+    RETURN usual_default;
   END IF;
-  -- One statement (each costs as much as the rest of the function): the named profile if one of the
-  -- role's grants covers it, else the best of its defaults.
-  WITH RECURSIVE belongs(roleid) AS (
-    SELECT m.roleid FROM pg_auth_members m WHERE m.member = sender_oid
-    UNION
-    SELECT m.roleid FROM pg_auth_members m JOIN belongs b ON m.member = b.roleid)
+  SELECT p.profile_id INTO named FROM dbmail.profiles p WHERE lower(p.name) = lower(btrim(profile_name));
+  IF named IS NULL THEN
+    PERFORM dbmail.raise_error('42704', 'profile_name', profile_name, 'no such profile');
+  END IF;
+  IF dbmail.is_admin(sender) THEN
+    RETURN named;
+  END IF;
+  -- Whether one of the role's grants covers it: public, the role's own, or one of its roles' (walked
+  -- only for the grants that are neither).
   SELECT pp.profile_id INTO chosen
   FROM dbmail.principal_profiles pp
-  WHERE (pp.profile_id = named OR (named IS NULL AND pp.is_default))
-    AND (pp.principal_id IN (0, sender_oid) OR pp.principal_id IN (SELECT b.roleid FROM belongs b))
-  ORDER BY pp.principal_id = sender_oid DESC, pp.principal_id = 0, pp.profile_id
+  WHERE pp.profile_id = named
+    AND (pp.principal_id IN (0, sender_oid) OR dbmail.is_member_of(sender_oid, pp.principal_id))
   LIMIT 1;
-  IF chosen IS NULL AND named IS NOT NULL THEN
+  IF chosen IS NULL THEN
     PERFORM dbmail.raise_error('42501', 'profile_name', profile_name,
       format('role %s may not use this profile (an admin can grant it with sysmail_add_principalprofile_sp)',
              sender));
-  ELSIF chosen IS NULL THEN
-    PERFORM dbmail.raise_error('55000', 'profile_name', NULL,
-      format('no default profile is configured for role %s; name a profile, or have an admin set a default '
-             '(sysmail_add_principalprofile_sp with is_default => true)', sender));
   END IF;
   RETURN chosen;
 END;
@@ -334,4 +344,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(12, 'send_checks', 'f9685cf46c84bbb9d3de7cee4d22688f476906399448594e9088e450c24aaee0');
+SELECT dbmail.record_migration(12, 'send_checks', '27a5cc05952b1467fd717f1faa42b09e1f7ac391cd73d6dc21ddac994ec90e51');

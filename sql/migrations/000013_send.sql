@@ -64,6 +64,7 @@ DECLARE
   envelope jsonb;
   parsed_from jsonb;
   the_profile integer;
+  usual_default integer;
   files dbmail.attachment[] := '{}';
   next_id bigint;
   new_id bigint;
@@ -88,10 +89,19 @@ BEGIN
     FOR KEY SHARE;
     replay := FOUND;
   END IF;
+  -- With them, when no profile is named, the profile the mail would be sent with (see resolve_profile,
+  -- which decides later, in its turn): the role's own default, else one granted to one of its roles (their
+  -- memberships walked only for such grants), else the public one.
   SELECT max(s.paramvalue) FILTER (WHERE s.paramname = 'MaxRecipientsPerMail')::bigint,
          max(s.paramvalue) FILTER (WHERE s.paramname = 'MaxMailSize')::bigint,
-         max(s.paramvalue) FILTER (WHERE s.paramname = 'MaxMailsPerUserPerDay')::bigint
-  INTO max_recipients, max_size, max_per_day
+         max(s.paramvalue) FILTER (WHERE s.paramname = 'MaxMailsPerUserPerDay')::bigint,
+         CASE WHEN profile_name IS NULL THEN
+           (SELECT pp.profile_id FROM dbmail.principal_profiles pp
+            WHERE pp.is_default
+              AND (pp.principal_id IN (0, sender_oid) OR dbmail.is_member_of(sender_oid, pp.principal_id))
+            ORDER BY pp.principal_id = sender_oid DESC, pp.principal_id = 0, pp.profile_id
+            LIMIT 1) END
+  INTO max_recipients, max_size, max_per_day, usual_default
   FROM dbmail.settings s
   WHERE s.paramname IN ('MaxRecipientsPerMail', 'MaxMailSize', 'MaxMailsPerUserPerDay');
   IF replay THEN
@@ -136,7 +146,7 @@ BEGIN
   END IF;
 
   -- The profile.
-  the_profile := dbmail.resolve_profile(sender, profile_name);
+  the_profile := dbmail.resolve_profile(sender, sender_oid, profile_name, usual_default);
 
   -- MaxMailsPerUserPerDay. Admins are exempt.
   IF max_per_day > 0 AND NOT dbmail.is_admin(sender) THEN
@@ -373,4 +383,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(13, 'send', '4293dd2e78ebc1256ae68064caa08cfeb4e4418938966d3555f33c8c92c53de2');
+SELECT dbmail.record_migration(13, 'send', 'bbc3fcf0821e6ab24b4bf1ca54d1deb509d53afdac1b86d9f64769d7b67d205f');
