@@ -140,6 +140,23 @@ describe("wake-ups under concurrency (senders poll once a minute)", () => {
     expect(late).toEqual([]);
     expect(commits.size).toBe(12 * 8 * 8);
     expect(worstMs).toBeLessThanOrEqual(LIMIT_MS);
+    // Idle again, it holds no watch (else the next call would send no NOTIFY and wait for its next look),
+    // and it still listens: every sample for half a second, once it has settled.
+    const locks = async () => {
+      const { rows } = await db.query<{ objid: number; mode: string }>(
+        `SELECT objid::integer, mode FROM pg_locks
+         WHERE locktype = 'advisory' AND classid = 1684172140
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+         ORDER BY 1`,
+      );
+      return JSON.stringify(rows);
+    };
+    const listening = JSON.stringify([{ objid: 1, mode: "ShareLock" }]);
+    await sleep(1000);
+    for (let i = 0; i < 10; i++) {
+      expect(await locks()).toBe(listening);
+      await sleep(50);
+    }
   });
 
   it("three senders, one stopping and another starting midway: each mail within a second of its commit", {

@@ -137,7 +137,8 @@ export class ClaimQueue {
     // Transactions still open after the wait: settle again after SETTLE_RETRY_MS (calls notify meanwhile).
     if (!(await q.settle(this.pool, SETTLE_WAIT_MS))) return false;
     this.unsettled = false;
-    return this.wantsMore() && (await this.claim()) > 0;
+    // Without taking the watch: what commits from now on notifies, as this sender is about to sleep.
+    return this.wantsMore() && (await this.claim(false)) > 0;
   }
 
   /**
@@ -179,8 +180,8 @@ export class ClaimQueue {
     );
   }
 
-  /** Claims a batch into the queue; returns how many items the database gave. */
-  private async claim(): Promise<number> {
+  /** Claims a batch into the queue (taking the watch with it, unless told not to); returns how many items the database gave. */
+  private async claim(watch = true): Promise<number> {
     const { senderId, batchSize, leaseSeconds } = this.settings;
     const asked = performance.now();
     this.lastClaimAt = asked;
@@ -188,7 +189,7 @@ export class ClaimQueue {
     // this watch (and so on the settle before it is given back).
     const [items] = await Promise.all([
       q.claim(this.pool, senderId, batchSize, leaseSeconds),
-      this.started ? this.watch.watch() : false,
+      watch && this.started ? this.watch.watch() : false,
     ]);
     if (items.length === batchSize && this.watch.watched && asked - this.lastWokeOthers > WAKE_OTHERS_MS) {
       // A backlog: while this sender watches, the others hear of nothing. Wake them to help.
