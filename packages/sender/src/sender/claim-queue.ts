@@ -17,9 +17,11 @@ export interface Watch {
 
 /**
  * A watcher keeps the watch while it has mail in flight and has looked within this long; it sleeps no
- * longer than this meanwhile. Mail queued counting on it waits at most about this long.
+ * longer than this meanwhile. Shorter cost multi-sender drains a fifth (each watcher that could not claim
+ * for a while gave the watch back and took it again); mail queued counting on a watcher that cannot take
+ * more waits at most about this long before the other senders are woken.
  */
-const WATCH_MS = 250;
+const WATCH_MS = 1000;
 /** How long one settle waits for open transactions; after that it is tried again after SETTLE_RETRY_MS. */
 const SETTLE_WAIT_MS = 100;
 const SETTLE_RETRY_MS = 200;
@@ -68,6 +70,8 @@ export class ClaimQueue {
   /** When a claim was last asked for, and when the other senders were last woken. */
   private lastClaimAt = 0;
   private lastWokeOthers = 0;
+  /** When taking the watch last failed: another sender watches, so this one asks again only later. */
+  private lastWatchRefused = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -127,18 +131,23 @@ export class ClaimQueue {
 
   /**
    * Before the loop sleeps: a watcher that is no longer busy (nothing in flight, or no claim for
-   * WATCH_MS) gives the watch back; then, when unsettled, it settles and looks once more. True when that
-   * look found mail.
+   * WATCH_MS) gives the watch back; then, when unsettled, it settles and looks once more, or, when it can
+   * take no more, settles and wakes the other senders. True when its look found mail.
    */
   private async beforeSleep(): Promise<boolean> {
     const busy = this.started && this.inFlight.size > 0 && performance.now() - this.lastClaimAt < WATCH_MS;
     if (!busy && (await this.watch.unwatch())) this.unsettled = true;
     if (!this.unsettled) return false;
+    if (!this.wantsMore()) {
+      // It cannot take more now (its queue is full, or delivery is stopped): the others look instead.
+      this.unsettled = !(await q.wakeSenders(this.pool, SETTLE_WAIT_MS));
+      return false;
+    }
     // Transactions still open after the wait: settle again after SETTLE_RETRY_MS (calls notify meanwhile).
     if (!(await q.settle(this.pool, SETTLE_WAIT_MS))) return false;
     this.unsettled = false;
     // Without taking the watch: what commits from now on notifies, as this sender is about to sleep.
-    return this.wantsMore() && (await this.claim(false)) > 0;
+    return (await this.claim(false)) > 0;
   }
 
   /**
@@ -189,7 +198,7 @@ export class ClaimQueue {
     // this watch (and so on the settle before it is given back).
     const [items] = await Promise.all([
       q.claim(this.pool, senderId, batchSize, leaseSeconds),
-      watch && this.started ? this.watch.watch() : false,
+      watch && this.started && asked - this.lastWatchRefused > WATCH_MS ? this.takeWatch(asked) : false,
     ]);
     if (items.length === batchSize && this.watch.watched && asked - this.lastWokeOthers > WAKE_OTHERS_MS) {
       // A backlog: while this sender watches, the others hear of nothing. Wake them to help.
@@ -210,6 +219,13 @@ export class ClaimQueue {
     if (!this.started || this.stopping) await this.giveBackReady();
     else this.fill();
     return items.length;
+  }
+
+  /** Takes the watch if no sender holds it; a refusal is remembered for WATCH_MS (a query saved per claim). */
+  private async takeWatch(asked: number): Promise<boolean> {
+    const held = await this.watch.watch();
+    if (!held) this.lastWatchRefused = asked;
+    return held;
   }
 
   /** Starts ready items while there is room (not while stopping or stopped: they are given back). */

@@ -50,15 +50,19 @@ export async function settle(db: pg.Pool, timeoutMs: number): Promise<boolean> {
 }
 
 /**
- * Wakes every sender (NOTIFY dbmail_queue), after settling when `settleMs` is given: a watcher that
- * stops looking hands its watch over so.
+ * Wakes every sender (NOTIFY dbmail_queue), after settling when `settleMs` is given (false when the
+ * settle timed out): a watcher that stops looking hands its watch over so.
  */
-export async function wakeSenders(db: pg.Pool, settleMs?: number): Promise<void> {
-  await db.query(
+export async function wakeSenders(db: pg.Pool, settleMs?: number): Promise<boolean> {
+  const { rows } = await db.query<{ settled: boolean }>(
     settleMs === undefined
-      ? "SELECT pg_notify('dbmail_queue', '')"
-      : { text: "SELECT dbmail.sender_settle($1), pg_notify('dbmail_queue', '')", values: [settleMs] },
+      ? "SELECT true AS settled, pg_notify('dbmail_queue', '')"
+      : {
+          text: "SELECT dbmail.sender_settle($1) AS settled, pg_notify('dbmail_queue', '')",
+          values: [settleMs],
+        },
   );
+  return rows[0]?.settled === true;
 }
 
 /** One outcome waiting to be recorded with recordOutcomes. */
