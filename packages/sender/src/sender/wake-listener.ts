@@ -133,10 +133,20 @@ export class WakeListener extends EventEmitter<{
     }
   }
 
-  /** LISTEN on every channel, then say so to the senders' wake-up protocol. */
+  /**
+   * LISTEN on every channel, then say so to the senders' wake-up protocol. The server probes this
+   * connection after 30 s of silence: should the sender vanish without closing it (its host lost, a
+   * network cut), the server ends the session within about a minute, and with it the watch it may hold
+   * (until then calls count on it and mail waits for the other senders' poll).
+   */
   private listenStatement(): string {
     const listen = this.options.channels.map((channel) => `LISTEN ${pg.escapeIdentifier(channel)}`);
-    return [...listen, "SELECT dbmail.sender_listening()"].join("; ");
+    const keepalive = [
+      "SET tcp_keepalives_idle = 30",
+      "SET tcp_keepalives_interval = 10",
+      "SET tcp_keepalives_count = 3",
+    ];
+    return [...listen, ...keepalive, "SELECT dbmail.sender_listening()"].join("; ");
   }
 
   /** Runs `sql` on `client` once every query queued before it has finished. */
