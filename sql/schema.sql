@@ -1469,6 +1469,23 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION dbmail.is_member_of(member oid, role oid) RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$
+  WITH RECURSIVE belongs(roleid) AS (
+    SELECT m.roleid FROM pg_catalog.pg_auth_members m WHERE m.member = is_member_of.member
+    UNION
+    SELECT m.roleid FROM pg_catalog.pg_auth_members m JOIN belongs b ON m.member = b.roleid)
+  SELECT EXISTS (SELECT FROM belongs b WHERE b.roleid = is_member_of.role);
+$$;
+
+CREATE FUNCTION dbmail.is_plain_address(address text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $_$
+  SELECT address ~ '^[A-Za-z0-9!#$%&''*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&''*+/=?^_`{|}~-]+)*@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$'
+     AND length(address) <= 254 AND strpos(address, '@') <= 65;
+$_$;
+
 CREATE FUNCTION dbmail.job_failure_operator(operator_name text) RETURNS TABLE(operator_id integer, enabled boolean, email_address text)
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -1546,23 +1563,13 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION dbmail.message_id_for(mailitem_id bigint, profile_id integer, from_address jsonb) RETURNS text
-    LANGUAGE plpgsql STABLE
+CREATE FUNCTION dbmail.must_wake_senders() RETURNS boolean
+    LANGUAGE sql
     AS $$
-DECLARE
-  domain text := dbmail.address_domain(from_address ->> 'address');
-  installation text;
-BEGIN
-  IF domain IS NULL THEN
-    SELECT dbmail.address_domain(a.email_address) INTO domain
-    FROM dbmail.profile_accounts pa JOIN dbmail.accounts a ON a.account_id = pa.account_id
-    WHERE pa.profile_id = message_id_for.profile_id
-    ORDER BY pa.sequence_number, pa.account_id
-    LIMIT 1;
-  END IF;
-  SELECT replace(s.installation_id::text, '-', '') INTO installation FROM dbmail.system_state s;
-  RETURN '<dbmail.' || mailitem_id || '.' || installation || '@' || COALESCE(domain, 'localhost') || '>';
-END;
+  SELECT NOT pg_catalog.pg_try_advisory_xact_lock_shared(1684172140, 3)
+      OR (NOT (pg_catalog.pg_try_advisory_lock(1684172140, 1) AND pg_catalog.pg_advisory_unlock(1684172140, 1))
+          AND pg_catalog.pg_try_advisory_lock_shared(1684172140, 2)
+          AND pg_catalog.pg_advisory_unlock_shared(1684172140, 2));
 $$;
 
 CREATE FUNCTION dbmail.normalise_setting(parameter_name text, parameter_value text) RETURNS text
@@ -1864,12 +1871,26 @@ CREATE FUNCTION dbmail.parse_envelope(recipients text, copy_recipients text, bli
     LANGUAGE plpgsql IMMUTABLE
     AS $$
 DECLARE
-  to_list jsonb := dbmail.parse_addresses('recipients', recipients, 0, max_count, false);
-  cc_list jsonb := dbmail.parse_addresses('copy_recipients', copy_recipients, jsonb_array_length(to_list),
-    max_count, false);
-  bcc_list jsonb := dbmail.parse_addresses('blind_copy_recipients', blind_copy_recipients,
-    jsonb_array_length(to_list) + jsonb_array_length(cc_list), max_count, false);
+  to_list jsonb;
+  cc_list jsonb := '[]';
+  bcc_list jsonb := '[]';
 BEGIN
+  -- The usual message: one plain address in recipients and nothing else. parse_addresses would find it
+  -- so too, at several times the cost.
+  IF copy_recipients IS NULL AND blind_copy_recipients IS NULL AND dbmail.is_plain_address(recipients) THEN
+    RETURN jsonb_build_object('to', jsonb_build_array(jsonb_build_object('name', NULL, 'address', recipients)),
+      'cc', cc_list, 'bcc', bcc_list);
+  END IF;
+  to_list := dbmail.parse_addresses('recipients', recipients, 0, max_count, false);
+  -- Lists not given are empty, without a call.
+  IF copy_recipients IS NOT NULL THEN
+    cc_list := dbmail.parse_addresses('copy_recipients', copy_recipients, jsonb_array_length(to_list), max_count,
+      false);
+  END IF;
+  IF blind_copy_recipients IS NOT NULL THEN
+    bcc_list := dbmail.parse_addresses('blind_copy_recipients', blind_copy_recipients,
+      jsonb_array_length(to_list) + jsonb_array_length(cc_list), max_count, false);
+  END IF;
   IF to_list = '[]' AND cc_list = '[]' AND bcc_list = '[]' THEN
     PERFORM dbmail.raise_error('22004', 'recipients, copy_recipients, blind_copy_recipients', NULL,
       'a message needs at least one recipient');
@@ -1908,14 +1929,14 @@ CREATE FUNCTION dbmail.query_result_limit() RETURNS bigint
   SELECT s.paramvalue::bigint FROM dbmail.settings s WHERE s.paramname = 'MaxFileSize';
 $$;
 
-CREATE FUNCTION dbmail.queue_mail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, query_result text) RETURNS bigint
+CREATE FUNCTION dbmail.queue_mail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, query_result text, caller name DEFAULT NULL::name) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET plan_cache_mode TO 'force_generic_plan'
-    AS $$
+    AS $_$
 #variable_conflict use_column
 DECLARE
-  sender name := dbmail.take_caller_stamp('sp_send_dbmail');
+  sender name;
   sender_oid oid;
   call_stack text;
   -- The denial-of-service limits (0 = unlimited).
@@ -1927,14 +1948,17 @@ DECLARE
   envelope jsonb;
   parsed_from jsonb;
   the_profile integer;
+  usual_default integer;
   files dbmail.attachment[] := '{}';
   next_id bigint;
   new_id bigint;
 BEGIN
-  -- The sender: a role of its own, by OID; a query and its result only from send_with_query.
+  -- The sender: who called the entry point (send_as_caller or send_with_query, else a stamp), a role of
+  -- its own, by OID; a query and its result only from send_with_query.
+  GET DIAGNOSTICS call_stack = PG_CONTEXT;
+  sender := dbmail.sending_caller(call_stack, caller);
   sender_oid := dbmail.sending_role(sender);
   IF query IS NOT NULL THEN
-    GET DIAGNOSTICS call_stack = PG_CONTEXT;
     PERFORM dbmail.check_query_source(call_stack, query);
   END IF;
 
@@ -1949,10 +1973,19 @@ BEGIN
     FOR KEY SHARE;
     replay := FOUND;
   END IF;
+  -- With them, when no profile is named, the profile the mail would be sent with (see resolve_profile,
+  -- which decides later, in its turn): the role's own default, else one granted to one of its roles (their
+  -- memberships walked only for such grants), else the public one.
   SELECT max(s.paramvalue) FILTER (WHERE s.paramname = 'MaxRecipientsPerMail')::bigint,
          max(s.paramvalue) FILTER (WHERE s.paramname = 'MaxMailSize')::bigint,
-         max(s.paramvalue) FILTER (WHERE s.paramname = 'MaxMailsPerUserPerDay')::bigint
-  INTO max_recipients, max_size, max_per_day
+         max(s.paramvalue) FILTER (WHERE s.paramname = 'MaxMailsPerUserPerDay')::bigint,
+         CASE WHEN profile_name IS NULL THEN
+           (SELECT pp.profile_id FROM dbmail.principal_profiles pp
+            WHERE pp.is_default
+              AND (pp.principal_id IN (0, sender_oid) OR dbmail.is_member_of(sender_oid, pp.principal_id))
+            ORDER BY pp.principal_id = sender_oid DESC, pp.principal_id = 0, pp.profile_id
+            LIMIT 1) END
+  INTO max_recipients, max_size, max_per_day, usual_default
   FROM dbmail.settings s
   WHERE s.paramname IN ('MaxRecipientsPerMail', 'MaxMailSize', 'MaxMailsPerUserPerDay');
   IF replay THEN
@@ -1961,11 +1994,27 @@ BEGIN
     max_per_day := 0;
   END IF;
 
-  -- The arguments.
-  PERFORM dbmail.check_send_arguments(subject, body, COALESCE(body_format, 'TEXT'), importance, sensitivity,
-    query, execute_query_database, attach_query_result_as_file, query_result_header, query_result_width,
-    query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
-    query_result_no_padding, file_attachments, attachments, headers, idempotency_key, query_result_format);
+  -- The arguments. The usual call, with nothing check_send_arguments could refuse, is recognised in one
+  -- expression (a call of it costs as much as a statement); anything else, or a NULL on the way, goes
+  -- through it, which names the first bad argument.
+  IF NOT COALESCE(query IS NULL AND execute_query_database IS NULL AND headers IS NULL
+      AND idempotency_key IS NULL AND file_attachments IS NULL AND attachments IS NULL
+      AND upper(btrim(COALESCE(body_format, 'TEXT'))) IN ('TEXT', 'HTML')
+      AND upper(btrim(importance)) IN ('LOW', 'NORMAL', 'HIGH')
+      AND upper(btrim(sensitivity)) IN ('NORMAL', 'PERSONAL', 'PRIVATE', 'CONFIDENTIAL')
+      AND upper(btrim(query_result_format)) IN ('TEXT', 'CSV', 'HTML', 'JSON')
+      AND query_result_width BETWEEN 10 AND 32767 AND length(query_result_separator) = 1
+      AND NOT attach_query_result_as_file AND query_result_header IS NOT NULL
+      AND exclude_query_output IS NOT NULL AND append_query_error IS NOT NULL
+      AND query_no_truncate IS NOT NULL AND query_result_no_padding IS NOT NULL
+      AND NOT (query_result_no_padding AND query_no_truncate)
+      AND (subject IS NULL OR (subject !~ '[\x01-\x08\x0a-\x1f\x7f]' AND length(subject) <= 998))
+      AND (NULLIF(body, '') IS NOT NULL OR NULLIF(subject, '') IS NOT NULL), false) THEN
+    PERFORM dbmail.check_send_arguments(subject, body, COALESCE(body_format, 'TEXT'), importance, sensitivity,
+      query, execute_query_database, attach_query_result_as_file, query_result_header, query_result_width,
+      query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
+      query_result_no_padding, file_attachments, attachments, headers, idempotency_key, query_result_format);
+  END IF;
 
   -- MaxMailSize of what was given, before anything is parsed.
   fixed_size := dbmail.check_given_size(subject, recipients, copy_recipients, blind_copy_recipients,
@@ -1981,7 +2030,7 @@ BEGIN
   END IF;
 
   -- The profile.
-  the_profile := dbmail.resolve_profile(sender, profile_name);
+  the_profile := dbmail.resolve_profile(sender, sender_oid, profile_name, usual_default);
 
   -- MaxMailsPerUserPerDay. Admins are exempt.
   IF max_per_day > 0 AND NOT dbmail.is_admin(sender) THEN
@@ -2020,7 +2069,17 @@ BEGIN
     query_result_width, query_result_separator, exclude_query_output, append_query_error,
     query_no_truncate, query_result_no_padding, query_attachment_filename,
     upper(btrim(query_result_format)), NULLIF(btrim(from_address), ''), NULLIF(btrim(reply_to), ''),
-    headers, send_at, idempotency_key, dbmail.message_id_for(next_id, the_profile, parsed_from),
+    headers, send_at, idempotency_key,
+    -- The Message-ID every attempt carries: unique per item and installation, with the sending domain (of
+    -- from_address, else of the profile's first account; what follows the last @, as address_domain
+    -- says), computed in this statement rather than in statements of its own; the account by its key (a
+    -- join of the two tables costs a fifth more).
+    '<dbmail.' || next_id || '.' || (SELECT replace(s.installation_id::text, '-', '') FROM dbmail.system_state s)
+      || '@' || COALESCE(substring(parsed_from ->> 'address', '@([^@]*)$'),
+                         (SELECT substring(a.email_address, '@([^@]*)$') FROM dbmail.accounts a
+                          WHERE a.account_id = (SELECT pa.account_id FROM dbmail.profile_accounts pa
+                            WHERE pa.profile_id = the_profile ORDER BY pa.sequence_number, pa.account_id LIMIT 1)),
+                         'localhost') || '>',
     GREATEST(COALESCE(send_at, now()), now()), sender, sender_oid, sender)
   ON CONFLICT (send_request_role, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
   RETURNING m.mailitem_id INTO new_id;
@@ -2044,12 +2103,12 @@ BEGIN
     FROM unnest(files) WITH ORDINALITY AS f(filename, content, content_type, n)
     ORDER BY f.n;
   END IF;
-  IF send_at IS NULL OR send_at <= now() THEN
+  IF (send_at IS NULL OR send_at <= now()) AND dbmail.must_wake_senders() THEN
     PERFORM pg_notify('dbmail_queue', '');
   END IF;
   RETURN new_id;
 END;
-$$;
+$_$;
 
 CREATE FUNCTION dbmail.raise_error(sqlstate text, parameter text, value text, problem text) RETURNS void
     LANGUAGE plpgsql IMMUTABLE
@@ -2270,43 +2329,39 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION dbmail.resolve_profile(sender name, profile_name text) RETURNS integer
+CREATE FUNCTION dbmail.resolve_profile(sender name, sender_oid oid, profile_name text, usual_default integer) RETURNS integer
     LANGUAGE plpgsql STABLE
     AS $$
 DECLARE
   named integer;
   chosen integer;
-  sender_oid oid := to_regrole(quote_ident(sender));
 BEGIN
-  IF profile_name IS NOT NULL THEN
-    SELECT p.profile_id INTO named FROM dbmail.profiles p WHERE lower(p.name) = lower(btrim(profile_name));
-    IF named IS NULL THEN
-      PERFORM dbmail.raise_error('42704', 'profile_name', profile_name, 'no such profile');
+  IF profile_name IS NULL THEN
+    IF usual_default IS NULL THEN
+      PERFORM dbmail.raise_error('55000', 'profile_name', NULL,
+        format('no default profile is configured for role %s; name a profile, or have an admin set a default '
+               '(sysmail_add_principalprofile_sp with is_default => true)', sender));
     END IF;
-    IF dbmail.is_admin(sender) THEN
-      RETURN named;
-    END IF;
+    RETURN usual_default;
   END IF;
-  -- One statement (each costs as much as the rest of the function): the named profile if one of the
-  -- role's grants covers it, else the best of its defaults.
-  WITH RECURSIVE belongs(roleid) AS (
-    SELECT m.roleid FROM pg_auth_members m WHERE m.member = sender_oid
-    UNION
-    SELECT m.roleid FROM pg_auth_members m JOIN belongs b ON m.member = b.roleid)
+  SELECT p.profile_id INTO named FROM dbmail.profiles p WHERE lower(p.name) = lower(btrim(profile_name));
+  IF named IS NULL THEN
+    PERFORM dbmail.raise_error('42704', 'profile_name', profile_name, 'no such profile');
+  END IF;
+  IF dbmail.is_admin(sender) THEN
+    RETURN named;
+  END IF;
+  -- Whether one of the role's grants covers it: public, the role's own, or one of its roles' (walked
+  -- only for the grants that are neither).
   SELECT pp.profile_id INTO chosen
   FROM dbmail.principal_profiles pp
-  WHERE (pp.profile_id = named OR (named IS NULL AND pp.is_default))
-    AND (pp.principal_id IN (0, sender_oid) OR pp.principal_id IN (SELECT b.roleid FROM belongs b))
-  ORDER BY pp.principal_id = sender_oid DESC, pp.principal_id = 0, pp.profile_id
+  WHERE pp.profile_id = named
+    AND (pp.principal_id IN (0, sender_oid) OR dbmail.is_member_of(sender_oid, pp.principal_id))
   LIMIT 1;
-  IF chosen IS NULL AND named IS NOT NULL THEN
+  IF chosen IS NULL THEN
     PERFORM dbmail.raise_error('42501', 'profile_name', profile_name,
       format('role %s may not use this profile (an admin can grant it with sysmail_add_principalprofile_sp)',
              sender));
-  ELSIF chosen IS NULL THEN
-    PERFORM dbmail.raise_error('55000', 'profile_name', NULL,
-      format('no default profile is configured for role %s; name a profile, or have an admin set a default '
-             '(sysmail_add_principalprofile_sp with is_default => true)', sender));
   END IF;
   RETURN chosen;
 END;
@@ -2445,6 +2500,20 @@ CREATE FUNCTION dbmail.secret_source(secret text) RETURNS text
               ELSE 'literal' END;
 $$;
 
+CREATE FUNCTION dbmail.send_as_caller(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+  RETURN dbmail.queue_mail(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
+    body_format, importance, sensitivity, file_attachments, query, execute_query_database,
+    attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
+    query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
+    query_result_no_padding, from_address, reply_to, attachments, headers, send_at, idempotency_key,
+    query_result_format, NULL, current_user);
+END;
+$$;
+
 CREATE FUNCTION dbmail.send_with_query(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, caller_search_path text) RETURNS bigint
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -2488,14 +2557,14 @@ BEGIN
         format('the result is more than MaxFileSize (%s bytes)', result_limit));
     END IF;
   END IF;
-  -- The stamp that tells queue_mail who is calling (see dbmail.caller_stamps).
-  INSERT INTO dbmail.caller_stamps DEFAULT VALUES;
+  -- Who is calling: this function runs as the caller, and queue_mail sees in its call stack that it is
+  -- the caller.
   RETURN dbmail.queue_mail(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
     body_format, importance, sensitivity, file_attachments, query, execute_query_database,
     attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
     query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
     query_result_no_padding, from_address, reply_to, attachments, headers, send_at, idempotency_key,
-    query_result_format, query_result);
+    query_result_format, query_result, current_user);
 END;
 $$;
 
@@ -2588,6 +2657,16 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION dbmail.sender_listening() RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+  PERFORM dbmail.require_sender();
+  PERFORM pg_advisory_lock_shared(1684172140, 1);
+END;
+$$;
+
 CREATE FUNCTION dbmail.sender_queue_stats() RETURNS TABLE(unsent bigint, sending bigint, retrying bigint, sent bigint, failed bigint, oldest_unsent_age_seconds double precision)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -2596,6 +2675,20 @@ CREATE FUNCTION dbmail.sender_queue_stats() RETURNS TABLE(unsent bigint, sending
   SELECT c.unsent, c.sending, c.retrying, c.sent, c.failed,
          COALESCE(greatest(extract(epoch FROM now() - c.oldest_unsent_due), 0), 0)::double precision
   FROM dbmail.status_counts() c;
+$$;
+
+CREATE FUNCTION dbmail.sender_settle(timeout_ms integer) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+  PERFORM dbmail.require_sender();
+  PERFORM set_config('lock_timeout', GREATEST(timeout_ms, 1)::text, true);
+  PERFORM pg_advisory_xact_lock(1684172140, 3);
+  RETURN true;
+EXCEPTION WHEN lock_not_available THEN
+  RETURN false;
+END;
 $$;
 
 CREATE FUNCTION dbmail.sender_stopped(sender_id text) RETURNS void
@@ -2612,6 +2705,42 @@ BEGIN
   IF FOUND AND NOT dbmail.may_use_sender_id(registered_by) THEN
     PERFORM dbmail.raise_error('42501', 'sender_id', sender_id, 'registered by another login');
   END IF;
+END;
+$$;
+
+CREATE FUNCTION dbmail.sender_unwatch() RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+  RETURN pg_advisory_unlock(1684172140, 2);
+END;
+$$;
+
+CREATE FUNCTION dbmail.sender_watch() RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+  PERFORM dbmail.require_sender();
+  RETURN pg_try_advisory_lock(1684172140, 2);
+END;
+$$;
+
+CREATE FUNCTION dbmail.sending_caller(call_stack text, caller name) RETURNS name
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  own_frame text := split_part(call_stack, E'\n', 1);
+  words text := left(own_frame, strpos(own_frame, 'dbmail.queue_mail(') - 1);
+  caller_frame text := split_part(call_stack, E'\n', 2);
+BEGIN
+  IF caller IS NOT NULL AND strpos(own_frame, 'dbmail.queue_mail(') > 0
+     AND (starts_with(caller_frame, words || 'dbmail.send_as_caller(')
+          OR starts_with(caller_frame, words || 'dbmail.send_with_query(')) THEN
+    RETURN caller;
+  END IF;
+  RETURN dbmail.take_caller_stamp('sp_send_dbmail');
 END;
 $$;
 
@@ -2751,14 +2880,12 @@ DECLARE
   new_id bigint;
 BEGIN
   IF query IS NULL THEN
-    -- The stamp that tells queue_mail who is calling (see dbmail.caller_stamps).
-    INSERT INTO dbmail.caller_stamps DEFAULT VALUES;
-    new_id := dbmail.queue_mail(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
-      body_format, importance, sensitivity, file_attachments, query, execute_query_database,
+    new_id := dbmail.send_as_caller(profile_name, recipients, copy_recipients, blind_copy_recipients, subject,
+      body, body_format, importance, sensitivity, file_attachments, query, execute_query_database,
       attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
       query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
       query_result_no_padding, from_address, reply_to, attachments, headers, send_at, idempotency_key,
-      query_result_format, NULL);
+      query_result_format);
   ELSE
     new_id := dbmail.send_with_query(profile_name, recipients, copy_recipients, blind_copy_recipients, subject,
       body, body_format, importance, sensitivity, file_attachments, query, execute_query_database,
@@ -4434,6 +4561,10 @@ GRANT ALL ON FUNCTION dbmail.html_row(cells text[], numeric_columns boolean[]) T
 REVOKE ALL ON FUNCTION dbmail.is_admin(role_name name) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.is_admin(role_name name) TO dbmail_user;
 
+REVOKE ALL ON FUNCTION dbmail.is_member_of(member oid, role oid) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.is_plain_address(address text) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION dbmail.job_failure_operator(operator_name text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.job_failure_operator(operator_name text) TO dbmail_admin;
 
@@ -4444,7 +4575,7 @@ GRANT ALL ON FUNCTION dbmail.log_event(event_type text, description text, mailit
 
 REVOKE ALL ON FUNCTION dbmail.may_use_sender_id(login oid) FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION dbmail.message_id_for(mailitem_id bigint, profile_id integer, from_address jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dbmail.must_wake_senders() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.normalise_setting(parameter_name text, parameter_value text) FROM PUBLIC;
 
@@ -4471,8 +4602,8 @@ REVOKE ALL ON FUNCTION dbmail.principal_name(principal_id oid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dbmail.query_result_limit() FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.query_result_limit() TO dbmail_user;
 
-REVOKE ALL ON FUNCTION dbmail.queue_mail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, query_result text) FROM PUBLIC;
-GRANT ALL ON FUNCTION dbmail.queue_mail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, query_result text) TO dbmail_user;
+REVOKE ALL ON FUNCTION dbmail.queue_mail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, query_result text, caller name) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.queue_mail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, query_result text, caller name) TO dbmail_user;
 
 REVOKE ALL ON FUNCTION dbmail.raise_error(sqlstate text, parameter text, value text, problem text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.raise_error(sqlstate text, parameter text, value text, problem text) TO dbmail_user;
@@ -4497,7 +4628,7 @@ REVOKE ALL ON FUNCTION dbmail.require_admin() FROM PUBLIC;
 REVOKE ALL ON FUNCTION dbmail.require_sender() FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.require_sender() TO dbmail_sender;
 
-REVOKE ALL ON FUNCTION dbmail.resolve_profile(sender name, profile_name text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dbmail.resolve_profile(sender name, sender_oid oid, profile_name text, usual_default integer) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.resolve_security(enable_ssl boolean, security text) FROM PUBLIC;
 
@@ -4515,6 +4646,9 @@ GRANT ALL ON FUNCTION dbmail.schema_version() TO dbmail_admin;
 
 REVOKE ALL ON FUNCTION dbmail.secret_source(secret text) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION dbmail.send_as_caller(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.send_as_caller(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text) TO dbmail_user;
+
 REVOKE ALL ON FUNCTION dbmail.send_with_query(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, caller_search_path text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.send_with_query(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, caller_search_path text) TO dbmail_user;
 
@@ -4530,11 +4664,25 @@ GRANT ALL ON FUNCTION dbmail.sender_attachments(sender_id text, mailitem_id bigi
 REVOKE ALL ON FUNCTION dbmail.sender_heartbeat(sender_id text, hostname text, process_id integer, version text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.sender_heartbeat(sender_id text, hostname text, process_id integer, version text) TO dbmail_sender;
 
+REVOKE ALL ON FUNCTION dbmail.sender_listening() FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sender_listening() TO dbmail_sender;
+
 REVOKE ALL ON FUNCTION dbmail.sender_queue_stats() FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.sender_queue_stats() TO dbmail_sender;
 
+REVOKE ALL ON FUNCTION dbmail.sender_settle(timeout_ms integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sender_settle(timeout_ms integer) TO dbmail_sender;
+
 REVOKE ALL ON FUNCTION dbmail.sender_stopped(sender_id text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.sender_stopped(sender_id text) TO dbmail_sender;
+
+REVOKE ALL ON FUNCTION dbmail.sender_unwatch() FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sender_unwatch() TO dbmail_sender;
+
+REVOKE ALL ON FUNCTION dbmail.sender_watch() FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.sender_watch() TO dbmail_sender;
+
+REVOKE ALL ON FUNCTION dbmail.sending_caller(call_stack text, caller name) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.sending_role(sender name) FROM PUBLIC;
 

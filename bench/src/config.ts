@@ -4,18 +4,20 @@ import type { BacklogResult } from "./backlog.js";
 import type { DrainRun, SenderSettings } from "./drain.js";
 import type { EnqueueResult, SetEnqueueResult } from "./enqueue.js";
 import type { LatencyResult } from "./latency.js";
+import type { ScalingResult } from "./scaling.js";
 
 // npm run bench [-- --quick]: a short smoke run, or the full one. `--only drain,latency` runs some
 // sections (for working on the benchmark; the report then says which ones ran).
 export const quick = process.argv.includes("--quick");
 const onlyArg = process.argv.find((a) => a.startsWith("--only="))?.slice("--only=".length);
 export const sections = new Set(
-  onlyArg ? onlyArg.split(",") : ["enqueue", "drain", "latency", "memory", "backlog"],
+  onlyArg ? onlyArg.split(",") : ["enqueue", "scaling", "drain", "latency", "memory", "backlog"],
 );
 
 export const config = {
   quick,
   enqueue: { seconds: quick ? 2 : 5, repetitions: quick ? 2 : 5, clients: [1, 4] },
+  scaling: { seconds: quick ? 2 : 4, repetitions: quick ? 1 : 3, clients: [1, 4, 8] },
   drain: { mails: quick ? 2000 : 20_000, repetitions: quick ? 1 : 3, senders: [1, 2, 4] },
   latency: { samples: quick ? 30 : 200 },
   memory: { repetitions: quick ? 1 : 3 },
@@ -53,6 +55,7 @@ export interface BenchResults {
   settings: Record<string, unknown>;
   enqueue?: EnqueueResult[];
   setEnqueue?: SetEnqueueResult;
+  scaling?: ScalingResult;
   drain?: DrainResults;
   latency?: Record<string, LatencyResult>;
   memory?: { attachment: DrainRun[] };

@@ -5,6 +5,7 @@ import { cpus, release, totalmem } from "node:os";
 import type { BenchResults } from "./config.js";
 import { withClient } from "./database.js";
 import type { DrainRun } from "./drain.js";
+import { scalingSection, scalingTargets } from "./report-scaling.js";
 import { format, type Summary, summarise } from "./stats.js";
 
 export async function describeMachine(
@@ -125,6 +126,7 @@ export function renderReport(r: BenchResults): string {
     line(
       `| enqueue, 1 client >= 0.8x the raw INSERT + NOTIFY floor | ${format(enqueue1.ratio, 2)}x | ${yes(enqueue1.ratio.median >= 0.8)} |`,
     );
+  if (r.scaling) for (const row of scalingTargets(r.scaling)) line(row);
   if (vsNodemailer)
     line(
       `| drain, 1 sender >= 0.9x nodemailer alone | ${format(vsNodemailer, 2)}x | ${yes(vsNodemailer.median >= 0.9)} |`,
@@ -179,6 +181,8 @@ export function renderReport(r: BenchResults): string {
       );
     line();
   }
+
+  if (r.scaling) for (const row of scalingSection(r.scaling)) line(row);
 
   if (r.setEnqueue) {
     const e = r.setEnqueue;

@@ -12,6 +12,7 @@ import { graphileSettings, prepareGraphile } from "./references/graphile.js";
 import { nodemailerSettings } from "./references/nodemailer.js";
 import { pgBossSettings, preparePgBoss } from "./references/pgboss.js";
 import { describeMachine, renderReport } from "./report.js";
+import { benchScaling } from "./scaling.js";
 import { Sink } from "./sink-client.js";
 
 const resultsDir = new URL("../results/", import.meta.url);
@@ -57,6 +58,15 @@ async function main(): Promise<void> {
       } finally {
         await db.drop();
       }
+    }
+
+    if (sections.has("scaling")) {
+      const { clients, seconds, repetitions } = config.scaling;
+      console.log(
+        `scaling: ${repetitions} x ${seconds} s per system at ${clients.join(", ")} clients (INSERT, sp_send_dbmail, ` +
+          "the application transaction with each, graphile add_job, pg-boss send)",
+      );
+      results.scaling = await benchScaling(server.adminUrl, clients, seconds, repetitions);
     }
 
     if (sections.has("drain")) {

@@ -1,7 +1,6 @@
 -- pg-dbmail 000012: the checks of a message, and the steps of queue_mail (000012) that check rather than
--- build: its arguments and extra headers, the sending role, where a query result came from, the size of
--- what was given (MaxMailSize), the profile it may use, MaxMailsPerUserPerDay and its ledger, and the
--- Message-ID it will carry.
+-- build: its arguments and extra headers, the sending role and who calls, where a query result came from, the size of
+-- what was given (MaxMailSize), the profile it may use, and MaxMailsPerUserPerDay and its ledger.
 
 -- The guard: waits for any other migrator; refuses this file if applied already or out of order.
 SELECT dbmail.begin_migration(12, 'send_checks', 'query_results');
@@ -180,6 +179,29 @@ BEGIN
 END;
 $$;
 
+-- Who calls queue_mail, by name: `caller`, the current_user that dbmail.send_as_caller or
+-- dbmail.send_with_query passes, when one of them is the frame above queue_mail's in call_stack (its
+-- PG_CONTEXT, read as check_query_source reads it: both run as their caller, pinned to a search_path
+-- without dbmail, so their frames name them schema-qualified, and no function of the caller's is named
+-- so). Otherwise queue_mail was called directly: the caller's stamp says who (take_caller_stamp), which
+-- costs two statements that the entry points spare.
+CREATE FUNCTION dbmail.sending_caller(call_stack text, caller name) RETURNS name
+LANGUAGE plpgsql
+AS $$
+DECLARE
+  own_frame text := split_part(call_stack, E'\n', 1);
+  words text := left(own_frame, strpos(own_frame, 'dbmail.queue_mail(') - 1);
+  caller_frame text := split_part(call_stack, E'\n', 2);
+BEGIN
+  IF caller IS NOT NULL AND strpos(own_frame, 'dbmail.queue_mail(') > 0
+     AND (starts_with(caller_frame, words || 'dbmail.send_as_caller(')
+          OR starts_with(caller_frame, words || 'dbmail.send_with_query(')) THEN
+    RETURN caller;
+  END IF;
+  RETURN dbmail.take_caller_stamp('sp_send_dbmail');
+END;
+$$;
+
 -- MaxMailSize of what a message is given, before anything is parsed: the subject, the address lists as
 -- given (with their display names), the headers (names and values) and the body. Over max_size (0 =
 -- unlimited) it names what pushed it over, in this order. Returns the size of all but the body: the
@@ -224,71 +246,60 @@ BEGIN
 END;
 $$;
 
+-- Whether role `member` is a member of role `role`, directly or through other roles, walking
+-- pg_auth_members rather than asking pg_has_role, which counts a superuser as a member of every role (a
+-- superuser is not a member of every role's default profile).
+CREATE FUNCTION dbmail.is_member_of(member oid, role oid) RETURNS boolean
+LANGUAGE sql STABLE
+AS $$
+  WITH RECURSIVE belongs(roleid) AS (
+    SELECT m.roleid FROM pg_catalog.pg_auth_members m WHERE m.member = is_member_of.member
+    UNION
+    SELECT m.roleid FROM pg_catalog.pg_auth_members m JOIN belongs b ON m.member = b.roleid)
+  SELECT EXISTS (SELECT FROM belongs b WHERE b.roleid = is_member_of.role);
+$$;
+
 -- The profile a message is sent with. Named: it must exist and the role must be allowed to use it (an
 -- admin, or a grant to public, to the role, or to a role it is a member of). Not named: the role's own
--- default, else a default granted to one of its roles, else the public default. The role's memberships
--- are walked in pg_auth_members rather than with pg_has_role, which counts a superuser as a member of
--- every role (a superuser is not a member of every role's default profile).
-CREATE FUNCTION dbmail.resolve_profile(sender name, profile_name text) RETURNS integer
+-- default, else a default granted to one of its roles, else the public default; queue_mail looks that up
+-- in the statement that reads the limits (one statement fewer: each costs as much as the rest of this
+-- function) and passes it as usual_default, the same query as below without a name.
+CREATE FUNCTION dbmail.resolve_profile(sender name, sender_oid oid, profile_name text, usual_default integer)
+RETURNS integer
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
   named integer;
   chosen integer;
-  sender_oid oid := to_regrole(quote_ident(sender));
 BEGIN
-  IF profile_name IS NOT NULL THEN
-    SELECT p.profile_id INTO named FROM dbmail.profiles p WHERE lower(p.name) = lower(btrim(profile_name));
-    IF named IS NULL THEN
-      PERFORM dbmail.raise_error('42704', 'profile_name', profile_name, 'no such profile');
+  IF profile_name IS NULL THEN
+    IF usual_default IS NULL THEN
+      PERFORM dbmail.raise_error('55000', 'profile_name', NULL,
+        format('no default profile is configured for role %s; name a profile, or have an admin set a default '
+               '(sysmail_add_principalprofile_sp with is_default => true)', sender));
     END IF;
-    IF dbmail.is_admin(sender) THEN
-      RETURN named;
-    END IF;
+    RETURN usual_default;
   END IF;
-  -- One statement (each costs as much as the rest of the function): the named profile if one of the
-  -- role's grants covers it, else the best of its defaults.
-  WITH RECURSIVE belongs(roleid) AS (
-    SELECT m.roleid FROM pg_auth_members m WHERE m.member = sender_oid
-    UNION
-    SELECT m.roleid FROM pg_auth_members m JOIN belongs b ON m.member = b.roleid)
+  SELECT p.profile_id INTO named FROM dbmail.profiles p WHERE lower(p.name) = lower(btrim(profile_name));
+  IF named IS NULL THEN
+    PERFORM dbmail.raise_error('42704', 'profile_name', profile_name, 'no such profile');
+  END IF;
+  IF dbmail.is_admin(sender) THEN
+    RETURN named;
+  END IF;
+  -- Whether one of the role's grants covers it: public, the role's own, or one of its roles' (walked
+  -- only for the grants that are neither).
   SELECT pp.profile_id INTO chosen
   FROM dbmail.principal_profiles pp
-  WHERE (pp.profile_id = named OR (named IS NULL AND pp.is_default))
-    AND (pp.principal_id IN (0, sender_oid) OR pp.principal_id IN (SELECT b.roleid FROM belongs b))
-  ORDER BY pp.principal_id = sender_oid DESC, pp.principal_id = 0, pp.profile_id
+  WHERE pp.profile_id = named
+    AND (pp.principal_id IN (0, sender_oid) OR dbmail.is_member_of(sender_oid, pp.principal_id))
   LIMIT 1;
-  IF chosen IS NULL AND named IS NOT NULL THEN
+  IF chosen IS NULL THEN
     PERFORM dbmail.raise_error('42501', 'profile_name', profile_name,
       format('role %s may not use this profile (an admin can grant it with sysmail_add_principalprofile_sp)',
              sender));
-  ELSIF chosen IS NULL THEN
-    PERFORM dbmail.raise_error('55000', 'profile_name', NULL,
-      format('no default profile is configured for role %s; name a profile, or have an admin set a default '
-             '(sysmail_add_principalprofile_sp with is_default => true)', sender));
   END IF;
   RETURN chosen;
-END;
-$$;
-
--- The Message-ID every attempt carries: unique per item and installation, with the sending domain (of
--- from_address, else of the profile's first account).
-CREATE FUNCTION dbmail.message_id_for(mailitem_id bigint, profile_id integer, from_address jsonb) RETURNS text
-LANGUAGE plpgsql STABLE
-AS $$
-DECLARE
-  domain text := dbmail.address_domain(from_address ->> 'address');
-  installation text;
-BEGIN
-  IF domain IS NULL THEN
-    SELECT dbmail.address_domain(a.email_address) INTO domain
-    FROM dbmail.profile_accounts pa JOIN dbmail.accounts a ON a.account_id = pa.account_id
-    WHERE pa.profile_id = message_id_for.profile_id
-    ORDER BY pa.sequence_number, pa.account_id
-    LIMIT 1;
-  END IF;
-  SELECT replace(s.installation_id::text, '-', '') INTO installation FROM dbmail.system_state s;
-  RETURN '<dbmail.' || mailitem_id || '.' || installation || '@' || COALESCE(domain, 'localhost') || '>';
 END;
 $$;
 
@@ -333,4 +344,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(12, 'send_checks', '5c6764123f7067d491d13ddd4d612c9ff1ec10429774b6f49e1c251105dd16e5');
+SELECT dbmail.record_migration(12, 'send_checks', '27a5cc05952b1467fd717f1faa42b09e1f7ac391cd73d6dc21ddac994ec90e51');

@@ -1,13 +1,35 @@
 -- pg-dbmail 000013: sending. dbmail.sp_send_dbmail, the public entry point, runs as the caller; with a
 -- query it hands over to send_with_query, which runs the query in the caller's session; either way
--- queue_mail, as the owner, checks the message and queues it in the caller's transaction with a NOTIFY
--- on dbmail_queue.
+-- queue_mail, as the owner, checks the message and queues it in the caller's transaction, with a NOTIFY
+-- on dbmail_queue when no sender is awake to find it (must_wake_senders).
 
 -- The guard: waits for any other migrator; refuses this file if applied already or out of order.
 SELECT dbmail.begin_migration(13, 'send', 'send_checks');
 
+-- Whether a call that queued a due item must NOTIFY dbmail_queue. A NOTIFY serialises the commits of
+-- every transaction that sent one (PostgreSQL holds a cluster-wide lock from the notifying commit's
+-- queue write through its WAL flush), so it is sent only when it is needed: when a sender listens and
+-- none is awake. The state is three advisory locks of this database (read as of now, whatever the
+-- caller's isolation level), held by the senders (000016, "the wake-up protocol"):
+--   (1684172140, 1) shared by every sender's LISTEN connection: someone listens;
+--   (1684172140, 2) exclusive by at most one awake sender, the watcher: it will look again;
+--   (1684172140, 3) shared by this transaction until it ends, taken first: a sender going idle takes it
+--     exclusively, so it waits for every call that counted on it, then looks once more.
+-- Nobody listens: no NOTIFY (a sender claims when it starts listening, after waiting on the third lock).
+-- A sender is going idle (the third lock is taken or wanted): NOTIFY. A watcher: no NOTIFY. The probes of
+-- the first two are taken and given back at once, so callers never wait for each other or a sender.
+-- LANGUAGE sql, one expression: inlined into queue_mail's plan (evaluated left to right, stopping early).
+CREATE FUNCTION dbmail.must_wake_senders() RETURNS boolean
+LANGUAGE sql VOLATILE
+AS $$
+  SELECT NOT pg_catalog.pg_try_advisory_xact_lock_shared(1684172140, 3)
+      OR (NOT (pg_catalog.pg_try_advisory_lock(1684172140, 1) AND pg_catalog.pg_advisory_unlock(1684172140, 1))
+          AND pg_catalog.pg_try_advisory_lock_shared(1684172140, 2)
+          AND pg_catalog.pg_advisory_unlock_shared(1684172140, 2));
+$$;
+
 -- Validates and queues one message, with its attachments and its query result, on behalf of the role
--- that called sp_send_dbmail (its stamp). SECURITY DEFINER because the tables are private; sp_send_dbmail,
+-- that called sp_send_dbmail (named by the entry point, see sending_caller). SECURITY DEFINER because the tables are private; sp_send_dbmail,
 -- which runs as the caller, is the public entry point. The steps, each named below: the sender; the
 -- limits; the arguments; the size of what was given; the addresses; the profile; the daily limit; the
 -- attachments; the query result; then the item is stored and the senders woken.
@@ -18,7 +40,8 @@ CREATE FUNCTION dbmail.queue_mail(
   query_result_header boolean, query_result_width integer, query_result_separator text,
   exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean,
   query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[],
-  headers jsonb, send_at timestamptz, idempotency_key text, query_result_format text, query_result text
+  headers jsonb, send_at timestamptz, idempotency_key text, query_result_format text, query_result text,
+  caller name DEFAULT NULL
 ) RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -29,7 +52,7 @@ SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 DECLARE
-  sender name := dbmail.take_caller_stamp('sp_send_dbmail');
+  sender name;
   sender_oid oid;
   call_stack text;
   -- The denial-of-service limits (0 = unlimited).
@@ -41,14 +64,17 @@ DECLARE
   envelope jsonb;
   parsed_from jsonb;
   the_profile integer;
+  usual_default integer;
   files dbmail.attachment[] := '{}';
   next_id bigint;
   new_id bigint;
 BEGIN
-  -- The sender: a role of its own, by OID; a query and its result only from send_with_query.
+  -- The sender: who called the entry point (send_as_caller or send_with_query, else a stamp), a role of
+  -- its own, by OID; a query and its result only from send_with_query.
+  GET DIAGNOSTICS call_stack = PG_CONTEXT;
+  sender := dbmail.sending_caller(call_stack, caller);
   sender_oid := dbmail.sending_role(sender);
   IF query IS NOT NULL THEN
-    GET DIAGNOSTICS call_stack = PG_CONTEXT;
     PERFORM dbmail.check_query_source(call_stack, query);
   END IF;
 
@@ -63,10 +89,19 @@ BEGIN
     FOR KEY SHARE;
     replay := FOUND;
   END IF;
+  -- With them, when no profile is named, the profile the mail would be sent with (see resolve_profile,
+  -- which decides later, in its turn): the role's own default, else one granted to one of its roles (their
+  -- memberships walked only for such grants), else the public one.
   SELECT max(s.paramvalue) FILTER (WHERE s.paramname = 'MaxRecipientsPerMail')::bigint,
          max(s.paramvalue) FILTER (WHERE s.paramname = 'MaxMailSize')::bigint,
-         max(s.paramvalue) FILTER (WHERE s.paramname = 'MaxMailsPerUserPerDay')::bigint
-  INTO max_recipients, max_size, max_per_day
+         max(s.paramvalue) FILTER (WHERE s.paramname = 'MaxMailsPerUserPerDay')::bigint,
+         CASE WHEN profile_name IS NULL THEN
+           (SELECT pp.profile_id FROM dbmail.principal_profiles pp
+            WHERE pp.is_default
+              AND (pp.principal_id IN (0, sender_oid) OR dbmail.is_member_of(sender_oid, pp.principal_id))
+            ORDER BY pp.principal_id = sender_oid DESC, pp.principal_id = 0, pp.profile_id
+            LIMIT 1) END
+  INTO max_recipients, max_size, max_per_day, usual_default
   FROM dbmail.settings s
   WHERE s.paramname IN ('MaxRecipientsPerMail', 'MaxMailSize', 'MaxMailsPerUserPerDay');
   IF replay THEN
@@ -75,11 +110,27 @@ BEGIN
     max_per_day := 0;
   END IF;
 
-  -- The arguments.
-  PERFORM dbmail.check_send_arguments(subject, body, COALESCE(body_format, 'TEXT'), importance, sensitivity,
-    query, execute_query_database, attach_query_result_as_file, query_result_header, query_result_width,
-    query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
-    query_result_no_padding, file_attachments, attachments, headers, idempotency_key, query_result_format);
+  -- The arguments. The usual call, with nothing check_send_arguments could refuse, is recognised in one
+  -- expression (a call of it costs as much as a statement); anything else, or a NULL on the way, goes
+  -- through it, which names the first bad argument.
+  IF NOT COALESCE(query IS NULL AND execute_query_database IS NULL AND headers IS NULL
+      AND idempotency_key IS NULL AND file_attachments IS NULL AND attachments IS NULL
+      AND upper(btrim(COALESCE(body_format, 'TEXT'))) IN ('TEXT', 'HTML')
+      AND upper(btrim(importance)) IN ('LOW', 'NORMAL', 'HIGH')
+      AND upper(btrim(sensitivity)) IN ('NORMAL', 'PERSONAL', 'PRIVATE', 'CONFIDENTIAL')
+      AND upper(btrim(query_result_format)) IN ('TEXT', 'CSV', 'HTML', 'JSON')
+      AND query_result_width BETWEEN 10 AND 32767 AND length(query_result_separator) = 1
+      AND NOT attach_query_result_as_file AND query_result_header IS NOT NULL
+      AND exclude_query_output IS NOT NULL AND append_query_error IS NOT NULL
+      AND query_no_truncate IS NOT NULL AND query_result_no_padding IS NOT NULL
+      AND NOT (query_result_no_padding AND query_no_truncate)
+      AND (subject IS NULL OR (subject !~ '[\x01-\x08\x0a-\x1f\x7f]' AND length(subject) <= 998))
+      AND (NULLIF(body, '') IS NOT NULL OR NULLIF(subject, '') IS NOT NULL), false) THEN
+    PERFORM dbmail.check_send_arguments(subject, body, COALESCE(body_format, 'TEXT'), importance, sensitivity,
+      query, execute_query_database, attach_query_result_as_file, query_result_header, query_result_width,
+      query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
+      query_result_no_padding, file_attachments, attachments, headers, idempotency_key, query_result_format);
+  END IF;
 
   -- MaxMailSize of what was given, before anything is parsed.
   fixed_size := dbmail.check_given_size(subject, recipients, copy_recipients, blind_copy_recipients,
@@ -95,7 +146,7 @@ BEGIN
   END IF;
 
   -- The profile.
-  the_profile := dbmail.resolve_profile(sender, profile_name);
+  the_profile := dbmail.resolve_profile(sender, sender_oid, profile_name, usual_default);
 
   -- MaxMailsPerUserPerDay. Admins are exempt.
   IF max_per_day > 0 AND NOT dbmail.is_admin(sender) THEN
@@ -134,7 +185,17 @@ BEGIN
     query_result_width, query_result_separator, exclude_query_output, append_query_error,
     query_no_truncate, query_result_no_padding, query_attachment_filename,
     upper(btrim(query_result_format)), NULLIF(btrim(from_address), ''), NULLIF(btrim(reply_to), ''),
-    headers, send_at, idempotency_key, dbmail.message_id_for(next_id, the_profile, parsed_from),
+    headers, send_at, idempotency_key,
+    -- The Message-ID every attempt carries: unique per item and installation, with the sending domain (of
+    -- from_address, else of the profile's first account; what follows the last @, as address_domain
+    -- says), computed in this statement rather than in statements of its own; the account by its key (a
+    -- join of the two tables costs a fifth more).
+    '<dbmail.' || next_id || '.' || (SELECT replace(s.installation_id::text, '-', '') FROM dbmail.system_state s)
+      || '@' || COALESCE(substring(parsed_from ->> 'address', '@([^@]*)$'),
+                         (SELECT substring(a.email_address, '@([^@]*)$') FROM dbmail.accounts a
+                          WHERE a.account_id = (SELECT pa.account_id FROM dbmail.profile_accounts pa
+                            WHERE pa.profile_id = the_profile ORDER BY pa.sequence_number, pa.account_id LIMIT 1)),
+                         'localhost') || '>',
     GREATEST(COALESCE(send_at, now()), now()), sender, sender_oid, sender)
   ON CONFLICT (send_request_role, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
   RETURNING m.mailitem_id INTO new_id;
@@ -158,7 +219,7 @@ BEGIN
     FROM unnest(files) WITH ORDINALITY AS f(filename, content, content_type, n)
     ORDER BY f.n;
   END IF;
-  IF send_at IS NULL OR send_at <= now() THEN
+  IF (send_at IS NULL OR send_at <= now()) AND dbmail.must_wake_senders() THEN
     PERFORM pg_notify('dbmail_queue', '');
   END IF;
   RETURN new_id;
@@ -220,19 +281,46 @@ BEGIN
         format('the result is more than MaxFileSize (%s bytes)', result_limit));
     END IF;
   END IF;
-  -- The stamp that tells queue_mail who is calling (see dbmail.caller_stamps).
-  INSERT INTO dbmail.caller_stamps DEFAULT VALUES;
+  -- Who is calling: this function runs as the caller, and queue_mail sees in its call stack that it is
+  -- the caller.
   RETURN dbmail.queue_mail(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
     body_format, importance, sensitivity, file_attachments, query, execute_query_database,
     attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
     query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
     query_result_no_padding, from_address, reply_to, attachments, headers, send_at, idempotency_key,
-    query_result_format, query_result);
+    query_result_format, query_result, current_user);
 END;
 $$;
 
--- The public entry point. It runs with the caller's rights (SECURITY INVOKER). Without a query it stamps
--- the caller's current_user for queue_mail, which does the rest; with one it hands over to
+-- sp_send_dbmail without a query: queue_mail with the caller's current_user. It runs as the caller, pinned
+-- to a search_path without dbmail, so its frame in queue_mail's call stack names it schema-qualified and
+-- queue_mail can trust the name it passes (see sending_caller): a caller stamp would cost two statements.
+-- (sp_send_dbmail itself cannot be that frame: it keeps the caller's search_path, under which its frame
+-- may name it unqualified.)
+CREATE FUNCTION dbmail.send_as_caller(
+  profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text,
+  body text, body_format text, importance text, sensitivity text, file_attachments text, query text,
+  execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text,
+  query_result_header boolean, query_result_width integer, query_result_separator text,
+  exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean,
+  query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[],
+  headers jsonb, send_at timestamptz, idempotency_key text, query_result_format text
+) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  RETURN dbmail.queue_mail(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
+    body_format, importance, sensitivity, file_attachments, query, execute_query_database,
+    attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
+    query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
+    query_result_no_padding, from_address, reply_to, attachments, headers, send_at, idempotency_key,
+    query_result_format, NULL, current_user);
+END;
+$$;
+
+-- The public entry point. It runs with the caller's rights (SECURITY INVOKER). Without a query it hands
+-- over to send_as_caller, which tells queue_mail who is calling; with one it hands over to
 -- send_with_query, passing the caller's search_path for the query (no search_path is pinned here, so
 -- current_setting reads the caller's; every name below is qualified).
 CREATE FUNCTION dbmail.sp_send_dbmail(
@@ -271,14 +359,12 @@ DECLARE
   new_id bigint;
 BEGIN
   IF query IS NULL THEN
-    -- The stamp that tells queue_mail who is calling (see dbmail.caller_stamps).
-    INSERT INTO dbmail.caller_stamps DEFAULT VALUES;
-    new_id := dbmail.queue_mail(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
-      body_format, importance, sensitivity, file_attachments, query, execute_query_database,
+    new_id := dbmail.send_as_caller(profile_name, recipients, copy_recipients, blind_copy_recipients, subject,
+      body, body_format, importance, sensitivity, file_attachments, query, execute_query_database,
       attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
       query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
       query_result_no_padding, from_address, reply_to, attachments, headers, send_at, idempotency_key,
-      query_result_format, NULL);
+      query_result_format);
   ELSE
     new_id := dbmail.send_with_query(profile_name, recipients, copy_recipients, blind_copy_recipients, subject,
       body, body_format, importance, sensitivity, file_attachments, query, execute_query_database,
@@ -297,4 +383,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(13, 'send', 'e14c6af37e4be1e12e5ba981fef32bbe2c71629d9f1b06604c244d007b5f6738');
+SELECT dbmail.record_migration(13, 'send', 'bbc3fcf0821e6ab24b4bf1ca54d1deb509d53afdac1b86d9f64769d7b67d205f');

@@ -1,7 +1,8 @@
 -- pg-dbmail 000016: the sender protocol, part two (dbmail_sender only): what a sender reads to send an item
 -- it holds (the accounts of every profile with their credentials, the item's attachments) and how it
 -- reports the outcome. Retry timing and the final status are decided here, in one place, so every sender
--- behaves alike and a restart loses nothing. Every function asks require_sender first (SenderRoles).
+-- behaves alike and a restart loses nothing. And the senders' half of the wake-up protocol. Every function
+-- asks require_sender first (SenderRoles), except sender_unwatch, which only gives a lock back.
 
 -- The guard: waits for any other migrator; refuses this file if applied already or out of order.
 SELECT dbmail.begin_migration(16, 'sender_outcomes', 'sender_claims');
@@ -293,6 +294,73 @@ AS $$
   FROM dbmail.status_counts() c;
 $$;
 
+-- The wake-up protocol. sp_send_dbmail sends NOTIFY dbmail_queue only when a sender listens and none is
+-- awake (dbmail.must_wake_senders, 000013, which reads the three advisory locks below). So:
+-- * a sender's LISTEN connection holds the first lock shared while it listens (sender_listening), and
+--   settles (below) before it looks for mail after every (re)connect;
+-- * one awake sender at a time, the watcher, holds the second (sender_watch): calls that see it send no
+--   NOTIFY, counting on the watcher to look again after they commit. The watcher looks again after each
+--   batch while it is busy; to go idle it gives the lock back (sender_unwatch), then settles, then looks
+--   once more;
+-- * settling (sender_settle) takes the third lock exclusively: it waits until every call that counted on
+--   a watcher has committed or rolled back (each holds the third lock shared from before it looked),
+--   and meanwhile calls notify. A look after it sees their mail. A call that looked after the watcher
+--   gave its lock back notifies.
+-- Anyone who can connect can take advisory locks: holding the second lock would make senders rely on
+-- their poll (--poll-interval-ms) for new mail, delaying it but never losing it.
+
+-- Held, shared, by a LISTEN connection for as long as it listens (a session lock; it ends with the
+-- connection).
+CREATE FUNCTION dbmail.sender_listening() RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM dbmail.require_sender();
+  PERFORM pg_advisory_lock_shared(1684172140, 1);
+END;
+$$;
+
+-- Whether this session became the watcher (or already was): never waits. A session lock, taken once
+-- (the sender keeps count; sender_unwatch gives it back).
+CREATE FUNCTION dbmail.sender_watch() RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM dbmail.require_sender();
+  RETURN pg_try_advisory_lock(1684172140, 2);
+END;
+$$;
+
+-- The watcher goes idle: it settles and looks once more after this.
+CREATE FUNCTION dbmail.sender_unwatch() RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  RETURN pg_advisory_unlock(1684172140, 2);
+END;
+$$;
+
+-- Waits (up to timeout_ms) until every transaction that queued mail counting on a watcher has ended;
+-- true when it has, false when the time ran out (look anyway, and settle again soon: the mail of a
+-- transaction still open is not seen yet). Call it in a transaction of its own: the lock is given back
+-- at its end, and calls notify while it is held or wanted.
+CREATE FUNCTION dbmail.sender_settle(timeout_ms integer) RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM dbmail.require_sender();
+  PERFORM set_config('lock_timeout', GREATEST(timeout_ms, 1)::text, true);
+  PERFORM pg_advisory_xact_lock(1684172140, 3);
+  RETURN true;
+EXCEPTION WHEN lock_not_available THEN
+  RETURN false;
+END;
+$$;
+
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(16, 'sender_outcomes', '5867638a7b935bbda444227a29c7c662eefc4f601564c921c8ee25bb495f22ba');
+SELECT dbmail.record_migration(16, 'sender_outcomes', '98930b375f7d240686ef5f64e631bc66774cd0590f6194556253c9b0b0738efd');

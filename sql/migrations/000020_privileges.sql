@@ -27,7 +27,10 @@ GRANT EXECUTE ON FUNCTION
     timestamptz, text, text),
   dbmail.queue_mail(text, text, text, text, text, text, text, text, text, text, text, text, boolean, text,
     boolean, integer, text, boolean, boolean, boolean, boolean, text, text, dbmail.attachment[], jsonb,
-    timestamptz, text, text, text),
+    timestamptz, text, text, text, name),
+  dbmail.send_as_caller(text, text, text, text, text, text, text, text, text, text, text, text, boolean, text,
+    boolean, integer, text, boolean, boolean, boolean, boolean, text, text, dbmail.attachment[], jsonb,
+    timestamptz, text, text),
   dbmail.check_send_arguments(text, text, text, text, text, text, text, boolean, boolean, integer, text, boolean,
     boolean, boolean, boolean, text, dbmail.attachment[], jsonb, text, text),
   dbmail.attachment(text, bytea, text),
@@ -112,6 +115,10 @@ GRANT EXECUTE ON FUNCTION
   dbmail.release_mailitems(text, bigint[], uuid[]),
   dbmail.take_send_slot(text, bigint, uuid, integer),
   dbmail.extend_leases(text, bigint[], uuid[], integer),
+  dbmail.sender_listening(),
+  dbmail.sender_watch(),
+  dbmail.sender_unwatch(),
+  dbmail.sender_settle(integer),
   dbmail.sender_accounts(),
   dbmail.sender_attachments(text, bigint, uuid),
   dbmail.sender_attachment_chunk(text, bigint, uuid, bigint, integer),
@@ -127,4 +134,4 @@ GRANT EXECUTE ON FUNCTION dbmail.schema_version() TO dbmail_admin;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(20, 'privileges', '235b4a7091f2080c07bdeb5f3a2b6dee9241f5aa9a8682e1f8309c2e2518ed4d');
+SELECT dbmail.record_migration(20, 'privileges', 'c32216ab85c08575efb316781d130f99e37bb9b4fc95cb77b0a967536ba5a00d');

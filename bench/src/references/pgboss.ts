@@ -44,9 +44,9 @@ export async function preparePgBoss(adminUrl: string, n: number): Promise<BenchD
   return db;
 }
 
-/** A client instance for boss.send() in the latency runs. */
-export async function pgBossClient(url: string): Promise<PgBoss> {
-  const client = boss(url, 2);
+/** A client instance for boss.send(), with `max` connections (latency runs: 2). */
+export async function pgBossClient(url: string, max = 2): Promise<PgBoss> {
+  const client = boss(url, max);
   client.on("error", (error) => console.error(`pg-boss: ${error.message}`));
   await client.start();
   return client;

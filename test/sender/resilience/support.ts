@@ -31,7 +31,8 @@ export interface QueueRow {
  * Where a backend is a sender's LISTEN connection: its last statement was the LISTEN or, after the
  * listener's periodic check, the check.
  */
-export const LISTENING = "(query LIKE 'LISTEN%' OR query LIKE 'SELECT pg_listening_channels()%')";
+export const LISTENING =
+  "(query LIKE 'LISTEN%' OR query LIKE 'SELECT pg_listening_channels()%' OR query LIKE 'SELECT dbmail.sender_%watch()%')";
 
 /** Registers the hooks of a resilience test file and returns its fixture and helpers. */
 export function useResilience() {

@@ -139,6 +139,7 @@ export class DatabaseWorker {
       delivery,
       this.outcomes,
       this.wakeup,
+      this.listener,
       this.log,
     );
     this.probe = new DatabaseProbe(this.pool);
@@ -243,6 +244,8 @@ export class DatabaseWorker {
     });
     this.listener.on("lost", (error) => {
       this.listening = false;
+      // A watch it held went with it: whoever counted on it needs a look (over the pool, meanwhile).
+      this.queue.settleSoon();
       this.listenError = error.message;
       this.log.warn({ err: error.message }, "LISTEN connection lost; reconnecting (polling meanwhile)");
     });
@@ -250,7 +253,8 @@ export class DatabaseWorker {
     // whether delivery is started.
     this.listener.on("connected", () => {
       this.listening = true;
-      this.wakeup.wake();
+      // Calls that saw nobody listening sent no NOTIFY: settle, then look.
+      this.queue.settleSoon();
       void this.heartbeat.beat();
     });
     this.listener.start();

@@ -36,6 +36,35 @@ export async function claim(
   return rows;
 }
 
+/**
+ * Waits up to `timeoutMs` for every transaction that queued mail counting on a watcher to end (the
+ * wake-up protocol, 000016); false when the time ran out.
+ */
+export async function settle(db: pg.Pool, timeoutMs: number): Promise<boolean> {
+  const { rows } = await db.query<{ settled: boolean }>({
+    name: "dbmail_settle",
+    text: "SELECT dbmail.sender_settle($1) AS settled",
+    values: [timeoutMs],
+  });
+  return rows[0]?.settled === true;
+}
+
+/**
+ * Wakes every sender (NOTIFY dbmail_queue), after settling when `settleMs` is given (false when the
+ * settle timed out): a watcher that stops looking hands its watch over so.
+ */
+export async function wakeSenders(db: pg.Pool, settleMs?: number): Promise<boolean> {
+  const { rows } = await db.query<{ settled: boolean }>(
+    settleMs === undefined
+      ? "SELECT true AS settled, pg_notify('dbmail_queue', '')"
+      : {
+          text: "SELECT dbmail.sender_settle($1) AS settled, pg_notify('dbmail_queue', '')",
+          values: [settleMs],
+        },
+  );
+  return rows[0]?.settled === true;
+}
+
 /** One outcome waiting to be recorded with recordOutcomes. */
 export interface PendingOutcome {
   mailitemId: string;

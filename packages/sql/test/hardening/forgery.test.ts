@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { errorOf, type TestDatabase, type TestRole } from "../../../../test/support/database.js";
 import { type Args, first, type Queryable, refused, send, shown } from "../../../../test/support/mail.js";
 import { bodyOf, mailArgs, setUpHardening } from "../support/boundaries.js";
+import { QUEUE_MAIL_PARAMETERS } from "../support/security.js";
 
 const sendAs = (client: Queryable, args: Args) => send(client, mailArgs(args));
 const refusedAs = (client: Queryable, args: Args) => refused(db, client, mailArgs(args));
@@ -102,6 +103,47 @@ describe("caller stamps", () => {
     } finally {
       await alice.query("ROLLBACK");
     }
+  });
+});
+
+describe("the name of the caller that the entry points pass to queue_mail", () => {
+  /** queue_mail called as `client` with every argument and caller => `name`, from `via` (a SELECT's text). */
+  async function queueAs(client: pg.Client, name: string, via = "SELECT dbmail.queue_mail(%s) AS id") {
+    const args = QUEUE_MAIL_PARAMETERS.map(([p, type], i) => `${p} => $${i + 1}::${type}`).join(", ");
+    const values = QUEUE_MAIL_PARAMETERS.map(([, , value]) => value);
+    return client.query(via.replace("%s", `${args}, caller => $${values.length + 1}::name`), [
+      ...values,
+      name,
+    ]);
+  }
+
+  it("is not taken from a direct call: without a stamp it is refused, with one the stamp decides", async () => {
+    const bobName = first((await bob.query<{ n: string }>("SELECT current_user AS n")).rows).n;
+    const error = await errorOf(queueAs(alice, bobName));
+    expect(error.code, error.message).toBe("42501");
+    expect(error.message).toMatch(/call dbmail\.sp_send_dbmail, not this internal function/);
+    await alice.query("BEGIN");
+    try {
+      await alice.query("INSERT INTO dbmail.caller_stamps DEFAULT VALUES");
+      const id = first((await queueAs(alice, bobName)).rows).id;
+      const { rows } = await alice.query(
+        "SELECT send_request_user FROM dbmail.sysmail_allitems WHERE mailitem_id = $1",
+        [id],
+      );
+      expect(first(rows).send_request_user).toBe(aliceRole.name);
+    } finally {
+      await alice.query("ROLLBACK");
+    }
+  });
+
+  it("is not taken from a function of the caller's own named like an entry point", async () => {
+    const bobName = first((await bob.query<{ n: string }>("SELECT current_user AS n")).rows).n;
+    await alice.query(`CREATE FUNCTION pg_temp.send_as_caller(who name) RETURNS bigint LANGUAGE plpgsql AS $f$
+      BEGIN RETURN dbmail.queue_mail(NULL, 'to@example.org', NULL, NULL, 's', 'b', 'TEXT', 'NORMAL', 'NORMAL',
+        NULL, NULL, NULL, false, NULL, true, 256, ' ', false, false, false, false, NULL, NULL, NULL, NULL, NULL,
+        NULL, 'TEXT', NULL, who); END $f$`);
+    const error = await errorOf(alice.query("SELECT pg_temp.send_as_caller($1)", [bobName]));
+    expect(error.code, error.message).toBe("42501");
   });
 });
 

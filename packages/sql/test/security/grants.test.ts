@@ -33,6 +33,7 @@ const USER_FUNCTIONS = [
   "queue_mail",
   "raise_error",
   "run_query",
+  "send_as_caller",
   "send_with_query",
   "show_value",
   "sp_notify_operator",

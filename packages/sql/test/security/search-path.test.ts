@@ -54,7 +54,7 @@ describe("search_path and shadowing", () => {
        ORDER BY 1`,
     );
     // Not vacuous: the hot helpers (address parsing, profile resolution) are unpinned and owner-only.
-    expect(rows.map((r) => r.fn)).toContain("dbmail.resolve_profile(name,text)");
+    expect(rows.map((r) => r.fn)).toContain("dbmail.resolve_profile(name,oid,text,integer)");
     expect(rows.filter((r) => r.callers.length > 0)).toEqual([]);
   });
 

@@ -1,7 +1,8 @@
 // When a queued item becomes due (send_at) and becomes visible: only when the caller's transaction
-// commits, which is also when NOTIFY dbmail_queue wakes the sender (SPEC.md section 9).
+// commits, which is also when NOTIFY dbmail_queue wakes the sender (SPEC.md section 9), when one listens
+// and none is awake (the wake-up protocol of 000016; test/sender/wakeups.test.ts runs it with senders).
 import type pg from "pg";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { first, sleep } from "../../../../test/support/mail.js";
 import { message, useSendDatabase } from "../support/send.js";
 
@@ -36,12 +37,22 @@ describe("send_at", () => {
 });
 
 describe("transactions and NOTIFY", () => {
-  /** A superuser connection listening on dbmail_queue, and what it has received. */
+  // Advisory locks belong to sessions: each test's listeners, watchers and callers end with it.
+  const opened: pg.Client[] = [];
+  afterEach(async () => {
+    await Promise.all(opened.splice(0).map((c) => c.end()));
+  });
+  async function connect(role?: Parameters<typeof t.db.connect>[0]): Promise<pg.Client> {
+    const client = await t.db.connect(role);
+    opened.push(client);
+    return client;
+  }
+  /** A superuser connection listening on dbmail_queue as an idle sender does, and what it has received. */
   async function listener(): Promise<pg.Notification[]> {
-    const client = await t.db.connect();
+    const client = await connect();
     const received: pg.Notification[] = [];
     client.on("notification", (n) => received.push(n));
-    await client.query("LISTEN dbmail_queue");
+    await client.query("LISTEN dbmail_queue; SELECT dbmail.sender_listening()");
     return received;
   }
 
@@ -51,7 +62,7 @@ describe("transactions and NOTIFY", () => {
   }
 
   it("queues nothing when the caller's transaction rolls back", async () => {
-    const client = await t.db.connect(t.aliceRole);
+    const client = await connect(t.aliceRole);
     const before = await queued();
     await client.query("BEGIN");
     const id = await send(message(), client);
@@ -62,7 +73,7 @@ describe("transactions and NOTIFY", () => {
   });
 
   it("queues the item when the caller's transaction commits", async () => {
-    const client = await t.db.connect(t.aliceRole);
+    const client = await connect(t.aliceRole);
     await client.query("BEGIN");
     const id = await send(message(), client);
     const { rows: during } = await t.db.query("SELECT 1 FROM dbmail.mailitems WHERE mailitem_id = $1", [id]);
@@ -81,7 +92,7 @@ describe("transactions and NOTIFY", () => {
 
   it("notifies only at commit", async () => {
     const received = await listener();
-    const client = await t.db.connect(t.aliceRole);
+    const client = await connect(t.aliceRole);
     await client.query("BEGIN");
     await send(message(), client);
     await sleep(300);
@@ -93,7 +104,7 @@ describe("transactions and NOTIFY", () => {
 
   it("does not notify when the transaction rolls back", async () => {
     const received = await listener();
-    const client = await t.db.connect(t.aliceRole);
+    const client = await connect(t.aliceRole);
     await client.query("BEGIN");
     await send(message(), client);
     await client.query("ROLLBACK");
@@ -120,6 +131,48 @@ describe("transactions and NOTIFY", () => {
     await refused(message({ recipients: "nobody" }));
     await sleep(300);
     expect(received).toEqual([]);
+  });
+
+  it("does not notify while nobody listens as a sender does (a sender looks when it starts listening)", async () => {
+    const client = await connect();
+    const received: pg.Notification[] = [];
+    client.on("notification", (n) => received.push(n));
+    await client.query("LISTEN dbmail_queue");
+    await send(message());
+    await sleep(300);
+    expect(received).toEqual([]);
+  });
+
+  it("does not notify while a sender watches, and again once it gives the watch back", async () => {
+    const received = await listener();
+    const watcher = await connect();
+    expect((await watcher.query("SELECT dbmail.sender_watch() AS held")).rows[0].held).toBe(true);
+    await send(message());
+    await sleep(300);
+    expect(received).toEqual([]);
+    await watcher.query("SELECT dbmail.sender_unwatch()");
+    await send(message());
+    await waitFor(received);
+    expect(received.map((n) => n.channel)).toEqual(["dbmail_queue"]);
+  });
+
+  it("a sender settling waits for the transactions that counted on its watch, and calls meanwhile notify", async () => {
+    const received = await listener();
+    const watcher = await connect();
+    await watcher.query("SELECT dbmail.sender_watch()");
+    const caller = await connect(t.aliceRole);
+    await caller.query("BEGIN");
+    await send(message(), caller);
+    await watcher.query("SELECT dbmail.sender_unwatch()");
+    const settler = await connect();
+    expect((await settler.query("SELECT dbmail.sender_settle(200) AS ok")).rows[0].ok).toBe(false);
+    const settled = settler.query("SELECT dbmail.sender_settle(5000) AS ok");
+    await sleep(100);
+    await send(message());
+    await waitFor(received);
+    expect(received.map((n) => n.channel)).toEqual(["dbmail_queue"]);
+    await caller.query("COMMIT");
+    expect((await settled).rows[0].ok).toBe(true);
   });
 
   it("does not notify when an idempotency key replays an existing item", async () => {

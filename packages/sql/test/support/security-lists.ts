@@ -60,8 +60,12 @@ export const SENDER_FUNCTIONS = [
   "sender_attachment_chunk",
   "sender_attachments",
   "sender_heartbeat",
+  "sender_listening",
   "sender_queue_stats",
+  "sender_settle",
   "sender_stopped",
+  "sender_unwatch",
+  "sender_watch",
   "take_send_slot",
   "log_event",
 ];

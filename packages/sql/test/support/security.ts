@@ -28,7 +28,7 @@ export {
 export const SECRET = `S3cret-${randomBytes(8).toString("hex")}`;
 
 /** dbmail.queue_mail's parameters in order, with their types and a harmless value. */
-const QUEUE_MAIL_PARAMETERS: [string, string, unknown][] = [
+export const QUEUE_MAIL_PARAMETERS: [string, string, unknown][] = [
   ["profile_name", "text", null],
   ["recipients", "text", "to@example.com"],
   ["copy_recipients", "text", null],

@@ -1,0 +1,143 @@
+// The shortcuts sp_send_dbmail takes for the usual call (bench/README.md, issue 17) decide exactly as the
+// full checks they skip: a plain address (dbmail.is_plain_address) is one that address_problem accepts and
+// parse_addresses records as given; the usual arguments that queue_mail lets past check_send_arguments
+// are ones check_send_arguments accepts. Random inputs near the edges of both.
+import { describe, expect, it } from "vitest";
+import { message, useSendDatabase } from "../support/send.js";
+
+const t = useSendDatabase();
+
+/** Random strings over `alphabet`, of length 1 to `max`. */
+function randomStrings(count: number, alphabet: string, max: number): string[] {
+  return Array.from({ length: count }, () => {
+    const length = 1 + Math.floor(Math.random() * max);
+    return Array.from({ length }, () => alphabet[Math.floor(Math.random() * alphabet.length)]).join("");
+  });
+}
+
+describe("plain addresses", () => {
+  it("are a subset of what address_problem accepts, recorded as parse_addresses records them", async () => {
+    // Mostly letters, so that many are plain; dots, hyphens and specials where they may or may not be.
+    const parts = "abcdefXYZ0189abcdef.-_+!#'`~{}";
+    const edges = [
+      "a@b",
+      "a@b.c",
+      "a.b@c-d.e",
+      "a..b@c.d",
+      ".a@b.c",
+      "a.@b.c",
+      "a@-b.c",
+      "a@b-.c",
+      "a@b..c",
+      "a@b.c.",
+      `${"a".repeat(64)}@b.c`,
+      `${"a".repeat(65)}@b.c`,
+      `a@${"b".repeat(63)}.c`,
+      `a@${"b".repeat(64)}.c`,
+      `${"a".repeat(60)}@${"b.".repeat(95)}c`,
+      "a b@c.d",
+      "a@b.c ",
+      '"a"@b.c',
+      "a@[1.2.3.4]",
+      "a@b@c.d",
+      "ä@b.c",
+    ];
+    const addresses = [
+      ...edges,
+      ...randomStrings(300, parts, 12).flatMap((local) =>
+        randomStrings(1, parts, 20).map((domain) => `${local}@${domain}`),
+      ),
+    ];
+    const { rows } = await t.db.query<{ a: string; plain: boolean; problem: string | null; parsed: unknown }>(
+      `SELECT a, dbmail.is_plain_address(a) AS plain, dbmail.address_problem(a) AS problem,
+              CASE WHEN dbmail.address_problem(a) IS NULL THEN dbmail.parse_addresses('recipients', a, 0, 0, false) END AS parsed
+       FROM unnest($1::text[]) a`,
+      [addresses],
+    );
+    const plain = rows.filter((r) => r.plain);
+    expect(plain.length).toBeGreaterThan(20);
+    for (const r of plain) {
+      expect({ a: r.a, problem: r.problem }).toEqual({ a: r.a, problem: null });
+      expect(r.parsed).toEqual([{ name: null, address: r.a }]);
+    }
+  });
+
+  it("sp_send_dbmail records the envelope of a plain address as of any other", async () => {
+    const plain = await t.sendAndRead(message({ recipients: "ann@x.org" }));
+    const spaced = await t.sendAndRead(message({ recipients: " ann@x.org ; " }));
+    expect(plain.envelope).toEqual(spaced.envelope);
+    expect(plain.envelope).toEqual({ to: [{ name: null, address: "ann@x.org" }], cc: [], bcc: [] });
+  });
+});
+
+describe("the usual arguments", () => {
+  it("are refused exactly as check_send_arguments refuses them, with every default and odd value", async () => {
+    const variants: Record<string, unknown>[] = [
+      { importance: "low" },
+      { importance: " High " },
+      { importance: "urgent" },
+      { importance: null },
+      { sensitivity: "private" },
+      { sensitivity: "secret" },
+      { body_format: "html" },
+      { body_format: "rtf" },
+      { body_format: null },
+      { query_result_width: 9 },
+      { query_result_width: 32768 },
+      { query_result_separator: "" },
+      { query_result_separator: ";;" },
+      { query_result_format: "xml" },
+      { query_result_header: null },
+      { exclude_query_output: null },
+      { append_query_error: null },
+      { query_no_truncate: null, query_result_no_padding: false },
+      { query_no_truncate: true, query_result_no_padding: true },
+      { attach_query_result_as_file: true },
+      { attach_query_result_as_file: null },
+      { subject: "a\nb" },
+      { subject: "x".repeat(999) },
+      { subject: "x".repeat(998) },
+      { subject: null },
+      { subject: null, body: "" },
+      { subject: "", body: "" },
+      { execute_query_database: "elsewhere" },
+      { idempotency_key: " " },
+    ];
+    for (const v of variants) {
+      const args = message(v);
+      // The full check alone, as the owner: what it says of these arguments.
+      const full = await t.db
+        .query(
+          `SELECT dbmail.check_send_arguments($1, $2, COALESCE($3, 'TEXT'), $4, $5, NULL, $6, $7, $8, $9, $10, $11,
+             $12, $13, $14, NULL, NULL, NULL, $15, $16)`,
+          [
+            args.subject ?? null,
+            args.body ?? null,
+            "body_format" in args ? args.body_format : "TEXT",
+            "importance" in args ? args.importance : "NORMAL",
+            "sensitivity" in args ? args.sensitivity : "NORMAL",
+            args.execute_query_database ?? null,
+            "attach_query_result_as_file" in args ? args.attach_query_result_as_file : false,
+            "query_result_header" in args ? args.query_result_header : true,
+            "query_result_width" in args ? args.query_result_width : 256,
+            "query_result_separator" in args ? args.query_result_separator : " ",
+            "exclude_query_output" in args ? args.exclude_query_output : false,
+            "append_query_error" in args ? args.append_query_error : false,
+            "query_no_truncate" in args ? args.query_no_truncate : false,
+            "query_result_no_padding" in args ? args.query_result_no_padding : false,
+            args.idempotency_key ?? null,
+            "query_result_format" in args ? args.query_result_format : "TEXT",
+          ],
+        )
+        .then(
+          () => "accepted",
+          (error: Error) => error.message,
+        );
+      const sent = await t.send(args).then(
+        () => "accepted",
+        (error: Error) => error.message,
+      );
+      expect({ v, sent }).toEqual({ v, sent: full });
+    }
+  });
+});
