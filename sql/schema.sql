@@ -2073,8 +2073,11 @@ BEGIN
     -- The Message-ID every attempt carries: unique per item and installation, with the sending domain (of
     -- from_address, else of the profile's first account; what follows the last @, as address_domain
     -- says), computed in this statement rather than in statements of its own; the account by its key (a
-    -- join of the two tables costs a fifth more).
-    '<dbmail.' || next_id || '.' || (SELECT replace(s.installation_id::text, '-', '') FROM dbmail.system_state s)
+    -- join of the two tables costs a fifth more). The queueing time (microseconds, hex) keeps it unique
+    -- where an id comes back: a standby promoted before it replayed the last commits hands their ids out
+    -- again, and so does a restored copy that queues mail beside the original.
+    '<dbmail.' || next_id || '.' || to_hex((pg_catalog.date_part('epoch', now()) * 1000000)::bigint) || '.'
+      || (SELECT replace(s.installation_id::text, '-', '') FROM dbmail.system_state s)
       || '@' || COALESCE(substring(parsed_from ->> 'address', '@([^@]*)$'),
                          (SELECT substring(a.email_address, '@([^@]*)$') FROM dbmail.accounts a
                           WHERE a.account_id = (SELECT pa.account_id FROM dbmail.profile_accounts pa

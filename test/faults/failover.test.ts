@@ -285,7 +285,8 @@ it("9b. primary killed 1 s behind, asynchronous standby promoted: what the unrep
       `before the kill: ${r.unreplicated} commits acknowledged by the old primary never reached the ` +
       `standby (sp_send_dbmail had returned their ids): ${r.unreplicatedDelivered} of them were sent ` +
       `from the old primary before the crash, the other ${r.lost} are the lost mails; ${r.idsReused} of ` +
-      "their mailitem_ids were handed out again by the new primary (so their Message-IDs recur); " +
+      "their mailitem_ids were handed out again by the new primary (with Message-IDs of their own: the " +
+      "queueing time is part of it); " +
       `${r.duplicates} extra copies (same Message-ID): mails whose claim or 'sent' outcome was among the ` +
       "lost commits, so the new primary had them still to send and they went out again (claimed at once " +
       `when the claim was lost, after the lease when only the outcome was: ${r.unsettledAtDrain} items ` +

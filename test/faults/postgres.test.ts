@@ -112,14 +112,15 @@ it("3. PostgreSQL restarted (fast, immediate) and connections terminated mid-dra
 
   await drained(db, [smtp], ids, LONG ? 600_000 : 60_000);
   for (const s of senders) expect(s.alive(), `${s.id} still runs`).toBe(true);
-  // Both listen again: a sender's listening connection last ran its LISTEN or, once the drain took
-  // longer than the listener's check interval (10 s, as in the long mode), that check.
+  // Both listen again: a sender's listening connection takes the "someone listens" advisory lock in
+  // the same statement as its LISTEN (dbmail.sender_listening), and holds it while it listens.
   const listening = await until(
     async () => {
       const { rows } = await db.query<{ n: string }>(
-        `SELECT count(DISTINCT application_name) AS n FROM pg_stat_activity
-          WHERE application_name LIKE 'dbmail sender%'
-            AND (query LIKE 'LISTEN%' OR query LIKE 'SELECT pg_listening_channels()%')`,
+        `SELECT count(DISTINCT a.application_name) AS n
+         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+         WHERE l.locktype = 'advisory' AND l.classid = 1684172140::oid AND l.objid = 1::oid AND l.granted
+           AND a.application_name LIKE 'dbmail sender%'`,
       );
       return Number(rows[0]?.n) === senders.length;
     },

@@ -12,7 +12,7 @@ describe("identity headers and extra headers", () => {
   it("Message-ID is the item's message_id and X-DBMail-Mailitem-Id its mailitem_id", async () => {
     const { id, mail } = await sendAndReceive({ body: "ids" });
     const row = await itemRow(id);
-    expect(row.message_id).toMatch(/^<dbmail\.\d+\.[0-9a-f]+@example\.com>$/);
+    expect(row.message_id).toMatch(/^<dbmail\.\d+\.[0-9a-f]{13,}\.[0-9a-f]{32}@example\.com>$/);
     expect(mail.parsed.messageId).toBe(row.message_id);
     const key = [...mail.parsed.headers.keys()].find((k) => k.toLowerCase() === "x-dbmail-mailitem-id");
     expect(key).toBeDefined();

@@ -46,7 +46,9 @@ describe("claim_mailitems", () => {
     });
     expect(claimed?.envelope.to).toEqual([{ name: null, address: "a@x.org" }]);
     expect(claimed?.envelope.cc).toEqual([]);
-    expect(claimed?.message_id).toMatch(new RegExp(`^<dbmail\\.${id}\\.[0-9a-f]{32}@example\\.org>$`));
+    expect(claimed?.message_id).toMatch(
+      new RegExp(`^<dbmail\\.${id}\\.[0-9a-f]{13,}\\.[0-9a-f]{32}@example\\.org>$`),
+    );
     expect(claimed?.lease_expires_at).toBeInstanceOf(Date);
   });
 
