@@ -879,7 +879,7 @@ $_$;
 CREATE FUNCTION dbmail.claim_mailitems(sender_id text, batch_size integer DEFAULT 20, lease_seconds integer DEFAULT 300) RETURNS TABLE(mailitem_id bigint, profile_id integer, envelope jsonb, subject text, body text, body_format text, importance text, sensitivity text, from_address text, reply_to text, headers jsonb, message_id text, send_attempts integer, attachment_count integer, lease_expires_at timestamp with time zone, lease_token uuid)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    AS $$
+    AS $_$
 DECLARE
   claimer text := claim_mailitems.sender_id;
   lease_end timestamptz := now() + make_interval(secs => lease_seconds);
@@ -893,6 +893,8 @@ DECLARE
   claimed bigint[] := '{}';
   -- last_mod_user of the claimed items, once rather than per row.
   modifier name;
+  -- This database's installation id, in the Message-IDs fixed here.
+  installation text;
 BEGIN
   -- Confined to the roles SenderRoles lists, where it lists any.
   PERFORM dbmail.require_sender();
@@ -907,8 +909,9 @@ BEGIN
   END IF;
   -- Whether delivery is started, and who registered the claimer's id, in one statement. An id nobody
   -- registered may claim (its first heartbeat may not have got through yet).
-  SELECT st.started, (SELECT s.login FROM dbmail.senders s WHERE s.sender_id = claimer)
-    INTO delivering, registered_by
+  SELECT st.started, (SELECT s.login FROM dbmail.senders s WHERE s.sender_id = claimer),
+         replace(st.installation_id::text, '-', '')
+    INTO delivering, registered_by, installation
   FROM dbmail.system_state st;
   IF NOT dbmail.may_use_sender_id(registered_by) THEN
     PERFORM dbmail.raise_error('42501', 'sender_id', claimer, 'registered by another login');
@@ -990,11 +993,20 @@ BEGIN
   END IF;
 
   -- Due items, as many as the batch has room for, claimed and returned in one statement with the items
-  -- whose leases were taken over above.
+  -- whose leases were taken over above. An item's first claim fixes its Message-ID (docs/sql-reference.md
+  -- 2.8; here rather than in each sp_send_dbmail call, which would pay a statement's worth of lookups):
+  -- the sending domain is what follows the last @ of from_address, else of the profile's first account.
   RETURN QUERY
   WITH taken AS (
     UPDATE dbmail.mailitems m SET sent_status = 'sending', lease_owner = claimer, lease_token = token,
-      lease_expires_at = lease_end, last_mod_date = now(), last_mod_user = modifier
+      lease_expires_at = lease_end, last_mod_date = now(), last_mod_user = modifier,
+      message_id = COALESCE(m.message_id, '<dbmail.' || m.mailitem_id || '.'
+        || to_hex((date_part('epoch', m.send_request_date) * 1000000)::bigint) || '.' || installation || '@'
+        || COALESCE(substring(CASE WHEN m.from_address IS NOT NULL THEN
+                                dbmail.parse_single_address('from_address', m.from_address) ->> 'address' END, '@([^@]*)$'),
+                    (SELECT substring(a.email_address, '@([^@]*)$') FROM dbmail.profile_accounts pa
+                     JOIN dbmail.accounts a ON a.account_id = pa.account_id WHERE pa.profile_id = m.profile_id
+                     ORDER BY pa.sequence_number, pa.account_id LIMIT 1), 'localhost') || '>')
     WHERE m.mailitem_id IN (
       SELECT x.mailitem_id FROM dbmail.mailitems x
       WHERE x.sent_status IN ('unsent', 'retrying') AND x.next_attempt_at <= now()
@@ -1013,7 +1025,7 @@ BEGIN
     UPDATE dbmail.senders s SET last_empty_claim_at = now() WHERE s.sender_id = claimer;
   END IF;
 END;
-$$;
+$_$;
 
 CREATE FUNCTION dbmail.collect_attachments(attachments dbmail.attachment[], file_attachments text, mail_size bigint, max_size bigint) RETURNS dbmail.attachment[]
     LANGUAGE plpgsql
@@ -1482,8 +1494,9 @@ $$;
 CREATE FUNCTION dbmail.is_plain_address(address text) RETURNS boolean
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $_$
-  SELECT address ~ '^[A-Za-z0-9!#$%&''*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&''*+/=?^_`{|}~-]+)*@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$'
-     AND length(address) <= 254 AND strpos(address, '@') <= 65;
+  SELECT address ~ '^[A-Za-z0-9!#$%&''*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&''*+/=?^_`{|}~-]+)*@[A-Za-z0-9]+(-+[A-Za-z0-9]+)*(\.[A-Za-z0-9]+(-+[A-Za-z0-9]+)*)*$'
+     AND length(address) <= 254 AND strpos(address, '@') <= 65
+     AND (length(address) - strpos(address, '@') <= 63 OR address !~ '[^.@]{64}');
 $_$;
 
 CREATE FUNCTION dbmail.job_failure_operator(operator_name text) RETURNS TABLE(operator_id integer, enabled boolean, email_address text)
@@ -1875,12 +1888,6 @@ DECLARE
   cc_list jsonb := '[]';
   bcc_list jsonb := '[]';
 BEGIN
-  -- The usual message: one plain address in recipients and nothing else. parse_addresses would find it
-  -- so too, at several times the cost.
-  IF copy_recipients IS NULL AND blind_copy_recipients IS NULL AND dbmail.is_plain_address(recipients) THEN
-    RETURN jsonb_build_object('to', jsonb_build_array(jsonb_build_object('name', NULL, 'address', recipients)),
-      'cc', cc_list, 'bcc', bcc_list);
-  END IF;
   to_list := dbmail.parse_addresses('recipients', recipients, 0, max_count, false);
   -- Lists not given are empty, without a call.
   IF copy_recipients IS NOT NULL THEN
@@ -1933,7 +1940,7 @@ CREATE FUNCTION dbmail.queue_mail(profile_name text, recipients text, copy_recip
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET plan_cache_mode TO 'force_generic_plan'
-    AS $_$
+    AS $$
 #variable_conflict use_column
 DECLARE
   sender name;
@@ -1946,52 +1953,54 @@ DECLARE
   max_per_day bigint;
   fixed_size bigint;
   envelope jsonb;
-  parsed_from jsonb;
   the_profile integer;
   usual_default integer;
+  role_defaults boolean;
   files dbmail.attachment[] := '{}';
-  next_id bigint;
   new_id bigint;
 BEGIN
   -- The sender: who called the entry point (send_as_caller or send_with_query, else a stamp), a role of
-  -- its own, by OID; a query and its result only from send_with_query.
+  -- its own, by OID (sending_role says what is wrong when it is not); a query and its result only from
+  -- send_with_query.
   GET DIAGNOSTICS call_stack = PG_CONTEXT;
   sender := dbmail.sending_caller(call_stack, caller);
-  sender_oid := dbmail.sending_role(sender);
+  sender_oid := CASE WHEN sender NOT IN ('dbmail_user', 'dbmail_admin', 'dbmail_sender')
+                     THEN to_regrole(quote_ident(sender)) END;
+  IF sender_oid IS NULL THEN
+    sender_oid := dbmail.sending_role(sender);
+  END IF;
   IF query IS NOT NULL THEN
     PERFORM dbmail.check_query_source(call_stack, query);
   END IF;
 
-  -- The limits. A replay of an idempotency_key queues nothing (it returns the item queued before), so it
-  -- is not limited. The replayed item is locked until this transaction ends: a concurrent delete of it
-  -- waits (or, if it committed first, the item is not found and this is a new mail, checked as one).
-  -- Each lookup is a statement of its own, and each costs as much as the checks around it: the three
-  -- limits are read in one, the replay probed only with a key.
+  -- The limits and the public default profile, in one row (refresh_send_defaults keeps them). A replay
+  -- of an idempotency_key queues nothing (it returns the item queued before), so it is not limited. The
+  -- replayed item is locked until this transaction ends: a concurrent delete of it waits (or, if it
+  -- committed first, the item is not found and this is a new mail, checked as one).
+  SELECT st.max_recipients_per_mail, st.max_mail_size, st.max_mails_per_user_per_day, st.public_default_profile,
+         st.role_defaults
+  INTO max_recipients, max_size, max_per_day, usual_default, role_defaults
+  FROM dbmail.system_state st;
   IF idempotency_key IS NOT NULL THEN
     PERFORM FROM dbmail.mailitems m
     WHERE m.send_request_role = sender_oid AND m.idempotency_key = queue_mail.idempotency_key
     FOR KEY SHARE;
-    replay := FOUND;
+    IF FOUND THEN
+      replay := true;
+      max_recipients := 0;
+      max_size := 0;
+      max_per_day := 0;
+    END IF;
   END IF;
-  -- With them, when no profile is named, the profile the mail would be sent with (see resolve_profile,
-  -- which decides later, in its turn): the role's own default, else one granted to one of its roles (their
-  -- memberships walked only for such grants), else the public one.
-  SELECT max(s.paramvalue) FILTER (WHERE s.paramname = 'MaxRecipientsPerMail')::bigint,
-         max(s.paramvalue) FILTER (WHERE s.paramname = 'MaxMailSize')::bigint,
-         max(s.paramvalue) FILTER (WHERE s.paramname = 'MaxMailsPerUserPerDay')::bigint,
-         CASE WHEN profile_name IS NULL THEN
-           (SELECT pp.profile_id FROM dbmail.principal_profiles pp
-            WHERE pp.is_default
-              AND (pp.principal_id IN (0, sender_oid) OR dbmail.is_member_of(sender_oid, pp.principal_id))
-            ORDER BY pp.principal_id = sender_oid DESC, pp.principal_id = 0, pp.profile_id
-            LIMIT 1) END
-  INTO max_recipients, max_size, max_per_day, usual_default
-  FROM dbmail.settings s
-  WHERE s.paramname IN ('MaxRecipientsPerMail', 'MaxMailSize', 'MaxMailsPerUserPerDay');
-  IF replay THEN
-    max_recipients := 0;
-    max_size := 0;
-    max_per_day := 0;
+  -- When no profile is named and a role has a default of its own, the profile the mail would be sent
+  -- with (resolve_profile decides later, in its turn): the role's own default, else one granted to one of
+  -- its roles (their memberships walked only for such grants), else the public one.
+  IF profile_name IS NULL AND role_defaults THEN
+    SELECT pp.profile_id INTO usual_default FROM dbmail.principal_profiles pp
+    WHERE pp.is_default
+      AND (pp.principal_id IN (0, sender_oid) OR dbmail.is_member_of(sender_oid, pp.principal_id))
+    ORDER BY pp.principal_id = sender_oid DESC, pp.principal_id = 0, pp.profile_id
+    LIMIT 1;
   END IF;
 
   -- The arguments. The usual call, with nothing check_send_arguments could refuse, is recognised in one
@@ -2016,21 +2025,38 @@ BEGIN
       query_result_no_padding, file_attachments, attachments, headers, idempotency_key, query_result_format);
   END IF;
 
-  -- MaxMailSize of what was given, before anything is parsed.
-  fixed_size := dbmail.check_given_size(subject, recipients, copy_recipients, blind_copy_recipients,
-    from_address, reply_to, headers, body, max_size);
+  -- MaxMailSize of what was given, before anything is parsed: the sizes added up here (headers aside);
+  -- check_given_size, called only with headers or over the limit, names what pushed it over.
+  fixed_size := COALESCE(octet_length(subject), 0) + COALESCE(octet_length(recipients), 0)
+    + COALESCE(octet_length(copy_recipients), 0) + COALESCE(octet_length(blind_copy_recipients), 0)
+    + COALESCE(octet_length(from_address), 0) + COALESCE(octet_length(reply_to), 0);
+  IF headers IS NOT NULL OR (max_size > 0 AND fixed_size + COALESCE(octet_length(body), 0) > max_size) THEN
+    fixed_size := dbmail.check_given_size(subject, recipients, copy_recipients, blind_copy_recipients,
+      from_address, reply_to, headers, body, max_size);
+  END IF;
 
-  -- The addresses, MaxRecipientsPerMail counted as they are parsed.
-  envelope := dbmail.parse_envelope(recipients, copy_recipients, blind_copy_recipients, max_recipients);
+  -- The addresses, MaxRecipientsPerMail counted as they are parsed. The usual message, one plain address
+  -- in recipients and nothing else, has the envelope parse_envelope would give it, at a fraction of the
+  -- cost.
+  IF copy_recipients IS NULL AND blind_copy_recipients IS NULL AND dbmail.is_plain_address(recipients) THEN
+    envelope := jsonb_build_object('to', jsonb_build_array(jsonb_build_object('name', NULL, 'address', recipients)),
+      'cc', '[]'::jsonb, 'bcc', '[]'::jsonb);
+  ELSE
+    envelope := dbmail.parse_envelope(recipients, copy_recipients, blind_copy_recipients, max_recipients);
+  END IF;
   IF from_address IS NOT NULL THEN
-    parsed_from := dbmail.parse_single_address('from_address', from_address);
+    PERFORM dbmail.parse_single_address('from_address', from_address);
   END IF;
   IF reply_to IS NOT NULL THEN
     PERFORM dbmail.parse_single_address('reply_to', reply_to);
   END IF;
 
-  -- The profile.
-  the_profile := dbmail.resolve_profile(sender, sender_oid, profile_name, usual_default);
+  -- The profile: the default found above when none is named (resolve_profile says when there is none).
+  IF profile_name IS NULL AND usual_default IS NOT NULL THEN
+    the_profile := usual_default;
+  ELSE
+    the_profile := dbmail.resolve_profile(sender, sender_oid, profile_name, usual_default);
+  END IF;
 
   -- MaxMailsPerUserPerDay. Admins are exempt.
   IF max_per_day > 0 AND NOT dbmail.is_admin(sender) THEN
@@ -2050,18 +2076,16 @@ BEGIN
   END IF;
 
   -- Stored: the item, counted in MaxMailsPerUserPerDay's ledger while that is on, and its attachments;
-  -- senders are woken unless it waits for send_at.
-  next_id := nextval('dbmail.mailitems_mailitem_id_seq');
+  -- senders are woken unless it waits for send_at. Its Message-ID is fixed by its first claim.
   INSERT INTO dbmail.mailitems AS m (
-    mailitem_id, profile_id, recipients, copy_recipients, blind_copy_recipients, envelope, subject, body,
+    profile_id, recipients, copy_recipients, blind_copy_recipients, envelope, subject, body,
     body_format, importance, sensitivity, file_attachments, query, execute_query_database,
     attach_query_result_as_file, query_result_header, query_result_width, query_result_separator,
     exclude_query_output, append_query_error, query_no_truncate, query_result_no_padding,
     query_attachment_filename, query_result_format, from_address, reply_to, headers, send_at,
-    idempotency_key, message_id, next_attempt_at, send_request_user, send_request_role, last_mod_user)
-  OVERRIDING SYSTEM VALUE
+    idempotency_key, next_attempt_at, send_request_user, send_request_role, last_mod_user)
   VALUES (
-    next_id, the_profile, NULLIF(btrim(recipients), ''), NULLIF(btrim(copy_recipients), ''),
+    the_profile, NULLIF(btrim(recipients), ''), NULLIF(btrim(copy_recipients), ''),
     NULLIF(btrim(blind_copy_recipients), ''), envelope,
     COALESCE(NULLIF(subject, ''), 'PostgreSQL Message'), body,
     upper(btrim(COALESCE(body_format, 'TEXT'))), upper(btrim(importance)), upper(btrim(sensitivity)),
@@ -2069,27 +2093,16 @@ BEGIN
     query_result_width, query_result_separator, exclude_query_output, append_query_error,
     query_no_truncate, query_result_no_padding, query_attachment_filename,
     upper(btrim(query_result_format)), NULLIF(btrim(from_address), ''), NULLIF(btrim(reply_to), ''),
-    headers, send_at, idempotency_key,
-    -- The Message-ID every attempt carries: unique per item and installation, with the sending domain (of
-    -- from_address, else of the profile's first account; what follows the last @, as address_domain
-    -- says), computed in this statement rather than in statements of its own; the account by its key (a
-    -- join of the two tables costs a fifth more). The queueing time (microseconds, hex) keeps it unique
-    -- where an id comes back: a standby promoted before it replayed the last commits hands their ids out
-    -- again, and so does a restored copy that queues mail beside the original.
-    '<dbmail.' || next_id || '.' || to_hex((pg_catalog.date_part('epoch', now()) * 1000000)::bigint) || '.'
-      || (SELECT replace(s.installation_id::text, '-', '') FROM dbmail.system_state s)
-      || '@' || COALESCE(substring(parsed_from ->> 'address', '@([^@]*)$'),
-                         (SELECT substring(a.email_address, '@([^@]*)$') FROM dbmail.accounts a
-                          WHERE a.account_id = (SELECT pa.account_id FROM dbmail.profile_accounts pa
-                            WHERE pa.profile_id = the_profile ORDER BY pa.sequence_number, pa.account_id LIMIT 1)),
-                         'localhost') || '>',
-    GREATEST(COALESCE(send_at, now()), now()), sender, sender_oid, sender)
+    headers, send_at, idempotency_key, GREATEST(COALESCE(send_at, now()), now()), sender, sender_oid, sender)
   ON CONFLICT (send_request_role, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
   RETURNING m.mailitem_id INTO new_id;
   IF new_id IS NULL THEN
     -- The same key from the same role: the message is already queued (or sent); nothing new is queued.
     SELECT m.mailitem_id INTO new_id FROM dbmail.mailitems m
     WHERE m.send_request_role = sender_oid AND m.idempotency_key = queue_mail.idempotency_key;
+    IF NOT COALESCE(exclude_query_output, false) THEN
+      RAISE NOTICE 'Mail (Id: %) queued.', new_id;
+    END IF;
     RETURN new_id;
   END IF;
   IF replay THEN
@@ -2109,9 +2122,13 @@ BEGIN
   IF (send_at IS NULL OR send_at <= now()) AND dbmail.must_wake_senders() THEN
     PERFORM pg_notify('dbmail_queue', '');
   END IF;
+  -- What SQL Server prints; exclude_query_output silences it.
+  IF NOT COALESCE(exclude_query_output, false) THEN
+    RAISE NOTICE 'Mail (Id: %) queued.', new_id;
+  END IF;
   RETURN new_id;
 END;
-$_$;
+$$;
 
 CREATE FUNCTION dbmail.raise_error(sqlstate text, parameter text, value text, problem text) RETURNS void
     LANGUAGE plpgsql IMMUTABLE
@@ -2242,6 +2259,24 @@ BEGIN
       retry_rounds, retry_delay, entry.attempts);
     RETURN NEXT;
   END LOOP;
+END;
+$$;
+
+CREATE FUNCTION dbmail.refresh_send_defaults() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+  UPDATE dbmail.system_state st SET
+    max_recipients_per_mail = (SELECT s.paramvalue::bigint FROM dbmail.settings s
+                               WHERE s.paramname = 'MaxRecipientsPerMail'),
+    max_mail_size = (SELECT s.paramvalue::bigint FROM dbmail.settings s WHERE s.paramname = 'MaxMailSize'),
+    max_mails_per_user_per_day = (SELECT s.paramvalue::bigint FROM dbmail.settings s
+                                  WHERE s.paramname = 'MaxMailsPerUserPerDay'),
+    public_default_profile = (SELECT pp.profile_id FROM dbmail.principal_profiles pp
+                              WHERE pp.is_default AND pp.principal_id = 0),
+    role_defaults = EXISTS (SELECT FROM dbmail.principal_profiles pp WHERE pp.is_default AND pp.principal_id <> 0);
+  RETURN NULL;
 END;
 $$;
 
@@ -2731,20 +2766,21 @@ END;
 $$;
 
 CREATE FUNCTION dbmail.sending_caller(call_stack text, caller name) RETURNS name
-    LANGUAGE plpgsql
+    LANGUAGE sql
     AS $$
-DECLARE
-  own_frame text := split_part(call_stack, E'\n', 1);
-  words text := left(own_frame, strpos(own_frame, 'dbmail.queue_mail(') - 1);
-  caller_frame text := split_part(call_stack, E'\n', 2);
-BEGIN
-  IF caller IS NOT NULL AND strpos(own_frame, 'dbmail.queue_mail(') > 0
-     AND (starts_with(caller_frame, words || 'dbmail.send_as_caller(')
-          OR starts_with(caller_frame, words || 'dbmail.send_with_query(')) THEN
-    RETURN caller;
-  END IF;
-  RETURN dbmail.take_caller_stamp('sp_send_dbmail');
-END;
+  -- LANGUAGE sql, one expression: inlined into queue_mail's (a PL/pgSQL call of its own cost as much as
+  -- a statement). The frames' leading words (e.g. "PL/pgSQL function ") are the server's, in its
+  -- language: taken from queue_mail's own frame, which names it at the first line.
+  SELECT CASE
+    WHEN caller IS NOT NULL AND strpos(split_part(call_stack, E'\n', 1), 'dbmail.queue_mail(') > 0
+         AND (starts_with(split_part(call_stack, E'\n', 2),
+                left(split_part(call_stack, E'\n', 1), strpos(split_part(call_stack, E'\n', 1), 'dbmail.queue_mail(') - 1)
+                  || 'dbmail.send_as_caller(')
+              OR starts_with(split_part(call_stack, E'\n', 2),
+                left(split_part(call_stack, E'\n', 1), strpos(split_part(call_stack, E'\n', 1), 'dbmail.queue_mail(') - 1)
+                  || 'dbmail.send_with_query('))
+      THEN caller
+    ELSE dbmail.take_caller_stamp('sp_send_dbmail') END;
 $$;
 
 CREATE FUNCTION dbmail.sending_role(sender name) RETURNS oid
@@ -2877,32 +2913,23 @@ END;
 $$;
 
 CREATE FUNCTION dbmail.sp_send_dbmail(profile_name text DEFAULT NULL::text, recipients text DEFAULT NULL::text, copy_recipients text DEFAULT NULL::text, blind_copy_recipients text DEFAULT NULL::text, subject text DEFAULT NULL::text, body text DEFAULT NULL::text, body_format text DEFAULT 'TEXT'::text, importance text DEFAULT 'NORMAL'::text, sensitivity text DEFAULT 'NORMAL'::text, file_attachments text DEFAULT NULL::text, query text DEFAULT NULL::text, execute_query_database text DEFAULT NULL::text, attach_query_result_as_file boolean DEFAULT false, query_attachment_filename text DEFAULT NULL::text, query_result_header boolean DEFAULT true, query_result_width integer DEFAULT 256, query_result_separator text DEFAULT ' '::text, exclude_query_output boolean DEFAULT false, append_query_error boolean DEFAULT false, query_no_truncate boolean DEFAULT false, query_result_no_padding boolean DEFAULT false, from_address text DEFAULT NULL::text, reply_to text DEFAULT NULL::text, attachments dbmail.attachment[] DEFAULT NULL::dbmail.attachment[], headers jsonb DEFAULT NULL::jsonb, send_at timestamp with time zone DEFAULT NULL::timestamp with time zone, idempotency_key text DEFAULT NULL::text, query_result_format text DEFAULT 'TEXT'::text) RETURNS bigint
-    LANGUAGE plpgsql
+    LANGUAGE sql
     AS $$
-DECLARE
-  new_id bigint;
-BEGIN
-  IF query IS NULL THEN
-    new_id := dbmail.send_as_caller(profile_name, recipients, copy_recipients, blind_copy_recipients, subject,
-      body, body_format, importance, sensitivity, file_attachments, query, execute_query_database,
+  SELECT CASE WHEN query IS NULL THEN
+    dbmail.send_as_caller(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
+      body_format, importance, sensitivity, file_attachments, query, execute_query_database,
       attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
       query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
       query_result_no_padding, from_address, reply_to, attachments, headers, send_at, idempotency_key,
-      query_result_format);
+      query_result_format)
   ELSE
-    new_id := dbmail.send_with_query(profile_name, recipients, copy_recipients, blind_copy_recipients, subject,
-      body, body_format, importance, sensitivity, file_attachments, query, execute_query_database,
+    dbmail.send_with_query(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
+      body_format, importance, sensitivity, file_attachments, query, execute_query_database,
       attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
       query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
       query_result_no_padding, from_address, reply_to, attachments, headers, send_at, idempotency_key,
-      query_result_format, pg_catalog.current_setting('search_path'));
-  END IF;
-  -- What SQL Server prints; exclude_query_output silences it.
-  IF NOT COALESCE(exclude_query_output, false) THEN
-    RAISE NOTICE 'Mail (Id: %) queued.', new_id;
-  END IF;
-  RETURN new_id;
-END;
+      query_result_format, pg_catalog.current_setting('search_path'))
+  END;
 $$;
 
 CREATE FUNCTION dbmail.sp_update_operator(name text DEFAULT NULL::text, new_name text DEFAULT NULL::text, enabled boolean DEFAULT NULL::boolean, email_address text DEFAULT NULL::text, pager_address text DEFAULT NULL::text, weekday_pager_start_time integer DEFAULT NULL::integer, weekday_pager_end_time integer DEFAULT NULL::integer, saturday_pager_start_time integer DEFAULT NULL::integer, saturday_pager_end_time integer DEFAULT NULL::integer, sunday_pager_start_time integer DEFAULT NULL::integer, sunday_pager_end_time integer DEFAULT NULL::integer, pager_days integer DEFAULT NULL::integer, netsend_address text DEFAULT NULL::text, category_name text DEFAULT NULL::text) RETURNS void
@@ -3930,7 +3957,7 @@ CREATE TABLE dbmail.mailitems (
     headers jsonb,
     send_at timestamp with time zone,
     idempotency_key text,
-    message_id text NOT NULL,
+    message_id text,
     send_request_date timestamp with time zone DEFAULT now() NOT NULL,
     send_request_user name NOT NULL,
     send_request_role oid,
@@ -4331,6 +4358,11 @@ CREATE TABLE dbmail.system_state (
     last_mod_user name DEFAULT CURRENT_USER NOT NULL,
     timeline text,
     timeline_since timestamp with time zone,
+    max_recipients_per_mail bigint,
+    max_mail_size bigint,
+    max_mails_per_user_per_day bigint,
+    public_default_profile integer,
+    role_defaults boolean DEFAULT false NOT NULL,
     CONSTRAINT system_state_singleton_check CHECK (singleton)
 );
 
@@ -4429,6 +4461,10 @@ CREATE INDEX send_slots_account_idx ON dbmail.send_slots USING btree (account_id
 CREATE INDEX send_slots_mailitem_idx ON dbmail.send_slots USING btree (mailitem_id) WHERE (finished_at IS NULL);
 
 CREATE INDEX senders_live_idx ON dbmail.senders USING btree (last_heartbeat) WHERE (stopped_at IS NULL);
+
+CREATE TRIGGER refresh_send_defaults AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON dbmail.principal_profiles FOR EACH STATEMENT EXECUTE FUNCTION dbmail.refresh_send_defaults();
+
+CREATE TRIGGER refresh_send_defaults AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON dbmail.settings FOR EACH STATEMENT EXECUTE FUNCTION dbmail.refresh_send_defaults();
 
 CREATE TRIGGER replace_default_row BEFORE INSERT ON dbmail.settings FOR EACH ROW EXECUTE FUNCTION dbmail.replace_default_row();
 
@@ -4620,6 +4656,8 @@ GRANT ALL ON FUNCTION dbmail.record_outcome(mailitem_id bigint, sender_id text, 
 
 REVOKE ALL ON FUNCTION dbmail.record_outcomes(sender_id text, outcomes jsonb, process_id integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.record_outcomes(sender_id text, outcomes jsonb, process_id integer) TO dbmail_sender;
+
+REVOKE ALL ON FUNCTION dbmail.refresh_send_defaults() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.release_mailitems(sender_id text, mailitem_ids bigint[], lease_tokens uuid[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.release_mailitems(sender_id text, mailitem_ids bigint[], lease_tokens uuid[]) TO dbmail_sender;

@@ -27,7 +27,15 @@ CREATE TABLE dbmail.system_state (
   -- The WAL timeline the server writes on (the first 8 digits of its WAL file names), as senders last saw
   -- it, and since when: a promoted standby starts a new one (dbmail.note_timeline).
   timeline text,
-  timeline_since timestamptz
+  timeline_since timestamptz,
+  -- What every sp_send_dbmail call needs from settings and principal_profiles, kept here by triggers
+  -- (000013, refresh_send_defaults) so that a call reads one row: the three limits (NULL: not set), the
+  -- public default profile, and whether any role has a default of its own (the call then looks for it).
+  max_recipients_per_mail bigint,
+  max_mail_size bigint,
+  max_mails_per_user_per_day bigint,
+  public_default_profile integer,
+  role_defaults boolean NOT NULL DEFAULT false
 );
 INSERT INTO dbmail.system_state DEFAULT VALUES;
 
@@ -186,8 +194,9 @@ CREATE TABLE dbmail.mailitems (
   headers jsonb,
   send_at timestamptz,
   idempotency_key text,
-  -- Fixed at enqueue so every attempt, by any sender, carries the same Message-ID.
-  message_id text NOT NULL,
+  -- Fixed by the first claim (claim_mailitems), so every attempt, by any sender, carries the same
+  -- Message-ID; NULL until then (computed there rather than in every sp_send_dbmail call).
+  message_id text,
   send_request_date timestamptz NOT NULL DEFAULT now(),
   send_request_user name NOT NULL,
   -- Mail belongs to the role that sent it, not to its name: a role dropped and created again under the
@@ -374,4 +383,4 @@ CREATE INDEX notified_job_runs_ended_idx ON dbmail.notified_job_runs (run_ended_
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(2, 'tables', 'd09bb7345116b4dfe601f95772fe93ad267e7d29ef59e292bc1184393313bff1');
+SELECT dbmail.record_migration(2, 'tables', '16a9cc609a5d0893e3aef410fae806b333a8948de39690262887b391b9d0f854');

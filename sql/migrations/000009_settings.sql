@@ -161,6 +161,36 @@ AS $$
   ORDER BY s.paramname;
 $$;
 
+-- Keeps on system_state what every sp_send_dbmail call reads (the three limits, the public default
+-- profile, whether any role has a default of its own), so that a call reads one row instead of the
+-- settings and the grants (that statement was an eighth of a call's cost). Run after every statement that
+-- changes settings or principal_profiles (a profile's deletion cascades to its grants), and so after a
+-- restore's COPY of either. SECURITY DEFINER: an admin changing a setting may not write system_state.
+CREATE FUNCTION dbmail.refresh_send_defaults() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  UPDATE dbmail.system_state st SET
+    max_recipients_per_mail = (SELECT s.paramvalue::bigint FROM dbmail.settings s
+                               WHERE s.paramname = 'MaxRecipientsPerMail'),
+    max_mail_size = (SELECT s.paramvalue::bigint FROM dbmail.settings s WHERE s.paramname = 'MaxMailSize'),
+    max_mails_per_user_per_day = (SELECT s.paramvalue::bigint FROM dbmail.settings s
+                                  WHERE s.paramname = 'MaxMailsPerUserPerDay'),
+    public_default_profile = (SELECT pp.profile_id FROM dbmail.principal_profiles pp
+                              WHERE pp.is_default AND pp.principal_id = 0),
+    role_defaults = EXISTS (SELECT FROM dbmail.principal_profiles pp WHERE pp.is_default AND pp.principal_id <> 0);
+  RETURN NULL;
+END;
+$$;
+CREATE TRIGGER refresh_send_defaults AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON dbmail.settings
+FOR EACH STATEMENT EXECUTE FUNCTION dbmail.refresh_send_defaults();
+CREATE TRIGGER refresh_send_defaults AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON dbmail.principal_profiles
+FOR EACH STATEMENT EXECUTE FUNCTION dbmail.refresh_send_defaults();
+-- Filled once now, from the settings' defaults (000002): a statement that changes no row fires it.
+UPDATE dbmail.settings SET paramname = paramname WHERE false;
+
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(9, 'settings', '77c6d0ddd35f101c6a193e3053bc57b2e8d76dc4a44764dd5013671ead889a30');
+SELECT dbmail.record_migration(9, 'settings', '16005621acabc77ab1c75936a637c4e269385beefb9b83dc561d0ba0eaa4d73c');

@@ -186,20 +186,21 @@ $$;
 -- so). Otherwise queue_mail was called directly: the caller's stamp says who (take_caller_stamp), which
 -- costs two statements that the entry points spare.
 CREATE FUNCTION dbmail.sending_caller(call_stack text, caller name) RETURNS name
-LANGUAGE plpgsql
+LANGUAGE sql VOLATILE
 AS $$
-DECLARE
-  own_frame text := split_part(call_stack, E'\n', 1);
-  words text := left(own_frame, strpos(own_frame, 'dbmail.queue_mail(') - 1);
-  caller_frame text := split_part(call_stack, E'\n', 2);
-BEGIN
-  IF caller IS NOT NULL AND strpos(own_frame, 'dbmail.queue_mail(') > 0
-     AND (starts_with(caller_frame, words || 'dbmail.send_as_caller(')
-          OR starts_with(caller_frame, words || 'dbmail.send_with_query(')) THEN
-    RETURN caller;
-  END IF;
-  RETURN dbmail.take_caller_stamp('sp_send_dbmail');
-END;
+  -- LANGUAGE sql, one expression: inlined into queue_mail's (a PL/pgSQL call of its own cost as much as
+  -- a statement). The frames' leading words (e.g. "PL/pgSQL function ") are the server's, in its
+  -- language: taken from queue_mail's own frame, which names it at the first line.
+  SELECT CASE
+    WHEN caller IS NOT NULL AND strpos(split_part(call_stack, E'\n', 1), 'dbmail.queue_mail(') > 0
+         AND (starts_with(split_part(call_stack, E'\n', 2),
+                left(split_part(call_stack, E'\n', 1), strpos(split_part(call_stack, E'\n', 1), 'dbmail.queue_mail(') - 1)
+                  || 'dbmail.send_as_caller(')
+              OR starts_with(split_part(call_stack, E'\n', 2),
+                left(split_part(call_stack, E'\n', 1), strpos(split_part(call_stack, E'\n', 1), 'dbmail.queue_mail(') - 1)
+                  || 'dbmail.send_with_query('))
+      THEN caller
+    ELSE dbmail.take_caller_stamp('sp_send_dbmail') END;
 $$;
 
 -- MaxMailSize of what a message is given, before anything is parsed: the subject, the address lists as
@@ -344,4 +345,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(12, 'send_checks', '27a5cc05952b1467fd717f1faa42b09e1f7ac391cd73d6dc21ddac994ec90e51');
+SELECT dbmail.record_migration(12, 'send_checks', '08c30ee52cdf7084e5182f6bccc45f1c2a8b0a06682b0f8b86e7abea99296de7');

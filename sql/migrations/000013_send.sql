@@ -62,52 +62,54 @@ DECLARE
   max_per_day bigint;
   fixed_size bigint;
   envelope jsonb;
-  parsed_from jsonb;
   the_profile integer;
   usual_default integer;
+  role_defaults boolean;
   files dbmail.attachment[] := '{}';
-  next_id bigint;
   new_id bigint;
 BEGIN
   -- The sender: who called the entry point (send_as_caller or send_with_query, else a stamp), a role of
-  -- its own, by OID; a query and its result only from send_with_query.
+  -- its own, by OID (sending_role says what is wrong when it is not); a query and its result only from
+  -- send_with_query.
   GET DIAGNOSTICS call_stack = PG_CONTEXT;
   sender := dbmail.sending_caller(call_stack, caller);
-  sender_oid := dbmail.sending_role(sender);
+  sender_oid := CASE WHEN sender NOT IN ('dbmail_user', 'dbmail_admin', 'dbmail_sender')
+                     THEN to_regrole(quote_ident(sender)) END;
+  IF sender_oid IS NULL THEN
+    sender_oid := dbmail.sending_role(sender);
+  END IF;
   IF query IS NOT NULL THEN
     PERFORM dbmail.check_query_source(call_stack, query);
   END IF;
 
-  -- The limits. A replay of an idempotency_key queues nothing (it returns the item queued before), so it
-  -- is not limited. The replayed item is locked until this transaction ends: a concurrent delete of it
-  -- waits (or, if it committed first, the item is not found and this is a new mail, checked as one).
-  -- Each lookup is a statement of its own, and each costs as much as the checks around it: the three
-  -- limits are read in one, the replay probed only with a key.
+  -- The limits and the public default profile, in one row (refresh_send_defaults keeps them). A replay
+  -- of an idempotency_key queues nothing (it returns the item queued before), so it is not limited. The
+  -- replayed item is locked until this transaction ends: a concurrent delete of it waits (or, if it
+  -- committed first, the item is not found and this is a new mail, checked as one).
+  SELECT st.max_recipients_per_mail, st.max_mail_size, st.max_mails_per_user_per_day, st.public_default_profile,
+         st.role_defaults
+  INTO max_recipients, max_size, max_per_day, usual_default, role_defaults
+  FROM dbmail.system_state st;
   IF idempotency_key IS NOT NULL THEN
     PERFORM FROM dbmail.mailitems m
     WHERE m.send_request_role = sender_oid AND m.idempotency_key = queue_mail.idempotency_key
     FOR KEY SHARE;
-    replay := FOUND;
+    IF FOUND THEN
+      replay := true;
+      max_recipients := 0;
+      max_size := 0;
+      max_per_day := 0;
+    END IF;
   END IF;
-  -- With them, when no profile is named, the profile the mail would be sent with (see resolve_profile,
-  -- which decides later, in its turn): the role's own default, else one granted to one of its roles (their
-  -- memberships walked only for such grants), else the public one.
-  SELECT max(s.paramvalue) FILTER (WHERE s.paramname = 'MaxRecipientsPerMail')::bigint,
-         max(s.paramvalue) FILTER (WHERE s.paramname = 'MaxMailSize')::bigint,
-         max(s.paramvalue) FILTER (WHERE s.paramname = 'MaxMailsPerUserPerDay')::bigint,
-         CASE WHEN profile_name IS NULL THEN
-           (SELECT pp.profile_id FROM dbmail.principal_profiles pp
-            WHERE pp.is_default
-              AND (pp.principal_id IN (0, sender_oid) OR dbmail.is_member_of(sender_oid, pp.principal_id))
-            ORDER BY pp.principal_id = sender_oid DESC, pp.principal_id = 0, pp.profile_id
-            LIMIT 1) END
-  INTO max_recipients, max_size, max_per_day, usual_default
-  FROM dbmail.settings s
-  WHERE s.paramname IN ('MaxRecipientsPerMail', 'MaxMailSize', 'MaxMailsPerUserPerDay');
-  IF replay THEN
-    max_recipients := 0;
-    max_size := 0;
-    max_per_day := 0;
+  -- When no profile is named and a role has a default of its own, the profile the mail would be sent
+  -- with (resolve_profile decides later, in its turn): the role's own default, else one granted to one of
+  -- its roles (their memberships walked only for such grants), else the public one.
+  IF profile_name IS NULL AND role_defaults THEN
+    SELECT pp.profile_id INTO usual_default FROM dbmail.principal_profiles pp
+    WHERE pp.is_default
+      AND (pp.principal_id IN (0, sender_oid) OR dbmail.is_member_of(sender_oid, pp.principal_id))
+    ORDER BY pp.principal_id = sender_oid DESC, pp.principal_id = 0, pp.profile_id
+    LIMIT 1;
   END IF;
 
   -- The arguments. The usual call, with nothing check_send_arguments could refuse, is recognised in one
@@ -132,21 +134,38 @@ BEGIN
       query_result_no_padding, file_attachments, attachments, headers, idempotency_key, query_result_format);
   END IF;
 
-  -- MaxMailSize of what was given, before anything is parsed.
-  fixed_size := dbmail.check_given_size(subject, recipients, copy_recipients, blind_copy_recipients,
-    from_address, reply_to, headers, body, max_size);
+  -- MaxMailSize of what was given, before anything is parsed: the sizes added up here (headers aside);
+  -- check_given_size, called only with headers or over the limit, names what pushed it over.
+  fixed_size := COALESCE(octet_length(subject), 0) + COALESCE(octet_length(recipients), 0)
+    + COALESCE(octet_length(copy_recipients), 0) + COALESCE(octet_length(blind_copy_recipients), 0)
+    + COALESCE(octet_length(from_address), 0) + COALESCE(octet_length(reply_to), 0);
+  IF headers IS NOT NULL OR (max_size > 0 AND fixed_size + COALESCE(octet_length(body), 0) > max_size) THEN
+    fixed_size := dbmail.check_given_size(subject, recipients, copy_recipients, blind_copy_recipients,
+      from_address, reply_to, headers, body, max_size);
+  END IF;
 
-  -- The addresses, MaxRecipientsPerMail counted as they are parsed.
-  envelope := dbmail.parse_envelope(recipients, copy_recipients, blind_copy_recipients, max_recipients);
+  -- The addresses, MaxRecipientsPerMail counted as they are parsed. The usual message, one plain address
+  -- in recipients and nothing else, has the envelope parse_envelope would give it, at a fraction of the
+  -- cost.
+  IF copy_recipients IS NULL AND blind_copy_recipients IS NULL AND dbmail.is_plain_address(recipients) THEN
+    envelope := jsonb_build_object('to', jsonb_build_array(jsonb_build_object('name', NULL, 'address', recipients)),
+      'cc', '[]'::jsonb, 'bcc', '[]'::jsonb);
+  ELSE
+    envelope := dbmail.parse_envelope(recipients, copy_recipients, blind_copy_recipients, max_recipients);
+  END IF;
   IF from_address IS NOT NULL THEN
-    parsed_from := dbmail.parse_single_address('from_address', from_address);
+    PERFORM dbmail.parse_single_address('from_address', from_address);
   END IF;
   IF reply_to IS NOT NULL THEN
     PERFORM dbmail.parse_single_address('reply_to', reply_to);
   END IF;
 
-  -- The profile.
-  the_profile := dbmail.resolve_profile(sender, sender_oid, profile_name, usual_default);
+  -- The profile: the default found above when none is named (resolve_profile says when there is none).
+  IF profile_name IS NULL AND usual_default IS NOT NULL THEN
+    the_profile := usual_default;
+  ELSE
+    the_profile := dbmail.resolve_profile(sender, sender_oid, profile_name, usual_default);
+  END IF;
 
   -- MaxMailsPerUserPerDay. Admins are exempt.
   IF max_per_day > 0 AND NOT dbmail.is_admin(sender) THEN
@@ -166,18 +185,16 @@ BEGIN
   END IF;
 
   -- Stored: the item, counted in MaxMailsPerUserPerDay's ledger while that is on, and its attachments;
-  -- senders are woken unless it waits for send_at.
-  next_id := nextval('dbmail.mailitems_mailitem_id_seq');
+  -- senders are woken unless it waits for send_at. Its Message-ID is fixed by its first claim.
   INSERT INTO dbmail.mailitems AS m (
-    mailitem_id, profile_id, recipients, copy_recipients, blind_copy_recipients, envelope, subject, body,
+    profile_id, recipients, copy_recipients, blind_copy_recipients, envelope, subject, body,
     body_format, importance, sensitivity, file_attachments, query, execute_query_database,
     attach_query_result_as_file, query_result_header, query_result_width, query_result_separator,
     exclude_query_output, append_query_error, query_no_truncate, query_result_no_padding,
     query_attachment_filename, query_result_format, from_address, reply_to, headers, send_at,
-    idempotency_key, message_id, next_attempt_at, send_request_user, send_request_role, last_mod_user)
-  OVERRIDING SYSTEM VALUE
+    idempotency_key, next_attempt_at, send_request_user, send_request_role, last_mod_user)
   VALUES (
-    next_id, the_profile, NULLIF(btrim(recipients), ''), NULLIF(btrim(copy_recipients), ''),
+    the_profile, NULLIF(btrim(recipients), ''), NULLIF(btrim(copy_recipients), ''),
     NULLIF(btrim(blind_copy_recipients), ''), envelope,
     COALESCE(NULLIF(subject, ''), 'PostgreSQL Message'), body,
     upper(btrim(COALESCE(body_format, 'TEXT'))), upper(btrim(importance)), upper(btrim(sensitivity)),
@@ -185,27 +202,16 @@ BEGIN
     query_result_width, query_result_separator, exclude_query_output, append_query_error,
     query_no_truncate, query_result_no_padding, query_attachment_filename,
     upper(btrim(query_result_format)), NULLIF(btrim(from_address), ''), NULLIF(btrim(reply_to), ''),
-    headers, send_at, idempotency_key,
-    -- The Message-ID every attempt carries: unique per item and installation, with the sending domain (of
-    -- from_address, else of the profile's first account; what follows the last @, as address_domain
-    -- says), computed in this statement rather than in statements of its own; the account by its key (a
-    -- join of the two tables costs a fifth more). The queueing time (microseconds, hex) keeps it unique
-    -- where an id comes back: a standby promoted before it replayed the last commits hands their ids out
-    -- again, and so does a restored copy that queues mail beside the original.
-    '<dbmail.' || next_id || '.' || to_hex((pg_catalog.date_part('epoch', now()) * 1000000)::bigint) || '.'
-      || (SELECT replace(s.installation_id::text, '-', '') FROM dbmail.system_state s)
-      || '@' || COALESCE(substring(parsed_from ->> 'address', '@([^@]*)$'),
-                         (SELECT substring(a.email_address, '@([^@]*)$') FROM dbmail.accounts a
-                          WHERE a.account_id = (SELECT pa.account_id FROM dbmail.profile_accounts pa
-                            WHERE pa.profile_id = the_profile ORDER BY pa.sequence_number, pa.account_id LIMIT 1)),
-                         'localhost') || '>',
-    GREATEST(COALESCE(send_at, now()), now()), sender, sender_oid, sender)
+    headers, send_at, idempotency_key, GREATEST(COALESCE(send_at, now()), now()), sender, sender_oid, sender)
   ON CONFLICT (send_request_role, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
   RETURNING m.mailitem_id INTO new_id;
   IF new_id IS NULL THEN
     -- The same key from the same role: the message is already queued (or sent); nothing new is queued.
     SELECT m.mailitem_id INTO new_id FROM dbmail.mailitems m
     WHERE m.send_request_role = sender_oid AND m.idempotency_key = queue_mail.idempotency_key;
+    IF NOT COALESCE(exclude_query_output, false) THEN
+      RAISE NOTICE 'Mail (Id: %) queued.', new_id;
+    END IF;
     RETURN new_id;
   END IF;
   IF replay THEN
@@ -224,6 +230,10 @@ BEGIN
   END IF;
   IF (send_at IS NULL OR send_at <= now()) AND dbmail.must_wake_senders() THEN
     PERFORM pg_notify('dbmail_queue', '');
+  END IF;
+  -- What SQL Server prints; exclude_query_output silences it.
+  IF NOT COALESCE(exclude_query_output, false) THEN
+    RAISE NOTICE 'Mail (Id: %) queued.', new_id;
   END IF;
   RETURN new_id;
 END;
@@ -325,7 +335,9 @@ $$;
 -- The public entry point. It runs with the caller's rights (SECURITY INVOKER). Without a query it hands
 -- over to send_as_caller, which tells queue_mail who is calling; with one it hands over to
 -- send_with_query, passing the caller's search_path for the query (no search_path is pinned here, so
--- current_setting reads the caller's; every name below is qualified).
+-- current_setting reads the caller's; every name below is qualified). LANGUAGE sql, one expression
+-- without a SET: PostgreSQL inlines it into the caller's statement, so it costs no call of its own
+-- (queue_mail prints SQL Server's "Mail (Id: n) queued.").
 CREATE FUNCTION dbmail.sp_send_dbmail(
   profile_name text DEFAULT NULL,
   recipients text DEFAULT NULL,
@@ -356,34 +368,25 @@ CREATE FUNCTION dbmail.sp_send_dbmail(
   idempotency_key text DEFAULT NULL,
   query_result_format text DEFAULT 'TEXT'
 ) RETURNS bigint
-LANGUAGE plpgsql
+LANGUAGE sql
 AS $$
-DECLARE
-  new_id bigint;
-BEGIN
-  IF query IS NULL THEN
-    new_id := dbmail.send_as_caller(profile_name, recipients, copy_recipients, blind_copy_recipients, subject,
-      body, body_format, importance, sensitivity, file_attachments, query, execute_query_database,
+  SELECT CASE WHEN query IS NULL THEN
+    dbmail.send_as_caller(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
+      body_format, importance, sensitivity, file_attachments, query, execute_query_database,
       attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
       query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
       query_result_no_padding, from_address, reply_to, attachments, headers, send_at, idempotency_key,
-      query_result_format);
+      query_result_format)
   ELSE
-    new_id := dbmail.send_with_query(profile_name, recipients, copy_recipients, blind_copy_recipients, subject,
-      body, body_format, importance, sensitivity, file_attachments, query, execute_query_database,
+    dbmail.send_with_query(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
+      body_format, importance, sensitivity, file_attachments, query, execute_query_database,
       attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
       query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
       query_result_no_padding, from_address, reply_to, attachments, headers, send_at, idempotency_key,
-      query_result_format, pg_catalog.current_setting('search_path'));
-  END IF;
-  -- What SQL Server prints; exclude_query_output silences it.
-  IF NOT COALESCE(exclude_query_output, false) THEN
-    RAISE NOTICE 'Mail (Id: %) queued.', new_id;
-  END IF;
-  RETURN new_id;
-END;
+      query_result_format, pg_catalog.current_setting('search_path'))
+  END;
 $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(13, 'send', '62aedfa98dae432c3eaabd67faa79ba8ba344b37f816cf6f369f4d1a060c4ac7');
+SELECT dbmail.record_migration(13, 'send', '43026d16dfbe3c7f156ed11f021a82830691118dcb34a25344e7cab4abe7032e');

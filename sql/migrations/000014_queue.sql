@@ -1,6 +1,6 @@
 -- pg-dbmail 000014: the queue's controls and clean-up: start and stop delivery, its status, the queue and
--- the live senders (sysmail_help_queue_sp, with the one flag to alert on), and deleting old mail items
--- and events.
+-- the live senders (sysmail_help_queue_sp, with the one flag to alert on), deleting old mail items and
+-- events, and the installed schema version.
 
 -- The guard: waits for any other migrator; refuses this file if applied already or out of order.
 SELECT dbmail.begin_migration(14, 'queue', 'send');
@@ -335,6 +335,17 @@ BEGIN
 END;
 $$;
 
+-- The installed schema version, so a sender can refuse a database older or newer than itself.
+CREATE FUNCTION dbmail.schema_version() RETURNS integer
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  RETURN (SELECT max(m.version) FROM dbmail.migrations m);
+END;
+$$;
+
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(14, 'queue', 'a3c0522550166c2dce7526ac5b95632476134ff5e747af7758912cf35ea980e4');
+SELECT dbmail.record_migration(14, 'queue', '4d12e20c0c8e86318080dba7bf9c531143f662a04cd990be707a3e4b7601605a');

@@ -9,17 +9,6 @@
 -- The guard: waits for any other migrator; refuses this file if applied already or out of order.
 SELECT dbmail.begin_migration(15, 'sender_claims', 'queue');
 
--- The installed schema version, so a sender can refuse a database older or newer than itself.
-CREATE FUNCTION dbmail.schema_version() RETURNS integer
-LANGUAGE plpgsql STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-  RETURN (SELECT max(m.version) FROM dbmail.migrations m);
-END;
-$$;
-
 -- Whether the session's login may act under a sender_id registered by `login`: it is that login, or
 -- nobody registered the id (NULL), or that login no longer exists (dropped: its ids are free, so a login
 -- created again under the same name takes them over at its first heartbeat), or it is a superuser. The
@@ -129,6 +118,8 @@ DECLARE
   claimed bigint[] := '{}';
   -- last_mod_user of the claimed items, once rather than per row.
   modifier name;
+  -- This database's installation id, in the Message-IDs fixed here.
+  installation text;
 BEGIN
   -- Confined to the roles SenderRoles lists, where it lists any.
   PERFORM dbmail.require_sender();
@@ -143,8 +134,9 @@ BEGIN
   END IF;
   -- Whether delivery is started, and who registered the claimer's id, in one statement. An id nobody
   -- registered may claim (its first heartbeat may not have got through yet).
-  SELECT st.started, (SELECT s.login FROM dbmail.senders s WHERE s.sender_id = claimer)
-    INTO delivering, registered_by
+  SELECT st.started, (SELECT s.login FROM dbmail.senders s WHERE s.sender_id = claimer),
+         replace(st.installation_id::text, '-', '')
+    INTO delivering, registered_by, installation
   FROM dbmail.system_state st;
   IF NOT dbmail.may_use_sender_id(registered_by) THEN
     PERFORM dbmail.raise_error('42501', 'sender_id', claimer, 'registered by another login');
@@ -226,11 +218,20 @@ BEGIN
   END IF;
 
   -- Due items, as many as the batch has room for, claimed and returned in one statement with the items
-  -- whose leases were taken over above.
+  -- whose leases were taken over above. An item's first claim fixes its Message-ID (docs/sql-reference.md
+  -- 2.8; here rather than in each sp_send_dbmail call, which would pay a statement's worth of lookups):
+  -- the sending domain is what follows the last @ of from_address, else of the profile's first account.
   RETURN QUERY
   WITH taken AS (
     UPDATE dbmail.mailitems m SET sent_status = 'sending', lease_owner = claimer, lease_token = token,
-      lease_expires_at = lease_end, last_mod_date = now(), last_mod_user = modifier
+      lease_expires_at = lease_end, last_mod_date = now(), last_mod_user = modifier,
+      message_id = COALESCE(m.message_id, '<dbmail.' || m.mailitem_id || '.'
+        || to_hex((date_part('epoch', m.send_request_date) * 1000000)::bigint) || '.' || installation || '@'
+        || COALESCE(substring(CASE WHEN m.from_address IS NOT NULL THEN
+                                dbmail.parse_single_address('from_address', m.from_address) ->> 'address' END, '@([^@]*)$'),
+                    (SELECT substring(a.email_address, '@([^@]*)$') FROM dbmail.profile_accounts pa
+                     JOIN dbmail.accounts a ON a.account_id = pa.account_id WHERE pa.profile_id = m.profile_id
+                     ORDER BY pa.sequence_number, pa.account_id LIMIT 1), 'localhost') || '>')
     WHERE m.mailitem_id IN (
       SELECT x.mailitem_id FROM dbmail.mailitems x
       WHERE x.sent_status IN ('unsent', 'retrying') AND x.next_attempt_at <= now()
@@ -391,4 +392,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(15, 'sender_claims', 'dfee7e111937552e2b2aef391a1ec304e891428d9da0714c5032d5f5dcd160d4');
+SELECT dbmail.record_migration(15, 'sender_claims', '89a8e12ed17fbb90738ff8500c85c604fbec8ee2ed638dc2d299344e0dd97f95');

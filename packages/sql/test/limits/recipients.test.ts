@@ -160,4 +160,25 @@ describe("MaxRecipientsPerMail", () => {
       );
     });
   });
+
+  // sp_send_dbmail reads the limits from a copy that triggers keep (system_state): a change made around
+  // sysmail_configure_sp, by an admin's UPDATE or a DELETE of the row, applies as well.
+  it("follows a setting changed directly in dbmail.settings, and one deleted (unlimited)", async () => {
+    const to = addresses(3);
+    try {
+      await t.db.query(
+        "UPDATE dbmail.settings SET paramvalue = '2' WHERE paramname = 'MaxRecipientsPerMail'",
+      );
+      expectError(await refused(message({ recipients: to })), "54000", "recipients", to, problem(3, 2));
+      await t.db.query("DELETE FROM dbmail.settings WHERE paramname = 'MaxRecipientsPerMail'");
+      await send(message({ recipients: addresses(300) }));
+    } finally {
+      await t.db.query(
+        `INSERT INTO dbmail.settings (paramname, paramvalue) VALUES ('MaxRecipientsPerMail', '100')
+         ON CONFLICT (paramname) DO UPDATE SET paramvalue = '100'`,
+      );
+    }
+    const error = await refused(message({ recipients: addresses(101) }));
+    expect(error.message).toMatch(/more than MaxRecipientsPerMail \(100\) recipients/);
+  });
 });

@@ -126,4 +126,20 @@ describe("default profile (profile_name NULL)", () => {
       profileIds.PublicDefault,
     );
   });
+
+  // sp_send_dbmail reads the public default, and whether any role has one, from a copy that triggers keep
+  // (system_state): each removal shows in the next call, a profile's deletion (cascading to its grants)
+  // and a grant removed by hand included.
+  it("follows defaults as they are removed: the caller's own, its group's with the profile, public's", async () => {
+    await call(t.db, "sysmail_delete_principalprofile_sp", {
+      principal_name: daveRole.name,
+      profile_name: "DaveDefault",
+    });
+    expect((await sendDefault(dave)).profile_id).toBe(profileIds.TeamDefault);
+    await call(t.db, "sysmail_delete_profile_sp", { profile_name: "TeamDefault" });
+    expect((await sendDefault(dave)).profile_id).toBe(profileIds.PublicDefault);
+    await t.db.query("DELETE FROM dbmail.principal_profiles WHERE principal_id = 0 AND is_default");
+    expect((await refused(message({ profile_name: undefined }), dave)).code).toBe("55000");
+    expect((await refused(message({ profile_name: undefined }), erin)).code).toBe("55000");
+  });
 });

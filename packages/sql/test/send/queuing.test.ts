@@ -85,33 +85,32 @@ describe("a valid message", () => {
     expect(stored.body).toBe("Body");
   });
 
-  it("gives the item a Message-ID with the item id, the time it was queued, the installation id and the account's domain", async () => {
+  it("fixes the item's Message-ID at its first claim: the item id, the time it was queued, the installation id and the account's domain", async () => {
     const id = await send(message());
+    expect((await item(id)).message_id).toBeNull();
     const { rows } = await t.db.query<{ queued: string }>(
       "SELECT to_hex((date_part('epoch', send_request_date) * 1000000)::bigint) AS queued FROM dbmail.mailitems WHERE mailitem_id = $1",
       [id],
     );
-    expect((await item(id)).message_id).toBe(
-      `<dbmail.${id}.${rows[0]?.queued}.${t.installationHex}@example.com>`,
-    );
+    expect(await t.messageId(id)).toBe(`<dbmail.${id}.${rows[0]?.queued}.${t.installationHex}@example.com>`);
     expect(t.installationHex).toMatch(/^[0-9a-f]{32}$/);
   });
 
   it("gives a Message-ID of its own to an item that gets an id a lost item had (a standby promoted before replaying it)", async () => {
     const lost = await send(message());
-    const lostMessageId = (await item(lost)).message_id;
+    const lostMessageId = await t.messageId(lost);
     await t.db.query("DELETE FROM dbmail.mailitems WHERE mailitem_id = $1", [lost]);
     await t.db.query("SELECT setval(pg_get_serial_sequence('dbmail.mailitems', 'mailitem_id'), $1, false)", [
       lost,
     ]);
     const again = await send(message());
     expect(again).toBe(lost);
-    expect((await item(again)).message_id).not.toBe(lostMessageId);
+    expect(await t.messageId(again)).not.toBe(lostMessageId);
   });
 
   it("takes the Message-ID's domain from from_address when one is given", async () => {
     const id = await send(message({ from_address: "Ops <ops@ops.example.net>" }));
-    expect((await item(id)).message_id).toMatch(
+    expect(await t.messageId(id)).toMatch(
       new RegExp(`^<dbmail\\.${id}\\.[0-9a-f]{13,}\\.${t.installationHex}@ops\\.example\\.net>$`),
     );
   });

@@ -46,7 +46,8 @@ export interface MailItem {
   headers: Record<string, string> | null;
   send_at: Date | null;
   idempotency_key: string | null;
-  message_id: string;
+  /** NULL until the item's first claim fixes it. */
+  message_id: string | null;
   send_request_date: Date;
   send_request_user: string;
   last_mod_user: string;
@@ -116,6 +117,8 @@ export interface SendDatabase {
   queued(): Promise<number>;
   item(id: string): Promise<MailItem>;
   sendAndRead(args: Args, client?: pg.Client): Promise<MailItem>;
+  /** The Message-ID the item's first claim fixes, claimed in a transaction rolled back (nothing changes). */
+  messageId(id: string): Promise<string>;
 }
 
 /**
@@ -130,6 +133,18 @@ export function useSendDatabase(): SendDatabase {
     item: async (id: string) =>
       first((await t.db.query<MailItem>("SELECT * FROM dbmail.mailitems WHERE mailitem_id = $1", [id])).rows),
     sendAndRead: async (args: Args, client = t.alice) => t.item(await t.send(args, client)),
+    messageId: async (id: string) => {
+      await t.db.query("BEGIN");
+      try {
+        const { rows } = await t.db.query<{ message_id: string }>(
+          "SELECT c.message_id FROM dbmail.claim_mailitems('test-message-id', 10000) c WHERE c.mailitem_id = $1",
+          [id],
+        );
+        return first(rows).message_id;
+      } finally {
+        await t.db.query("ROLLBACK");
+      }
+    },
   } as SendDatabase;
   beforeAll(async () => {
     const db = await TestDatabase.create();
