@@ -184,21 +184,17 @@ $$;
 -- PG_CONTEXT, read as check_query_source reads it: both run as their caller, pinned to a search_path
 -- without dbmail, so their frames name them schema-qualified, and no function of the caller's is named
 -- so). Otherwise queue_mail was called directly: the caller's stamp says who (take_caller_stamp), which
--- costs two statements that the entry points spare.
+-- costs two statements that the entry points spare. The frame above must start with the words of
+-- queue_mail's own (the server's, in its language, e.g. "PL/pgSQL function ") and `dbmail.send_`: the
+-- schema's functions so named are those two. LANGUAGE sql, one expression: inlined into queue_mail's;
+-- every function in it costs a lookup and a privilege check in each transaction, so it has few.
 CREATE FUNCTION dbmail.sending_caller(call_stack text, caller name) RETURNS name
 LANGUAGE sql VOLATILE
 AS $$
-  -- LANGUAGE sql, one expression: inlined into queue_mail's (a PL/pgSQL call of its own cost as much as
-  -- a statement). The frames' leading words (e.g. "PL/pgSQL function ") are the server's, in its
-  -- language: taken from queue_mail's own frame, which names it at the first line.
   SELECT CASE
-    WHEN caller IS NOT NULL AND strpos(split_part(call_stack, E'\n', 1), 'dbmail.queue_mail(') > 0
-         AND (starts_with(split_part(call_stack, E'\n', 2),
-                left(split_part(call_stack, E'\n', 1), strpos(split_part(call_stack, E'\n', 1), 'dbmail.queue_mail(') - 1)
-                  || 'dbmail.send_as_caller(')
-              OR starts_with(split_part(call_stack, E'\n', 2),
-                left(split_part(call_stack, E'\n', 1), strpos(split_part(call_stack, E'\n', 1), 'dbmail.queue_mail(') - 1)
-                  || 'dbmail.send_with_query('))
+    WHEN caller IS NOT NULL
+         AND starts_with(substr(call_stack, strpos(call_stack, E'\n') + 1),
+                         left(call_stack, strpos(call_stack, 'dbmail.queue_mail(') - 1) || 'dbmail.send_')
       THEN caller
     ELSE dbmail.take_caller_stamp('sp_send_dbmail') END;
 $$;
@@ -345,4 +341,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(12, 'send_checks', '08c30ee52cdf7084e5182f6bccc45f1c2a8b0a06682b0f8b86e7abea99296de7');
+SELECT dbmail.record_migration(12, 'send_checks', '88b7b8706cc16ab4db2dce33aa1683a19f18856fdf2815e6ad6f255146e5dd5f');

@@ -29,10 +29,10 @@ AS $$
 $$;
 
 -- Validates and queues one message, with its attachments and its query result, on behalf of the role
--- that called sp_send_dbmail (named by the entry point, see sending_caller). SECURITY DEFINER because the tables are private; sp_send_dbmail,
--- which runs as the caller, is the public entry point. The steps, each named below: the sender; the
--- limits; the arguments; the size of what was given; the addresses; the profile; the daily limit; the
--- attachments; the query result; then the item is stored and the senders woken.
+-- that called sp_send_dbmail (named by the entry point, see sending_caller), in the steps named below.
+-- SECURITY DEFINER: the tables are private. Each expression and statement costs a call even when it
+-- finds nothing to do (its functions are looked up and their privileges checked in every transaction),
+-- so what the usual call has none of is behind few tests (bench/README.md, issue 17).
 CREATE FUNCTION dbmail.queue_mail(
   profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text,
   body text, body_format text, importance text, sensitivity text, file_attachments text, query text,
@@ -78,49 +78,48 @@ BEGIN
   IF sender_oid IS NULL THEN
     sender_oid := dbmail.sending_role(sender);
   END IF;
-  IF query IS NOT NULL THEN
-    PERFORM dbmail.check_query_source(call_stack, query);
-  END IF;
 
-  -- The limits and the public default profile, in one row (refresh_send_defaults keeps them). A replay
-  -- of an idempotency_key queues nothing (it returns the item queued before), so it is not limited. The
-  -- replayed item is locked until this transaction ends: a concurrent delete of it waits (or, if it
-  -- committed first, the item is not found and this is a new mail, checked as one).
+  -- The limits and the public default profile, in one row (refresh_send_defaults keeps them).
   SELECT st.max_recipients_per_mail, st.max_mail_size, st.max_mails_per_user_per_day, st.public_default_profile,
          st.role_defaults
   INTO max_recipients, max_size, max_per_day, usual_default, role_defaults
   FROM dbmail.system_state st;
-  IF idempotency_key IS NOT NULL THEN
-    PERFORM FROM dbmail.mailitems m
-    WHERE m.send_request_role = sender_oid AND m.idempotency_key = queue_mail.idempotency_key
-    FOR KEY SHARE;
-    IF FOUND THEN
-      replay := true;
-      max_recipients := 0;
-      max_size := 0;
-      max_per_day := 0;
+  -- A query, an idempotency key, a role with a default of its own: what the usual call has none of.
+  IF query IS NOT NULL OR idempotency_key IS NOT NULL OR (profile_name IS NULL AND role_defaults) THEN
+    IF query IS NOT NULL THEN
+      PERFORM dbmail.check_query_source(call_stack, query);
+    END IF;
+    -- A replay of an idempotency_key queues nothing (it returns the item queued before), so it is not
+    -- limited. The replayed item is locked until this transaction ends: a concurrent delete of it waits
+    -- (or, if it committed first, the item is not found and this is a new mail, checked as one).
+    IF idempotency_key IS NOT NULL THEN
+      PERFORM FROM dbmail.mailitems m
+      WHERE m.send_request_role = sender_oid AND m.idempotency_key = queue_mail.idempotency_key
+      FOR KEY SHARE;
+      IF FOUND THEN
+        replay := true; max_recipients := 0; max_size := 0; max_per_day := 0;
+      END IF;
+    END IF;
+    -- When no profile is named and a role has a default of its own, the profile the mail would be sent
+    -- with (resolve_profile decides later, in its turn): the role's own default, else one granted to one
+    -- of its roles (their memberships walked only for such grants), else the public one.
+    IF profile_name IS NULL AND role_defaults THEN
+      SELECT pp.profile_id INTO usual_default FROM dbmail.principal_profiles pp
+      WHERE pp.is_default
+        AND (pp.principal_id IN (0, sender_oid) OR dbmail.is_member_of(sender_oid, pp.principal_id))
+      ORDER BY pp.principal_id = sender_oid DESC, pp.principal_id = 0, pp.profile_id
+      LIMIT 1;
     END IF;
   END IF;
-  -- When no profile is named and a role has a default of its own, the profile the mail would be sent
-  -- with (resolve_profile decides later, in its turn): the role's own default, else one granted to one of
-  -- its roles (their memberships walked only for such grants), else the public one.
-  IF profile_name IS NULL AND role_defaults THEN
-    SELECT pp.profile_id INTO usual_default FROM dbmail.principal_profiles pp
-    WHERE pp.is_default
-      AND (pp.principal_id IN (0, sender_oid) OR dbmail.is_member_of(sender_oid, pp.principal_id))
-    ORDER BY pp.principal_id = sender_oid DESC, pp.principal_id = 0, pp.profile_id
-    LIMIT 1;
-  END IF;
 
-  -- The arguments. The usual call, with nothing check_send_arguments could refuse, is recognised in one
-  -- expression (a call of it costs as much as a statement); anything else, or a NULL on the way, goes
-  -- through it, which names the first bad argument.
+  -- The arguments. The usual call, with nothing check_send_arguments could refuse and every value as it
+  -- is stored, is recognised in one expression; anything else, or a NULL on the way, goes through it,
+  -- which names the first bad argument, and has its values put as they are stored (upper case, trimmed).
   IF NOT COALESCE(query IS NULL AND execute_query_database IS NULL AND headers IS NULL
       AND idempotency_key IS NULL AND file_attachments IS NULL AND attachments IS NULL
-      AND upper(btrim(COALESCE(body_format, 'TEXT'))) IN ('TEXT', 'HTML')
-      AND upper(btrim(importance)) IN ('LOW', 'NORMAL', 'HIGH')
-      AND upper(btrim(sensitivity)) IN ('NORMAL', 'PERSONAL', 'PRIVATE', 'CONFIDENTIAL')
-      AND upper(btrim(query_result_format)) IN ('TEXT', 'CSV', 'HTML', 'JSON')
+      AND body_format IN ('TEXT', 'HTML') AND importance IN ('LOW', 'NORMAL', 'HIGH')
+      AND sensitivity IN ('NORMAL', 'PERSONAL', 'PRIVATE', 'CONFIDENTIAL')
+      AND query_result_format IN ('TEXT', 'CSV', 'HTML', 'JSON')
       AND query_result_width BETWEEN 10 AND 32767 AND length(query_result_separator) = 1
       AND NOT attach_query_result_as_file AND query_result_header IS NOT NULL
       AND exclude_query_output IS NOT NULL AND append_query_error IS NOT NULL
@@ -132,32 +131,41 @@ BEGIN
       query, execute_query_database, attach_query_result_as_file, query_result_header, query_result_width,
       query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
       query_result_no_padding, file_attachments, attachments, headers, idempotency_key, query_result_format);
+    body_format := upper(btrim(COALESCE(body_format, 'TEXT')));
+    importance := upper(btrim(importance));
+    sensitivity := upper(btrim(sensitivity));
+    query_result_format := upper(btrim(query_result_format));
   END IF;
 
   -- MaxMailSize of what was given, before anything is parsed: the sizes added up here (headers aside);
   -- check_given_size, called only with headers or over the limit, names what pushed it over.
-  fixed_size := COALESCE(octet_length(subject), 0) + COALESCE(octet_length(recipients), 0)
-    + COALESCE(octet_length(copy_recipients), 0) + COALESCE(octet_length(blind_copy_recipients), 0)
-    + COALESCE(octet_length(from_address), 0) + COALESCE(octet_length(reply_to), 0);
+  fixed_size := octet_length(concat(subject, recipients, copy_recipients, blind_copy_recipients, from_address,
+    reply_to));
   IF headers IS NOT NULL OR (max_size > 0 AND fixed_size + COALESCE(octet_length(body), 0) > max_size) THEN
     fixed_size := dbmail.check_given_size(subject, recipients, copy_recipients, blind_copy_recipients,
       from_address, reply_to, headers, body, max_size);
   END IF;
 
-  -- The addresses, MaxRecipientsPerMail counted as they are parsed. The usual message, one plain address
-  -- in recipients and nothing else, has the envelope parse_envelope would give it, at a fraction of the
-  -- cost.
+  -- The addresses, MaxRecipientsPerMail counted as they are parsed, the lists stored trimmed ('' as
+  -- NULL). The usual message, one plain address in recipients and nothing else, has the envelope
+  -- parse_envelope would give it, at a fraction of the cost (a plain address needs no JSON escaping).
   IF copy_recipients IS NULL AND blind_copy_recipients IS NULL AND dbmail.is_plain_address(recipients) THEN
-    envelope := jsonb_build_object('to', jsonb_build_array(jsonb_build_object('name', NULL, 'address', recipients)),
-      'cc', '[]'::jsonb, 'bcc', '[]'::jsonb);
+    envelope := ('{"to": [{"name": null, "address": "' || recipients || '"}], "cc": [], "bcc": []}')::jsonb;
   ELSE
     envelope := dbmail.parse_envelope(recipients, copy_recipients, blind_copy_recipients, max_recipients);
+    recipients := NULLIF(btrim(recipients), '');
+    copy_recipients := NULLIF(btrim(copy_recipients), '');
+    blind_copy_recipients := NULLIF(btrim(blind_copy_recipients), '');
   END IF;
-  IF from_address IS NOT NULL THEN
-    PERFORM dbmail.parse_single_address('from_address', from_address);
-  END IF;
-  IF reply_to IS NOT NULL THEN
-    PERFORM dbmail.parse_single_address('reply_to', reply_to);
+  IF from_address IS NOT NULL OR reply_to IS NOT NULL THEN
+    IF from_address IS NOT NULL THEN
+      PERFORM dbmail.parse_single_address('from_address', from_address);
+      from_address := NULLIF(btrim(from_address), '');
+    END IF;
+    IF reply_to IS NOT NULL THEN
+      PERFORM dbmail.parse_single_address('reply_to', reply_to);
+      reply_to := NULLIF(btrim(reply_to), '');
+    END IF;
   END IF;
 
   -- The profile: the default found above when none is named (resolve_profile says when there is none).
@@ -167,21 +175,22 @@ BEGIN
     the_profile := dbmail.resolve_profile(sender, sender_oid, profile_name, usual_default);
   END IF;
 
-  -- MaxMailsPerUserPerDay. Admins are exempt.
-  IF max_per_day > 0 AND NOT dbmail.is_admin(sender) THEN
-    PERFORM dbmail.check_daily_limit(sender, sender_oid, max_per_day);
-  END IF;
-
-  -- The attachments, then the query result, MaxMailSize counted as the mail grows.
-  IF cardinality(attachments) > 0 OR NULLIF(btrim(file_attachments), '') IS NOT NULL THEN
-    files := dbmail.collect_attachments(attachments, file_attachments,
-      fixed_size + COALESCE(octet_length(body), 0), max_size);
-  END IF;
-  IF query IS NOT NULL AND query_result IS NOT NULL THEN
-    SELECT r.body, r.body_format, r.files INTO body, body_format, files
-    FROM dbmail.add_query_result(queue_mail.query, queue_mail.query_result, queue_mail.attach_query_result_as_file,
-      queue_mail.query_attachment_filename, queue_mail.query_result_format, fixed_size, max_size, queue_mail.body,
-      queue_mail.body_format, files) r;
+  -- MaxMailsPerUserPerDay (admins are exempt); the attachments, then the query result, MaxMailSize
+  -- counted as the mail grows. The usual call has none of them.
+  IF max_per_day > 0 OR attachments IS NOT NULL OR file_attachments IS NOT NULL OR query IS NOT NULL THEN
+    IF max_per_day > 0 AND NOT dbmail.is_admin(sender) THEN
+      PERFORM dbmail.check_daily_limit(sender, sender_oid, max_per_day);
+    END IF;
+    IF cardinality(attachments) > 0 OR NULLIF(btrim(file_attachments), '') IS NOT NULL THEN
+      files := dbmail.collect_attachments(attachments, file_attachments,
+        fixed_size + COALESCE(octet_length(body), 0), max_size);
+    END IF;
+    IF query IS NOT NULL AND query_result IS NOT NULL THEN
+      SELECT r.body, r.body_format, r.files INTO body, body_format, files
+      FROM dbmail.add_query_result(queue_mail.query, queue_mail.query_result,
+        queue_mail.attach_query_result_as_file, queue_mail.query_attachment_filename,
+        queue_mail.query_result_format, fixed_size, max_size, queue_mail.body, queue_mail.body_format, files) r;
+    END IF;
   END IF;
 
   -- Stored: the item, counted in MaxMailsPerUserPerDay's ledger while that is on, and its attachments;
@@ -194,39 +203,38 @@ BEGIN
     query_attachment_filename, query_result_format, from_address, reply_to, headers, send_at,
     idempotency_key, next_attempt_at, send_request_user, send_request_role, last_mod_user)
   VALUES (
-    the_profile, NULLIF(btrim(recipients), ''), NULLIF(btrim(copy_recipients), ''),
-    NULLIF(btrim(blind_copy_recipients), ''), envelope,
-    COALESCE(NULLIF(subject, ''), 'PostgreSQL Message'), body,
-    upper(btrim(COALESCE(body_format, 'TEXT'))), upper(btrim(importance)), upper(btrim(sensitivity)),
+    the_profile, recipients, copy_recipients, blind_copy_recipients, envelope,
+    COALESCE(NULLIF(subject, ''), 'PostgreSQL Message'), body, body_format, importance, sensitivity,
     file_attachments, query, execute_query_database, attach_query_result_as_file, query_result_header,
     query_result_width, query_result_separator, exclude_query_output, append_query_error,
-    query_no_truncate, query_result_no_padding, query_attachment_filename,
-    upper(btrim(query_result_format)), NULLIF(btrim(from_address), ''), NULLIF(btrim(reply_to), ''),
-    headers, send_at, idempotency_key, GREATEST(COALESCE(send_at, now()), now()), sender, sender_oid, sender)
+    query_no_truncate, query_result_no_padding, query_attachment_filename, query_result_format, from_address,
+    reply_to, headers, send_at, idempotency_key, GREATEST(send_at, now()), sender, sender_oid, sender)
   ON CONFLICT (send_request_role, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
   RETURNING m.mailitem_id INTO new_id;
-  IF new_id IS NULL THEN
-    -- The same key from the same role: the message is already queued (or sent); nothing new is queued.
-    SELECT m.mailitem_id INTO new_id FROM dbmail.mailitems m
-    WHERE m.send_request_role = sender_oid AND m.idempotency_key = queue_mail.idempotency_key;
-    IF NOT COALESCE(exclude_query_output, false) THEN
-      RAISE NOTICE 'Mail (Id: %) queued.', new_id;
+  IF new_id IS NULL OR replay OR max_per_day > 0 OR cardinality(files) > 0 THEN
+    IF new_id IS NULL THEN
+      -- The same key from the same role: the message is already queued (or sent); nothing new is queued.
+      SELECT m.mailitem_id INTO new_id FROM dbmail.mailitems m
+      WHERE m.send_request_role = sender_oid AND m.idempotency_key = queue_mail.idempotency_key;
+      IF NOT COALESCE(exclude_query_output, false) THEN
+        RAISE NOTICE 'Mail (Id: %) queued.', new_id;
+      END IF;
+      RETURN new_id;
     END IF;
-    RETURN new_id;
-  END IF;
-  IF replay THEN
-    -- Cannot happen (the replayed item is locked): never queue a mail that skipped the limits.
-    PERFORM dbmail.raise_error('40001', 'idempotency_key', idempotency_key,
-      'the item this key replays disappeared during the call; try again');
-  END IF;
-  IF max_per_day > 0 THEN
-    PERFORM dbmail.count_daily_mail(sender_oid);
-  END IF;
-  IF cardinality(files) > 0 THEN
-    INSERT INTO dbmail.attachments (mailitem_id, filename, content_type, filesize, attachment, last_mod_user)
-    SELECT new_id, f.filename, f.content_type, octet_length(f.content), f.content, sender
-    FROM unnest(files) WITH ORDINALITY AS f(filename, content, content_type, n)
-    ORDER BY f.n;
+    IF replay THEN
+      -- Cannot happen (the replayed item is locked): never queue a mail that skipped the limits.
+      PERFORM dbmail.raise_error('40001', 'idempotency_key', idempotency_key,
+        'the item this key replays disappeared during the call; try again');
+    END IF;
+    IF max_per_day > 0 THEN
+      PERFORM dbmail.count_daily_mail(sender_oid);
+    END IF;
+    IF cardinality(files) > 0 THEN
+      INSERT INTO dbmail.attachments (mailitem_id, filename, content_type, filesize, attachment, last_mod_user)
+      SELECT new_id, f.filename, f.content_type, octet_length(f.content), f.content, sender
+      FROM unnest(files) WITH ORDINALITY AS f(filename, content, content_type, n)
+      ORDER BY f.n;
+    END IF;
   END IF;
   IF (send_at IS NULL OR send_at <= now()) AND dbmail.must_wake_senders() THEN
     PERFORM pg_notify('dbmail_queue', '');
@@ -336,8 +344,7 @@ $$;
 -- over to send_as_caller, which tells queue_mail who is calling; with one it hands over to
 -- send_with_query, passing the caller's search_path for the query (no search_path is pinned here, so
 -- current_setting reads the caller's; every name below is qualified). LANGUAGE sql, one expression
--- without a SET: PostgreSQL inlines it into the caller's statement, so it costs no call of its own
--- (queue_mail prints SQL Server's "Mail (Id: n) queued.").
+-- without a SET: inlined into the caller's statement, it costs no call (queue_mail prints the notice).
 CREATE FUNCTION dbmail.sp_send_dbmail(
   profile_name text DEFAULT NULL,
   recipients text DEFAULT NULL,
@@ -389,4 +396,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(13, 'send', '43026d16dfbe3c7f156ed11f021a82830691118dcb34a25344e7cab4abe7032e');
+SELECT dbmail.record_migration(13, 'send', 'e2fdd824489a95066b34fe0f9ca41eed309d96da3e037f419c578d5f8c9f52b8');
