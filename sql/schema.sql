@@ -2778,8 +2778,7 @@ CREATE FUNCTION dbmail.sending_caller(call_stack text, caller name) RETURNS name
     AS $$
   SELECT CASE
     WHEN caller IS NOT NULL
-         AND starts_with(substr(call_stack, strpos(call_stack, E'\n') + 1),
-                         left(call_stack, strpos(call_stack, 'dbmail.queue_mail(') - 1) || 'dbmail.send_')
+         AND starts_with(split_part(call_stack, E'\n', 2), split_part(call_stack, 'dbmail.queue_mail(', 1) || 'dbmail.send_')
       THEN caller
     ELSE dbmail.take_caller_stamp('sp_send_dbmail') END;
 $$;
