@@ -11,17 +11,8 @@ CREATE TYPE dbmail.attachment AS (
 CREATE DOMAIN dbmail.attempt_outcome AS text
 	CONSTRAINT attempt_outcome_check CHECK ((VALUE = ANY (ARRAY['sent'::text, 'refused'::text, 'failed'::text])));
 
-CREATE DOMAIN dbmail.body_format AS text
-	CONSTRAINT body_format_check CHECK ((VALUE = ANY (ARRAY['TEXT'::text, 'HTML'::text])));
-
-CREATE DOMAIN dbmail.importance AS text
-	CONSTRAINT importance_check CHECK ((VALUE = ANY (ARRAY['LOW'::text, 'NORMAL'::text, 'HIGH'::text])));
-
 CREATE DOMAIN dbmail.pager_time AS integer
 	CONSTRAINT pager_time_check CHECK ((((VALUE >= 0) AND (VALUE <= 235959)) AND ((VALUE % 10000) < 6000) AND ((VALUE % 100) < 60)));
-
-CREATE DOMAIN dbmail.sensitivity AS text
-	CONSTRAINT sensitivity_check CHECK ((VALUE = ANY (ARRAY['NORMAL'::text, 'PERSONAL'::text, 'PRIVATE'::text, 'CONFIDENTIAL'::text])));
 
 CREATE DOMAIN dbmail.sent_status AS text
 	CONSTRAINT sent_status_check CHECK ((VALUE = ANY (ARRAY['unsent'::text, 'sending'::text, 'retrying'::text, 'sent'::text, 'failed'::text])));
@@ -1013,8 +1004,8 @@ BEGIN
       ORDER BY x.next_attempt_at, x.mailitem_id
       LIMIT batch_size - cardinality(claimed) FOR UPDATE SKIP LOCKED)
     RETURNING m.*)
-  SELECT t.mailitem_id, t.profile_id, t.envelope, t.subject, t.body, t.body_format::text, t.importance::text,
-         t.sensitivity::text, t.from_address, t.reply_to, t.headers, t.message_id, t.send_attempts,
+  SELECT t.mailitem_id, t.profile_id, t.envelope, t.subject, t.body, t.body_format, t.importance,
+         t.sensitivity, t.from_address, t.reply_to, t.headers, t.message_id, t.send_attempts,
          (SELECT count(*)::integer FROM dbmail.attachments a WHERE a.mailitem_id = t.mailitem_id),
          t.lease_expires_at, t.lease_token
   FROM (SELECT * FROM taken
@@ -1939,7 +1930,6 @@ $$;
 CREATE FUNCTION dbmail.queue_mail(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, query_result text, caller name DEFAULT NULL::name) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -3935,9 +3925,9 @@ CREATE TABLE dbmail.mailitems (
     envelope jsonb NOT NULL,
     subject text NOT NULL,
     body text,
-    body_format dbmail.body_format DEFAULT 'TEXT'::text NOT NULL,
-    importance dbmail.importance DEFAULT 'NORMAL'::text NOT NULL,
-    sensitivity dbmail.sensitivity DEFAULT 'NORMAL'::text NOT NULL,
+    body_format text DEFAULT 'TEXT'::text NOT NULL,
+    importance text DEFAULT 'NORMAL'::text NOT NULL,
+    sensitivity text DEFAULT 'NORMAL'::text NOT NULL,
     file_attachments text,
     attachment_encoding text DEFAULT 'MIME'::text NOT NULL,
     query text,

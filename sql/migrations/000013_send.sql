@@ -46,9 +46,6 @@ CREATE FUNCTION dbmail.queue_mail(
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
--- Every statement here (and in the helpers it calls) looks rows up by key, so a generic plan is as good
--- as a custom one; without this PostgreSQL re-plans several of them on every call (a quarter of the cost).
-SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -396,4 +393,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(13, 'send', 'e2fdd824489a95066b34fe0f9ca41eed309d96da3e037f419c578d5f8c9f52b8');
+SELECT dbmail.record_migration(13, 'send', '295e12c36949053df4dda8a9adae938eac019c78143728f149bb60d4c5180a26');

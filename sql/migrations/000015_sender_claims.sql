@@ -238,8 +238,8 @@ BEGIN
       ORDER BY x.next_attempt_at, x.mailitem_id
       LIMIT batch_size - cardinality(claimed) FOR UPDATE SKIP LOCKED)
     RETURNING m.*)
-  SELECT t.mailitem_id, t.profile_id, t.envelope, t.subject, t.body, t.body_format::text, t.importance::text,
-         t.sensitivity::text, t.from_address, t.reply_to, t.headers, t.message_id, t.send_attempts,
+  SELECT t.mailitem_id, t.profile_id, t.envelope, t.subject, t.body, t.body_format, t.importance,
+         t.sensitivity, t.from_address, t.reply_to, t.headers, t.message_id, t.send_attempts,
          (SELECT count(*)::integer FROM dbmail.attachments a WHERE a.mailitem_id = t.mailitem_id),
          t.lease_expires_at, t.lease_token
   FROM (SELECT * FROM taken
@@ -392,4 +392,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(15, 'sender_claims', '89a8e12ed17fbb90738ff8500c85c604fbec8ee2ed638dc2d299344e0dd97f95');
+SELECT dbmail.record_migration(15, 'sender_claims', 'f839c6f9bacb453e4c9ab8d5a6cff49218502a2e6c6fda30b256a63ecacd0429');

@@ -145,6 +145,23 @@ describe("the name of the caller that the entry points pass to queue_mail", () =
     const error = await errorOf(alice.query("SELECT pg_temp.send_as_caller($1)", [bobName]));
     expect(error.code, error.message).toBe("42501");
   });
+
+  // queue_mail trusts a frame above it that starts "<words>dbmail.send_": a schema whose name begins so
+  // is named in quotes, so its functions' frames do not.
+  it("is not taken from a function in a schema named like dbmail.send_", async () => {
+    const bobName = first((await bob.query<{ n: string }>("SELECT current_user AS n")).rows).n;
+    await db.query(`CREATE SCHEMA "dbmail.send_as_caller" AUTHORIZATION ${aliceRole.name}`);
+    try {
+      await alice.query(`CREATE FUNCTION "dbmail.send_as_caller".f(who name) RETURNS bigint LANGUAGE plpgsql AS $f$
+        BEGIN RETURN dbmail.queue_mail(NULL, 'to@example.org', NULL, NULL, 's', 'b', 'TEXT', 'NORMAL', 'NORMAL',
+          NULL, NULL, NULL, false, NULL, true, 256, ' ', false, false, false, false, NULL, NULL, NULL, NULL, NULL,
+          NULL, 'TEXT', NULL, who); END $f$`);
+      const error = await errorOf(alice.query(`SELECT "dbmail.send_as_caller".f($1)`, [bobName]));
+      expect(error.code, error.message).toBe("42501");
+    } finally {
+      await db.query(`DROP SCHEMA "dbmail.send_as_caller" CASCADE`);
+    }
+  });
 });
 
 describe("the query", () => {
