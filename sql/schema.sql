@@ -2903,23 +2903,24 @@ END;
 $$;
 
 CREATE FUNCTION dbmail.sp_send_dbmail(profile_name text DEFAULT NULL::text, recipients text DEFAULT NULL::text, copy_recipients text DEFAULT NULL::text, blind_copy_recipients text DEFAULT NULL::text, subject text DEFAULT NULL::text, body text DEFAULT NULL::text, body_format text DEFAULT 'TEXT'::text, importance text DEFAULT 'NORMAL'::text, sensitivity text DEFAULT 'NORMAL'::text, file_attachments text DEFAULT NULL::text, query text DEFAULT NULL::text, execute_query_database text DEFAULT NULL::text, attach_query_result_as_file boolean DEFAULT false, query_attachment_filename text DEFAULT NULL::text, query_result_header boolean DEFAULT true, query_result_width integer DEFAULT 256, query_result_separator text DEFAULT ' '::text, exclude_query_output boolean DEFAULT false, append_query_error boolean DEFAULT false, query_no_truncate boolean DEFAULT false, query_result_no_padding boolean DEFAULT false, from_address text DEFAULT NULL::text, reply_to text DEFAULT NULL::text, attachments dbmail.attachment[] DEFAULT NULL::dbmail.attachment[], headers jsonb DEFAULT NULL::jsonb, send_at timestamp with time zone DEFAULT NULL::timestamp with time zone, idempotency_key text DEFAULT NULL::text, query_result_format text DEFAULT 'TEXT'::text) RETURNS bigint
-    LANGUAGE sql
+    LANGUAGE plpgsql
     AS $$
-  SELECT CASE WHEN query IS NULL THEN
-    dbmail.send_as_caller(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
+BEGIN
+  IF query IS NULL THEN
+    RETURN dbmail.send_as_caller(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
       body_format, importance, sensitivity, file_attachments, query, execute_query_database,
       attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
       query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
       query_result_no_padding, from_address, reply_to, attachments, headers, send_at, idempotency_key,
-      query_result_format)
-  ELSE
-    dbmail.send_with_query(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
-      body_format, importance, sensitivity, file_attachments, query, execute_query_database,
-      attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
-      query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
-      query_result_no_padding, from_address, reply_to, attachments, headers, send_at, idempotency_key,
-      query_result_format, pg_catalog.current_setting('search_path'))
-  END;
+      query_result_format);
+  END IF;
+  RETURN dbmail.send_with_query(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
+    body_format, importance, sensitivity, file_attachments, query, execute_query_database,
+    attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
+    query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
+    query_result_no_padding, from_address, reply_to, attachments, headers, send_at, idempotency_key,
+    query_result_format, pg_catalog.current_setting('search_path'));
+END;
 $$;
 
 CREATE FUNCTION dbmail.sp_update_operator(name text DEFAULT NULL::text, new_name text DEFAULT NULL::text, enabled boolean DEFAULT NULL::boolean, email_address text DEFAULT NULL::text, pager_address text DEFAULT NULL::text, weekday_pager_start_time integer DEFAULT NULL::integer, weekday_pager_end_time integer DEFAULT NULL::integer, saturday_pager_start_time integer DEFAULT NULL::integer, saturday_pager_end_time integer DEFAULT NULL::integer, sunday_pager_start_time integer DEFAULT NULL::integer, sunday_pager_end_time integer DEFAULT NULL::integer, pager_days integer DEFAULT NULL::integer, netsend_address text DEFAULT NULL::text, category_name text DEFAULT NULL::text) RETURNS void

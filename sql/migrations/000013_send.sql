@@ -340,8 +340,8 @@ $$;
 -- The public entry point. It runs with the caller's rights (SECURITY INVOKER). Without a query it hands
 -- over to send_as_caller, which tells queue_mail who is calling; with one it hands over to
 -- send_with_query, passing the caller's search_path for the query (no search_path is pinned here, so
--- current_setting reads the caller's; every name below is qualified). LANGUAGE sql, one expression
--- without a SET: inlined into the caller's statement, it costs no call (queue_mail prints the notice).
+-- current_setting reads the caller's; every name below is qualified). queue_mail prints the notice. Not
+-- LANGUAGE sql: PostgreSQL would inline it, and parse its text again to plan each unprepared call.
 CREATE FUNCTION dbmail.sp_send_dbmail(
   profile_name text DEFAULT NULL,
   recipients text DEFAULT NULL,
@@ -372,25 +372,26 @@ CREATE FUNCTION dbmail.sp_send_dbmail(
   idempotency_key text DEFAULT NULL,
   query_result_format text DEFAULT 'TEXT'
 ) RETURNS bigint
-LANGUAGE sql
+LANGUAGE plpgsql
 AS $$
-  SELECT CASE WHEN query IS NULL THEN
-    dbmail.send_as_caller(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
+BEGIN
+  IF query IS NULL THEN
+    RETURN dbmail.send_as_caller(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
       body_format, importance, sensitivity, file_attachments, query, execute_query_database,
       attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
       query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
       query_result_no_padding, from_address, reply_to, attachments, headers, send_at, idempotency_key,
-      query_result_format)
-  ELSE
-    dbmail.send_with_query(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
-      body_format, importance, sensitivity, file_attachments, query, execute_query_database,
-      attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
-      query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
-      query_result_no_padding, from_address, reply_to, attachments, headers, send_at, idempotency_key,
-      query_result_format, pg_catalog.current_setting('search_path'))
-  END;
+      query_result_format);
+  END IF;
+  RETURN dbmail.send_with_query(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
+    body_format, importance, sensitivity, file_attachments, query, execute_query_database,
+    attach_query_result_as_file, query_attachment_filename, query_result_header, query_result_width,
+    query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
+    query_result_no_padding, from_address, reply_to, attachments, headers, send_at, idempotency_key,
+    query_result_format, pg_catalog.current_setting('search_path'));
+END;
 $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(13, 'send', '295e12c36949053df4dda8a9adae938eac019c78143728f149bb60d4c5180a26');
+SELECT dbmail.record_migration(13, 'send', 'ce640fb3b5102842c68939bf9fdff7b79375a9e78a1914aa8e657041315a552b');
