@@ -2097,9 +2097,6 @@ BEGIN
       -- The same key from the same role: the message is already queued (or sent); nothing new is queued.
       SELECT m.mailitem_id INTO new_id FROM dbmail.mailitems m
       WHERE m.send_request_role = sender_oid AND m.idempotency_key = queue_mail.idempotency_key;
-      IF NOT COALESCE(exclude_query_output, false) THEN
-        RAISE NOTICE 'Mail (Id: %) queued.', new_id;
-      END IF;
       RETURN new_id;
     END IF;
     IF replay THEN
@@ -2120,10 +2117,9 @@ BEGIN
   IF (send_at IS NULL OR send_at <= now()) AND dbmail.must_wake_senders() THEN
     PERFORM pg_notify('dbmail_queue', '');
   END IF;
-  -- What SQL Server prints; exclude_query_output silences it.
-  IF NOT COALESCE(exclude_query_output, false) THEN
-    RAISE NOTICE 'Mail (Id: %) queued.', new_id;
-  END IF;
+  -- No "Mail (Id: N) queued." notice, as SQL Server prints: the id is the result, and a notice is a
+  -- message the server sends and the client reads on its own, a fifth of the throughput of an
+  -- application sending mail from 8 connections (bench/README.md, issue 17).
   RETURN new_id;
 END;
 $$;

@@ -172,7 +172,6 @@ async function openCondition(url: string, queueFirst: boolean): Promise<Conditio
   const open = async () => {
     const client = new pg.Client({ connectionString: url });
     await client.connect();
-    client.on("notice", () => {}); // sp_send_dbmail's "Mail queued." notices
     return client;
   };
   const client = await open();

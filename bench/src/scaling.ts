@@ -60,7 +60,6 @@ async function rate(url: string, clients: number, seconds: number, step: Step): 
     Array.from({ length: clients }, async () => {
       const client = new pg.Client({ connectionString: url });
       await client.connect();
-      client.on("notice", () => {});
       return client;
     }),
   );

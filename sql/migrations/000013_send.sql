@@ -213,9 +213,6 @@ BEGIN
       -- The same key from the same role: the message is already queued (or sent); nothing new is queued.
       SELECT m.mailitem_id INTO new_id FROM dbmail.mailitems m
       WHERE m.send_request_role = sender_oid AND m.idempotency_key = queue_mail.idempotency_key;
-      IF NOT COALESCE(exclude_query_output, false) THEN
-        RAISE NOTICE 'Mail (Id: %) queued.', new_id;
-      END IF;
       RETURN new_id;
     END IF;
     IF replay THEN
@@ -236,10 +233,9 @@ BEGIN
   IF (send_at IS NULL OR send_at <= now()) AND dbmail.must_wake_senders() THEN
     PERFORM pg_notify('dbmail_queue', '');
   END IF;
-  -- What SQL Server prints; exclude_query_output silences it.
-  IF NOT COALESCE(exclude_query_output, false) THEN
-    RAISE NOTICE 'Mail (Id: %) queued.', new_id;
-  END IF;
+  -- No "Mail (Id: N) queued." notice, as SQL Server prints: the id is the result, and a notice is a
+  -- message the server sends and the client reads on its own, a fifth of the throughput of an
+  -- application sending mail from 8 connections (bench/README.md, issue 17).
   RETURN new_id;
 END;
 $$;
@@ -340,8 +336,8 @@ $$;
 -- The public entry point. It runs with the caller's rights (SECURITY INVOKER). Without a query it hands
 -- over to send_as_caller, which tells queue_mail who is calling; with one it hands over to
 -- send_with_query, passing the caller's search_path for the query (no search_path is pinned here, so
--- current_setting reads the caller's; every name below is qualified). queue_mail prints the notice. Not
--- LANGUAGE sql: PostgreSQL would inline it, and parse its text again to plan each unprepared call.
+-- current_setting reads the caller's; every name below is qualified). Not LANGUAGE sql: PostgreSQL
+-- would inline it, and parse its text again to plan each unprepared call.
 CREATE FUNCTION dbmail.sp_send_dbmail(
   profile_name text DEFAULT NULL,
   recipients text DEFAULT NULL,
@@ -394,4 +390,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(13, 'send', 'ce640fb3b5102842c68939bf9fdff7b79375a9e78a1914aa8e657041315a552b');
+SELECT dbmail.record_migration(13, 'send', '3c255945c519ed3bf66e89d2b23577a32e69ce06de267a17969600b864067dd0');
