@@ -870,6 +870,9 @@ $_$;
 CREATE FUNCTION dbmail.claim_mailitems(sender_id text, batch_size integer DEFAULT 20, lease_seconds integer DEFAULT 300) RETURNS TABLE(mailitem_id bigint, profile_id integer, envelope jsonb, subject text, body text, body_format text, importance text, sensitivity text, from_address text, reply_to text, headers jsonb, message_id text, send_attempts integer, attachment_count integer, lease_expires_at timestamp with time zone, lease_token uuid)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_sort TO 'off'
+    SET jit TO 'off'
     AS $_$
 DECLARE
   claimer text := claim_mailitems.sender_id;
@@ -940,9 +943,9 @@ BEGIN
   END IF;
 
   -- Items whose sender stopped reporting (it died after claiming, its lease expired or was cut above):
-  -- whether the SMTP server accepted
-  -- them is unknown. UnknownOutcomePolicy retry sends them again (same Message-ID, so a duplicate can
-  -- be recognised); fail gives up on them, for mail where a duplicate is worse than none.
+  -- whether the SMTP server accepted them is unknown. UnknownOutcomePolicy retry sends them again (same
+  -- Message-ID, so a duplicate can be recognised); fail gives up on them, for mail where a duplicate is
+  -- worse than none.
   -- There usually are none: one probe of mailitems_leased_idx says so, and the claim is then 3 statements.
   IF EXISTS (SELECT FROM dbmail.mailitems x WHERE x.sent_status = 'sending' AND x.lease_expires_at < now()) THEN
     IF dbmail.setting('UnknownOutcomePolicy') = 'fail' THEN
