@@ -1,6 +1,7 @@
--- pg-dbmail 000012: the checks of a message, and the steps of queue_mail (000012) that check rather than
+-- pg-dbmail 000012: the checks of a message, and the steps of queue_mail (000013) that check rather than
 -- build: its arguments and extra headers, the sending role and who calls, where a query result came from, the size of
--- what was given (MaxMailSize), the profile it may use, and MaxMailsPerUserPerDay and its ledger.
+-- what was given (MaxMailSize), the profile it may use, MaxMailsPerUserPerDay and its ledger, and whether
+-- to wake the senders.
 
 -- The guard: waits for any other migrator; refuses this file if applied already or out of order.
 SELECT dbmail.begin_migration(12, 'send_checks', 'query_results');
@@ -339,6 +340,28 @@ BEGIN
 END;
 $$;
 
+-- Whether a call that queued a due item must NOTIFY dbmail_queue. A NOTIFY serialises the commits of
+-- every transaction that sent one (PostgreSQL holds a cluster-wide lock from the notifying commit's
+-- queue write through its WAL flush), so it is sent only when it is needed: when a sender listens and
+-- none is awake. The state is three advisory locks of this database (read as of now, whatever the
+-- caller's isolation level), held by the senders (000016, "the wake-up protocol"):
+--   (1684172140, 1) shared by every sender's LISTEN connection: someone listens;
+--   (1684172140, 2) exclusive by at most one awake sender, the watcher: it will look again;
+--   (1684172140, 3) shared by this transaction until it ends, taken first: a sender going idle takes it
+--     exclusively, so it waits for every call that counted on it, then looks once more.
+-- Nobody listens: no NOTIFY (a sender claims when it starts listening, after waiting on the third lock).
+-- A sender is going idle (the third lock is taken or wanted): NOTIFY. A watcher: no NOTIFY. The probes of
+-- the first two are taken and given back at once, so callers never wait for each other or a sender.
+-- LANGUAGE sql, one expression: inlined into queue_mail's plan (evaluated left to right, stopping early).
+CREATE FUNCTION dbmail.must_wake_senders() RETURNS boolean
+LANGUAGE sql VOLATILE
+AS $$
+  SELECT NOT pg_catalog.pg_try_advisory_xact_lock_shared(1684172140, 3)
+      OR (NOT (pg_catalog.pg_try_advisory_lock(1684172140, 1) AND pg_catalog.pg_advisory_unlock(1684172140, 1))
+          AND pg_catalog.pg_try_advisory_lock_shared(1684172140, 2)
+          AND pg_catalog.pg_advisory_unlock_shared(1684172140, 2));
+$$;
+
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(12, 'send_checks', '3ea3b110054843f60309afd291ac86f45bfb066be19fcd34b851ba6c28db3c72');
+SELECT dbmail.record_migration(12, 'send_checks', 'db246dbbd9fa66113076654e3855389e5853c3dcfdab304c8e68eefbcdb580a4');

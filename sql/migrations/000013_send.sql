@@ -6,33 +6,11 @@
 -- The guard: waits for any other migrator; refuses this file if applied already or out of order.
 SELECT dbmail.begin_migration(13, 'send', 'send_checks');
 
--- Whether a call that queued a due item must NOTIFY dbmail_queue. A NOTIFY serialises the commits of
--- every transaction that sent one (PostgreSQL holds a cluster-wide lock from the notifying commit's
--- queue write through its WAL flush), so it is sent only when it is needed: when a sender listens and
--- none is awake. The state is three advisory locks of this database (read as of now, whatever the
--- caller's isolation level), held by the senders (000016, "the wake-up protocol"):
---   (1684172140, 1) shared by every sender's LISTEN connection: someone listens;
---   (1684172140, 2) exclusive by at most one awake sender, the watcher: it will look again;
---   (1684172140, 3) shared by this transaction until it ends, taken first: a sender going idle takes it
---     exclusively, so it waits for every call that counted on it, then looks once more.
--- Nobody listens: no NOTIFY (a sender claims when it starts listening, after waiting on the third lock).
--- A sender is going idle (the third lock is taken or wanted): NOTIFY. A watcher: no NOTIFY. The probes of
--- the first two are taken and given back at once, so callers never wait for each other or a sender.
--- LANGUAGE sql, one expression: inlined into queue_mail's plan (evaluated left to right, stopping early).
-CREATE FUNCTION dbmail.must_wake_senders() RETURNS boolean
-LANGUAGE sql VOLATILE
-AS $$
-  SELECT NOT pg_catalog.pg_try_advisory_xact_lock_shared(1684172140, 3)
-      OR (NOT (pg_catalog.pg_try_advisory_lock(1684172140, 1) AND pg_catalog.pg_advisory_unlock(1684172140, 1))
-          AND pg_catalog.pg_try_advisory_lock_shared(1684172140, 2)
-          AND pg_catalog.pg_advisory_unlock_shared(1684172140, 2));
-$$;
-
 -- Validates and queues one message, with its attachments and its query result, on behalf of the role
 -- that called sp_send_dbmail (named by the entry point, see sending_caller), in the steps named below.
 -- SECURITY DEFINER: the tables are private. Each expression and statement costs a call even when it
 -- finds nothing to do (its functions are looked up and their privileges checked in every transaction),
--- so what the usual call has none of is behind few tests (bench/README.md, issue 17).
+-- so the usual call is recognised in one expression and skips the rest (bench/README.md, issue 17).
 CREATE FUNCTION dbmail.queue_mail(
   profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text,
   body text, body_format text, importance text, sensitivity text, file_attachments text, query text,
@@ -52,8 +30,10 @@ DECLARE
   sender name;
   sender_oid oid;
   call_stack text;
+  usual_arguments boolean;
+  usual boolean;
   -- The denial-of-service limits (0 = unlimited).
-  replay boolean := false;
+  replay boolean;
   max_recipients bigint;
   max_size bigint;
   max_per_day bigint;
@@ -62,7 +42,7 @@ DECLARE
   the_profile integer;
   usual_default integer;
   role_defaults boolean;
-  files dbmail.attachment[] := '{}';
+  files dbmail.attachment[];
   new_id bigint;
 BEGIN
   -- The sender: who called the entry point (send_as_caller or send_with_query, else a stamp), a role of
@@ -72,121 +52,134 @@ BEGIN
   sender := dbmail.sending_caller(call_stack, caller);
   sender_oid := CASE WHEN sender NOT IN ('dbmail_user', 'dbmail_admin', 'dbmail_sender')
                      THEN to_regrole(quote_ident(sender)) END;
-  IF sender_oid IS NULL THEN
-    sender_oid := dbmail.sending_role(sender);
-  END IF;
 
   -- The limits and the public default profile, in one row (refresh_send_defaults keeps them).
   SELECT st.max_recipients_per_mail, st.max_mail_size, st.max_mails_per_user_per_day, st.public_default_profile,
-         st.role_defaults
-  INTO max_recipients, max_size, max_per_day, usual_default, role_defaults
+         st.public_default_profile, st.role_defaults
+  INTO max_recipients, max_size, max_per_day, usual_default, the_profile, role_defaults
   FROM dbmail.system_state st;
-  -- A query, an idempotency key, a role with a default of its own: what the usual call has none of.
-  IF query IS NOT NULL OR idempotency_key IS NOT NULL OR (profile_name IS NULL AND role_defaults) THEN
-    IF query IS NOT NULL THEN
-      PERFORM dbmail.check_query_source(call_stack, query);
+  -- The usual arguments: nothing check_send_arguments could refuse, and every value as it is stored.
+  usual_arguments := COALESCE(query IS NULL AND execute_query_database IS NULL AND headers IS NULL
+    AND idempotency_key IS NULL AND file_attachments IS NULL AND attachments IS NULL
+    AND body_format IN ('TEXT', 'HTML') AND importance IN ('LOW', 'NORMAL', 'HIGH')
+    AND sensitivity IN ('NORMAL', 'PERSONAL', 'PRIVATE', 'CONFIDENTIAL')
+    AND query_result_format IN ('TEXT', 'CSV', 'HTML', 'JSON')
+    AND query_result_width BETWEEN 10 AND 32767 AND length(query_result_separator) = 1
+    AND NOT attach_query_result_as_file AND query_result_header IS NOT NULL
+    AND exclude_query_output IS NOT NULL AND append_query_error IS NOT NULL
+    AND query_no_truncate IS NOT NULL AND query_result_no_padding IS NOT NULL
+    AND NOT (query_result_no_padding AND query_no_truncate)
+    AND (subject IS NULL OR (subject !~ '[\x01-\x08\x0a-\x1f\x7f]' AND length(subject) <= 998))
+    AND (NULLIF(body, '') IS NOT NULL OR NULLIF(subject, '') IS NOT NULL), false);
+  -- The usual call: those, a role of its own, the public default profile, no daily limit, one plain
+  -- address in recipients and nothing else, within MaxMailSize. It needs none of the steps under the next
+  -- IF; anything else, or a NULL on the way, takes them.
+  usual := usual_arguments AND COALESCE(sender_oid IS NOT NULL AND profile_name IS NULL
+    AND usual_default IS NOT NULL AND NOT role_defaults AND NOT max_per_day > 0
+    AND copy_recipients IS NULL AND blind_copy_recipients IS NULL AND from_address IS NULL AND reply_to IS NULL
+    AND NOT (max_size > 0 AND octet_length(concat(subject, recipients)) + COALESCE(octet_length(body), 0) > max_size)
+    AND dbmail.is_plain_address(recipients), false);
+  IF NOT usual THEN
+    replay := false;
+    files := '{}';
+    IF sender_oid IS NULL THEN
+      sender_oid := dbmail.sending_role(sender);
     END IF;
-    -- A replay of an idempotency_key queues nothing (it returns the item queued before), so it is not
-    -- limited. The replayed item is locked until this transaction ends: a concurrent delete of it waits
-    -- (or, if it committed first, the item is not found and this is a new mail, checked as one).
-    IF idempotency_key IS NOT NULL THEN
-      PERFORM FROM dbmail.mailitems m
-      WHERE m.send_request_role = sender_oid AND m.idempotency_key = queue_mail.idempotency_key
-      FOR KEY SHARE;
-      IF FOUND THEN
-        replay := true; max_recipients := 0; max_size := 0; max_per_day := 0;
+
+    -- A query, an idempotency key, a role with a default of its own: what the usual call has none of.
+    IF query IS NOT NULL OR idempotency_key IS NOT NULL OR (profile_name IS NULL AND role_defaults) THEN
+      IF query IS NOT NULL THEN
+        PERFORM dbmail.check_query_source(call_stack, query);
+      END IF;
+      -- A replay of an idempotency_key queues nothing (it returns the item queued before), so it is not
+      -- limited. The replayed item is locked until this transaction ends: a concurrent delete of it waits
+      -- (or, if it committed first, the item is not found and this is a new mail, checked as one).
+      IF idempotency_key IS NOT NULL THEN
+        PERFORM FROM dbmail.mailitems m
+        WHERE m.send_request_role = sender_oid AND m.idempotency_key = queue_mail.idempotency_key
+        FOR KEY SHARE;
+        IF FOUND THEN
+          replay := true; max_recipients := 0; max_size := 0; max_per_day := 0;
+        END IF;
+      END IF;
+      -- When no profile is named and a role has a default of its own, the profile the mail would be sent
+      -- with (resolve_profile decides later, in its turn): the role's own default, else one granted to one
+      -- of its roles (their memberships walked only for such grants), else the public one.
+      IF profile_name IS NULL AND role_defaults THEN
+        SELECT pp.profile_id INTO usual_default FROM dbmail.principal_profiles pp
+        WHERE pp.is_default
+          AND (pp.principal_id IN (0, sender_oid) OR dbmail.is_member_of(sender_oid, pp.principal_id))
+        ORDER BY pp.principal_id = sender_oid DESC, pp.principal_id = 0, pp.profile_id
+        LIMIT 1;
       END IF;
     END IF;
-    -- When no profile is named and a role has a default of its own, the profile the mail would be sent
-    -- with (resolve_profile decides later, in its turn): the role's own default, else one granted to one
-    -- of its roles (their memberships walked only for such grants), else the public one.
-    IF profile_name IS NULL AND role_defaults THEN
-      SELECT pp.profile_id INTO usual_default FROM dbmail.principal_profiles pp
-      WHERE pp.is_default
-        AND (pp.principal_id IN (0, sender_oid) OR dbmail.is_member_of(sender_oid, pp.principal_id))
-      ORDER BY pp.principal_id = sender_oid DESC, pp.principal_id = 0, pp.profile_id
-      LIMIT 1;
-    END IF;
-  END IF;
 
-  -- The arguments. The usual call, with nothing check_send_arguments could refuse and every value as it
-  -- is stored, is recognised in one expression; anything else, or a NULL on the way, goes through it,
-  -- which names the first bad argument, and has its values put as they are stored (upper case, trimmed).
-  IF NOT COALESCE(query IS NULL AND execute_query_database IS NULL AND headers IS NULL
-      AND idempotency_key IS NULL AND file_attachments IS NULL AND attachments IS NULL
-      AND body_format IN ('TEXT', 'HTML') AND importance IN ('LOW', 'NORMAL', 'HIGH')
-      AND sensitivity IN ('NORMAL', 'PERSONAL', 'PRIVATE', 'CONFIDENTIAL')
-      AND query_result_format IN ('TEXT', 'CSV', 'HTML', 'JSON')
-      AND query_result_width BETWEEN 10 AND 32767 AND length(query_result_separator) = 1
-      AND NOT attach_query_result_as_file AND query_result_header IS NOT NULL
-      AND exclude_query_output IS NOT NULL AND append_query_error IS NOT NULL
-      AND query_no_truncate IS NOT NULL AND query_result_no_padding IS NOT NULL
-      AND NOT (query_result_no_padding AND query_no_truncate)
-      AND (subject IS NULL OR (subject !~ '[\x01-\x08\x0a-\x1f\x7f]' AND length(subject) <= 998))
-      AND (NULLIF(body, '') IS NOT NULL OR NULLIF(subject, '') IS NOT NULL), false) THEN
-    PERFORM dbmail.check_send_arguments(subject, body, COALESCE(body_format, 'TEXT'), importance, sensitivity,
-      query, execute_query_database, attach_query_result_as_file, query_result_header, query_result_width,
-      query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
-      query_result_no_padding, file_attachments, attachments, headers, idempotency_key, query_result_format);
-    body_format := upper(btrim(COALESCE(body_format, 'TEXT')));
-    importance := upper(btrim(importance));
-    sensitivity := upper(btrim(sensitivity));
-    query_result_format := upper(btrim(query_result_format));
-  END IF;
-
-  -- MaxMailSize of what was given, before anything is parsed: the sizes added up here (headers aside);
-  -- check_given_size, called only with headers or over the limit, names what pushed it over.
-  fixed_size := octet_length(concat(subject, recipients, copy_recipients, blind_copy_recipients, from_address,
-    reply_to));
-  IF headers IS NOT NULL OR (max_size > 0 AND fixed_size + COALESCE(octet_length(body), 0) > max_size) THEN
-    fixed_size := dbmail.check_given_size(subject, recipients, copy_recipients, blind_copy_recipients,
-      from_address, reply_to, headers, body, max_size);
-  END IF;
-
-  -- The addresses, MaxRecipientsPerMail counted as they are parsed, the lists stored trimmed ('' as
-  -- NULL). The usual message, one plain address in recipients and nothing else, has the envelope
-  -- parse_envelope would give it, at a fraction of the cost (a plain address needs no JSON escaping).
-  IF copy_recipients IS NULL AND blind_copy_recipients IS NULL AND dbmail.is_plain_address(recipients) THEN
-    envelope := ('{"to": [{"name": null, "address": "' || recipients || '"}], "cc": [], "bcc": []}')::jsonb;
-  ELSE
-    envelope := dbmail.parse_envelope(recipients, copy_recipients, blind_copy_recipients, max_recipients);
-    recipients := NULLIF(btrim(recipients), '');
-    copy_recipients := NULLIF(btrim(copy_recipients), '');
-    blind_copy_recipients := NULLIF(btrim(blind_copy_recipients), '');
-  END IF;
-  IF from_address IS NOT NULL OR reply_to IS NOT NULL THEN
-    IF from_address IS NOT NULL THEN
-      PERFORM dbmail.parse_single_address('from_address', from_address);
-      from_address := NULLIF(btrim(from_address), '');
+    -- Arguments that are not the usual ones go through check_send_arguments, which names the first bad
+    -- one, and have their values put as they are stored (upper case, trimmed).
+    IF NOT usual_arguments THEN
+      PERFORM dbmail.check_send_arguments(subject, body, COALESCE(body_format, 'TEXT'), importance, sensitivity,
+        query, execute_query_database, attach_query_result_as_file, query_result_header, query_result_width,
+        query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
+        query_result_no_padding, file_attachments, attachments, headers, idempotency_key, query_result_format);
+      body_format := upper(btrim(COALESCE(body_format, 'TEXT')));
+      importance := upper(btrim(importance));
+      sensitivity := upper(btrim(sensitivity));
+      query_result_format := upper(btrim(query_result_format));
     END IF;
-    IF reply_to IS NOT NULL THEN
-      PERFORM dbmail.parse_single_address('reply_to', reply_to);
-      reply_to := NULLIF(btrim(reply_to), '');
-    END IF;
-  END IF;
 
-  -- The profile: the default found above when none is named (resolve_profile says when there is none).
-  IF profile_name IS NULL AND usual_default IS NOT NULL THEN
-    the_profile := usual_default;
-  ELSE
-    the_profile := dbmail.resolve_profile(sender, sender_oid, profile_name, usual_default);
-  END IF;
+    -- MaxMailSize of what was given, before anything is parsed: the sizes added up here (headers aside);
+    -- check_given_size, called only with headers or over the limit, names what pushed it over.
+    fixed_size := octet_length(concat(subject, recipients, copy_recipients, blind_copy_recipients, from_address,
+      reply_to));
+    IF headers IS NOT NULL OR (max_size > 0 AND fixed_size + COALESCE(octet_length(body), 0) > max_size) THEN
+      fixed_size := dbmail.check_given_size(subject, recipients, copy_recipients, blind_copy_recipients,
+        from_address, reply_to, headers, body, max_size);
+    END IF;
 
-  -- MaxMailsPerUserPerDay (admins are exempt); the attachments, then the query result, MaxMailSize
-  -- counted as the mail grows. The usual call has none of them.
-  IF max_per_day > 0 OR attachments IS NOT NULL OR file_attachments IS NOT NULL OR query IS NOT NULL THEN
-    IF max_per_day > 0 AND NOT dbmail.is_admin(sender) THEN
-      PERFORM dbmail.check_daily_limit(sender, sender_oid, max_per_day);
+    -- The addresses, MaxRecipientsPerMail counted as they are parsed, the lists stored trimmed ('' as
+    -- NULL). One plain address in recipients and nothing else has the envelope parse_envelope would give
+    -- it, which the INSERT below builds at a fraction of the cost (a plain address needs no JSON escaping).
+    IF NOT COALESCE(copy_recipients IS NULL AND blind_copy_recipients IS NULL AND dbmail.is_plain_address(recipients),
+                    false) THEN
+      envelope := dbmail.parse_envelope(recipients, copy_recipients, blind_copy_recipients, max_recipients);
+      recipients := NULLIF(btrim(recipients), '');
+      copy_recipients := NULLIF(btrim(copy_recipients), '');
+      blind_copy_recipients := NULLIF(btrim(blind_copy_recipients), '');
     END IF;
-    IF cardinality(attachments) > 0 OR NULLIF(btrim(file_attachments), '') IS NOT NULL THEN
-      files := dbmail.collect_attachments(attachments, file_attachments,
-        fixed_size + COALESCE(octet_length(body), 0), max_size);
+    IF from_address IS NOT NULL OR reply_to IS NOT NULL THEN
+      IF from_address IS NOT NULL THEN
+        PERFORM dbmail.parse_single_address('from_address', from_address);
+        from_address := NULLIF(btrim(from_address), '');
+      END IF;
+      IF reply_to IS NOT NULL THEN
+        PERFORM dbmail.parse_single_address('reply_to', reply_to);
+        reply_to := NULLIF(btrim(reply_to), '');
+      END IF;
     END IF;
-    IF query IS NOT NULL AND query_result IS NOT NULL THEN
-      SELECT r.body, r.body_format, r.files INTO body, body_format, files
-      FROM dbmail.add_query_result(queue_mail.query, queue_mail.query_result,
-        queue_mail.attach_query_result_as_file, queue_mail.query_attachment_filename,
-        queue_mail.query_result_format, fixed_size, max_size, queue_mail.body, queue_mail.body_format, files) r;
+
+    -- The profile: the default found above when none is named (resolve_profile says when there is none).
+    IF profile_name IS NULL AND usual_default IS NOT NULL THEN
+      the_profile := usual_default;
+    ELSE
+      the_profile := dbmail.resolve_profile(sender, sender_oid, profile_name, usual_default);
+    END IF;
+
+    -- MaxMailsPerUserPerDay (admins are exempt); the attachments, then the query result, MaxMailSize
+    -- counted as the mail grows.
+    IF max_per_day > 0 OR attachments IS NOT NULL OR file_attachments IS NOT NULL OR query IS NOT NULL THEN
+      IF max_per_day > 0 AND NOT dbmail.is_admin(sender) THEN
+        PERFORM dbmail.check_daily_limit(sender, sender_oid, max_per_day);
+      END IF;
+      IF cardinality(attachments) > 0 OR NULLIF(btrim(file_attachments), '') IS NOT NULL THEN
+        files := dbmail.collect_attachments(attachments, file_attachments,
+          fixed_size + COALESCE(octet_length(body), 0), max_size);
+      END IF;
+      IF query IS NOT NULL AND query_result IS NOT NULL THEN
+        SELECT r.body, r.body_format, r.files INTO body, body_format, files
+        FROM dbmail.add_query_result(queue_mail.query, queue_mail.query_result,
+          queue_mail.attach_query_result_as_file, queue_mail.query_attachment_filename,
+          queue_mail.query_result_format, fixed_size, max_size, queue_mail.body, queue_mail.body_format, files) r;
+      END IF;
     END IF;
   END IF;
 
@@ -200,7 +193,8 @@ BEGIN
     query_attachment_filename, query_result_format, from_address, reply_to, headers, send_at,
     idempotency_key, next_attempt_at, send_request_user, send_request_role, last_mod_user)
   VALUES (
-    the_profile, recipients, copy_recipients, blind_copy_recipients, envelope,
+    the_profile, recipients, copy_recipients, blind_copy_recipients,
+    COALESCE(envelope, ('{"to": [{"name": null, "address": "' || recipients || '"}], "cc": [], "bcc": []}')::jsonb),
     COALESCE(NULLIF(subject, ''), 'PostgreSQL Message'), body, body_format, importance, sensitivity,
     file_attachments, query, execute_query_database, attach_query_result_as_file, query_result_header,
     query_result_width, query_result_separator, exclude_query_output, append_query_error,
@@ -208,7 +202,7 @@ BEGIN
     reply_to, headers, send_at, idempotency_key, GREATEST(send_at, now()), sender, sender_oid, sender)
   ON CONFLICT (send_request_role, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
   RETURNING m.mailitem_id INTO new_id;
-  IF new_id IS NULL OR replay OR max_per_day > 0 OR cardinality(files) > 0 THEN
+  IF NOT usual AND (new_id IS NULL OR replay OR max_per_day > 0 OR cardinality(files) > 0) THEN
     IF new_id IS NULL THEN
       -- The same key from the same role: the message is already queued (or sent); nothing new is queued.
       SELECT m.mailitem_id INTO new_id FROM dbmail.mailitems m
@@ -390,4 +384,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(13, 'send', '3c255945c519ed3bf66e89d2b23577a32e69ce06de267a17969600b864067dd0');
+SELECT dbmail.record_migration(13, 'send', '803c6e35cf46c01c21a3d7f0e0a61c5104dbc5ffb35429aa9d4d360e0b0ee460');

@@ -1,9 +1,12 @@
 // The shortcuts sp_send_dbmail takes for the usual call (bench/README.md, issue 17) decide exactly as the
 // full checks they skip: a plain address (dbmail.is_plain_address) is one that address_problem accepts and
 // parse_addresses records as given; the usual arguments that queue_mail lets past check_send_arguments
-// are ones check_send_arguments accepts. Random inputs near the edges of both.
-import { describe, expect, it } from "vitest";
-import { message, useSendDatabase } from "../support/send.js";
+// are ones check_send_arguments accepts (random inputs near the edges of both). The usual call (no
+// profile named, the public default, one plain address) skips every other step of queue_mail: it stores
+// what the full path stores, and no rule those steps apply is skipped with it.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { call, withSettings } from "../../../../test/support/mail.js";
+import { addSendingProfile, type MailItem, message, useSendDatabase } from "../support/send.js";
 
 const t = useSendDatabase();
 
@@ -138,6 +141,82 @@ describe("the usual arguments", () => {
         (error: Error) => error.message,
       );
       expect({ v, sent }).toEqual({ v, sent: full });
+    }
+  });
+});
+
+describe("the usual call", () => {
+  let publicDefault: number;
+  beforeAll(async () => {
+    publicDefault = await addSendingProfile(t.db, "PublicDefault", "main_acct", "public", true);
+  });
+  afterAll(async () => {
+    await call(t.db, "sysmail_delete_profile_sp", { profile_name: "PublicDefault" });
+  });
+  const usual = { profile_name: undefined, recipients: "ann@x.org", subject: "Hello", body: "Body" };
+  /** The item as stored, without what differs from one call to the next. */
+  const stored = async (args: Record<string, unknown>) => {
+    const { mailitem_id, send_request_date, next_attempt_at, last_mod_date, ...rest } = (await t.sendAndRead(
+      message(args),
+    )) as MailItem & { last_mod_date: Date };
+    return rest;
+  };
+
+  it("stores what the full path stores for the same message", async () => {
+    const fast = await stored(usual);
+    expect(fast.profile_id).toBe(publicDefault);
+    expect(fast.envelope).toEqual({ to: [{ name: null, address: "ann@x.org" }], cc: [], bcc: [] });
+    // Each of these takes the full path (a profile named, an empty list to parse, arguments to normalise,
+    // a sender address to check) and means the same message.
+    for (const detour of [
+      { profile_name: "PublicDefault" },
+      { copy_recipients: "" },
+      { blind_copy_recipients: " " },
+      { importance: " normal ", body_format: "text", sensitivity: "Normal" },
+      { query_result_format: "text" },
+    ]) {
+      expect({ detour, item: await stored({ ...usual, ...detour }) }).toEqual({ detour, item: fast });
+    }
+    // Without a subject, the default one; with send_at, the same path.
+    expect((await stored({ ...usual, subject: undefined })).subject).toBe("PostgreSQL Message");
+    const at = new Date(Date.now() + 3_600_000);
+    const later = await t.sendAndRead(message({ ...usual, send_at: at }));
+    expect([later.send_at, later.next_attempt_at]).toEqual([at, at]);
+  });
+
+  it("keeps MaxMailsPerUserPerDay", async () => {
+    await t.db.query("DELETE FROM dbmail.mailitems");
+    await t.db.query("DELETE FROM dbmail.daily_mail_counts");
+    await withSettings(t.db, { MaxMailsPerUserPerDay: "1" }, async () => {
+      await t.send(message(usual));
+      expect((await t.refused(message(usual))).code).toBe("54000");
+    });
+  });
+
+  it("keeps MaxMailSize", async () => {
+    // Subject, recipients and body: 5 + 9 + 4 bytes.
+    await withSettings(t.db, { MaxMailSize: "18" }, () => t.send(message(usual)));
+    await withSettings(t.db, { MaxMailSize: "17" }, async () => {
+      expect((await t.refused(message(usual))).code).toBe("54000");
+    });
+  });
+
+  it("keeps a role's own default profile", async () => {
+    const own = await addSendingProfile(t.db, "AliceDefault", "main_acct", t.aliceRole.name, true);
+    try {
+      expect((await t.sendAndRead(message(usual))).profile_id).toBe(own);
+    } finally {
+      await call(t.db, "sysmail_delete_profile_sp", { profile_name: "AliceDefault" });
+    }
+    expect((await t.sendAndRead(message(usual))).profile_id).toBe(publicDefault);
+  });
+
+  it("keeps refusing a dbmail group role", async () => {
+    await t.alice.query("SET ROLE dbmail_user");
+    try {
+      expect((await t.refused(message(usual))).code).toBe("42501");
+    } finally {
+      await t.alice.query("RESET ROLE");
     }
   });
 });
