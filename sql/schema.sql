@@ -1962,7 +1962,8 @@ BEGIN
   sender_oid := CASE WHEN sender NOT IN ('dbmail_user', 'dbmail_admin', 'dbmail_sender')
                      THEN to_regrole(quote_ident(sender)) END;
 
-  -- The limits and the public default profile, in one row (refresh_send_defaults keeps them).
+  -- The limits and the public default profile, in one row (refresh_send_defaults keeps them); that profile
+  -- is also the one the usual call below is sent with (the full path chooses its own).
   SELECT st.max_recipients_per_mail, st.max_mail_size, st.max_mails_per_user_per_day, st.public_default_profile,
          st.public_default_profile, st.role_defaults
   INTO max_recipients, max_size, max_per_day, usual_default, the_profile, role_defaults

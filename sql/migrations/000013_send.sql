@@ -53,7 +53,8 @@ BEGIN
   sender_oid := CASE WHEN sender NOT IN ('dbmail_user', 'dbmail_admin', 'dbmail_sender')
                      THEN to_regrole(quote_ident(sender)) END;
 
-  -- The limits and the public default profile, in one row (refresh_send_defaults keeps them).
+  -- The limits and the public default profile, in one row (refresh_send_defaults keeps them); that profile
+  -- is also the one the usual call below is sent with (the full path chooses its own).
   SELECT st.max_recipients_per_mail, st.max_mail_size, st.max_mails_per_user_per_day, st.public_default_profile,
          st.public_default_profile, st.role_defaults
   INTO max_recipients, max_size, max_per_day, usual_default, the_profile, role_defaults
@@ -384,4 +385,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(13, 'send', '803c6e35cf46c01c21a3d7f0e0a61c5104dbc5ffb35429aa9d4d360e0b0ee460');
+SELECT dbmail.record_migration(13, 'send', '23f769dc15e2edaaef1a7166a400f4fdaa66f84ca62416aaf0caf1ead8124b70');
