@@ -1487,11 +1487,11 @@ $$;
 
 CREATE FUNCTION dbmail.is_plain_address(address text) RETURNS boolean
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    AS $_$
-  SELECT address ~ '^[A-Za-z0-9!#$%&''*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&''*+/=?^_`{|}~-]+)*@[A-Za-z0-9]+(-+[A-Za-z0-9]+)*(\.[A-Za-z0-9]+(-+[A-Za-z0-9]+)*)*$'
+    AS $$
+  SELECT address ~ dbmail.plain_address_pattern()
      AND length(address) <= 254 AND strpos(address, '@') <= 65
      AND (length(address) - strpos(address, '@') <= 63 OR address !~ '[^.@]{64}');
-$_$;
+$$;
 
 CREATE FUNCTION dbmail.job_failure_operator(operator_name text) RETURNS TABLE(operator_id integer, enabled boolean, email_address text)
     LANGUAGE sql SECURITY DEFINER
@@ -1916,6 +1916,18 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION dbmail.plain_address_pattern() RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $_$
+  SELECT '^[A-Za-z0-9!#$%&''*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&''*+/=?^_`{|}~-]+)*@[A-Za-z0-9]+(-+[A-Za-z0-9]+)*(\.[A-Za-z0-9]+(-+[A-Za-z0-9]+)*)*$';
+$_$;
+
+CREATE FUNCTION dbmail.plain_envelope(address text) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT ('{"to": [{"name": null, "address": "' || address || '"}], "cc": [], "bcc": []}')::jsonb;
+$$;
+
 CREATE FUNCTION dbmail.principal_name(principal_id oid) RETURNS text
     LANGUAGE sql STABLE
     AS $$
@@ -1940,9 +1952,8 @@ DECLARE
   sender_oid oid;
   call_stack text;
   usual_arguments boolean;
-  usual boolean;
   -- The denial-of-service limits (0 = unlimited).
-  replay boolean;
+  replay boolean := false;
   max_recipients bigint;
   max_size bigint;
   max_per_day bigint;
@@ -1951,23 +1962,22 @@ DECLARE
   the_profile integer;
   usual_default integer;
   role_defaults boolean;
-  files dbmail.attachment[];
+  files dbmail.attachment[] := '{}';
   new_id bigint;
 BEGIN
-  -- The sender: who called the entry point (send_as_caller or send_with_query, else a stamp), a role of
-  -- its own, by OID (sending_role says what is wrong when it is not); a query and its result only from
-  -- send_with_query.
+  -- The sender: who called the entry point (send_as_caller, send_with_query or send_usual_mail, else a
+  -- stamp), a role of its own, by OID (sending_role says what is wrong when it is not); a query and its
+  -- result only from send_with_query.
   GET DIAGNOSTICS call_stack = PG_CONTEXT;
-  sender := dbmail.sending_caller(call_stack, caller);
-  sender_oid := CASE WHEN sender NOT IN ('dbmail_user', 'dbmail_admin', 'dbmail_sender')
-                     THEN to_regrole(quote_ident(sender)) END;
+  sender := dbmail.sending_caller(call_stack, caller, 'dbmail.queue_mail(');
+  sender_oid := dbmail.sending_role(sender);
 
-  -- The limits and the public default profile, in one row (refresh_send_defaults keeps them); that profile
-  -- is also the one the usual call below is sent with (the full path chooses its own).
+  -- The limits and the public default profile, in one row (refresh_send_defaults keeps them).
   SELECT st.max_recipients_per_mail, st.max_mail_size, st.max_mails_per_user_per_day, st.public_default_profile,
-         st.public_default_profile, st.role_defaults
-  INTO max_recipients, max_size, max_per_day, usual_default, the_profile, role_defaults
+         st.role_defaults
+  INTO max_recipients, max_size, max_per_day, usual_default, role_defaults
   FROM dbmail.system_state st;
+
   -- The usual arguments: nothing check_send_arguments could refuse, and every value as it is stored.
   usual_arguments := COALESCE(query IS NULL AND execute_query_database IS NULL AND headers IS NULL
     AND idempotency_key IS NULL AND file_attachments IS NULL AND attachments IS NULL
@@ -1981,115 +1991,100 @@ BEGIN
     AND NOT (query_result_no_padding AND query_no_truncate)
     AND (subject IS NULL OR (subject !~ '[\x01-\x08\x0a-\x1f\x7f]' AND length(subject) <= 998))
     AND (NULLIF(body, '') IS NOT NULL OR NULLIF(subject, '') IS NOT NULL), false);
-  -- The usual call: those, a role of its own, the public default profile, no daily limit, one plain
-  -- address in recipients and nothing else, within MaxMailSize. It needs none of the steps under the next
-  -- IF; anything else, or a NULL on the way, takes them.
-  usual := usual_arguments AND COALESCE(sender_oid IS NOT NULL AND profile_name IS NULL
-    AND usual_default IS NOT NULL AND NOT role_defaults AND NOT max_per_day > 0
-    AND copy_recipients IS NULL AND blind_copy_recipients IS NULL AND from_address IS NULL AND reply_to IS NULL
-    AND NOT (max_size > 0 AND octet_length(concat(subject, recipients)) + COALESCE(octet_length(body), 0) > max_size)
-    AND dbmail.is_plain_address(recipients), false);
-  IF NOT usual THEN
-    replay := false;
-    files := '{}';
-    IF sender_oid IS NULL THEN
-      sender_oid := dbmail.sending_role(sender);
-    END IF;
 
-    -- A query, an idempotency key, a role with a default of its own: what the usual call has none of.
-    IF query IS NOT NULL OR idempotency_key IS NOT NULL OR (profile_name IS NULL AND role_defaults) THEN
-      IF query IS NOT NULL THEN
-        PERFORM dbmail.check_query_source(call_stack, query);
-      END IF;
-      -- A replay of an idempotency_key queues nothing (it returns the item queued before), so it is not
-      -- limited. The replayed item is locked until this transaction ends: a concurrent delete of it waits
-      -- (or, if it committed first, the item is not found and this is a new mail, checked as one).
-      IF idempotency_key IS NOT NULL THEN
-        PERFORM FROM dbmail.mailitems m
-        WHERE m.send_request_role = sender_oid AND m.idempotency_key = queue_mail.idempotency_key
-        FOR KEY SHARE;
-        IF FOUND THEN
-          replay := true; max_recipients := 0; max_size := 0; max_per_day := 0;
-        END IF;
-      END IF;
-      -- When no profile is named and a role has a default of its own, the profile the mail would be sent
-      -- with (resolve_profile decides later, in its turn): the role's own default, else one granted to one
-      -- of its roles (their memberships walked only for such grants), else the public one.
-      IF profile_name IS NULL AND role_defaults THEN
-        SELECT pp.profile_id INTO usual_default FROM dbmail.principal_profiles pp
-        WHERE pp.is_default
-          AND (pp.principal_id IN (0, sender_oid) OR dbmail.is_member_of(sender_oid, pp.principal_id))
-        ORDER BY pp.principal_id = sender_oid DESC, pp.principal_id = 0, pp.profile_id
-        LIMIT 1;
+  -- A query, an idempotency key, a role with a default of its own: what most calls have none of.
+  IF query IS NOT NULL OR idempotency_key IS NOT NULL OR (profile_name IS NULL AND role_defaults) THEN
+    IF query IS NOT NULL THEN
+      PERFORM dbmail.check_query_source(call_stack, query);
+    END IF;
+    -- A replay of an idempotency_key queues nothing (it returns the item queued before), so it is not
+    -- limited. The replayed item is locked until this transaction ends: a concurrent delete of it waits
+    -- (or, if it committed first, the item is not found and this is a new mail, checked as one).
+    IF idempotency_key IS NOT NULL THEN
+      PERFORM FROM dbmail.mailitems m
+      WHERE m.send_request_role = sender_oid AND m.idempotency_key = queue_mail.idempotency_key
+      FOR KEY SHARE;
+      IF FOUND THEN
+        replay := true; max_recipients := 0; max_size := 0; max_per_day := 0;
       END IF;
     END IF;
+    -- When no profile is named and a role has a default of its own, the profile the mail would be sent
+    -- with (resolve_profile decides later, in its turn): the role's own default, else one granted to one
+    -- of its roles (their memberships walked only for such grants), else the public one.
+    IF profile_name IS NULL AND role_defaults THEN
+      SELECT pp.profile_id INTO usual_default FROM dbmail.principal_profiles pp
+      WHERE pp.is_default
+        AND (pp.principal_id IN (0, sender_oid) OR dbmail.is_member_of(sender_oid, pp.principal_id))
+      ORDER BY pp.principal_id = sender_oid DESC, pp.principal_id = 0, pp.profile_id
+      LIMIT 1;
+    END IF;
+  END IF;
 
-    -- Arguments that are not the usual ones go through check_send_arguments, which names the first bad
-    -- one, and have their values put as they are stored (upper case, trimmed).
-    IF NOT usual_arguments THEN
-      PERFORM dbmail.check_send_arguments(subject, body, COALESCE(body_format, 'TEXT'), importance, sensitivity,
-        query, execute_query_database, attach_query_result_as_file, query_result_header, query_result_width,
-        query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
-        query_result_no_padding, file_attachments, attachments, headers, idempotency_key, query_result_format);
-      body_format := upper(btrim(COALESCE(body_format, 'TEXT')));
-      importance := upper(btrim(importance));
-      sensitivity := upper(btrim(sensitivity));
-      query_result_format := upper(btrim(query_result_format));
-    END IF;
+  -- Arguments that are not the usual ones go through check_send_arguments, which names the first bad
+  -- one, and have their values put as they are stored (upper case, trimmed).
+  IF NOT usual_arguments THEN
+    PERFORM dbmail.check_send_arguments(subject, body, COALESCE(body_format, 'TEXT'), importance, sensitivity,
+      query, execute_query_database, attach_query_result_as_file, query_result_header, query_result_width,
+      query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
+      query_result_no_padding, file_attachments, attachments, headers, idempotency_key, query_result_format);
+    body_format := upper(btrim(COALESCE(body_format, 'TEXT')));
+    importance := upper(btrim(importance));
+    sensitivity := upper(btrim(sensitivity));
+    query_result_format := upper(btrim(query_result_format));
+  END IF;
 
-    -- MaxMailSize of what was given, before anything is parsed: the sizes added up here (headers aside);
-    -- check_given_size, called only with headers or over the limit, names what pushed it over.
-    fixed_size := octet_length(concat(subject, recipients, copy_recipients, blind_copy_recipients, from_address,
-      reply_to));
-    IF headers IS NOT NULL OR (max_size > 0 AND fixed_size + COALESCE(octet_length(body), 0) > max_size) THEN
-      fixed_size := dbmail.check_given_size(subject, recipients, copy_recipients, blind_copy_recipients,
-        from_address, reply_to, headers, body, max_size);
-    END IF;
+  -- MaxMailSize of what was given, before anything is parsed: the sizes added up here (headers aside);
+  -- check_given_size, called only with headers or over the limit, names what pushed it over.
+  fixed_size := octet_length(concat(subject, recipients, copy_recipients, blind_copy_recipients, from_address,
+    reply_to));
+  IF headers IS NOT NULL OR (max_size > 0 AND fixed_size + COALESCE(octet_length(body), 0) > max_size) THEN
+    fixed_size := dbmail.check_given_size(subject, recipients, copy_recipients, blind_copy_recipients,
+      from_address, reply_to, headers, body, max_size);
+  END IF;
 
-    -- The addresses, MaxRecipientsPerMail counted as they are parsed, the lists stored trimmed ('' as
-    -- NULL). One plain address in recipients and nothing else has the envelope parse_envelope would give
-    -- it, which the INSERT below builds at a fraction of the cost (a plain address needs no JSON escaping).
-    IF NOT COALESCE(copy_recipients IS NULL AND blind_copy_recipients IS NULL AND dbmail.is_plain_address(recipients),
-                    false) THEN
-      envelope := dbmail.parse_envelope(recipients, copy_recipients, blind_copy_recipients, max_recipients);
-      recipients := NULLIF(btrim(recipients), '');
-      copy_recipients := NULLIF(btrim(copy_recipients), '');
-      blind_copy_recipients := NULLIF(btrim(blind_copy_recipients), '');
+  -- The addresses, MaxRecipientsPerMail counted as they are parsed, the lists stored trimmed ('' as
+  -- NULL). One plain address in recipients and nothing else has the envelope parse_envelope would give
+  -- it, which the INSERT below builds (plain_envelope).
+  IF NOT COALESCE(copy_recipients IS NULL AND blind_copy_recipients IS NULL AND dbmail.is_plain_address(recipients),
+                  false) THEN
+    envelope := dbmail.parse_envelope(recipients, copy_recipients, blind_copy_recipients, max_recipients);
+    recipients := NULLIF(btrim(recipients), '');
+    copy_recipients := NULLIF(btrim(copy_recipients), '');
+    blind_copy_recipients := NULLIF(btrim(blind_copy_recipients), '');
+  END IF;
+  IF from_address IS NOT NULL OR reply_to IS NOT NULL THEN
+    IF from_address IS NOT NULL THEN
+      PERFORM dbmail.parse_single_address('from_address', from_address);
+      from_address := NULLIF(btrim(from_address), '');
     END IF;
-    IF from_address IS NOT NULL OR reply_to IS NOT NULL THEN
-      IF from_address IS NOT NULL THEN
-        PERFORM dbmail.parse_single_address('from_address', from_address);
-        from_address := NULLIF(btrim(from_address), '');
-      END IF;
-      IF reply_to IS NOT NULL THEN
-        PERFORM dbmail.parse_single_address('reply_to', reply_to);
-        reply_to := NULLIF(btrim(reply_to), '');
-      END IF;
+    IF reply_to IS NOT NULL THEN
+      PERFORM dbmail.parse_single_address('reply_to', reply_to);
+      reply_to := NULLIF(btrim(reply_to), '');
     END IF;
+  END IF;
 
-    -- The profile: the default found above when none is named (resolve_profile says when there is none).
-    IF profile_name IS NULL AND usual_default IS NOT NULL THEN
-      the_profile := usual_default;
-    ELSE
-      the_profile := dbmail.resolve_profile(sender, sender_oid, profile_name, usual_default);
-    END IF;
+  -- The profile: the default found above when none is named (resolve_profile says when there is none).
+  IF profile_name IS NULL AND usual_default IS NOT NULL THEN
+    the_profile := usual_default;
+  ELSE
+    the_profile := dbmail.resolve_profile(sender, sender_oid, profile_name, usual_default);
+  END IF;
 
-    -- MaxMailsPerUserPerDay (admins are exempt); the attachments, then the query result, MaxMailSize
-    -- counted as the mail grows.
-    IF max_per_day > 0 OR attachments IS NOT NULL OR file_attachments IS NOT NULL OR query IS NOT NULL THEN
-      IF max_per_day > 0 AND NOT dbmail.is_admin(sender) THEN
-        PERFORM dbmail.check_daily_limit(sender, sender_oid, max_per_day);
-      END IF;
-      IF cardinality(attachments) > 0 OR NULLIF(btrim(file_attachments), '') IS NOT NULL THEN
-        files := dbmail.collect_attachments(attachments, file_attachments,
-          fixed_size + COALESCE(octet_length(body), 0), max_size);
-      END IF;
-      IF query IS NOT NULL AND query_result IS NOT NULL THEN
-        SELECT r.body, r.body_format, r.files INTO body, body_format, files
-        FROM dbmail.add_query_result(queue_mail.query, queue_mail.query_result,
-          queue_mail.attach_query_result_as_file, queue_mail.query_attachment_filename,
-          queue_mail.query_result_format, fixed_size, max_size, queue_mail.body, queue_mail.body_format, files) r;
-      END IF;
+  -- MaxMailsPerUserPerDay (admins are exempt); the attachments, then the query result, MaxMailSize
+  -- counted as the mail grows.
+  IF max_per_day > 0 OR attachments IS NOT NULL OR file_attachments IS NOT NULL OR query IS NOT NULL THEN
+    IF max_per_day > 0 AND NOT dbmail.is_admin(sender) THEN
+      PERFORM dbmail.check_daily_limit(sender, sender_oid, max_per_day);
+    END IF;
+    IF cardinality(attachments) > 0 OR NULLIF(btrim(file_attachments), '') IS NOT NULL THEN
+      files := dbmail.collect_attachments(attachments, file_attachments,
+        fixed_size + COALESCE(octet_length(body), 0), max_size);
+    END IF;
+    IF query IS NOT NULL AND query_result IS NOT NULL THEN
+      SELECT r.body, r.body_format, r.files INTO body, body_format, files
+      FROM dbmail.add_query_result(queue_mail.query, queue_mail.query_result,
+        queue_mail.attach_query_result_as_file, queue_mail.query_attachment_filename,
+        queue_mail.query_result_format, fixed_size, max_size, queue_mail.body, queue_mail.body_format, files) r;
     END IF;
   END IF;
 
@@ -2104,7 +2099,7 @@ BEGIN
     idempotency_key, next_attempt_at, send_request_user, send_request_role, last_mod_user)
   VALUES (
     the_profile, recipients, copy_recipients, blind_copy_recipients,
-    COALESCE(envelope, ('{"to": [{"name": null, "address": "' || recipients || '"}], "cc": [], "bcc": []}')::jsonb),
+    COALESCE(envelope, dbmail.plain_envelope(recipients)),
     COALESCE(NULLIF(subject, ''), 'PostgreSQL Message'), body, body_format, importance, sensitivity,
     file_attachments, query, execute_query_database, attach_query_result_as_file, query_result_header,
     query_result_width, query_result_separator, exclude_query_output, append_query_error,
@@ -2112,7 +2107,7 @@ BEGIN
     reply_to, headers, send_at, idempotency_key, GREATEST(send_at, now()), sender, sender_oid, sender)
   ON CONFLICT (send_request_role, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
   RETURNING m.mailitem_id INTO new_id;
-  IF NOT usual AND (new_id IS NULL OR replay OR max_per_day > 0 OR cardinality(files) > 0) THEN
+  IF new_id IS NULL OR replay OR max_per_day > 0 OR cardinality(files) > 0 THEN
     IF new_id IS NULL THEN
       -- The same key from the same role: the message is already queued (or sent); nothing new is queued.
       SELECT m.mailitem_id INTO new_id FROM dbmail.mailitems m
@@ -2566,6 +2561,62 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION dbmail.send_usual_as_caller(recipients text, subject text, body text, body_format text, importance text, exclude_query_output boolean, append_query_error boolean) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+  RETURN dbmail.send_usual_mail(recipients, subject, body, body_format, importance, exclude_query_output,
+    append_query_error, current_user);
+END;
+$$;
+
+CREATE FUNCTION dbmail.send_usual_mail(recipients text, subject text, body text, body_format text, importance text, exclude_query_output boolean, append_query_error boolean, caller name DEFAULT NULL::name) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+#variable_conflict use_column
+DECLARE
+  call_stack text;
+  sender name;
+  sender_oid oid;
+  max_size bigint;
+  max_per_day bigint;
+  the_profile integer;
+  role_defaults boolean;
+  new_id bigint;
+BEGIN
+  GET DIAGNOSTICS call_stack = PG_CONTEXT;
+  sender := dbmail.sending_caller(call_stack, caller, 'dbmail.send_usual_mail(');
+  sender_oid := CASE WHEN sender NOT IN ('dbmail_user', 'dbmail_admin', 'dbmail_sender')
+                     THEN to_regrole(quote_ident(sender)) END;
+  SELECT st.max_mail_size, st.max_mails_per_user_per_day, st.public_default_profile, st.role_defaults
+  INTO max_size, max_per_day, the_profile, role_defaults
+  FROM dbmail.system_state st;
+  IF NOT COALESCE(sender_oid IS NOT NULL AND the_profile IS NOT NULL AND NOT role_defaults AND NOT max_per_day > 0
+      AND concat(body_format, '|', importance) IN ('TEXT|NORMAL', 'TEXT|LOW', 'TEXT|HIGH', 'HTML|NORMAL',
+                                                   'HTML|LOW', 'HTML|HIGH')
+      AND exclude_query_output IS NOT NULL AND append_query_error IS NOT NULL
+      AND subject ~ '^[^\x01-\x08\x0a-\x1f\x7f]+$' AND octet_length(subject) <= 998
+      AND recipients ~ dbmail.plain_address_pattern() AND octet_length(recipients) <= 63
+      AND NOT (max_size > 0 AND octet_length(concat(subject, recipients, body)) > max_size), false) THEN
+    RETURN dbmail.queue_mail(NULL, recipients, NULL, NULL, subject, body, body_format, importance, 'NORMAL', NULL,
+      NULL, NULL, false, NULL, true, 256, ' ', exclude_query_output, append_query_error, false, false, NULL, NULL,
+      NULL, NULL, NULL, NULL, 'TEXT', NULL, sender);
+  END IF;
+  -- The other columns as their defaults, which are sp_send_dbmail's.
+  INSERT INTO dbmail.mailitems AS m (profile_id, recipients, envelope, subject, body, body_format, importance,
+    exclude_query_output, append_query_error, send_request_user, send_request_role, last_mod_user)
+  VALUES (the_profile, recipients, dbmail.plain_envelope(recipients), subject, body, body_format, importance,
+    exclude_query_output, append_query_error, sender, sender_oid, sender)
+  RETURNING m.mailitem_id INTO new_id;
+  IF dbmail.must_wake_senders() THEN
+    PERFORM pg_notify('dbmail_queue', '');
+  END IF;
+  RETURN new_id;
+END;
+$_$;
+
 CREATE FUNCTION dbmail.send_with_query(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, caller_search_path text) RETURNS bigint
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -2779,12 +2830,12 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION dbmail.sending_caller(call_stack text, caller name) RETURNS name
+CREATE FUNCTION dbmail.sending_caller(call_stack text, caller name, own_name text) RETURNS name
     LANGUAGE sql
     AS $$
   SELECT CASE
     WHEN caller IS NOT NULL
-         AND starts_with(split_part(call_stack, E'\n', 2), split_part(call_stack, 'dbmail.queue_mail(', 1) || 'dbmail.send_')
+         AND starts_with(split_part(call_stack, E'\n', 2), split_part(call_stack, own_name, 1) || 'dbmail.send_')
       THEN caller
     ELSE dbmail.take_caller_stamp('sp_send_dbmail') END;
 $$;
@@ -2922,6 +2973,19 @@ CREATE FUNCTION dbmail.sp_send_dbmail(profile_name text DEFAULT NULL::text, reci
     LANGUAGE plpgsql
     AS $$
 BEGIN
+  IF COALESCE(pg_catalog.num_nonnulls(profile_name, copy_recipients, blind_copy_recipients, file_attachments, query,
+      execute_query_database, from_address, reply_to, attachments, headers, send_at, idempotency_key)
+      OPERATOR(pg_catalog.=) 0
+    AND pg_catalog.concat(body_format, '|', importance, '|', sensitivity, '|', query_result_format, '|',
+      query_result_separator) OPERATOR(pg_catalog.=) ANY (ARRAY['TEXT|NORMAL|NORMAL|TEXT| ',
+      'TEXT|LOW|NORMAL|TEXT| ', 'TEXT|HIGH|NORMAL|TEXT| ', 'HTML|NORMAL|NORMAL|TEXT| ', 'HTML|LOW|NORMAL|TEXT| ',
+      'HTML|HIGH|NORMAL|TEXT| '])
+    AND query_result_width OPERATOR(pg_catalog.=) 256 AND NOT attach_query_result_as_file AND query_result_header
+    AND NOT query_no_truncate AND NOT query_result_no_padding AND exclude_query_output IS NOT NULL
+    AND append_query_error IS NOT NULL, false) THEN
+    RETURN dbmail.send_usual_as_caller(recipients, subject, body, body_format, importance, exclude_query_output,
+      append_query_error);
+  END IF;
   IF query IS NULL THEN
     RETURN dbmail.send_as_caller(profile_name, recipients, copy_recipients, blind_copy_recipients, subject, body,
       body_format, importance, sensitivity, file_attachments, query, execute_query_database,
@@ -4643,6 +4707,10 @@ REVOKE ALL ON FUNCTION dbmail.parse_envelope(recipients text, copy_recipients te
 
 REVOKE ALL ON FUNCTION dbmail.parse_single_address(parameter text, value text) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION dbmail.plain_address_pattern() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION dbmail.plain_envelope(address text) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION dbmail.principal_name(principal_id oid) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.query_result_limit() FROM PUBLIC;
@@ -4697,6 +4765,12 @@ REVOKE ALL ON FUNCTION dbmail.secret_source(secret text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dbmail.send_as_caller(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.send_as_caller(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text) TO dbmail_user;
 
+REVOKE ALL ON FUNCTION dbmail.send_usual_as_caller(recipients text, subject text, body text, body_format text, importance text, exclude_query_output boolean, append_query_error boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.send_usual_as_caller(recipients text, subject text, body text, body_format text, importance text, exclude_query_output boolean, append_query_error boolean) TO dbmail_user;
+
+REVOKE ALL ON FUNCTION dbmail.send_usual_mail(recipients text, subject text, body text, body_format text, importance text, exclude_query_output boolean, append_query_error boolean, caller name) FROM PUBLIC;
+GRANT ALL ON FUNCTION dbmail.send_usual_mail(recipients text, subject text, body text, body_format text, importance text, exclude_query_output boolean, append_query_error boolean, caller name) TO dbmail_user;
+
 REVOKE ALL ON FUNCTION dbmail.send_with_query(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, caller_search_path text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.send_with_query(profile_name text, recipients text, copy_recipients text, blind_copy_recipients text, subject text, body text, body_format text, importance text, sensitivity text, file_attachments text, query text, execute_query_database text, attach_query_result_as_file boolean, query_attachment_filename text, query_result_header boolean, query_result_width integer, query_result_separator text, exclude_query_output boolean, append_query_error boolean, query_no_truncate boolean, query_result_no_padding boolean, from_address text, reply_to text, attachments dbmail.attachment[], headers jsonb, send_at timestamp with time zone, idempotency_key text, query_result_format text, caller_search_path text) TO dbmail_user;
 
@@ -4730,7 +4804,7 @@ GRANT ALL ON FUNCTION dbmail.sender_unwatch() TO dbmail_sender;
 REVOKE ALL ON FUNCTION dbmail.sender_watch() FROM PUBLIC;
 GRANT ALL ON FUNCTION dbmail.sender_watch() TO dbmail_sender;
 
-REVOKE ALL ON FUNCTION dbmail.sending_caller(call_stack text, caller name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dbmail.sending_caller(call_stack text, caller name, own_name text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION dbmail.sending_role(sender name) FROM PUBLIC;
 

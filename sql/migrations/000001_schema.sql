@@ -1,7 +1,7 @@
 -- pg-dbmail 000001: schema dbmail, the three roles, and how the migration files record themselves.
 --
 -- Everything lives in schema dbmail. Tables are private: users, admins and the sender reach them only
--- through the functions and views of the later files, and the last file (000019_privileges) grants
+-- through the functions and views of the later files, and the last file (000021_privileges) grants
 -- every privilege there is; until it has run, nobody but the owner can use anything here.
 -- Apply with `dbmail migrate`, or with `psql -v ON_ERROR_STOP=1 -1 -f FILE` on each file in order: each
 -- file starts with a guard and ends by recording itself in dbmail.migrations, either way. Every function
@@ -102,4 +102,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(1, 'schema', '73b57e7ed384cf4eaeec8d1ffa8ea42f16750ca9c5e91f174eb0de23a24304c9');
+SELECT dbmail.record_migration(1, 'schema', '3f4ac4917171610e545b93bc56c5d650d2f6a11bc9fca9b2e2fd57013694f3a6');

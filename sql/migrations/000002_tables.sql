@@ -26,7 +26,7 @@ CREATE TABLE dbmail.system_state (
   timeline text,
   timeline_since timestamptz,
   -- What every sp_send_dbmail call needs from settings and principal_profiles, kept here by triggers
-  -- (000013, refresh_send_defaults) so that a call reads one row: the three limits (NULL: not set), the
+  -- (000009, refresh_send_defaults) so that a call reads one row: the three limits (NULL: not set), the
   -- public default profile, and whether any role has a default of its own (the call then looks for it).
   max_recipients_per_mail bigint,
   max_mail_size bigint,
@@ -383,4 +383,4 @@ CREATE INDEX notified_job_runs_ended_idx ON dbmail.notified_job_runs (run_ended_
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(2, 'tables', 'f49b995fdc5488bb6091e0002b24079a7f4b67aa0e3703f6c66119530e5df752');
+SELECT dbmail.record_migration(2, 'tables', '1370588c3219c2daa997f2e240291ff52d932665de92487b9f118fcf752514e8');

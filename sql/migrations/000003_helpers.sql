@@ -1,7 +1,7 @@
 -- pg-dbmail 000003: shared helpers: how a value is shown and an error raised, header text checked, a
 -- setting read, running senders told of a change, a profile, account, operator or principal found by id
 -- or name, a restored row put over a default one, and the WAL timeline noted. Owner-only but for the few
--- that the entry points and views call in the caller's own context (000019_privileges grants them).
+-- that the entry points and views call in the caller's own context (000021_privileges grants them).
 
 -- The guard: waits for any other migrator; refuses this file if applied already or out of order.
 SELECT dbmail.begin_migration(3, 'helpers', 'tables');
@@ -193,4 +193,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(3, 'helpers', '5e8af289f2c1378a1b43e9fb8db85503a90dde54b37115a81e73029dd48c4bcf');
+SELECT dbmail.record_migration(3, 'helpers', '623c6c3ea063906b2a00e128c0d3f1cb2239a322d45067d1ae9edc9729c10bc9');

@@ -223,13 +223,28 @@ $$;
 -- accepts, recognised in one expression (LANGUAGE sql: inlined where it is used). The pattern has no
 -- bounded repeats ({0,61}): PostgreSQL's regex engine expands them into states, and the address pattern
 -- with them cost eight times as much to match; a label's length is looked at only when the domain is
--- long enough to have one over 63.
+-- long enough to have one over 63. The pattern is a function of its own for send_usual_mail, which
+-- matches it alone (on an address of at most 63 bytes, which is within every length looked at here);
+-- IMMUTABLE, so the planner puts it in as a constant.
+CREATE FUNCTION dbmail.plain_address_pattern() RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+  SELECT '^[A-Za-z0-9!#$%&''*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&''*+/=?^_`{|}~-]+)*@[A-Za-z0-9]+(-+[A-Za-z0-9]+)*(\.[A-Za-z0-9]+(-+[A-Za-z0-9]+)*)*$';
+$$;
 CREATE FUNCTION dbmail.is_plain_address(address text) RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-  SELECT address ~ '^[A-Za-z0-9!#$%&''*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&''*+/=?^_`{|}~-]+)*@[A-Za-z0-9]+(-+[A-Za-z0-9]+)*(\.[A-Za-z0-9]+(-+[A-Za-z0-9]+)*)*$'
+  SELECT address ~ dbmail.plain_address_pattern()
      AND length(address) <= 254 AND strpos(address, '@') <= 65
      AND (length(address) - strpos(address, '@') <= 63 OR address !~ '[^.@]{64}');
+$$;
+
+-- The envelope of one plain address in recipients, the one parse_envelope gives it, built at a fraction
+-- of the cost (a plain address needs no JSON escaping). LANGUAGE sql: inlined where it is used.
+CREATE FUNCTION dbmail.plain_envelope(address text) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+  SELECT ('{"to": [{"name": null, "address": "' || address || '"}], "cc": [], "bcc": []}')::jsonb;
 $$;
 
 -- A message's envelope from its three lists: {"to": [...], "cc": [...], "bcc": [...]}, each as
@@ -265,4 +280,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(5, 'addresses', '7d4b5ce17fb2469c34354e188ce2d0590be0da86a685f1bdfe9e7e8671288066');
+SELECT dbmail.record_migration(5, 'addresses', '55beba246beee9b30dfb4454bbd0ed46723dec66a5f8b58a6ffa3056920e2629');

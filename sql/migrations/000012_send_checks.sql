@@ -180,22 +180,24 @@ BEGIN
 END;
 $$;
 
--- Who calls queue_mail, by name: `caller`, the current_user that dbmail.send_as_caller or
--- dbmail.send_with_query passes, when one of them is the frame above queue_mail's in call_stack (its
--- PG_CONTEXT, read as check_query_source reads it: both run as their caller, pinned to a search_path
--- without dbmail, so their frames name them schema-qualified, and no function of the caller's is named
--- so). Otherwise queue_mail was called directly: the caller's stamp says who (take_caller_stamp), which
--- costs two statements that the entry points spare. The frame above must start with the words of
--- queue_mail's own (the server's, in its language, e.g. "PL/pgSQL function ") and `dbmail.send_`: the
--- schema's functions so named are those two. LANGUAGE sql, one expression: inlined into queue_mail's.
--- split_part finds lines by bytes; strpos, left and substr count characters from the start of the text
--- (in UTF-8, a call each), which in a call stack of a thousand characters cost a tenth of a call.
-CREATE FUNCTION dbmail.sending_caller(call_stack text, caller name) RETURNS name
+-- Who calls queue_mail (or send_usual_mail), by name: `caller`, the current_user that an entry point
+-- (dbmail.send_as_caller, send_usual_as_caller, send_with_query) passes, or the sender send_usual_mail
+-- passes on, when one of them is the frame above the callee's own in call_stack (its PG_CONTEXT, read as
+-- check_query_source reads it: all of them are pinned to a search_path without dbmail, so their frames
+-- name them schema-qualified, and no function of the caller's is named so). Otherwise the callee was
+-- called directly: the caller's stamp says who (take_caller_stamp), which costs two statements that the
+-- entry points spare. own_name is the callee's ('dbmail.queue_mail('); the frame above must start with
+-- the words of the callee's own (the server's, in its language, e.g. "PL/pgSQL function ") and
+-- `dbmail.send_`: the schema's functions so named are those four. LANGUAGE sql, one expression: inlined
+-- into the callee's. split_part finds lines by bytes; strpos, left and substr count characters from the
+-- start of the text (in UTF-8, a call each), which in a call stack of a thousand characters cost a tenth
+-- of a call.
+CREATE FUNCTION dbmail.sending_caller(call_stack text, caller name, own_name text) RETURNS name
 LANGUAGE sql VOLATILE
 AS $$
   SELECT CASE
     WHEN caller IS NOT NULL
-         AND starts_with(split_part(call_stack, E'\n', 2), split_part(call_stack, 'dbmail.queue_mail(', 1) || 'dbmail.send_')
+         AND starts_with(split_part(call_stack, E'\n', 2), split_part(call_stack, own_name, 1) || 'dbmail.send_')
       THEN caller
     ELSE dbmail.take_caller_stamp('sp_send_dbmail') END;
 $$;
@@ -344,7 +346,7 @@ $$;
 -- every transaction that sent one (PostgreSQL holds a cluster-wide lock from the notifying commit's
 -- queue write through its WAL flush), so it is sent only when it is needed: when a sender listens and
 -- none is awake. The state is three advisory locks of this database (read as of now, whatever the
--- caller's isolation level), held by the senders (000016, "the wake-up protocol"):
+-- caller's isolation level), held by the senders (000017, "the wake-up protocol"):
 --   (1684172140, 1) shared by every sender's LISTEN connection: someone listens;
 --   (1684172140, 2) exclusive by at most one awake sender, the watcher: it will look again;
 --   (1684172140, 3) shared by this transaction until it ends, taken first: a sender going idle takes it
@@ -364,4 +366,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(12, 'send_checks', 'db246dbbd9fa66113076654e3855389e5853c3dcfdab304c8e68eefbcdb580a4');
+SELECT dbmail.record_migration(12, 'send_checks', 'a7078afc3c5a1f84202c2e98e01a1d1c2f1d08c93d6a10238e45ea00c097c264');

@@ -1,4 +1,4 @@
-// The wake-up protocol (000016) under concurrency: sp_send_dbmail sends NOTIFY only when a sender listens
+// The wake-up protocol (000017) under concurrency: sp_send_dbmail sends NOTIFY only when a sender listens
 // and none is awake, so a lost wake-up would leave mail waiting for the poll. Every sender here polls once
 // a minute: any mail that arrives more than a second after its commit was woken by nobody. Many callers,
 // in READ COMMITTED and REPEATABLE READ (whose snapshot is taken before the call), hold their

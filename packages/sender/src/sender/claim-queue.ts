@@ -8,7 +8,7 @@ import type { OutcomeRecorder } from "./outcomes.js";
 import * as q from "./queries.js";
 import type { Wakeup } from "./wakeup.js";
 
-/** This sender's watch (the wake-up protocol, 000016), held on its LISTEN connection (wake-listener.ts). */
+/** This sender's watch (the wake-up protocol, 000017), held on its LISTEN connection (wake-listener.ts). */
 export interface Watch {
   readonly watched: boolean;
   watch(): Promise<boolean>;
@@ -49,7 +49,7 @@ export interface ClaimQueueSettings {
  * once and claims stay whole batches. The loop wakes on a notification (wakeup) and polls. While delivery
  * is stopped, or on shutdown, the ready items are given back: claimable by others at once.
  *
- * The wake-up protocol (000016): each claim also takes the watch if no sender holds it, so sp_send_dbmail
+ * The wake-up protocol (000017): each claim also takes the watch if no sender holds it, so sp_send_dbmail
  * sends no NOTIFY while this sender is awake; it keeps it while busy (each item finishing wakes the loop,
  * which claims again). Before sleeping with nothing to do it gives the watch back, settles (waits for the
  * transactions that counted on it) and looks once more; so too after the LISTEN connection (re)connects.

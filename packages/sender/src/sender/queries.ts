@@ -38,7 +38,7 @@ export async function claim(
 
 /**
  * Waits up to `timeoutMs` for every transaction that queued mail counting on a watcher to end (the
- * wake-up protocol, 000016); false when the time ran out.
+ * wake-up protocol, 000017); false when the time ran out.
  */
 export async function settle(db: pg.Pool, timeoutMs: number): Promise<boolean> {
   const { rows } = await db.query<{ settled: boolean }>({

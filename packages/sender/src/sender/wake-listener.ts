@@ -21,7 +21,7 @@ export interface WakeListenerOptions {
  * firewall dropping it, a failover); when the connection is lost it reconnects with capped, jittered
  * backoff. 'connected' after every (re)connect: what was notified meanwhile was not heard, so look.
  *
- * The connection also carries this sender's part of the wake-up protocol (000016): while it listens it
+ * The connection also carries this sender's part of the wake-up protocol (000017): while it listens it
  * holds the "someone listens" lock (dbmail.sender_listening), and it holds the watch (watch()/unwatch())
  * while the sender is awake, so both end with the connection.
  *

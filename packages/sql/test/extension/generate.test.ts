@@ -99,8 +99,8 @@ describe("the extension pg_dbmail, generated from the migrations", () => {
         { version: "0.2.0", lastMigration: migrations.length },
       ]),
     );
-    expect(included(chained["pg_dbmail--0.1.0--0.2.0.sql"] as string)).toEqual(["000020_privileges.sql"]);
-    expect(included(chained["pg_dbmail--0.2.0--0.3.0.sql"] as string)).toEqual(["000021_made_up.sql"]);
+    expect(included(chained["pg_dbmail--0.1.0--0.2.0.sql"] as string)).toEqual(["000021_privileges.sql"]);
+    expect(included(chained["pg_dbmail--0.2.0--0.3.0.sql"] as string)).toEqual(["000022_made_up.sql"]);
   });
 
   it("refuses a table of releases that would skip or repeat migrations", () => {

@@ -136,6 +136,18 @@ describe("the name of the caller that the entry points pass to queue_mail", () =
     }
   });
 
+  it("is not taken from a direct call of send_usual_mail (the usual call's queue_mail)", async () => {
+    const bobName = first((await bob.query<{ n: string }>("SELECT current_user AS n")).rows).n;
+    const error = await errorOf(
+      alice.query(
+        "SELECT dbmail.send_usual_mail('to@example.org', 's', 'b', 'TEXT', 'NORMAL', false, false, $1::name)",
+        [bobName],
+      ),
+    );
+    expect(error.code, error.message).toBe("42501");
+    expect(error.message).toMatch(/call dbmail\.sp_send_dbmail, not this internal function/);
+  });
+
   it("is not taken from a function of the caller's own named like an entry point", async () => {
     const bobName = first((await bob.query<{ n: string }>("SELECT current_user AS n")).rows).n;
     await alice.query(`CREATE FUNCTION pg_temp.send_as_caller(who name) RETURNS bigint LANGUAGE plpgsql AS $f$

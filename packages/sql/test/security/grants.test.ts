@@ -34,6 +34,8 @@ const USER_FUNCTIONS = [
   "raise_error",
   "run_query",
   "send_as_caller",
+  "send_usual_as_caller",
+  "send_usual_mail",
   "send_with_query",
   "show_value",
   "sp_notify_operator",

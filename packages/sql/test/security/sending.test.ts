@@ -215,7 +215,7 @@ describe("transactions", () => {
     const listener = await t.db.connect();
     const notifications: string[] = [];
     listener.on("notification", (n) => notifications.push(n.channel));
-    // As an idle sender listens (sp_send_dbmail notifies only when one does; 000016).
+    // As an idle sender listens (sp_send_dbmail notifies only when one does; 000017).
     await listener.query("LISTEN dbmail_queue; SELECT dbmail.sender_listening()");
     const client = await t.db.connect(t.alice);
     await expectUnchanged(async () => {

@@ -2,8 +2,9 @@
 // full checks they skip: a plain address (dbmail.is_plain_address) is one that address_problem accepts and
 // parse_addresses records as given; the usual arguments that queue_mail lets past check_send_arguments
 // are ones check_send_arguments accepts (random inputs near the edges of both). The usual call (no
-// profile named, the public default, one plain address) skips every other step of queue_mail: it stores
-// what the full path stores, and no rule those steps apply is skipped with it.
+// profile named, the public default, one plain address) goes to send_usual_mail instead of queue_mail:
+// it stores what queue_mail stores, no rule queue_mail applies is skipped with it, and what it cannot
+// take (or what anyone passes it directly) goes to queue_mail, refused as queue_mail refuses it.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { call, withSettings } from "../../../../test/support/mail.js";
 import { addSendingProfile, type MailItem, message, useSendDatabase } from "../support/send.js";
@@ -177,11 +178,90 @@ describe("the usual call", () => {
     ]) {
       expect({ detour, item: await stored({ ...usual, ...detour }) }).toEqual({ detour, item: fast });
     }
+    // The other importances and HTML, and the query options a script may set without a query.
+    const options = {
+      ...usual,
+      importance: "HIGH",
+      body_format: "HTML",
+      exclude_query_output: true,
+      append_query_error: true,
+    };
+    const fastOptions = await stored(options);
+    expect(fastOptions).toMatchObject({
+      importance: "HIGH",
+      body_format: "HTML",
+      exclude_query_output: true,
+    });
+    expect(await stored({ ...options, profile_name: "PublicDefault" })).toEqual(fastOptions);
     // Without a subject, the default one; with send_at, the same path.
     expect((await stored({ ...usual, subject: undefined })).subject).toBe("PostgreSQL Message");
     const at = new Date(Date.now() + 3_600_000);
     const later = await t.sendAndRead(message({ ...usual, send_at: at }));
     expect([later.send_at, later.next_attempt_at]).toEqual([at, at]);
+  });
+
+  it("keeps every argument that takes a call off it, as the full path does", async () => {
+    const outcome = (args: Record<string, unknown>) =>
+      stored(args).then(
+        ({ profile_id, ...item }) => item,
+        (error: Error) => error.message,
+      );
+    const at = new Date(Date.now() + 3_600_000);
+    for (const variant of [
+      { copy_recipients: "bob@x.org" },
+      { blind_copy_recipients: "bob@x.org" },
+      { from_address: "me@x.org" },
+      { reply_to: "me@x.org" },
+      { headers: { "X-Tag": "v" } },
+      { send_at: at },
+      { sensitivity: "PERSONAL" },
+      { query_result_format: "CSV" },
+      { query_result_width: 300 },
+      { query_result_separator: "," },
+      { query_result_header: false },
+      { query_no_truncate: true },
+      { query_result_no_padding: true },
+      { attach_query_result_as_file: true },
+      { execute_query_database: "elsewhere" },
+      { file_attachments: "/tmp/x" },
+      { attachments: [{ filename: "a.txt", content: Buffer.from("a") }] },
+    ]) {
+      // Any other profile than the public default takes the full path (profile_id aside, the same item).
+      const full = await outcome({ ...usual, ...variant, profile_name: "Main" });
+      expect({ variant, item: await outcome({ ...usual, ...variant }) }).toEqual({ variant, item: full });
+    }
+  });
+
+  it("treats subjects and addresses near the edges of its own checks as the full path does", async () => {
+    const long = (n: number) => `${"a".repeat(n - "@x.org".length)}@x.org`;
+    for (const variant of [
+      { subject: "a\tb" },
+      { subject: "a\nb" },
+      { subject: "a\u007fb" },
+      { subject: "" },
+      { subject: "ü".repeat(499) },
+      { subject: "ü".repeat(500) },
+      { subject: "x".repeat(998) },
+      { subject: "x".repeat(999) },
+      { recipients: long(63) },
+      { recipients: long(64) },
+      { recipients: `${"a".repeat(65)}@x.org` },
+      { recipients: `a@${"b".repeat(64)}.org` },
+      { recipients: "Ann <ann@x.org>" },
+      { recipients: "ann@x.org;bob@x.org" },
+      { recipients: " ann@x.org" },
+      { recipients: "ann@x..org" },
+      { recipients: "ann" },
+      { recipients: "" },
+    ]) {
+      const outcome = (args: Record<string, unknown>) =>
+        stored(args).then(
+          (item) => item,
+          (error: Error) => error.message,
+        );
+      const full = await outcome({ ...usual, ...variant, profile_name: "PublicDefault" });
+      expect({ variant, item: await outcome({ ...usual, ...variant }) }).toEqual({ variant, item: full });
+    }
   });
 
   it("keeps MaxMailsPerUserPerDay", async () => {
@@ -209,6 +289,49 @@ describe("the usual call", () => {
       await call(t.db, "sysmail_delete_profile_sp", { profile_name: "AliceDefault" });
     }
     expect((await t.sendAndRead(message(usual))).profile_id).toBe(publicDefault);
+  });
+
+  it("refuses what sp_send_dbmail would refuse when its entry point is called directly", async () => {
+    // send_usual_as_caller takes what sp_send_dbmail sends it, but any dbmail_user may call it.
+    const direct = (bodyFormat: string | null, importance: string | null, exclude: boolean | null) =>
+      t.alice
+        .query("SELECT dbmail.send_usual_as_caller('ann@x.org', 'Hello', 'Body', $1, $2, $3, false)", [
+          bodyFormat,
+          importance,
+          exclude,
+        ])
+        .then(
+          () => "accepted",
+          (error: Error) => error.message,
+        );
+    for (const [bodyFormat, importance, exclude] of [
+      ["RTF", "NORMAL", false],
+      ["TEXT", "URGENT", false],
+      [null, "NORMAL", false],
+      ["TEXT", null, false],
+      ["TEXT", "NORMAL", null],
+    ] as const) {
+      const viaEntryPoint = await t
+        .send(message({ ...usual, body_format: bodyFormat, importance, exclude_query_output: exclude }))
+        .then(
+          () => "accepted",
+          (error: Error) => error.message,
+        );
+      expect({
+        bodyFormat,
+        importance,
+        exclude,
+        error: await direct(bodyFormat, importance, exclude),
+      }).toEqual({
+        bodyFormat,
+        importance,
+        exclude,
+        error: viaEntryPoint,
+      });
+    }
+    expect(await direct("RTF", "NORMAL", false)).toMatch(/^body_format: "RTF": /);
+    // No body_format is TEXT, as for sp_send_dbmail.
+    expect(await direct(null, "NORMAL", false)).toBe("accepted");
   });
 
   it("keeps refusing a dbmail group role", async () => {

@@ -1,6 +1,6 @@
 // When a queued item becomes due (send_at) and becomes visible: only when the caller's transaction
 // commits, which is also when NOTIFY dbmail_queue wakes the sender (SPEC.md section 9), when one listens
-// and none is awake (the wake-up protocol of 000016; test/sender/wakeups.test.ts runs it with senders).
+// and none is awake (the wake-up protocol of 000017; test/sender/wakeups.test.ts runs it with senders).
 import type pg from "pg";
 import { afterEach, describe, expect, it } from "vitest";
 import { first, sleep } from "../../../../test/support/mail.js";

@@ -1,11 +1,11 @@
--- pg-dbmail 000017: the sysmail_* views. They run with their owner's rights over the private tables and
+-- pg-dbmail 000018: the sysmail_* views. They run with their owner's rights over the private tables and
 -- filter rows by current_user (the querying role): dbmail_user members see their own items, attachments
 -- and events; admins see all. A user's rows are those of the role itself (OID and name), not of whoever
 -- had its name before. They are security barriers, so a user's own functions in a WHERE clause cannot
 -- see rows the filter removes.
 
 -- The guard: waits for any other migrator; refuses this file if applied already or out of order.
-SELECT dbmail.begin_migration(17, 'views', 'sender_outcomes');
+SELECT dbmail.begin_migration(18, 'views', 'sender_outcomes');
 
 -- Two branches with the same columns, of which only one runs (each is gated by a one-time filter),
 -- rather than one WHERE with an OR: an OR with the admin test keeps PostgreSQL from reading a user's
@@ -85,4 +85,4 @@ WHERE (SELECT dbmail.is_admin(current_user))
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(17, 'views', '28c5e833c91fb431b49e308586283d23494128ab08921c035449f2c82e7ab839');
+SELECT dbmail.record_migration(18, 'views', 'aaee1f8b6f6c75e5c26144130005c06ed1a51791fe6b213ff7ed2eba992011db');

@@ -1,9 +1,9 @@
--- pg-dbmail 000018: operators (SQL Server Agent's sp_add_operator and friends, for admins): a person or a
+-- pg-dbmail 000019: operators (SQL Server Agent's sp_add_operator and friends, for admins): a person or a
 -- team mailbox to notify. Each procedure is SECURITY DEFINER with a pinned search_path and asks
 -- dbmail.require_admin first. Times are SQL Server's HHMMSS integers (dbmail.pager_time).
 
 -- The guard: waits for any other migrator; refuses this file if applied already or out of order.
-SELECT dbmail.begin_migration(18, 'operators', 'views');
+SELECT dbmail.begin_migration(19, 'operators', 'views');
 
 -- An operator's name: not blank, on one line, at most 128 characters (trimmed).
 CREATE FUNCTION dbmail.check_operator_name(parameter text, operator_name text) RETURNS void
@@ -262,4 +262,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(18, 'operators', '8ce20aec0d485822a9c57829e525e04fa42fec79464e917f60b43b4769754c51');
+SELECT dbmail.record_migration(19, 'operators', '369cb598ea1e876bb56073ac2520084c4333bcfa68ce208746b0ae1739388409');

@@ -1,9 +1,9 @@
--- pg-dbmail 000014: the queue's controls and clean-up: start and stop delivery, its status, the queue and
+-- pg-dbmail 000015: the queue's controls and clean-up: start and stop delivery, its status, the queue and
 -- the live senders (sysmail_help_queue_sp, with the one flag to alert on), deleting old mail items and
 -- events, and the installed schema version.
 
 -- The guard: waits for any other migrator; refuses this file if applied already or out of order.
-SELECT dbmail.begin_migration(14, 'queue', 'send');
+SELECT dbmail.begin_migration(15, 'queue', 'entry_points');
 
 -- Starts or stops delivery, for sysmail_start_sp and sysmail_stop_sp.
 CREATE FUNCTION dbmail.set_started(started boolean) RETURNS void
@@ -348,4 +348,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(14, 'queue', '4d12e20c0c8e86318080dba7bf9c531143f662a04cd990be707a3e4b7601605a');
+SELECT dbmail.record_migration(15, 'queue', '8b88a91867068f08db4db0ea9671876b66a5858ae9829c0b8c04ec4d3ea87fe3');

@@ -1,8 +1,8 @@
--- pg-dbmail 000019: notifying operators. sp_notify_operator mails one as the caller (SQL Server Agent's);
+-- pg-dbmail 000020: notifying operators. sp_notify_operator mails one as the caller (SQL Server Agent's);
 -- notify_job_failures (Beyond) mails one about failed pg_cron job runs, each run once.
 
 -- The guard: waits for any other migrator; refuses this file if applied already or out of order.
-SELECT dbmail.begin_migration(19, 'operator_notifications', 'operators');
+SELECT dbmail.begin_migration(20, 'operator_notifications', 'operators');
 
 -- The e-mail address list of an operator that can be notified, for sp_notify_operator (which runs as the
 -- caller and cannot read dbmail.operators). Raises SQL Server's 14601 and 14602 as 55000.
@@ -174,4 +174,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(19, 'operator_notifications', '17c0d4a1daf1f26b9a448b420dc2ae7ba147e36abd4cdbea663bd5ccb6131490');
+SELECT dbmail.record_migration(20, 'operator_notifications', 'b4dfba8dee459083805bec7872530c599028382d2ae0d4f40764821e46a3328c');

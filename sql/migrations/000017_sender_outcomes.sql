@@ -1,11 +1,11 @@
--- pg-dbmail 000016: the sender protocol, part two (dbmail_sender only): what a sender reads to send an item
+-- pg-dbmail 000017: the sender protocol, part two (dbmail_sender only): what a sender reads to send an item
 -- it holds (the accounts of every profile with their credentials, the item's attachments) and how it
 -- reports the outcome. Retry timing and the final status are decided here, in one place, so every sender
 -- behaves alike and a restart loses nothing. And the senders' half of the wake-up protocol. Every function
 -- asks require_sender first (SenderRoles), except sender_unwatch, which only gives a lock back.
 
 -- The guard: waits for any other migrator; refuses this file if applied already or out of order.
-SELECT dbmail.begin_migration(16, 'sender_outcomes', 'sender_claims');
+SELECT dbmail.begin_migration(17, 'sender_outcomes', 'sender_claims');
 
 -- The status procedure's work: records the outcome of one attempt round over the profile's accounts.
 --   sent      delivered through account_id (smtp_response: the server's reply)
@@ -295,7 +295,7 @@ AS $$
 $$;
 
 -- The wake-up protocol. sp_send_dbmail sends NOTIFY dbmail_queue only when a sender listens and none is
--- awake (dbmail.must_wake_senders, 000013, which reads the three advisory locks below). So:
+-- awake (dbmail.must_wake_senders, 000012, which reads the three advisory locks below). So:
 -- * a sender's LISTEN connection holds the first lock shared while it listens (sender_listening), and
 --   settles (below) before it looks for mail after every (re)connect;
 -- * one awake sender at a time, the watcher, holds the second (sender_watch): calls that see it send no
@@ -363,4 +363,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(16, 'sender_outcomes', '98930b375f7d240686ef5f64e631bc66774cd0590f6194556253c9b0b0738efd');
+SELECT dbmail.record_migration(17, 'sender_outcomes', '0bf65d9cc5456fa11026fb26c6e82391780a8479f6d495a844e38e948e6b1aff');

@@ -1,10 +1,10 @@
--- pg-dbmail 000020: every privilege, in one place. Nobody but the owner touches a table, and PUBLIC gets
+-- pg-dbmail 000021: every privilege, in one place. Nobody but the owner touches a table, and PUBLIC gets
 -- nothing (PostgreSQL grants EXECUTE on a new function to PUBLIC: it is taken away here from every
 -- function of the schema at once). Each role gets exactly what it needs, below; a function not named here
 -- is the owner's alone (the helpers, which the functions granted here call as the owner).
 
 -- The guard: waits for any other migrator; refuses this file if applied already or out of order.
-SELECT dbmail.begin_migration(20, 'privileges', 'operator_notifications');
+SELECT dbmail.begin_migration(21, 'privileges', 'operator_notifications');
 
 REVOKE ALL ON SCHEMA dbmail FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA dbmail FROM PUBLIC;
@@ -31,6 +31,8 @@ GRANT EXECUTE ON FUNCTION
   dbmail.send_as_caller(text, text, text, text, text, text, text, text, text, text, text, text, boolean, text,
     boolean, integer, text, boolean, boolean, boolean, boolean, text, text, dbmail.attachment[], jsonb,
     timestamptz, text, text),
+  dbmail.send_usual_as_caller(text, text, text, text, text, boolean, boolean),
+  dbmail.send_usual_mail(text, text, text, text, text, boolean, boolean, name),
   dbmail.check_send_arguments(text, text, text, text, text, text, text, boolean, boolean, integer, text, boolean,
     boolean, boolean, boolean, text, dbmail.attachment[], jsonb, text, text),
   dbmail.attachment(text, bytea, text),
@@ -134,4 +136,4 @@ GRANT EXECUTE ON FUNCTION dbmail.schema_version() TO dbmail_admin;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(20, 'privileges', 'c32216ab85c08575efb316781d130f99e37bb9b4fc95cb77b0a967536ba5a00d');
+SELECT dbmail.record_migration(21, 'privileges', '94db062303deb9e8570ed9f08d9e8ed42f05af258279bd4d360b6cf6c7a95ec7');

@@ -1,4 +1,4 @@
--- pg-dbmail 000015: the sender protocol, part one (dbmail_sender only): a sender registers and
+-- pg-dbmail 000016: the sender protocol, part one (dbmail_sender only): a sender registers and
 -- heartbeats under its sender_id, claims due items under a lease, renews the leases of what it still
 -- holds, and gives back what it will not send. A sender_id belongs to the login that registered it, and
 -- a lease is proven by a random token that only the claimer learns (claim_mailitems returns it; no view
@@ -6,7 +6,7 @@
 -- a wrong or missing token is a lease not held, never an error. Each asks require_sender (SenderRoles).
 
 -- The guard: waits for any other migrator; refuses this file if applied already or out of order.
-SELECT dbmail.begin_migration(15, 'sender_claims', 'queue');
+SELECT dbmail.begin_migration(16, 'sender_claims', 'queue');
 
 -- Whether the session's login may act under a sender_id registered by `login`: it is that login, or
 -- nobody registered the id (NULL), or that login no longer exists (dropped: its ids are free, so a login
@@ -396,4 +396,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(15, 'sender_claims', '2cde2de73adb350a7b4bebbcea8b7bbf6797c90cde6db962577408baa0909c27');
+SELECT dbmail.record_migration(16, 'sender_claims', '95e48afe0a5647f066a1e7baa3ce1e25eb55c3db49c2f9f068b16698a4d055dd');
