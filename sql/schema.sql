@@ -2588,6 +2588,8 @@ DECLARE
 BEGIN
   GET DIAGNOSTICS call_stack = PG_CONTEXT;
   sender := dbmail.sending_caller(call_stack, caller, 'dbmail.send_usual_mail(');
+  -- sending_role's rule without its call (a group role or a role dropped meanwhile: NULL, and queue_mail
+  -- says which).
   sender_oid := CASE WHEN sender NOT IN ('dbmail_user', 'dbmail_admin', 'dbmail_sender')
                      THEN to_regrole(quote_ident(sender)) END;
   SELECT st.max_mail_size, st.max_mails_per_user_per_day, st.public_default_profile, st.role_defaults

@@ -247,6 +247,8 @@ DECLARE
 BEGIN
   GET DIAGNOSTICS call_stack = PG_CONTEXT;
   sender := dbmail.sending_caller(call_stack, caller, 'dbmail.send_usual_mail(');
+  -- sending_role's rule without its call (a group role or a role dropped meanwhile: NULL, and queue_mail
+  -- says which).
   sender_oid := CASE WHEN sender NOT IN ('dbmail_user', 'dbmail_admin', 'dbmail_sender')
                      THEN to_regrole(quote_ident(sender)) END;
   SELECT st.max_mail_size, st.max_mails_per_user_per_day, st.public_default_profile, st.role_defaults
@@ -278,4 +280,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(13, 'send', '0e509d898f0eae4b26741fe16a5c2766267ac9057330e26f934926b6da86f8fd');
+SELECT dbmail.record_migration(13, 'send', 'd56c9f9185d221b5b1a42d7086331d9343e55987c97726be39ea94fa282e5ae1');

@@ -99,8 +99,8 @@ BEGIN
 END;
 $$;
 
--- The usual call (see send_usual_mail): its arguments, and the caller's current_user as
--- send_as_caller passes it, for the few that can differ in it.
+-- send_as_caller for the usual call (see sp_send_dbmail and send_usual_mail): the seven arguments that
+-- can differ in it, and the caller's current_user, passed to send_usual_mail.
 CREATE FUNCTION dbmail.send_usual_as_caller(
   recipients text, subject text, body text, body_format text, importance text, exclude_query_output boolean,
   append_query_error boolean
@@ -189,4 +189,4 @@ $$;
 
 -- Records this file in dbmail.migrations; the checksum is the sha256 of the text above this line
 -- (written by `npm run migrations:seal`).
-SELECT dbmail.record_migration(14, 'entry_points', 'bc668219d9343ec403a169af7e3b096dce0939403943c2e122b474e3516d6fc1');
+SELECT dbmail.record_migration(14, 'entry_points', '853a362e4c615b93eea833e89d331118cba8e4ac292fe09a07ee4ce9a2c27778');
