@@ -1951,7 +1951,6 @@ DECLARE
   sender name;
   sender_oid oid;
   call_stack text;
-  usual_arguments boolean;
   -- The denial-of-service limits (0 = unlimited).
   replay boolean := false;
   max_recipients bigint;
@@ -1977,20 +1976,6 @@ BEGIN
          st.role_defaults
   INTO max_recipients, max_size, max_per_day, usual_default, role_defaults
   FROM dbmail.system_state st;
-
-  -- The usual arguments: nothing check_send_arguments could refuse, and every value as it is stored.
-  usual_arguments := COALESCE(query IS NULL AND execute_query_database IS NULL AND headers IS NULL
-    AND idempotency_key IS NULL AND file_attachments IS NULL AND attachments IS NULL
-    AND body_format IN ('TEXT', 'HTML') AND importance IN ('LOW', 'NORMAL', 'HIGH')
-    AND sensitivity IN ('NORMAL', 'PERSONAL', 'PRIVATE', 'CONFIDENTIAL')
-    AND query_result_format IN ('TEXT', 'CSV', 'HTML', 'JSON')
-    AND query_result_width BETWEEN 10 AND 32767 AND length(query_result_separator) = 1
-    AND NOT attach_query_result_as_file AND query_result_header IS NOT NULL
-    AND exclude_query_output IS NOT NULL AND append_query_error IS NOT NULL
-    AND query_no_truncate IS NOT NULL AND query_result_no_padding IS NOT NULL
-    AND NOT (query_result_no_padding AND query_no_truncate)
-    AND (subject IS NULL OR (subject !~ '[\x01-\x08\x0a-\x1f\x7f]' AND length(subject) <= 998))
-    AND (NULLIF(body, '') IS NOT NULL OR NULLIF(subject, '') IS NOT NULL), false);
 
   -- A query, an idempotency key, a role with a default of its own: what most calls have none of.
   IF query IS NOT NULL OR idempotency_key IS NOT NULL OR (profile_name IS NULL AND role_defaults) THEN
@@ -2020,9 +2005,21 @@ BEGIN
     END IF;
   END IF;
 
-  -- Arguments that are not the usual ones go through check_send_arguments, which names the first bad
-  -- one, and have their values put as they are stored (upper case, trimmed).
-  IF NOT usual_arguments THEN
+  -- The arguments. The usual ones, with nothing check_send_arguments could refuse and every value as it
+  -- is stored, are recognised in one expression; anything else, or a NULL on the way, goes through it,
+  -- which names the first bad argument, and has its values put as they are stored (upper case, trimmed).
+  IF NOT COALESCE(query IS NULL AND execute_query_database IS NULL AND headers IS NULL
+      AND idempotency_key IS NULL AND file_attachments IS NULL AND attachments IS NULL
+      AND body_format IN ('TEXT', 'HTML') AND importance IN ('LOW', 'NORMAL', 'HIGH')
+      AND sensitivity IN ('NORMAL', 'PERSONAL', 'PRIVATE', 'CONFIDENTIAL')
+      AND query_result_format IN ('TEXT', 'CSV', 'HTML', 'JSON')
+      AND query_result_width BETWEEN 10 AND 32767 AND length(query_result_separator) = 1
+      AND NOT attach_query_result_as_file AND query_result_header IS NOT NULL
+      AND exclude_query_output IS NOT NULL AND append_query_error IS NOT NULL
+      AND query_no_truncate IS NOT NULL AND query_result_no_padding IS NOT NULL
+      AND NOT (query_result_no_padding AND query_no_truncate)
+      AND (subject IS NULL OR (subject !~ '[\x01-\x08\x0a-\x1f\x7f]' AND length(subject) <= 998))
+      AND (NULLIF(body, '') IS NOT NULL OR NULLIF(subject, '') IS NOT NULL), false) THEN
     PERFORM dbmail.check_send_arguments(subject, body, COALESCE(body_format, 'TEXT'), importance, sensitivity,
       query, execute_query_database, attach_query_result_as_file, query_result_header, query_result_width,
       query_result_separator, exclude_query_output, append_query_error, query_no_truncate,
